@@ -1,0 +1,5 @@
+"""``python -m relearn`` is the ``relearn`` command."""
+
+from relearn.cli import main
+
+raise SystemExit(main())

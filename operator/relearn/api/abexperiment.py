@@ -1,0 +1,168 @@
+"""ABExperiment (``abx``): champion vs challenger on live traffic.
+
+Mirrors ``crds/abexperiment.yaml``. :class:`ExperimentTemplate` is the part a
+DriftPolicy carries to start experiments for the versions it trains, so both
+kinds share one definition of workload, routing, traffic, analysis, promotion
+and rollback.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from relearn.api.base import (
+    CheckName,
+    Duration,
+    ModelName,
+    ObjectName,
+    Probability,
+    PromQL,
+    Semver,
+    SpecModel,
+    StatusModel,
+    Timestamp,
+)
+from relearn.api.conditions import Condition
+
+RoutingProvider = Literal["gateway-api", "istio", "replicas"]
+TestMethod = Literal["sequential", "fixed"]
+PromotionMode = Literal["Automatic", "Manual"]
+ExperimentPhase = Literal["Pending", "Progressing", "Promoted", "Rejected", "Inconclusive", "RolledBack", "Failed"]
+DecisionOutcome = Literal["Continue", "Promote", "Reject", "Inconclusive", "RollBack"]
+Percent = Annotated[int, Field(ge=0, le=100)]
+
+
+class Workload(SpecModel):
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    version_env: Annotated[str, Field(max_length=253)] = "RELEARN_MODEL_VERSION"
+
+
+class Routing(SpecModel):
+    provider: RoutingProvider = "gateway-api"
+    target: ObjectName | None = None
+
+
+class Traffic(SpecModel):
+    weight: Percent = 10
+    steps: Annotated[list[Percent], Field(max_length=20)] | None = None
+
+    @model_validator(mode="after")
+    def _steps_ascend_to_weight(self) -> Traffic:
+        steps = self.steps or []
+        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+            raise ValueError(f"steps must be strictly ascending, got {steps}")
+        if steps and steps[-1] > self.weight:
+            raise ValueError(f"steps must not exceed weight {self.weight}, got {steps}")
+        return self
+
+
+class MetricCheck(SpecModel):
+    """A PromQL query whose value must stay at or below ``max``."""
+
+    name: CheckName
+    query: PromQL
+    max: float
+
+
+class Analysis(SpecModel):
+    interval: Duration = "1m"
+    success_query: PromQL | None = None
+    total_query: PromQL | None = None
+    method: TestMethod = "sequential"
+    alpha: Probability = 0.05
+    min_samples_per_arm: Annotated[int, Field(ge=1)] = 1000
+    min_improvement: Probability = 0.02
+    max_duration: Duration = "7d"
+    guardrails: Annotated[list[MetricCheck], Field(max_length=16)] | None = None
+
+
+class Rollback(SpecModel):
+    enabled: bool = True
+    interval: Duration = "10s"
+    failure_threshold: Annotated[int, Field(ge=1)] = 2
+    bake_time: Duration = "10m"
+    window: Duration = "24h"
+    checks: Annotated[list[MetricCheck], Field(max_length=16)] | None = None
+
+
+class ExperimentSettings(SpecModel):
+    """Everything about how an experiment runs, whoever starts it."""
+
+    workload: Workload
+    routing: Routing = Field(default_factory=Routing)
+    traffic: Traffic = Field(default_factory=Traffic)
+    analysis: Analysis = Field(default_factory=Analysis)
+    promotion: PromotionMode = "Automatic"
+    rollback: Rollback = Field(default_factory=Rollback)
+
+    @model_validator(mode="after")
+    def _unique_check_names(self) -> ExperimentSettings:
+        for field, checks in (("analysis.guardrails", self.analysis.guardrails), ("rollback.checks", self.rollback.checks)):
+            names = [c.name for c in checks or ()]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"{field}: duplicate names {duplicates}")
+        return self
+
+
+class ABExperimentSpec(ExperimentSettings):
+    model: ModelName
+    champion: Semver | None = None
+    challenger: Semver
+
+    @model_validator(mode="after")
+    def _challenger_is_not_champion(self) -> ABExperimentSpec:
+        if self.champion is not None and self.champion == self.challenger:
+            raise ValueError(f"challenger must differ from champion (both {self.challenger})")
+        return self
+
+
+class ExperimentTemplate(ExperimentSettings):
+    enabled: bool = True
+
+
+class ArmWeights(StatusModel):
+    champion: int | None = None
+    challenger: int | None = None
+
+
+class ArmMeasurement(StatusModel):
+    samples: float | None = None
+    successes: float | None = None
+    rate: float | None = None
+
+
+class Arms(StatusModel):
+    champion: ArmMeasurement | None = None
+    challenger: ArmMeasurement | None = None
+
+
+class Statistic(StatusModel):
+    method: TestMethod | None = None
+    lift: float | None = None
+    ci_lower: float | None = None
+    ci_upper: float | None = None
+    p_value: float | None = None
+    samples_needed: int | None = None
+    expected_time_to_decision: str | None = None
+
+
+class Decision(StatusModel):
+    outcome: DecisionOutcome | None = None
+    reason: str | None = None
+    message: str | None = None
+    time: Timestamp | None = None
+
+
+class ABExperimentStatus(StatusModel):
+    observed_generation: int | None = None
+    phase: ExperimentPhase | None = None
+    champion: str | None = None
+    start_time: Timestamp | None = None
+    weights: ArmWeights | None = None
+    arms: Arms | None = None
+    statistic: Statistic | None = None
+    decision: Decision | None = None
+    conditions: list[Condition] | None = None

@@ -1,0 +1,66 @@
+"""Shared building blocks of the CRD models: the pydantic base classes and the
+string types (names, versions, durations) every CRD uses.
+
+The patterns here are the same strings as in ``crds/*.yaml``; the schema
+parity test (tests/unit/test_crd_parity.py) fails when they differ.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+MODEL_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+SEMVER_PATTERN = (
+    r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+    r"(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
+)
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"
+FEATURE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+ModelName = Annotated[str, Field(min_length=1, max_length=63, pattern=MODEL_NAME_PATTERN)]
+Semver = Annotated[str, Field(max_length=63, pattern=SEMVER_PATTERN)]
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN)]
+FeatureName = Annotated[str, Field(max_length=128, pattern=FEATURE_NAME_PATTERN)]
+CheckName = Annotated[str, Field(max_length=63, pattern=MODEL_NAME_PATTERN)]
+ObjectName = Annotated[str, Field(max_length=253)]
+Uri = Annotated[str, Field(min_length=1, max_length=2048)]
+PromQL = Annotated[str, Field(max_length=4096)]
+Probability = Annotated[float, Field(gt=0, lt=1)]
+# Timestamps arrive as RFC 3339 strings; everything else is strict.
+Timestamp = Annotated[datetime.datetime, Field(strict=False)]
+
+FeatureType = Literal["numeric", "categorical"]
+
+
+class SpecModel(BaseModel):
+    """Base of every spec model: camelCase on the wire, strict types (a string
+    where a number belongs is an error, as at admission), unknown fields are
+    errors (a typo in a GitOps repo must not pass silently)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        strict=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class StatusModel(BaseModel):
+    """Base of every status model: camelCase on the wire; a field this version
+    does not know (written by a newer operator) is ignored, not an error."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        strict=True,
+        extra="ignore",
+    )
+
+    def to_wire(self) -> dict[str, object]:
+        """The JSON-ready dict to patch into ``.status``."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -1,0 +1,123 @@
+"""The ``relearn`` command: run the operator, print the CRDs, validate CRs.
+
+    relearn run [-n NS ...] [--peering NAME] [--log-format json] ...
+    relearn crds > crds.yaml
+    relearn validate examples/
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from relearn import __version__
+
+LOG_FORMATS = ("plain", "full", "json")
+
+
+def _priority(text: str) -> int:
+    # "auto" gives each replica its own priority so that, with peering, exactly
+    # one is active and the others stand by until it stops answering.
+    return random.SystemRandom().randint(1, 1_000_000) if text == "auto" else int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relearn", description="Relearn: keep production ML models learning.")
+    parser.add_argument("--version", action="version", version=f"relearn {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the operator against the current kubeconfig or in-cluster account")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], metavar="NS",
+        help="serve only this namespace (repeatable; glob patterns allowed)",
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="serve every namespace (the default)")
+    run.add_argument(
+        "--liveness", default="http://0.0.0.0:8080/healthz", metavar="URL",
+        help="liveness endpoint to serve (empty to disable); default %(default)s",
+    )
+    run.add_argument("--metrics-port", type=int, default=9090, help="operator metrics port (0 disables)")
+    run.add_argument("--metrics-address", default="0.0.0.0", help="address the metrics server binds")
+    run.add_argument(
+        "--peering", metavar="NAME",
+        help="coordinate with other replicas through a kopf peering object (HA); default: standalone",
+    )
+    run.add_argument(
+        "--priority", type=_priority, default=0, metavar="N|auto",
+        help="peering priority: the highest alive replica is active; 'auto' picks a random one",
+    )
+    run.add_argument("--log-format", choices=LOG_FORMATS, default="full", help="log line format")
+    run.add_argument("-v", "--verbose", action="store_true", help="log debug details of handling")
+
+    commands.add_parser("crds", help="print the CustomResourceDefinitions as YAML")
+
+    validate = commands.add_parser(
+        "validate", help="check Relearn CRs in YAML files against the CRDs and the operator's rules"
+    )
+    validate.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders of YAML")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "crds":
+        from relearn.api.schema import all_crds_yaml
+
+        sys.stdout.write(all_crds_yaml())
+        return 0
+    if args.command == "validate":
+        return _validate(args.paths)
+    return _run(args)
+
+
+def _validate(paths: list[Path]) -> int:
+    from relearn.validation import validate_paths
+
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        print(f"relearn validate: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    verdicts = validate_paths(paths)
+    for verdict in verdicts:
+        label = f"{verdict.source}: {verdict.kind}/{verdict.name}"
+        print(f"{label}: ok" if verdict.valid else f"{label}: INVALID")
+        for error in verdict.errors:
+            print(f"    {error}")
+    invalid = sum(not v.valid for v in verdicts)
+    print(f"{len(verdicts)} objects, {invalid} invalid")
+    return 1 if invalid else 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+    from prometheus_client import start_http_server
+
+    from relearn.handlers import build_registry
+
+    log_format = {"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}
+    kopf.configure(verbose=args.verbose, log_format=log_format[args.log_format])
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr=args.metrics_address)
+    logging.getLogger("relearn").info(
+        "starting relearn %s (namespaces: %s, peering: %s)",
+        __version__, ",".join(args.namespace) or "all", args.peering or "standalone",
+    )
+    kopf.run(
+        registry=build_registry(),
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        liveness_endpoint=args.liveness or None,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        priority=args.priority,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""The spec check every Relearn kind goes through on create, update and
+operator restart: is the spec valid, and what do status and Events say.
+
+Called by ``relearn.handlers.spec``; pure, so the operator's answer to any
+spec can be tested without a cluster. The CRD schema rejects most bad input at
+admission; this is the second line for what a schema cannot say (cross-field
+rules) and for clusters whose CRDs are older than the operator.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from relearn.api import Kind
+from relearn.api.base import SpecModel
+from relearn.api.conditions import Condition, parse_conditions, set_condition
+from relearn.api.schema import field_path
+
+READY = "Ready"
+INVALID_SPEC = "InvalidSpec"
+SPEC_ACCEPTED = "SpecAccepted"
+
+EventType = Literal["Normal", "Warning"]
+
+
+@dataclass(frozen=True)
+class Event:
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class SpecCheck:
+    """Outcome of checking one object's spec."""
+
+    spec: SpecModel | None
+    errors: tuple[str, ...]
+    status_patch: dict[str, Any]
+    event: Event | None
+
+    @property
+    def valid(self) -> bool:
+        return self.spec is not None
+
+
+def describe_validation_error(error: ValidationError, prefix: str = "spec") -> tuple[str, ...]:
+    """One ``field: message`` line per problem, fields named as in the YAML."""
+    lines = []
+    for item in error.errors():
+        loc = [part for part in item["loc"] if not (isinstance(part, str) and part.startswith("function-after"))]
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{field_path([prefix, *loc])}: {message}")
+    return tuple(lines)
+
+
+def summarize(kind: Kind, spec: SpecModel) -> str:
+    """A one-line, human description of what a valid object declares."""
+    data = spec.model_dump(by_alias=True)
+    if kind.kind == "ModelVersion":
+        return f"model {data['model']} version {data['version']} registered"
+    if kind.kind == "DriftPolicy":
+        retrains = "retrains on drift" if data.get("retraining") else "reports drift only"
+        return f"monitors model {data['model']}: {len(data['features'])} features every {data['interval']}, {retrains}"
+    return (
+        f"model {data['model']}: challenger {data['challenger']} vs "
+        f"{data.get('champion') or 'the current champion'}, {data['analysis']['method']} test"
+    )
+
+
+def check_spec(kind: Kind, body: Mapping[str, Any], now: datetime.datetime) -> SpecCheck:
+    """Validate ``body['spec']`` and say what status and Events should show.
+
+    An Event is posted once per generation: when the operator restarts and sees
+    an object whose ``observedGeneration`` is current, it says nothing new.
+    """
+    generation = body.get("metadata", {}).get("generation")
+    status = body.get("status") or {}
+    conditions: list[Condition] = parse_conditions(status.get("conditions"))
+    first_look = status.get("observedGeneration") != generation
+    try:
+        spec = kind.spec.model_validate(body.get("spec") or {})
+    except ValidationError as error:
+        errors = describe_validation_error(error)
+        message = "; ".join(errors)
+        conditions = set_condition(
+            conditions,
+            type_=READY,
+            status="False",
+            reason=INVALID_SPEC,
+            message=message,
+            observed_generation=generation,
+            now=now,
+        )
+        event = Event("Warning", INVALID_SPEC, message) if first_look else None
+        return SpecCheck(None, errors, _status_patch(conditions, generation), event)
+    message = summarize(kind, spec)
+    conditions = set_condition(
+        conditions,
+        type_=READY,
+        status="True",
+        reason=SPEC_ACCEPTED,
+        message=message,
+        observed_generation=generation,
+        now=now,
+    )
+    event = Event("Normal", SPEC_ACCEPTED, message) if first_look else None
+    return SpecCheck(spec, (), _status_patch(conditions, generation), event)
+
+
+def _status_patch(conditions: list[Condition], generation: int | None) -> dict[str, Any]:
+    return {
+        "observedGeneration": generation,
+        "conditions": [c.to_wire() for c in conditions],
+    }

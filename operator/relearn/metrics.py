@@ -1,0 +1,19 @@
+"""The operator's own Prometheus metrics (not the model servers' metric
+contract, which lives in ``relearn.serving``). Served on ``--metrics-port``
+and scraped through the chart's metrics Service.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+SPEC_CHECKS = Counter(
+    "relearn_spec_checks_total",
+    "Spec checks by kind and result (valid or invalid).",
+    ["kind", "result"],
+)
+HANDLER_SECONDS = Histogram(
+    "relearn_handler_duration_seconds",
+    "Time spent in a reconcile handler.",
+    ["kind", "handler"],
+)

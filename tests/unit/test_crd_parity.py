@@ -1,0 +1,130 @@
+"""The pydantic models and the CRD schemas say the same thing.
+
+``crds/*.yaml`` is the source of truth; ``relearn.api`` mirrors it. This walks
+both trees and fails on any difference in fields, types, enums, defaults,
+required fields and bounds, naming the path where they part.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from relearn.api import KINDS, Kind
+from relearn.api.schema import openapi_schema
+
+# Keywords that must agree. Descriptions, formats other than date-time and the
+# x-kubernetes-* list/validation markers are the CRD's business alone.
+BOUNDS = ("minLength", "maxLength", "pattern", "minItems", "maxItems")
+
+
+def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = {**defs[node["$ref"].rsplit("/", 1)[1]], **{k: v for k, v in node.items() if k != "$ref"}}
+    if "allOf" in node and len(node["allOf"]) == 1:
+        inner = _resolve(node["allOf"][0], defs)
+        node = {**inner, **{k: v for k, v in node.items() if k != "allOf"}}
+    any_of = node.get("anyOf")
+    if any_of is not None:
+        # X | None: the null branch is pydantic's way of saying "optional".
+        branches = [b for b in any_of if b.get("type") != "null"]
+        if len(branches) == 1:
+            outer = {k: v for k, v in node.items() if k != "anyOf"}
+            node = {**_resolve(branches[0], defs), **outer}
+        else:
+            node = {**node, "anyOf": [_resolve(b, defs) for b in branches]}
+    return node
+
+
+def _numeric_bounds(node: dict[str, Any], *, openapi: bool) -> dict[str, Any]:
+    """Normalise to JSON Schema 2020 style: exclusive bounds carry the number."""
+    bounds: dict[str, Any] = {}
+    for inclusive, exclusive in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        if openapi:
+            if inclusive in node:
+                bounds[exclusive if node.get(exclusive) else inclusive] = node[inclusive]
+        else:
+            for key in (inclusive, exclusive):
+                if key in node:
+                    bounds[key] = node[key]
+    return bounds
+
+
+def compare(crd: dict[str, Any], model: dict[str, Any], defs: dict[str, Any], path: str) -> list[str]:
+    model = _resolve(model, defs)
+    problems: list[str] = []
+
+    def differ(what: str, crd_value: Any, model_value: Any) -> None:
+        if crd_value != model_value:
+            problems.append(f"{path}: {what} differs: CRD {crd_value!r} vs model {model_value!r}")
+
+    if crd.get("x-kubernetes-int-or-string"):
+        differ("type", ["integer", "string"], sorted(b.get("type") for b in model.get("anyOf", [])))
+        return problems
+    differ("type", crd.get("type"), model.get("type"))
+    differ("enum", crd.get("enum"), model.get("enum") or ([model["const"]] if "const" in model else None))
+    differ("numeric bounds", _numeric_bounds(crd, openapi=True), _numeric_bounds(model, openapi=False))
+    for key in BOUNDS:
+        differ(key, crd.get(key), model.get(key))
+    if "date-time" in (crd.get("format"), model.get("format")):
+        differ("format", crd.get("format"), model.get("format"))
+
+    crd_default, model_default = crd.get("default"), model.get("default")
+    if crd_default == {} and crd.get("type") == "object":
+        # An object defaulted to {} is a model field with a default factory.
+        if model.get("x-required"):
+            problems.append(f"{path}: defaulted to {{}} in the CRD but required in the model")
+    elif model_default is not None or crd_default is not None:
+        differ("default", crd_default, model_default)
+
+    if crd.get("type") == "object":
+        crd_props, model_props = crd.get("properties", {}), model.get("properties", {})
+        if set(crd_props) != set(model_props):
+            problems.append(
+                f"{path}: fields differ: only in CRD {sorted(set(crd_props) - set(model_props))}, "
+                f"only in model {sorted(set(model_props) - set(crd_props))}"
+            )
+        required = set(model.get("required", []))
+        differ("required", sorted(crd.get("required", [])), sorted(required))
+        for name in sorted(set(crd_props) & set(model_props)):
+            sub = {**model_props[name], "x-required": name in required}
+            problems += compare(crd_props[name], sub, defs, f"{path}.{name}")
+        if "additionalProperties" in crd or "additionalProperties" in model:
+            crd_extra, model_extra = crd.get("additionalProperties"), model.get("additionalProperties")
+            if isinstance(crd_extra, dict) and isinstance(model_extra, dict):
+                problems += compare(crd_extra, model_extra, defs, f"{path}.*")
+            elif not (crd_extra in (None, False) and model_extra in (None, False)):
+                problems.append(f"{path}: additionalProperties differ: {crd_extra!r} vs {model_extra!r}")
+    if crd.get("type") == "array":
+        problems += compare(crd["items"], model["items"], defs, f"{path}[]")
+    return problems
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+@pytest.mark.parametrize("part", ["spec", "status"])
+def test_model_mirrors_crd_schema(kind: Kind, part: str) -> None:
+    model_cls = kind.spec if part == "spec" else kind.status
+    model_schema = model_cls.model_json_schema(by_alias=True, mode="validation")
+    crd_schema = openapi_schema(kind)["properties"][part]
+    problems = compare(crd_schema, model_schema, model_schema.get("$defs", {}), f"{kind.kind}.{part}")
+    assert not problems, "\n".join(problems)
+
+
+def test_comparison_catches_a_drifted_field() -> None:
+    # The comparison itself must be able to fail: a renamed field, a changed
+    # bound and a changed default are each reported.
+    kind = KINDS[2]
+    crd_schema = openapi_schema(kind)["properties"]["spec"]
+    model_schema = kind.spec.model_json_schema(by_alias=True)
+    drifted = {**crd_schema, "properties": {**crd_schema["properties"]}}
+    traffic = drifted["properties"]["traffic"]
+    drifted["properties"]["traffic"] = {
+        **traffic,
+        "properties": {**traffic["properties"], "weight": {**traffic["properties"]["weight"], "maximum": 90, "default": 5}},
+    }
+    drifted["properties"]["challengr"] = drifted["properties"].pop("challenger")
+    problems = "\n".join(compare(drifted, model_schema, model_schema["$defs"], "spec"))
+    assert "only in CRD ['challengr']" in problems
+    assert "spec.traffic.weight: numeric bounds differ" in problems
+    assert "spec.traffic.weight: default differs" in problems

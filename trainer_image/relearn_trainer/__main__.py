@@ -1,0 +1,5 @@
+"""``python -m relearn_trainer``: the trainer image's entry point."""
+
+from relearn_trainer.cli import main
+
+raise SystemExit(main())
