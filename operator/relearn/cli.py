@@ -1,8 +1,8 @@
 """The ``relearn`` command: run the operator, print the CRDs, validate CRs.
 
-    relearn run [-n NS ...] [--peering NAME] [--log-format json] ...
-    relearn crds > crds.yaml
-    relearn validate examples/
+relearn run [-n NS ...] [--peering NAME] [--log-format json] ...
+relearn crds > crds.yaml
+relearn validate examples/
 """
 
 from __future__ import annotations
@@ -33,22 +33,32 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the operator against the current kubeconfig or in-cluster account")
     scope = run.add_mutually_exclusive_group()
     scope.add_argument(
-        "-n", "--namespace", action="append", default=[], metavar="NS",
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
         help="serve only this namespace (repeatable; glob patterns allowed)",
     )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="serve every namespace (the default)")
     run.add_argument(
-        "--liveness", default="http://0.0.0.0:8080/healthz", metavar="URL",
+        "--liveness",
+        default="http://0.0.0.0:8080/healthz",
+        metavar="URL",
         help="liveness endpoint to serve (empty to disable); default %(default)s",
     )
     run.add_argument("--metrics-port", type=int, default=9090, help="operator metrics port (0 disables)")
     run.add_argument("--metrics-address", default="0.0.0.0", help="address the metrics server binds")
     run.add_argument(
-        "--peering", metavar="NAME",
+        "--peering",
+        metavar="NAME",
         help="coordinate with other replicas through a kopf peering object (HA); default: standalone",
     )
     run.add_argument(
-        "--priority", type=_priority, default=0, metavar="N|auto",
+        "--priority",
+        type=_priority,
+        default=0,
+        metavar="N|auto",
         help="peering priority: the highest alive replica is active; 'auto' picks a random one",
     )
     run.add_argument("--log-format", choices=LOG_FORMATS, default="full", help="log line format")
@@ -105,7 +115,9 @@ def _run(args: argparse.Namespace) -> int:
         start_http_server(args.metrics_port, addr=args.metrics_address)
     logging.getLogger("relearn").info(
         "starting relearn %s (namespaces: %s, peering: %s)",
-        __version__, ",".join(args.namespace) or "all", args.peering or "standalone",
+        __version__,
+        ",".join(args.namespace) or "all",
+        args.peering or "standalone",
     )
     kopf.run(
         registry=build_registry(),

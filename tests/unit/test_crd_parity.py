@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from relearn.api import KINDS, Kind
 from relearn.api.schema import openapi_schema
 
@@ -121,7 +120,10 @@ def test_comparison_catches_a_drifted_field() -> None:
     traffic = drifted["properties"]["traffic"]
     drifted["properties"]["traffic"] = {
         **traffic,
-        "properties": {**traffic["properties"], "weight": {**traffic["properties"]["weight"], "maximum": 90, "default": 5}},
+        "properties": {
+            **traffic["properties"],
+            "weight": {**traffic["properties"]["weight"], "maximum": 90, "default": 5},
+        },
     }
     drifted["properties"]["challengr"] = drifted["properties"].pop("challenger")
     problems = "\n".join(compare(drifted, model_schema, model_schema["$defs"], "spec"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from relearn.api.base import (
     CheckName,
@@ -23,6 +23,8 @@ from relearn.api.base import (
     SpecModel,
     StatusModel,
     Timestamp,
+    UniqueNames,
+    strictly_ascending,
 )
 from relearn.api.conditions import Condition
 
@@ -48,14 +50,15 @@ class Traffic(SpecModel):
     weight: Percent = 10
     steps: Annotated[list[Percent], Field(max_length=20)] | None = None
 
-    @model_validator(mode="after")
-    def _steps_ascend_to_weight(self) -> Traffic:
-        steps = self.steps or []
-        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+    @field_validator("steps")
+    @classmethod
+    def _steps_ascend_to_weight(cls, steps: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        weight = info.data.get("weight")
+        if steps and not strictly_ascending(steps):
             raise ValueError(f"steps must be strictly ascending, got {steps}")
-        if steps and steps[-1] > self.weight:
-            raise ValueError(f"steps must not exceed weight {self.weight}, got {steps}")
-        return self
+        if steps and weight is not None and steps[-1] > weight:
+            raise ValueError(f"steps must not exceed weight {weight}, got {steps}")
+        return steps
 
 
 class MetricCheck(SpecModel):
@@ -75,7 +78,7 @@ class Analysis(SpecModel):
     min_samples_per_arm: Annotated[int, Field(ge=1)] = 1000
     min_improvement: Probability = 0.02
     max_duration: Duration = "7d"
-    guardrails: Annotated[list[MetricCheck], Field(max_length=16)] | None = None
+    guardrails: Annotated[list[MetricCheck], Field(max_length=16), UniqueNames] | None = None
 
 
 class Rollback(SpecModel):
@@ -84,7 +87,7 @@ class Rollback(SpecModel):
     failure_threshold: Annotated[int, Field(ge=1)] = 2
     bake_time: Duration = "10m"
     window: Duration = "24h"
-    checks: Annotated[list[MetricCheck], Field(max_length=16)] | None = None
+    checks: Annotated[list[MetricCheck], Field(max_length=16), UniqueNames] | None = None
 
 
 class ExperimentSettings(SpecModel):
@@ -97,26 +100,18 @@ class ExperimentSettings(SpecModel):
     promotion: PromotionMode = "Automatic"
     rollback: Rollback = Field(default_factory=Rollback)
 
-    @model_validator(mode="after")
-    def _unique_check_names(self) -> ExperimentSettings:
-        for field, checks in (("analysis.guardrails", self.analysis.guardrails), ("rollback.checks", self.rollback.checks)):
-            names = [c.name for c in checks or ()]
-            duplicates = sorted({n for n in names if names.count(n) > 1})
-            if duplicates:
-                raise ValueError(f"{field}: duplicate names {duplicates}")
-        return self
-
 
 class ABExperimentSpec(ExperimentSettings):
     model: ModelName
     champion: Semver | None = None
     challenger: Semver
 
-    @model_validator(mode="after")
-    def _challenger_is_not_champion(self) -> ABExperimentSpec:
-        if self.champion is not None and self.champion == self.challenger:
-            raise ValueError(f"challenger must differ from champion (both {self.challenger})")
-        return self
+    @field_validator("challenger")
+    @classmethod
+    def _challenger_is_not_champion(cls, challenger: str, info: ValidationInfo) -> str:
+        if challenger == info.data.get("champion"):
+            raise ValueError(f"challenger must differ from champion (both {challenger})")
+        return challenger
 
 
 class ExperimentTemplate(ExperimentSettings):

@@ -8,9 +8,11 @@ parity test (tests/unit/test_crd_parity.py) fails when they differ.
 from __future__ import annotations
 
 import datetime
-from typing import Annotated, Literal
+import itertools
+from collections.abc import Sequence
+from typing import Annotated, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 MODEL_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -34,6 +36,30 @@ Probability = Annotated[float, Field(gt=0, lt=1)]
 Timestamp = Annotated[datetime.datetime, Field(strict=False)]
 
 FeatureType = Literal["numeric", "categorical"]
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+N = TypeVar("N", bound=Sequence[_Named])
+
+
+def _names_are_unique(items: N) -> N:
+    names = [item.name for item in items]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate names {duplicates}")
+    return items
+
+
+# For the lists the CRDs declare as list-maps keyed by name.
+UniqueNames = AfterValidator(_names_are_unique)
+
+
+def strictly_ascending(values: Sequence[float]) -> bool:
+    return all(a < b for a, b in itertools.pairwise(values))
 
 
 class SpecModel(BaseModel):

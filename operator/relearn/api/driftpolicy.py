@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from relearn.api.abexperiment import ExperimentTemplate
 from relearn.api.base import (
@@ -22,6 +22,7 @@ from relearn.api.base import (
     SpecModel,
     StatusModel,
     Timestamp,
+    UniqueNames,
     Uri,
 )
 from relearn.api.conditions import Condition
@@ -131,20 +132,12 @@ class DriftPolicySpec(SpecModel):
     interval: Duration = "5m"
     window: Duration = "1h"
     reference: Reference = Field(default_factory=Reference)
-    features: Annotated[list[Feature], Field(min_length=1, max_length=256)]
+    features: Annotated[list[Feature], Field(min_length=1, max_length=256), UniqueNames]
     thresholds: Thresholds = Field(default_factory=Thresholds)
     accuracy: AccuracySource = Field(default_factory=AccuracySource)
     trigger: Trigger = Field(default_factory=Trigger)
     retraining: Retraining | None = None
     experiment: ExperimentTemplate | None = None
-
-    @model_validator(mode="after")
-    def _unique_feature_names(self) -> DriftPolicySpec:
-        names = [f.name for f in self.features]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"features: duplicate names {duplicates}")
-        return self
 
 
 class FeatureScore(StatusModel):

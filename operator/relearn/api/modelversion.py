@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from relearn.api.base import (
     FeatureName,
@@ -20,6 +20,7 @@ from relearn.api.base import (
     StatusModel,
     Timestamp,
     Uri,
+    strictly_ascending,
 )
 from relearn.api.conditions import Condition
 
@@ -53,25 +54,23 @@ class FeatureBaseline(SpecModel):
     categories: Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=128)] | None = None
     counts: Annotated[list[Annotated[float, Field(ge=0)]], Field(max_length=129)]
 
-    @model_validator(mode="after")
-    def _buckets_match_counts(self) -> FeatureBaseline:
-        if self.type == "numeric":
-            edges = self.edges or []
-            if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
-                raise ValueError("edges must be strictly ascending")
-            if len(self.counts) != len(edges) + 1:
-                raise ValueError(
-                    f"a numeric feature needs one count per edge plus +Inf: "
-                    f"{len(edges)} edges, {len(self.counts)} counts"
-                )
+    @field_validator("edges")
+    @classmethod
+    def _edges_ascend(cls, edges: list[float] | None) -> list[float] | None:
+        if edges and not strictly_ascending(edges):
+            raise ValueError(f"edges must be strictly ascending, got {edges}")
+        return edges
+
+    @field_validator("counts")
+    @classmethod
+    def _one_count_per_bucket(cls, counts: list[float], info: ValidationInfo) -> list[float]:
+        if info.data.get("type") == "numeric":
+            buckets, what = len(info.data.get("edges") or []) + 1, "edge plus +Inf"
         else:
-            categories = self.categories or []
-            if len(self.counts) != len(categories):
-                raise ValueError(
-                    f"a categorical feature needs one count per category: "
-                    f"{len(categories)} categories, {len(self.counts)} counts"
-                )
-        return self
+            buckets, what = len(info.data.get("categories") or []), "category"
+        if len(counts) != buckets:
+            raise ValueError(f"expected one count per {what} ({buckets}), got {len(counts)}")
+        return counts
 
 
 class ConfigMapKeyRef(SpecModel):

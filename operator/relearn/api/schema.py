@@ -18,6 +18,7 @@ from typing import Any
 import celpy
 import jsonschema
 import yaml
+from celpy.adapter import json_to_cel
 
 from relearn.api import API_VERSION, KINDS, Kind
 
@@ -109,7 +110,7 @@ def _program(rule: str) -> celpy.Runner:
 
 
 def _evaluate_rule(rule: str, value: Any) -> bool:
-    return bool(_program(rule).evaluate({"self": celpy.json_to_cel(value)}))
+    return bool(_program(rule).evaluate({"self": json_to_cel(value)}))
 
 
 def all_crds_yaml() -> str:

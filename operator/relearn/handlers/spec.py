@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from relearn.api import GROUP, VERSION, KINDS, Kind
+from relearn.api import GROUP, KINDS, VERSION, Kind
 from relearn.core.spec_check import check_spec
 from relearn.metrics import HANDLER_SECONDS, SPEC_CHECKS
 

@@ -1,0 +1,155 @@
+"""The Helm chart lints, renders in both RBAC modes, passes Kubernetes schema
+validation, and keeps the operator pod locked down."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "relearn"
+KUBERNETES_VERSIONS = ("1.30.0", "1.33.0")
+# Kinds outside core Kubernetes that the chart may render, and their schemas' owners.
+CUSTOM_KINDS = {"ServiceMonitor", "ClusterKopfPeering", "KopfPeering"}
+
+VALUE_SETS = {
+    "defaults": None,
+    "namespaced": {"rbac": {"clusterWide": False}, "watchNamespaces": ["ml-prod", "ml-staging"]},
+    "everything-on": {
+        "peering": {"enabled": True},
+        "replicaCount": 2,
+        "metrics": {"serviceMonitor": {"enabled": True}},
+        "podDisruptionBudget": {"enabled": True},
+    },
+    "namespaced-peering": {"rbac": {"clusterWide": False}, "peering": {"enabled": True}},
+}
+
+
+def render(values: dict[str, Any] | None) -> list[dict[str, Any]]:
+    chart = helm_python.Chart.load(str(CHART))
+    try:
+        files = chart.render(values, name="relearn", namespace="relearn-system", is_install=True)
+    finally:
+        chart.close()
+    return [
+        doc for name, text in sorted(files.items()) if name.endswith(".yaml") for doc in yaml.safe_load_all(text) if doc
+    ]
+
+
+def only(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (doc,) = (d for d in docs if d["kind"] == kind)
+    return doc
+
+
+def test_lint_strict_reports_no_errors() -> None:
+    result = helm_python.lint(str(CHART), strict=True)
+    assert result["errors"] == []
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+@pytest.mark.parametrize("k8s", KUBERNETES_VERSIONS)
+def test_rendered_manifests_pass_kubernetes_validation(values: dict[str, Any] | None, k8s: str) -> None:
+    docs = render(values)
+    assert docs
+    for doc in docs:
+        if doc["kind"] in CUSTOM_KINDS:
+            continue
+        kubernetes_validate.validate(doc, k8s, strict=True)
+
+
+def test_operator_pod_is_locked_down() -> None:
+    deployment = only(render(None), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert "--all-namespaces" in container["args"]
+
+
+def test_namespaced_mode_grants_roles_only_in_watched_namespaces() -> None:
+    docs = render(VALUE_SETS["namespaced"])
+    roles = [d for d in docs if d["kind"] == "Role"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["ml-prod", "ml-staging"]
+    cluster_roles = [d for d in docs if d["kind"] == "ClusterRole"]
+    # Only the read-only CRD observer is cluster-wide.
+    assert [r["rules"] for r in cluster_roles] == [
+        [
+            {
+                "apiGroups": ["apiextensions.k8s.io"],
+                "resources": ["customresourcedefinitions"],
+                "verbs": ["list", "watch"],
+            }
+        ]
+    ]
+    args = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=ml-prod" in args
+    assert "--namespace=ml-staging" in args
+    assert "--all-namespaces" not in args
+
+
+def test_rbac_never_grants_wildcards_or_secret_listing() -> None:
+    for values in VALUE_SETS.values():
+        for doc in render(values):
+            for rule in doc.get("rules", []) if doc["kind"] in ("Role", "ClusterRole") else []:
+                assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+                if "secrets" in rule["resources"]:
+                    assert rule["verbs"] == ["get"]
+
+
+def test_every_rbac_rule_says_why() -> None:
+    # Each rule in the template is preceded by a comment explaining its verbs.
+    text = (CHART / "templates" / "_rbac_rules.tpl").read_text() + (CHART / "templates" / "rbac.yaml").read_text()
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("- apiGroups:"):
+            previous = next(p for p in reversed(lines[:index]) if not p.startswith("{{"))
+            assert previous.startswith("#"), f"rule without a reason: {line}"
+
+
+def test_peering_renders_its_object_and_rights() -> None:
+    docs = render(VALUE_SETS["everything-on"])
+    assert only(docs, "ClusterKopfPeering")["metadata"]["name"] == "relearn"
+    args = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--peering=relearn" in args
+    assert "--priority=auto" in args
+    rules = [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]]
+    assert any(r["resources"] == ["clusterkopfpeerings"] for r in rules)
+    assert only(docs, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "metrics"
+    assert only(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+
+
+def test_optional_objects_are_off_by_default() -> None:
+    kinds = {d["kind"] for d in render(None)}
+    assert not kinds & {"ServiceMonitor", "PodDisruptionBudget", "ClusterKopfPeering"}
+
+
+def test_unknown_value_is_refused_by_the_schema() -> None:
+    with pytest.raises(helm_python.HelmError, match="additional properties 'bogus' not allowed"):
+        render({"bogus": True})
+
+
+def test_several_replicas_without_peering_are_refused() -> None:
+    with pytest.raises(helm_python.HelmError, match=r"needs peering\.enabled"):
+        render({"replicaCount": 2})
+
+
+def test_chart_versions_match_the_package() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    pyproject = (REPO / "pyproject.toml").read_text()
+    version = re.search(r'^version = "([^"]+)"', pyproject, re.M)
+    assert version is not None
+    assert chart["appVersion"] == version.group(1)
