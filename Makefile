@@ -1,0 +1,59 @@
+# Relearn: the two commands of the README, and the steps they are made of.
+#   make test   set up .venv (torch CPU first, then the package with its
+#               trainer and dev extras), Prometheus if missing, then ruff,
+#               mypy and pytest.
+#   make demo   the main job, as far as it exists today.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: test demo setup prometheus lint typecheck pytest crds clean
+
+setup: $(STAMP)
+
+# torch goes in first and pinned: pip then takes the local CPU build instead
+# of resolving a multi-GB CUDA build for the trainer extra.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
+	$(BIN)/pip install --quiet -e ".[trainer,dev]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# A real Prometheus server for the integration tests (Debian package).
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { \
+		echo "installing prometheus (apt)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	}
+	@prometheus --version 2>&1 | head -1
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+test: $(STAMP) prometheus lint typecheck pytest
+
+demo: $(STAMP)
+	@echo "== The CRDs the operator serves:"
+	@$(BIN)/relearn crds | grep -E '^  name: ' | sed 's/^  name: /   /'
+	@echo "== The invoice-classifier example, as admission and the operator judge it:"
+	@$(BIN)/relearn validate examples/
+	@echo "== Broken CRs are refused with the field named (this step is expected to report INVALID):"
+	@$(BIN)/relearn validate tests/fixtures/broken/ || true
+
+# Copy crds/ into the chart after editing a CRD (a test fails when they differ).
+crds:
+	cp crds/*.yaml charts/relearn/crds/
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
