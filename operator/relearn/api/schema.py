@@ -10,28 +10,16 @@ and are skipped here, as on create.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-import celpy
-import jsonschema
 import yaml
-from celpy.adapter import json_to_cel
 
 from relearn.api import API_VERSION, KINDS, Kind
+from relearn.api.openapi import FieldError, field_path, validate
 
-
-@dataclass(frozen=True)
-class FieldError:
-    """One reason an object is invalid, with the field it concerns."""
-
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
+__all__ = ["FieldError", "all_crds_yaml", "crd_texts", "field_path", "load_crd", "openapi_schema", "validate_object"]
 
 
 def crd_texts() -> dict[str, str]:
@@ -53,21 +41,6 @@ def openapi_schema(kind: Kind) -> dict[str, Any]:
     return schema
 
 
-def field_path(parts: Sequence[str | int]) -> str:
-    """``['spec', 'features', 0, 'name']`` -> ``spec.features[0].name``."""
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "<root>"
-
-
-@functools.cache
-def _validator(kind: Kind) -> jsonschema.protocols.Validator:
-    # OpenAPI v3.0 keeps draft-4 semantics (boolean exclusiveMinimum/Maximum);
-    # the x-kubernetes-* keywords are unknown to jsonschema and ignored.
-    return jsonschema.Draft4Validator(openapi_schema(kind), format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER)
-
-
 def validate_object(obj: Mapping[str, Any]) -> list[FieldError]:
     """All admission errors of a Relearn custom resource, empty when it is valid."""
     api_version, kind_name = obj.get("apiVersion"), obj.get("kind")
@@ -77,40 +50,7 @@ def validate_object(obj: Mapping[str, Any]) -> list[FieldError]:
         kind = next(k for k in KINDS if k.kind == kind_name)
     except StopIteration:
         return [FieldError("kind", f"not a Relearn kind: {kind_name!r}")]
-    errors = [
-        FieldError(field_path(list(e.absolute_path)), e.message)
-        for e in sorted(_validator(kind).iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
-    ]
-    if errors:
-        # CEL rules run on schema-valid objects only, as in the API server.
-        return errors
-    return list(_cel_errors(openapi_schema(kind), obj, []))
-
-
-def _cel_errors(schema: Mapping[str, Any], value: Any, path: list[str | int]) -> Iterator[FieldError]:
-    for rule in schema.get("x-kubernetes-validations", ()):
-        if "oldSelf" in rule["rule"]:
-            continue
-        if not _evaluate_rule(rule["rule"], value):
-            where = path + [p for p in rule.get("fieldPath", "").split(".") if p]
-            yield FieldError(field_path(where), rule.get("message") or f"failed rule: {rule['rule']}")
-    if isinstance(value, Mapping):
-        for name, sub in schema.get("properties", {}).items():
-            if name in value:
-                yield from _cel_errors(sub, value[name], [*path, name])
-    elif isinstance(value, list) and "items" in schema:
-        for index, item in enumerate(value):
-            yield from _cel_errors(schema["items"], item, [*path, index])
-
-
-@functools.cache
-def _program(rule: str) -> celpy.Runner:
-    env = celpy.Environment()
-    return env.program(env.compile(rule))
-
-
-def _evaluate_rule(rule: str, value: Any) -> bool:
-    return bool(_program(rule).evaluate({"self": json_to_cel(value)}))
+    return validate(openapi_schema(kind), obj)
 
 
 def all_crds_yaml() -> str:

@@ -1,0 +1,426 @@
+"""The sandbox's Kubernetes API server: the HTTP face of :mod:`.store`.
+
+Serves discovery (``/api``, ``/apis``, group/version resource lists), the
+REST verbs on every resource path (``/api/v1/namespaces/NS/pods/NAME``,
+``/apis/GROUP/VERSION/...``, subresources ``status`` and pod ``log``),
+watches as chunked JSON lines with resume, timeouts and bookmarks, Table
+output for ``kubectl get``, ``dryRun=All``, strict field validation for custom
+resources, and optional bearer-token authentication. kubectl, the
+``kubernetes`` client and kopf all speak to it as to a cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from relearn.sandbox import errors, tables
+from relearn.sandbox.errors import ApiError
+from relearn.sandbox.patching import APPLY_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
+from relearn.sandbox.resources import ResourceType
+from relearn.sandbox.selectors import SelectorError, parse_field_selector, parse_label_selector
+from relearn.sandbox.store import Store, Watch
+
+logger = logging.getLogger(__name__)
+
+# (namespace, pod, container, follow, tail_lines) -> chunks of the pod's output
+LogSource = Callable[[str, str, str | None, bool, int | None], AsyncIterator[bytes]]
+
+VERSION_INFO = {
+    "major": "1",
+    "minor": "30",
+    "gitVersion": "v1.30.0-relearn-sandbox",
+    "gitCommit": "",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "n/a",
+    "compiler": "relearn",
+    "platform": "linux/amd64",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a resource path addresses."""
+
+    rt: ResourceType
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+
+class ApiServer:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        token: str | None = None,
+        log_source: LogSource | None = None,
+        bookmark_interval: float = 5.0,
+        max_watch_seconds: float = 1800.0,
+    ) -> None:
+        self.store = store
+        self.token = token
+        self.log_source = log_source
+        self.bookmark_interval = bookmark_interval
+        self.max_watch_seconds = max_watch_seconds
+        self._closing = asyncio.Event()
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_route("*", "/{path:.*}", self._dispatch)
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def _on_shutdown(self, _: web.Application) -> None:
+        self._closing.set()
+
+    # -- dispatch ---------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        try:
+            self._authenticate(request)
+            parts = [p for p in request.path.split("/") if p]
+            if request.method == "GET":
+                discovery = self._discovery(parts)
+                if discovery is not None:
+                    return web.json_response(discovery)
+            target = self._target(parts)
+            return await self._serve(request, target)
+        except ApiError as error:
+            return web.json_response(error.status(), status=error.code)
+        except SelectorError as error:
+            return web.json_response(errors.bad_request(str(error)).status(), status=400)
+
+    def _authenticate(self, request: web.Request) -> None:
+        if self.token is None or request.path in ("/healthz", "/livez", "/readyz"):
+            return
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            raise errors.unauthorized()
+
+    def _discovery(self, parts: list[str]) -> dict[str, Any] | str | None:
+        if parts in (["healthz"], ["livez"], ["readyz"]):
+            return "ok"
+        if not parts:
+            return {"paths": ["/api", "/apis", "/version", "/healthz"]}
+        if parts == ["version"]:
+            return VERSION_INFO
+        if parts[:2] == ["openapi", "v3"]:
+            return self._openapi_v3(parts[2:])
+        if parts == ["api"]:
+            return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+        if parts == ["apis"]:
+            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": self._groups()}
+        if len(parts) == 2 and parts[0] == "apis":
+            found = next((g for g in self._groups() if g["name"] == parts[1]), None)
+            if found is None:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            return {"kind": "APIGroup", "apiVersion": "v1", **found}
+        if parts == ["api", "v1"] or (len(parts) == 3 and parts[0] == "apis"):
+            group, version = ("", "v1") if parts[0] == "api" else (parts[1], parts[2])
+            resources = [
+                entry
+                for rt in self.store.resource_types()
+                if rt.group == group and rt.version == version
+                for entry in rt.discovery_entries()
+            ]
+            if not resources:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            return {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": f"{group}/{version}" if group else version,
+                "resources": resources,
+            }
+        return None
+
+    def _openapi_v3(self, gv_parts: list[str]) -> dict[str, Any]:
+        """Just enough OpenAPI v3 for kubectl: the index of group-versions, and
+        per group-version the POST/PATCH operations with their GVK and the
+        ``fieldValidation`` parameter, so kubectl leaves validation to this
+        server (CRD schemas) instead of validating on the client. No
+        component schemas: ``kubectl explain`` is not supported."""
+        group_versions = sorted({(rt.group, rt.version) for rt in self.store.resource_types()})
+
+        def prefix(group: str, version: str) -> str:
+            return f"apis/{group}/{version}" if group else f"api/{version}"
+
+        if not gv_parts:
+            return {
+                "paths": {prefix(g, v): {"serverRelativeURL": f"/openapi/v3/{prefix(g, v)}"} for g, v in group_versions}
+            }
+        group, version = ("", gv_parts[1]) if gv_parts[0] == "api" else (gv_parts[1], gv_parts[2])
+        parameters = [
+            {"name": p, "in": "query", "schema": {"type": "string"}}
+            for p in ("dryRun", "fieldManager", "fieldValidation")
+        ]
+        paths: dict[str, Any] = {}
+        for rt in self.store.resource_types():
+            if (rt.group, rt.version) != (group, version):
+                continue
+            gvk = {"group": rt.group, "version": rt.version, "kind": rt.kind}
+            scope = "/namespaces/{namespace}" if rt.namespaced else ""
+            collection = f"/{prefix(group, version)}{scope}/{rt.plural}"
+            operation = {"x-kubernetes-group-version-kind": gvk, "parameters": parameters, "responses": {}}
+            paths[collection] = {"post": operation, "parameters": parameters}
+            paths[f"{collection}/{{name}}"] = {"patch": operation, "put": operation, "parameters": parameters}
+        if not paths:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        return {
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes (relearn sandbox)", "version": "v1.30.0"},
+            "paths": paths,
+            "components": {"schemas": {}},
+        }
+
+    def _groups(self) -> list[dict[str, Any]]:
+        versions: dict[str, list[str]] = {}
+        for rt in self.store.resource_types():
+            if rt.group and rt.version not in versions.setdefault(rt.group, []):
+                versions[rt.group].append(rt.version)
+        return [
+            {
+                "name": group,
+                "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in vs],
+                "preferredVersion": {"groupVersion": f"{group}/{vs[0]}", "version": vs[0]},
+            }
+            for group, vs in sorted(versions.items())
+        ]
+
+    def _target(self, parts: list[str]) -> Target:
+        if len(parts) >= 3 and parts[0] == "api" and parts[1] == "v1":
+            group, version, rest = "", "v1", parts[2:]
+        elif len(parts) >= 4 and parts[0] == "apis":
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        namespace = None
+        if rest[0] == "namespaces" and len(rest) >= 3 and not (len(rest) == 3 and rest[2] in ("status", "finalize")):
+            namespace, rest = rest[1], rest[2:]
+        if len(rest) > 3:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        rt = self.store.type_for(group, rest[0], version)
+        if namespace is not None and not rt.namespaced:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        name = rest[1] if len(rest) > 1 else None
+        subresource = rest[2] if len(rest) > 2 else None
+        if subresource not in (None, "status", "log", "finalize") or (subresource == "status" and not rt.has_status):
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        return Target(rt, namespace, name, subresource)
+
+    # -- verbs ------------------------------------------------------------
+
+    async def _serve(self, request: web.Request, target: Target) -> web.StreamResponse:
+        query = request.query
+        dry_run = query.get("dryRun") == "All"
+        rt, namespace, name = target.rt, target.namespace, target.name
+        method = request.method
+        if name is None:
+            labels = parse_label_selector(query.get("labelSelector"))
+            fields = parse_field_selector(query.get("fieldSelector"))
+            if method == "GET" and query.get("watch") in ("true", "1"):
+                return await self._watch(request, target, labels, fields)
+            if method == "GET":
+                items, rv = self.store.list_objects(rt, namespace, labels, fields)
+                if _wants_table(request):
+                    return web.json_response(tables.table(rt, items, rv))
+                return web.json_response(
+                    {
+                        "kind": f"{rt.kind}List",
+                        "apiVersion": rt.api_version,
+                        "metadata": {"resourceVersion": rv},
+                        "items": items,
+                    }
+                )
+            if method == "POST":
+                body = await _body(request)
+                self._check_fields(rt, body, query)
+                return web.json_response(self.store.create(rt, namespace, body, dry_run=dry_run), status=201)
+            if method == "DELETE":
+                deleted = self.store.delete_collection(rt, namespace, labels, fields)
+                return web.json_response(
+                    {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": {}, "items": deleted}
+                )
+            raise errors.method_not_allowed(f"{method} is not allowed on a collection")
+        if target.subresource == "log":
+            return await self._log(request, target)
+        subresource = target.subresource if target.subresource == "status" else None
+        if method == "GET":
+            obj = self.store.get(rt, namespace, name)
+            if _wants_table(request):
+                return web.json_response(tables.table(rt, [obj], obj["metadata"].get("resourceVersion")))
+            return web.json_response(obj)
+        if method == "PUT":
+            body = await _body(request)
+            self._check_fields(rt, body, query)
+            return web.json_response(
+                self.store.update(rt, namespace, name, body, subresource=subresource, dry_run=dry_run)
+            )
+        if method == "PATCH":
+            return await self._patch(request, target, dry_run)
+        if method == "DELETE":
+            options = await _body(request, optional=True)
+            propagation = query.get("propagationPolicy") or options.get("propagationPolicy")
+            precondition = (options.get("preconditions") or {}).get("resourceVersion")
+            return web.json_response(
+                self.store.delete(
+                    rt, namespace, name, propagation=propagation, precondition_rv=precondition, dry_run=dry_run
+                )
+            )
+        raise errors.method_not_allowed(f"{method} is not allowed on {rt.plural}/{name}")
+
+    async def _patch(self, request: web.Request, target: Target, dry_run: bool) -> web.StreamResponse:
+        rt, namespace, name = target.rt, target.namespace, target.name
+        assert name is not None
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+        subresource = target.subresource if target.subresource == "status" else None
+        if content_type == APPLY_PATCH:
+            # Server-side apply, approximated: create when absent, else merge
+            # (no managed fields, no conflict detection; see docs/sandbox.md).
+            body = await _body(request)
+            self._check_fields(rt, body, request.query)
+            try:
+                self.store.get(rt, namespace, name)
+            except ApiError as error:
+                if error.code != 404 or subresource:
+                    raise
+                return web.json_response(self.store.create(rt, namespace, body, dry_run=dry_run), status=201)
+            content_type = MERGE_PATCH if rt.is_custom else STRATEGIC_MERGE_PATCH
+            return web.json_response(
+                self.store.patch(rt, namespace, name, content_type, body, subresource=subresource, dry_run=dry_run)
+            )
+        patch = await _body(request)
+        if content_type == MERGE_PATCH and isinstance(patch, dict):
+            self._check_fields(rt, patch, request.query, partial=True)
+        return web.json_response(
+            self.store.patch(rt, namespace, name, content_type, patch, subresource=subresource, dry_run=dry_run)
+        )
+
+    def _check_fields(self, rt: ResourceType, body: Any, query: Mapping[str, str], *, partial: bool = False) -> None:
+        """``fieldValidation=Strict``: unknown fields of a custom resource are errors, not pruned."""
+        if rt.schema is None or query.get("fieldValidation") != "Strict" or not isinstance(body, Mapping):
+            return
+        from relearn.api.openapi import FieldError, unknown_fields
+
+        unknown = unknown_fields(rt.schema, body)
+        if unknown:
+            name = (body.get("metadata") or {}).get("name", "")
+            raise errors.invalid(rt, name, [FieldError(path, "field not declared in schema") for path in unknown])
+
+    async def _watch(self, request: web.Request, target: Target, labels: Any, fields: Any) -> web.StreamResponse:
+        rt = target.rt
+        query = request.query
+        as_table = _wants_table(request)
+        watch = Watch((rt.group, rt.plural), target.namespace, labels, fields)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        try:
+            initial = self.store.open_watch(watch, query.get("resourceVersion"))
+        except ApiError as error:
+            await _send(response, {"type": "ERROR", "object": error.status()})
+            return response
+        timeout = min(float(query.get("timeoutSeconds") or self.max_watch_seconds), self.max_watch_seconds)
+        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        first = True
+
+        def event(type_: str, obj: dict[str, Any]) -> dict[str, Any]:
+            nonlocal first
+            presented = self.store._present(rt, obj)
+            if as_table:
+                presented = tables.table(
+                    rt, [presented], presented["metadata"].get("resourceVersion"), with_columns=first
+                )
+            first = False
+            return {"type": type_, "object": presented}
+
+        try:
+            for type_, obj in initial:
+                await _send(response, event(type_, obj))
+            while not self._closing.is_set():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                wait = min(remaining, self.bookmark_interval) if bookmarks else remaining
+                try:
+                    change = await asyncio.wait_for(watch.queue.get(), wait)
+                except TimeoutError:
+                    if bookmarks and loop.time() < deadline:
+                        await _send(
+                            response,
+                            {
+                                "type": "BOOKMARK",
+                                "object": {
+                                    "kind": rt.kind,
+                                    "apiVersion": rt.api_version,
+                                    "metadata": {"resourceVersion": str(self.store.resource_version)},
+                                },
+                            },
+                        )
+                    continue
+                if change is None:
+                    break
+                found = watch.event_for(change)
+                if found:
+                    await _send(response, event(*found))
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.store.close_watch(watch)
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+        return response
+
+    async def _log(self, request: web.Request, target: Target) -> web.StreamResponse:
+        if target.rt.plural != "pods" or request.method != "GET":
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        assert target.name is not None
+        assert target.namespace is not None
+        self.store.get(target.rt, target.namespace, target.name)
+        if self.log_source is None:
+            raise ApiError(404, "NotFound", "this sandbox runs no kubelet: pods have no logs")
+        tail = request.query.get("tailLines")
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionResetError):
+            async for chunk in self.log_source(
+                target.namespace,
+                target.name,
+                request.query.get("container"),
+                request.query.get("follow") in ("true", "1"),
+                int(tail) if tail else None,
+            ):
+                await response.write(chunk)
+            await response.write_eof()
+        return response
+
+
+def _wants_table(request: web.Request) -> bool:
+    return "as=Table" in request.headers.get("Accept", "")
+
+
+async def _body(request: web.Request, *, optional: bool = False) -> Any:
+    raw = await request.read()
+    if not raw:
+        if optional:
+            return {}
+        raise errors.bad_request("the request has no body")
+    try:
+        if "yaml" in request.headers.get("Content-Type", ""):
+            return yaml.safe_load(raw)
+        return json.loads(raw)
+    except (ValueError, yaml.YAMLError) as error:
+        raise errors.bad_request(f"the request body is not valid JSON or YAML: {error}") from error
+
+
+async def _send(response: web.StreamResponse, event: Mapping[str, Any]) -> None:
+    await response.write(json.dumps(event, separators=(",", ":")).encode() + b"\n")
