@@ -1,0 +1,188 @@
+"""The whole sandbox: API server, kubelet, gateway and Prometheus on
+127.0.0.1, and a kubeconfig that points kubectl, the ``kubernetes`` client
+and the operator at it.
+
+:class:`Sandbox` runs on the caller's event loop (``relearn sandbox up``);
+:class:`SandboxThread` runs one in a background thread, for tests and the
+demo, which then talk to it over HTTP like any client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ssl
+import sys
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from relearn.sandbox.apiserver import ApiServer
+from relearn.sandbox.gateway import Gateway
+from relearn.sandbox.kubelet import Kubelet
+from relearn.sandbox.prometheus import Prometheus
+from relearn.sandbox.store import Store
+from relearn.sandbox.tls import ServingCertificate
+
+TRAINER_IMAGE = "ghcr.io/relearn-dev/relearn-trainer"
+OPERATOR_IMAGE = "ghcr.io/relearn-dev/relearn-operator"
+
+
+def default_images() -> dict[str, list[str]]:
+    """Relearn's own images run from this Python: their entrypoints, locally."""
+    return {
+        TRAINER_IMAGE: [sys.executable, "-m", "relearn_trainer"],
+        OPERATOR_IMAGE: [sys.executable, "-m", "relearn"],
+    }
+
+
+@dataclass
+class SandboxConfig:
+    workdir: Path
+    api_port: int = 0
+    gateway_port: int = 0
+    prometheus: bool = True
+    prometheus_port: int = 0
+    scrape_interval: str = "1s"
+    # HTTPS with a generated CA, and a bearer token required of clients
+    # (client-go sends tokens only over TLS, so the two go together).
+    secure: bool = False
+    images: dict[str, list[str]] = field(default_factory=default_images)
+    bookmark_interval: float = 5.0
+    job_backoff: float = 1.0
+
+
+class Sandbox:
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.store: Store | None = None
+        self.kubelet: Kubelet | None = None
+        self.prometheus: Prometheus | None = None
+        self.api_url = ""
+        self.gateway_url = ""
+        self.token: str | None = None
+        self.certificate: ServingCertificate | None = None
+        self._runners: list[web.AppRunner] = []
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.config.workdir / "kubeconfig"
+
+    @property
+    def prometheus_url(self) -> str | None:
+        return self.prometheus.url if self.prometheus else None
+
+    async def start(self) -> None:
+        workdir = self.config.workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.store = Store()
+        if self.config.prometheus:
+            self.prometheus = Prometheus(
+                workdir / "prometheus", port=self.config.prometheus_port, scrape_interval=self.config.scrape_interval
+            )
+            await self.prometheus.start()
+        self.kubelet = Kubelet(
+            self.store,
+            workdir / "kubelet",
+            images=self.config.images,
+            on_pods_changed=self.prometheus.update_targets if self.prometheus else None,
+            job_backoff=self.config.job_backoff,
+        )
+        self.kubelet.start()
+        ssl_context = None
+        if self.config.secure:
+            self.token = secrets.token_urlsafe(24)
+            self.certificate = make_serving_certificate(workdir / "pki")
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(self.certificate.cert_file, self.certificate.key_file)
+        api = ApiServer(
+            self.store,
+            token=self.token,
+            log_source=self.kubelet.logs,
+            bookmark_interval=self.config.bookmark_interval,
+        )
+        self.api_url = await self._serve(api.application(), self.config.api_port, ssl_context)
+        self.gateway_url = await self._serve(Gateway(self.store).application(), self.config.gateway_port)
+        self.write_kubeconfig()
+
+    async def _serve(self, app: web.Application, port: int, ssl_context: ssl.SSLContext | None = None) -> str:
+        runner = web.AppRunner(app, shutdown_timeout=1.0, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context)
+        await site.start()
+        self._runners.append(runner)
+        host, bound_port = runner.addresses[0][:2]
+        return f"{'https' if ssl_context else 'http'}://{host}:{bound_port}"
+
+    def write_kubeconfig(self) -> Path:
+        user: dict[str, Any] = {"token": self.token} if self.token else {}
+        cluster: dict[str, Any] = {"server": self.api_url}
+        if self.certificate is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(self.certificate.ca_file.read_bytes()).decode()
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "relearn-sandbox", "cluster": cluster}],
+            "users": [{"name": "relearn-sandbox", "user": user}],
+            "contexts": [
+                {
+                    "name": "relearn-sandbox",
+                    "context": {"cluster": "relearn-sandbox", "user": "relearn-sandbox", "namespace": "default"},
+                }
+            ],
+            "current-context": "relearn-sandbox",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.kubeconfig.chmod(0o600)
+        return self.kubeconfig
+
+    async def stop(self) -> None:
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        if self.kubelet:
+            await self.kubelet.stop()
+        if self.prometheus:
+            await self.prometheus.stop()
+
+
+class SandboxThread:
+    """A :class:`Sandbox` on its own event loop in a daemon thread."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.sandbox = Sandbox(config)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="relearn-sandbox", daemon=True)
+
+    def start(self, timeout: float = 60.0) -> Sandbox:
+        self._thread.start()
+        future: Future[None] = asyncio.run_coroutine_threadsafe(self.sandbox.start(), self._loop)
+        try:
+            future.result(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self.sandbox
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(*args)`` on the sandbox's loop (for tests that reach inside)."""
+
+        async def run() -> Any:
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self.sandbox.stop(), self._loop).result(timeout)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
+        if not self._loop.is_running():
+            self._loop.close()

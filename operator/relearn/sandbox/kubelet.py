@@ -1,0 +1,792 @@
+"""The sandbox's process kubelet and the controllers it needs: Deployments and
+Jobs get pods, pods run as local processes, Services get Endpoints.
+
+- A pod's containers run from their ``command``/``args``/``env`` (``$(VAR)``
+  expanded as the kubelet does). The image is recorded, not pulled; a
+  container without ``command`` takes its entrypoint from the sandbox's image
+  table (:attr:`Kubelet.images`), else it fails with ``ImageNotEmulated``.
+- Each ``containerPort`` is mapped to a free loopback port, given to the
+  process as ``RELEARN_SANDBOX_PORT_<containerPort>`` (and ``PORT`` for the
+  first one) and recorded in the pod's annotation ``sandbox.relearn.dev/ports``.
+- Readiness comes from the HTTP ``readinessProbe`` (or from running, when
+  there is none); restarts back off 1 s, 2 s, 4 s ... up to 30 s.
+- ``terminationMessagePath`` is a file per container, named to the process
+  by ``RELEARN_TERMINATION_MESSAGE_PATH``; its content (4 KiB at most)
+  becomes ``state.terminated.message``.
+- Deployments: pods labelled with ``pod-template-hash`` and owned by the
+  Deployment (no ReplicaSets); a template change replaces pods as new ones
+  become ready (``Recreate``: at once). Jobs: one pod at a time until a
+  success, a failure past ``backoffLimit``, or ``activeDeadlineSeconds``.
+
+It runs on the API server's event loop and writes through :class:`Store`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import copy
+import datetime
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from relearn.sandbox.errors import ApiError
+from relearn.sandbox.selectors import parse_label_selector
+from relearn.sandbox.store import Change, Store, now_rfc3339
+
+logger = logging.getLogger(__name__)
+
+PORTS_ANNOTATION = "sandbox.relearn.dev/ports"
+TERMINATION_ENV = "RELEARN_TERMINATION_MESSAGE_PATH"
+MAX_TERMINATION_MESSAGE = 4096
+ORDER = ("deployment", "job", "pod", "service")
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "VIRTUAL_ENV", "PYTHONPATH", "TMPDIR", "SSL_CERT_FILE")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes ``$(VAR)`` expansion; ``$$(VAR)`` stays literal."""
+    return re.sub(
+        r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+        lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)),
+        text,
+    )
+
+
+def template_hash(template: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+
+
+@dataclass
+class Container:
+    """One running (or waiting) container process of a pod."""
+
+    name: str
+    spec: dict[str, Any]
+    directory: Path
+    ports: dict[int, int]
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    ready: bool = False
+    started_at: str | None = None
+    last_terminated: dict[str, Any] | None = None
+    terminated: dict[str, Any] | None = None
+    waiting: dict[str, Any] | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "output.log"
+
+    @property
+    def termination_path(self) -> Path:
+        return self.directory / "termination-log"
+
+
+@dataclass
+class PodRuntime:
+    namespace: str
+    name: str
+    uid: str
+    restart_policy: str
+    containers: dict[str, Container]
+    stopping: bool = False
+
+
+class Kubelet:
+    def __init__(
+        self,
+        store: Store,
+        workdir: Path,
+        *,
+        images: Mapping[str, list[str]] | None = None,
+        on_pods_changed: Callable[[list[dict[str, Any]]], None] | None = None,
+        max_backoff: float = 30.0,
+        job_backoff: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.workdir = workdir
+        self.images = dict(images or {})
+        self.on_pods_changed = on_pods_changed
+        self.max_backoff = max_backoff
+        self.job_backoff = job_backoff
+        self._pods: dict[tuple[str, str], PodRuntime] = {}
+        self._dirty: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self._timers: set[asyncio.Task[None]] = set()
+        self._http: aiohttp.ClientSession | None = None
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
+        self.store.subscribe(self._on_change)
+        for kind, plural, group in (
+            ("deployment", "deployments", "apps"),
+            ("job", "jobs", "batch"),
+            ("pod", "pods", ""),
+            ("service", "services", ""),
+        ):
+            for obj in self.store.objects(group, plural):
+                self._dirty.put_nowait((kind, obj["metadata"]["namespace"], obj["metadata"]["name"]))
+        self._worker = asyncio.create_task(self._work(), name="sandbox-kubelet")
+
+    async def stop(self) -> None:
+        if self._worker:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        for timer in list(self._timers):
+            timer.cancel()
+        await asyncio.gather(*(self._kill_pod(runtime, grace=2.0) for runtime in list(self._pods.values())))
+        self._pods.clear()
+        if self._http:
+            await self._http.close()
+
+    def _on_change(self, change: Change) -> None:
+        group, plural = change.key
+        meta = change.obj["metadata"]
+        namespace = meta.get("namespace", "")
+        if (group, plural) == ("", "pods"):
+            self._dirty.put_nowait(("pod", namespace, meta["name"]))
+            for ref in meta.get("ownerReferences") or ():
+                kind = {"Deployment": "deployment", "Job": "job"}.get(ref.get("kind", ""))
+                if kind:
+                    self._dirty.put_nowait((kind, namespace, ref["name"]))
+            for service in self.store.objects("", "services", namespace):
+                self._dirty.put_nowait(("service", namespace, service["metadata"]["name"]))
+        elif (group, plural) == ("apps", "deployments"):
+            self._dirty.put_nowait(("deployment", namespace, meta["name"]))
+        elif (group, plural) == ("batch", "jobs"):
+            self._dirty.put_nowait(("job", namespace, meta["name"]))
+        elif (group, plural) == ("", "services"):
+            self._dirty.put_nowait(("service", namespace, meta["name"]))
+
+    def _later(self, delay: float, item: tuple[str, str, str]) -> None:
+        async def fire() -> None:
+            await asyncio.sleep(delay)
+            self._dirty.put_nowait(item)
+
+        task = asyncio.create_task(fire())
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+
+    async def _work(self) -> None:
+        while True:
+            batch = {await self._dirty.get()}
+            while not self._dirty.empty():
+                batch.add(self._dirty.get_nowait())
+            # Controllers first, so pods they create are started in the same pass.
+            for kind, namespace, name in sorted(
+                batch, key=lambda i: ("deployment", "job", "pod", "service").index(i[0])
+            ):
+                try:
+                    await getattr(self, f"_sync_{kind}")(namespace, name)
+                except ApiError as error:
+                    if error.code not in (404, 409):
+                        logger.warning("sandbox %s %s/%s: %s", kind, namespace, name, error.message)
+                    if error.code == 409:
+                        self._dirty.put_nowait((kind, namespace, name))
+                except Exception:
+                    logger.exception("sandbox %s %s/%s failed", kind, namespace, name)
+            if self.on_pods_changed and any(kind == "pod" for kind, _, _ in batch):
+                self.on_pods_changed(self.store.objects("", "pods"))
+
+    # -- helpers --------------------------------------------------------------
+
+    def _owned(self, plural: str, group: str, namespace: str, owner_uid: str) -> list[dict[str, Any]]:
+        return [
+            o
+            for o in self.store.objects(group, plural, namespace)
+            if any(r.get("uid") == owner_uid for r in o["metadata"].get("ownerReferences") or ())
+        ]
+
+    def _patch_status(self, group: str, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        rt = self.store.type_for(group, plural)
+        self.store.patch(rt, namespace, name, "application/merge-patch+json", {"status": status}, subresource="status")
+
+    def _create_pod(
+        self,
+        namespace: str,
+        owner: dict[str, Any],
+        template: Mapping[str, Any],
+        generate_name: str,
+        extra_labels: Mapping[str, str],
+    ) -> dict[str, Any]:
+        meta = copy.deepcopy(template.get("metadata") or {})
+        meta["labels"] = {**(meta.get("labels") or {}), **extra_labels}
+        meta["generateName"] = generate_name
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": owner["apiVersion"],
+                "kind": owner["kind"],
+                "name": owner["metadata"]["name"],
+                "uid": owner["metadata"]["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": copy.deepcopy(template.get("spec") or {})}
+        return self.store.create(self.store.type_for("", "pods"), namespace, pod)
+
+    def _delete_pod(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(ApiError):
+            self.store.delete(self.store.type_for("", "pods"), namespace, name)
+
+    @staticmethod
+    def _pod_ready(pod: Mapping[str, Any]) -> bool:
+        return any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in pod.get("status", {}).get("conditions") or ()
+        )
+
+    @staticmethod
+    def _pod_phase(pod: Mapping[str, Any]) -> str:
+        return str(pod.get("status", {}).get("phase", "Pending"))
+
+    # -- Deployment controller --------------------------------------------------
+
+    async def _sync_deployment(self, namespace: str, name: str) -> None:
+        deployment = self.store.try_get("apps", "deployments", namespace, name)
+        if deployment is None or deployment["metadata"].get("deletionTimestamp"):
+            return
+        spec = deployment.get("spec", {})
+        desired = int(spec.get("replicas", 1))
+        template = spec.get("template", {})
+        current_hash = template_hash(template)
+        pods = [
+            p
+            for p in self._owned("pods", "", namespace, deployment["metadata"]["uid"])
+            if not p["metadata"].get("deletionTimestamp")
+        ]
+        current = [p for p in pods if p["metadata"].get("labels", {}).get("pod-template-hash") == current_hash]
+        old = [p for p in pods if p not in current]
+        recreate = (spec.get("strategy") or {}).get("type") == "Recreate"
+        for pod in sorted(current, key=self._pod_ready)[: max(0, len(current) - desired)]:
+            self._delete_pod(namespace, pod["metadata"]["name"])
+        current = current[:desired] if len(current) > desired else current
+        if recreate and old:
+            for pod in old:
+                self._delete_pod(namespace, pod["metadata"]["name"])
+            old = []
+        for _ in range(desired - len(current)):
+            current.append(
+                self._create_pod(
+                    namespace, deployment, template, f"{name}-{current_hash}-", {"pod-template-hash": current_hash}
+                )
+            )
+        ready_new = sum(1 for p in current if self._pod_ready(p))
+        # Rolling replacement: old pods go as new ones become ready.
+        keep_old = max(0, desired - ready_new)
+        for pod in sorted(old, key=self._pod_ready)[: max(0, len(old) - keep_old)]:
+            self._delete_pod(namespace, pod["metadata"]["name"])
+        old = sorted(old, key=self._pod_ready)[max(0, len(old) - keep_old) :]
+        ready = ready_new + sum(1 for p in old if self._pod_ready(p))
+        available = ready >= desired
+        status = {
+            "observedGeneration": deployment["metadata"].get("generation", 1),
+            "replicas": len(current) + len(old),
+            "updatedReplicas": len(current),
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "unavailableReplicas": max(0, desired - ready),
+            "conditions": [
+                {
+                    "type": "Available",
+                    "status": "True" if available else "False",
+                    "reason": "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
+                    "message": f"{ready} of {desired} replicas ready",
+                    "lastUpdateTime": now_rfc3339(),
+                    "lastTransitionTime": now_rfc3339(),
+                },
+                {
+                    "type": "Progressing",
+                    "status": "True",
+                    "reason": "NewReplicaSetAvailable" if ready_new >= desired and not old else "ReplicaSetUpdated",
+                    "message": f"{len(current)} updated replicas",
+                    "lastUpdateTime": now_rfc3339(),
+                    "lastTransitionTime": now_rfc3339(),
+                },
+            ],
+        }
+        previous = {k: v for k, v in (deployment.get("status") or {}).items() if k != "conditions"}
+        if previous != {k: v for k, v in status.items() if k != "conditions"}:
+            self._patch_status("apps", "deployments", namespace, name, status)
+
+    # -- Job controller -----------------------------------------------------------
+
+    async def _sync_job(self, namespace: str, name: str) -> None:
+        job = self.store.try_get("batch", "jobs", namespace, name)
+        if job is None or job["metadata"].get("deletionTimestamp"):
+            return
+        status = dict(job.get("status") or {})
+        if any(
+            c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+            for c in status.get("conditions") or ()
+        ):
+            return
+        spec = job.get("spec", {})
+        pods = self._owned("pods", "", namespace, job["metadata"]["uid"])
+        succeeded = sum(1 for p in pods if self._pod_phase(p) == "Succeeded")
+        failed = sum(1 for p in pods if self._pod_phase(p) == "Failed")
+        active = [
+            p
+            for p in pods
+            if self._pod_phase(p) in ("Pending", "Running") and not p["metadata"].get("deletionTimestamp")
+        ]
+        started = status.get("startTime") or now_rfc3339()
+        conditions: list[dict[str, Any]] = []
+        deadline = spec.get("activeDeadlineSeconds")
+        elapsed = (
+            datetime.datetime.now(datetime.UTC) - datetime.datetime.fromisoformat(started.replace("Z", "+00:00"))
+        ).total_seconds()
+        if succeeded >= int(spec.get("completions", 1)):
+            conditions = [_condition("Complete", "", "")]
+        elif failed > int(spec.get("backoffLimit", 6)):
+            conditions = [_condition("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")]
+        elif deadline is not None and elapsed >= float(deadline):
+            conditions = [_condition("Failed", "DeadlineExceeded", "Job was active longer than specified deadline")]
+        if conditions:
+            for pod in active:
+                self._delete_pod(namespace, pod["metadata"]["name"])
+            active = []
+        elif not active:
+            if failed and pods:
+                last_failure = max(
+                    ((s.get("state") or {}).get("terminated") or {}).get("finishedAt", "")
+                    for p in pods
+                    for s in p.get("status", {}).get("containerStatuses") or [{}]
+                )
+                wait = min(self.job_backoff * 2 ** (failed - 1), 10.0)
+                since = _seconds_since(last_failure)
+                if since is not None and since < wait:
+                    self._later(wait - since, ("job", namespace, name))
+                    return
+            labels = {"job-name": name, "batch.kubernetes.io/job-name": name, "controller-uid": job["metadata"]["uid"]}
+            template = copy.deepcopy(spec.get("template", {}))
+            template.setdefault("spec", {}).setdefault("restartPolicy", "Never")
+            active = [self._create_pod(namespace, job, template, f"{name}-", labels)]
+        if deadline is not None and not conditions:
+            self._later(max(0.1, float(deadline) - elapsed), ("job", namespace, name))
+        new_status: dict[str, Any] = {
+            "startTime": started,
+            "active": len(active),
+            "succeeded": succeeded,
+            "failed": failed,
+        }
+        if conditions:
+            new_status["conditions"] = conditions
+            if conditions[0]["type"] == "Complete":
+                new_status["completionTime"] = now_rfc3339()
+        if {k: status.get(k) for k in new_status} != new_status:
+            self._patch_status("batch", "jobs", namespace, name, new_status)
+
+    # -- Services -> Endpoints ----------------------------------------------------------
+
+    async def _sync_service(self, namespace: str, name: str) -> None:
+        service = self.store.try_get("", "services", namespace, name)
+        endpoints_rt = self.store.type_for("", "endpoints")
+        if service is None:
+            return
+        selector = (service.get("spec") or {}).get("selector")
+        if not selector:
+            return
+        matches = parse_label_selector(",".join(f"{k}={v}" for k, v in selector.items()))
+        subsets = []
+        for pod in self.store.objects("", "pods", namespace):
+            if not matches(pod) or pod["metadata"].get("deletionTimestamp") or self._pod_phase(pod) != "Running":
+                continue
+            ports = [
+                {"name": p.get("name", ""), "port": port, "protocol": p.get("protocol", "TCP")}
+                for p in service["spec"].get("ports") or ()
+                if (port := pod_port(pod, p.get("targetPort", p.get("port")))) is not None
+            ]
+            address = {
+                "ip": "127.0.0.1",
+                "targetRef": {
+                    "kind": "Pod",
+                    "name": pod["metadata"]["name"],
+                    "namespace": namespace,
+                    "uid": pod["metadata"]["uid"],
+                },
+            }
+            key = "addresses" if self._pod_ready(pod) else "notReadyAddresses"
+            subsets.append({key: [address], "ports": ports})
+        body = {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {"name": name, "namespace": namespace, "labels": service["metadata"].get("labels", {})},
+            "subsets": subsets,
+        }
+        existing = self.store.try_get("", "endpoints", namespace, name)
+        if existing is None:
+            self.store.create(endpoints_rt, namespace, body)
+        elif existing.get("subsets") != subsets:
+            self.store.update(
+                endpoints_rt,
+                namespace,
+                name,
+                {
+                    **body,
+                    "metadata": {**existing["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]},
+                },
+            )
+
+    # -- pods -> processes -----------------------------------------------------------
+
+    async def _sync_pod(self, namespace: str, name: str) -> None:
+        pod = self.store.try_get("", "pods", namespace, name)
+        runtime = self._pods.get((namespace, name))
+        if pod is None or pod["metadata"].get("deletionTimestamp"):
+            if runtime is not None:
+                self._pods.pop((namespace, name), None)
+                await self._kill_pod(
+                    runtime, grace=float((pod or {}).get("spec", {}).get("terminationGracePeriodSeconds", 5))
+                )
+                if pod is not None and pod["metadata"].get("deletionTimestamp"):
+                    # Graceful deletion done: the kubelet releases the pod.
+                    self._delete_pod(namespace, name)
+            return
+        if runtime is not None and runtime.uid != pod["metadata"]["uid"]:
+            self._pods.pop((namespace, name), None)
+            await self._kill_pod(runtime, grace=1.0)
+            runtime = None
+        if (
+            runtime is None
+            and self._pod_phase(pod) in ("Pending", "Running")
+            and not pod.get("status", {}).get("containerStatuses")
+        ):
+            await self._start_pod(pod)
+
+    async def _start_pod(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        directory = self.workdir / "pods" / namespace / name
+        if directory.exists():
+            shutil.rmtree(directory)
+        containers = {}
+        port_map: dict[str, int] = {}
+        for spec in pod["spec"].get("containers") or ():
+            ports = {int(p["containerPort"]): free_port() for p in spec.get("ports") or () if "containerPort" in p}
+            port_map.update({str(k): v for k, v in ports.items()})
+            container_dir = directory / spec["name"]
+            container_dir.mkdir(parents=True)
+            containers[spec["name"]] = Container(spec["name"], spec, container_dir, ports)
+        runtime = PodRuntime(namespace, name, meta["uid"], pod["spec"].get("restartPolicy", "Always"), containers)
+        self._pods[(namespace, name)] = runtime
+        pods_rt = self.store.type_for("", "pods")
+        self.store.patch(
+            pods_rt,
+            namespace,
+            name,
+            "application/merge-patch+json",
+            {"metadata": {"annotations": {PORTS_ANNOTATION: json.dumps(port_map)}}},
+        )
+        for container in containers.values():
+            await self._run_container(runtime, container, pod)
+        self._report(runtime)
+
+    def _environment(self, pod: Mapping[str, Any], container: Container) -> dict[str, str]:
+        env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+        env["HOSTNAME"] = pod["metadata"]["name"]
+        for container_port, host_port in container.ports.items():
+            env[f"RELEARN_SANDBOX_PORT_{container_port}"] = str(host_port)
+        if container.ports:
+            env["PORT"] = str(next(iter(container.ports.values())))
+        env[TERMINATION_ENV] = str(container.termination_path)
+        for item in container.spec.get("env") or ():
+            value = item.get("value")
+            source = item.get("valueFrom") or {}
+            if "fieldRef" in source:
+                value = {
+                    "metadata.name": pod["metadata"]["name"],
+                    "metadata.namespace": pod["metadata"]["namespace"],
+                    "metadata.uid": pod["metadata"]["uid"],
+                    "status.podIP": "127.0.0.1",
+                    "spec.nodeName": "sandbox",
+                }.get(source["fieldRef"].get("fieldPath", ""), "")
+            for ref_key, plural in (("configMapKeyRef", "configmaps"), ("secretKeyRef", "secrets")):
+                if ref_key in source:
+                    ref = source[ref_key]
+                    obj = self.store.try_get("", plural, pod["metadata"]["namespace"], ref.get("name", "")) or {}
+                    data = obj.get("data") or {}
+                    value = data.get(ref.get("key", ""), "")
+                    if plural == "secrets" and value:
+                        value = base64.b64decode(value).decode()
+            env[item["name"]] = expand(str(value or ""), env)
+        return env
+
+    async def _run_container(self, runtime: PodRuntime, container: Container, pod: Mapping[str, Any]) -> None:
+        env = self._environment(pod, container)
+        spec = container.spec
+        command = list(spec.get("command") or ())
+        if not command:
+            image = str(spec.get("image", "")).rsplit("@", 1)[0]
+            repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+            entrypoint = self.images.get(image) or self.images.get(repository)
+            if entrypoint is None:
+                container.waiting = {
+                    "reason": "ImageNotEmulated",
+                    "message": (
+                        f"image {spec.get('image')!r} has no entrypoint in the sandbox image table and the "
+                        "container sets no command"
+                    ),
+                }
+                return
+            command = list(entrypoint)
+        argv = [expand(str(part), env) for part in command + list(spec.get("args") or ())]
+        container.termination_path.write_text("")
+        log = container.log_path.open("ab")
+        try:
+            container.process = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=container.directory,
+                env=env,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as error:
+            log.close()
+            container.waiting = {"reason": "StartError", "message": str(error)}
+            return
+        log.close()
+        container.waiting = None
+        container.terminated = None
+        container.started_at = now_rfc3339()
+        container.ready = "readinessProbe" not in spec
+        container.tasks = [asyncio.create_task(self._watch_exit(runtime, container))]
+        if "readinessProbe" in spec:
+            container.tasks.append(asyncio.create_task(self._probe(runtime, container)))
+
+    async def _watch_exit(self, runtime: PodRuntime, container: Container) -> None:
+        assert container.process is not None
+        code = await container.process.wait()
+        if runtime.stopping:
+            return
+        message = container.termination_path.read_bytes()[:MAX_TERMINATION_MESSAGE].decode(errors="replace")
+        if not message and code != 0 and container.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            lines = container.log_path.read_bytes()[-2048:].decode(errors="replace").splitlines()[-80:]
+            message = "\n".join(lines)
+        state = {
+            "exitCode": code,
+            "reason": "Completed" if code == 0 else "Error",
+            "startedAt": container.started_at,
+            "finishedAt": now_rfc3339(),
+        }
+        if message:
+            state["message"] = message
+        container.ready = False
+        container.process = None
+        restart = runtime.restart_policy == "Always" or (runtime.restart_policy == "OnFailure" and code != 0)
+        if not restart:
+            container.terminated = state
+            self._report(runtime)
+            return
+        container.last_terminated = state
+        delay = min(self.max_backoff, 2.0**container.restarts)
+        container.restarts += 1
+        container.waiting = {
+            "reason": "CrashLoopBackOff",
+            "message": f"back-off {delay:.0f}s restarting failed container {container.name}",
+        }
+        self._report(runtime)
+        await asyncio.sleep(delay)
+        pod = self.store.try_get("", "pods", runtime.namespace, runtime.name)
+        if runtime.stopping or pod is None:
+            return
+        await self._run_container(runtime, container, pod)
+        self._report(runtime)
+
+    async def _probe(self, runtime: PodRuntime, container: Container) -> None:
+        probe = container.spec["readinessProbe"]
+        http = probe.get("httpGet")
+        period = float(probe.get("periodSeconds", 10))
+        failures_allowed = int(probe.get("failureThreshold", 3))
+        await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)))
+        failures = 0
+        while container.process is not None and not runtime.stopping:
+            ok = False
+            if http is None:
+                ok = True  # exec/tcp probes are not emulated: running counts as ready
+            else:
+                port = container_port(container.spec, container.ports, http.get("port"))
+                url = f"http://127.0.0.1:{port}{http.get('path', '/')}"
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
+                    assert self._http is not None
+                    async with self._http.get(url) as response:
+                        ok = 200 <= response.status < 400
+            failures = 0 if ok else failures + 1
+            ready = ok or (container.ready and failures < failures_allowed)
+            if ready != container.ready:
+                container.ready = ready
+                self._report(runtime)
+            await asyncio.sleep(min(period, 1.0) if not container.ready else period)
+
+    def _report(self, runtime: PodRuntime) -> None:
+        """Write the pod's status from its containers."""
+        if runtime.stopping:
+            return
+        statuses = []
+        for container in runtime.containers.values():
+            if container.terminated:
+                state: dict[str, Any] = {"terminated": container.terminated}
+            elif container.waiting:
+                state = {"waiting": container.waiting}
+            else:
+                state = {"running": {"startedAt": container.started_at}}
+            status: dict[str, Any] = {
+                "name": container.name,
+                "image": container.spec.get("image", ""),
+                "imageID": "",
+                "ready": container.ready,
+                "restartCount": container.restarts,
+                "started": container.process is not None,
+                "state": state,
+            }
+            if container.process is not None:
+                status["containerID"] = f"sandbox://{container.process.pid}"
+            if container.last_terminated:
+                status["lastState"] = {"terminated": container.last_terminated}
+            statuses.append(status)
+        terminated = [c.terminated for c in runtime.containers.values()]
+        if all(terminated):
+            phase = "Succeeded" if all(t and t["exitCode"] == 0 for t in terminated) else "Failed"
+        elif any(c.process is not None for c in runtime.containers.values()):
+            phase = "Running"
+        else:
+            phase = "Pending"
+        ready = phase == "Running" and all(c.ready for c in runtime.containers.values())
+        stamp = now_rfc3339()
+        pod_status: dict[str, Any] = {
+            "phase": phase,
+            "podIP": "127.0.0.1",
+            "hostIP": "127.0.0.1",
+            "podIPs": [{"ip": "127.0.0.1"}],
+            "containerStatuses": statuses,
+            "conditions": [
+                {"type": t, "status": "True" if ok else "False", "lastTransitionTime": stamp}
+                for t, ok in (
+                    ("PodScheduled", True),
+                    ("Initialized", True),
+                    ("ContainersReady", ready),
+                    ("Ready", ready),
+                )
+            ],
+        }
+        with contextlib.suppress(ApiError):
+            pod = self.store.try_get("", "pods", runtime.namespace, runtime.name)
+            if pod is not None and pod["metadata"]["uid"] == runtime.uid:
+                pod_status.setdefault("startTime", (pod.get("status") or {}).get("startTime") or stamp)
+                self._patch_status("", "pods", runtime.namespace, runtime.name, pod_status)
+
+    async def _kill_pod(self, runtime: PodRuntime, grace: float) -> None:
+        runtime.stopping = True
+        for container in runtime.containers.values():
+            for task in container.tasks:
+                task.cancel()
+            process = container.process
+            if process is None or process.returncode is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), timeout=max(grace, 0.1))
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+
+    # -- logs ------------------------------------------------------------------
+
+    async def logs(
+        self, namespace: str, name: str, container: str | None, follow: bool, tail_lines: int | None
+    ) -> AsyncIterator[bytes]:
+        """A container's output, for ``kubectl logs`` (``-f`` follows until it exits)."""
+        directory = self.workdir / "pods" / namespace / name
+        names = sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+        chosen = container or (names[0] if names else None)
+        path = directory / (chosen or "") / "output.log"
+        if chosen is None or not path.exists():
+            return
+        data = path.read_bytes()
+        if tail_lines is not None:
+            data = b"".join(data.splitlines(keepends=True)[-tail_lines:]) if tail_lines else b""
+        yield data
+        offset = path.stat().st_size
+        while follow:
+            runtime = self._pods.get((namespace, name))
+            running = (
+                runtime is not None
+                and not runtime.stopping
+                and any(c.process is not None for c in runtime.containers.values())
+            )
+            size = path.stat().st_size if path.exists() else offset
+            if size > offset:
+                with path.open("rb") as handle:
+                    handle.seek(offset)
+                    yield handle.read(size - offset)
+                offset = size
+            elif not running:
+                return
+            await asyncio.sleep(0.2)
+
+
+def container_port(spec: Mapping[str, Any], ports: Mapping[int, int], port: Any) -> int | None:
+    """The host port behind a container port given by number or name."""
+    if isinstance(port, str) and not port.isdigit():
+        named = next((p for p in spec.get("ports") or () if p.get("name") == port), None)
+        return ports.get(int(named["containerPort"])) if named else None
+    return ports.get(int(port)) if port is not None else None
+
+
+def pod_port(pod: Mapping[str, Any], target: Any) -> int | None:
+    """The host port of a pod for a Service's targetPort (number or name)."""
+    mapped = {
+        int(k): v for k, v in json.loads(pod["metadata"].get("annotations", {}).get(PORTS_ANNOTATION, "{}")).items()
+    }
+    for spec in pod.get("spec", {}).get("containers") or ():
+        port = container_port(spec, mapped, target)
+        if port is not None:
+            return port
+    return None
+
+
+def _condition(type_: str, reason: str, message: str) -> dict[str, Any]:
+    stamp = now_rfc3339()
+    return {
+        "type": type_,
+        "status": "True",
+        "reason": reason,
+        "message": message,
+        "lastProbeTime": stamp,
+        "lastTransitionTime": stamp,
+    }
+
+
+def _seconds_since(timestamp: str) -> float | None:
+    if not timestamp:
+        return None
+    then = datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return (datetime.datetime.now(datetime.UTC) - then).total_seconds()
