@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import secrets
 import ssl
 import sys
 import threading
@@ -28,7 +29,7 @@ from relearn.sandbox.gateway import Gateway
 from relearn.sandbox.kubelet import Kubelet
 from relearn.sandbox.prometheus import Prometheus
 from relearn.sandbox.store import Store
-from relearn.sandbox.tls import ServingCertificate
+from relearn.sandbox.tls import ServingCertificate, make_serving_certificate
 
 TRAINER_IMAGE = "ghcr.io/relearn-dev/relearn-trainer"
 OPERATOR_IMAGE = "ghcr.io/relearn-dev/relearn-operator"

@@ -63,12 +63,12 @@ class Gateway:
                         best = (len(prefix), route, rule)
         if best is None:
             return None
-        _, route, rule = best
-        refs = [r for r in rule.get("backendRefs") or () if int(r.get("weight", 1)) > 0]
+        _, chosen_route, chosen_rule = best
+        refs = [r for r in chosen_rule.get("backendRefs") or () if int(r.get("weight", 1)) > 0]
         if not refs:
             return None
         ref = self.rng.choices(refs, weights=[int(r.get("weight", 1)) for r in refs])[0]
-        return route, ref
+        return chosen_route, ref
 
     def endpoint(self, namespace: str, ref: Mapping[str, Any]) -> str | None:
         """``127.0.0.1:port`` of a ready pod behind the backendRef's Service."""
