@@ -8,6 +8,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# control_plane, api_client, kubectl, namespace, relearn_crds, sandbox:
+# the sandbox, or a real cluster when RELEARN_TEST_KUBECONFIG is set.
+pytest_plugins = ["relearn.sandbox.testing"]
+
 
 @pytest.fixture(scope="session")
 def repo() -> Path:

@@ -66,6 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("crds", help="print the CustomResourceDefinitions as YAML")
 
+    sandbox = commands.add_parser("sandbox", help="a local control plane to try Relearn without a cluster")
+    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
+    for verb, text in (
+        ("up", "start the sandbox in the background and print how to reach it"),
+        ("serve", "run the sandbox in the foreground until Ctrl-C"),
+        ("down", "stop the sandbox"),
+        ("status", "say whether the sandbox runs and where"),
+    ):
+        command = sandbox_commands.add_parser(verb, help=text)
+        command.add_argument("--dir", type=Path, default=Path(".relearn/sandbox"), help="state folder (%(default)s)")
+        if verb in ("up", "serve"):
+            command.add_argument("--api-port", type=int, default=0, help="API server port (default: any free one)")
+            command.add_argument("--gateway-port", type=int, default=0, help="gateway port (default: any free one)")
+            command.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
+            command.add_argument("--secure", action="store_true", help="HTTPS with a generated CA and a bearer token")
+
     validate = commands.add_parser(
         "validate", help="check Relearn CRs in YAML files against the CRDs and the operator's rules"
     )
@@ -82,7 +98,60 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "validate":
         return _validate(args.paths)
+    if args.command == "sandbox":
+        return _sandbox(args)
     return _run(args)
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from relearn.sandbox import control
+
+    if args.sandbox_command == "serve":
+        import asyncio
+
+        from relearn.sandbox.cluster import SandboxConfig
+        from relearn.sandbox.prometheus import PrometheusNotInstalled
+
+        config = SandboxConfig(
+            workdir=args.dir,
+            api_port=args.api_port,
+            gateway_port=args.gateway_port,
+            prometheus=not args.no_prometheus,
+            secure=args.secure,
+        )
+        try:
+            asyncio.run(control.serve(config))
+        except PrometheusNotInstalled as error:
+            print(f"relearn sandbox: {error}", file=sys.stderr)
+            return 1
+        return 0
+    if args.sandbox_command == "up":
+        flags = [f"--api-port={args.api_port}", f"--gateway-port={args.gateway_port}"]
+        flags += ["--no-prometheus"] * args.no_prometheus + ["--secure"] * args.secure
+        try:
+            state = control.up(args.dir, flags)
+        except (RuntimeError, TimeoutError) as error:
+            print(f"relearn sandbox: {error}", file=sys.stderr)
+            return 1
+        _print_state(state)
+        return 0
+    if args.sandbox_command == "down":
+        stopped = control.down(args.dir)
+        print("sandbox stopped" if stopped else f"no sandbox runs from {args.dir}")
+        return 0
+    running = control.read_state(args.dir)
+    if running is None:
+        print(f"no sandbox runs from {args.dir}")
+        return 1
+    _print_state(running)
+    return 0 if control.healthy(running) else 1
+
+
+def _print_state(state: dict[str, object]) -> None:
+    print(f"API server:  {state['api']}")
+    print(f"gateway:     {state['gateway']}")
+    print(f"prometheus:  {state['prometheus'] or 'not started'}")
+    print(f"export KUBECONFIG={state['kubeconfig']}")
 
 
 def _validate(paths: list[Path]) -> int:

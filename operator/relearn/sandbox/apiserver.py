@@ -82,6 +82,7 @@ class ApiServer:
 
     async def _on_shutdown(self, _: web.Application) -> None:
         self._closing.set()
+        self.store.end_watches()
 
     # -- dispatch ---------------------------------------------------------
 

@@ -57,6 +57,8 @@ class SandboxConfig:
     images: dict[str, list[str]] = field(default_factory=default_images)
     bookmark_interval: float = 5.0
     job_backoff: float = 1.0
+    # Changes kept for watches to resume from; older versions get 410 Gone.
+    history: int = 20_000
 
 
 class Sandbox:
@@ -82,7 +84,7 @@ class Sandbox:
     async def start(self) -> None:
         workdir = self.config.workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.store = Store()
+        self.store = Store(history=self.config.history)
         if self.config.prometheus:
             self.prometheus = Prometheus(
                 workdir / "prometheus", port=self.config.prometheus_port, scrape_interval=self.config.scrape_interval
@@ -171,6 +173,13 @@ class SandboxThread:
             raise
         return self.sandbox
 
+    async def _shutdown(self) -> None:
+        await self.sandbox.stop()
+        leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
+
     def call(self, fn: Any, *args: Any) -> Any:
         """Run ``fn(*args)`` on the sandbox's loop (for tests that reach inside)."""
 
@@ -182,7 +191,7 @@ class SandboxThread:
     def stop(self, timeout: float = 30.0) -> None:
         if self._thread.is_alive():
             with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(self.sandbox.stop(), self._loop).result(timeout)
+                asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout)
         if not self._loop.is_running():

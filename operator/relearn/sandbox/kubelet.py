@@ -27,6 +27,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import ctypes
 import datetime
 import hashlib
 import json
@@ -53,7 +54,15 @@ PORTS_ANNOTATION = "sandbox.relearn.dev/ports"
 TERMINATION_ENV = "RELEARN_TERMINATION_MESSAGE_PATH"
 MAX_TERMINATION_MESSAGE = 4096
 ORDER = ("deployment", "job", "pod", "service")
+PR_SET_PDEATHSIG = 1
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "VIRTUAL_ENV", "PYTHONPATH", "TMPDIR", "SSL_CERT_FILE")
+
+
+def die_with_parent() -> None:
+    """In a child before exec: receive SIGTERM when the sandbox's thread dies,
+    so no process outlives a sandbox that was killed without cleaning up."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -566,6 +575,7 @@ class Kubelet:
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         except OSError as error:
             log.close()

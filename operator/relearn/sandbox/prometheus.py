@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from relearn.sandbox.kubelet import PORTS_ANNOTATION, free_port
+from relearn.sandbox.kubelet import PORTS_ANNOTATION, die_with_parent, free_port
 
 INSTALL_HINT = (
     "Prometheus is not installed: run `apt-get install prometheus` (Debian/Ubuntu), or put a prometheus "
@@ -109,6 +109,7 @@ class Prometheus:
             stderr=asyncio.subprocess.STDOUT,
             stdin=asyncio.subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         log.close()
         loop = asyncio.get_running_loop()

@@ -149,6 +149,11 @@ class Store:
     def close_watch(self, watch: Watch) -> None:
         self._watches.discard(watch)
 
+    def end_watches(self) -> None:
+        """Tell every open watch to finish (the server is shutting down)."""
+        for watch in self._watches:
+            watch.queue.put_nowait(None)
+
     @property
     def watch_count(self) -> int:
         return len(self._watches)

@@ -1,0 +1,158 @@
+"""pytest fixtures for testing against a Kubernetes API: the sandbox by
+default, or a real cluster (kind in CI) when ``RELEARN_TEST_KUBECONFIG``
+names its kubeconfig. Load with ``pytest_plugins = ["relearn.sandbox.testing"]``.
+
+- ``control_plane``: where the API is (kubeconfig, and the sandbox if it is one);
+- ``api_client``: a ``kubernetes`` client for it;
+- ``kubectl``: runs the real kubectl against it;
+- ``namespace``: a fresh namespace per test, deleted afterwards;
+- ``relearn_crds``: Relearn's CRDs applied once per session;
+- ``sandbox``: the sandbox itself, for tests of sandbox-only behaviour;
+  skipped, with the reason, on a real cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config, watch
+
+from relearn.sandbox.cluster import Sandbox, SandboxConfig, SandboxThread
+
+KUBECONFIG_ENV = "RELEARN_TEST_KUBECONFIG"
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@dataclass
+class ControlPlane:
+    kubeconfig: Path
+    sandbox: Sandbox | None
+
+    @property
+    def is_sandbox(self) -> bool:
+        return self.sandbox is not None
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    real = os.environ.get(KUBECONFIG_ENV)
+    if real:
+        yield ControlPlane(Path(real), None)
+        return
+    workdir = tmp_path_factory.mktemp("sandbox")
+    thread = SandboxThread(
+        SandboxConfig(workdir=workdir, prometheus=shutil.which("prometheus") is not None, bookmark_interval=1.0)
+    )
+    sandbox = thread.start()
+    try:
+        yield ControlPlane(sandbox.kubeconfig, sandbox)
+    finally:
+        thread.stop()
+
+
+@pytest.fixture
+def sandbox(control_plane: ControlPlane) -> Sandbox:
+    if control_plane.sandbox is None:
+        pytest.skip(f"sandbox-only behaviour; {KUBECONFIG_ENV} points at a real cluster")
+    return control_plane.sandbox
+
+
+@pytest.fixture(scope="session")
+def api_client(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
+    api = config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    yield api
+    api.close()
+
+
+@pytest.fixture(scope="session")
+def kubectl(control_plane: ControlPlane) -> Kubectl:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed")
+
+    def run(*args: str, check: bool = True, timeout: float = 60, stdin: str | None = None) -> Any:
+        env = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)}
+        result = subprocess.run(
+            ["kubectl", *args], env=env, capture_output=True, text=True, timeout=timeout, input=stdin
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+        return result
+
+    return run
+
+
+@pytest.fixture
+def namespace(api_client: client.ApiClient) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace({"metadata": {"name": name, "labels": {"relearn.dev/test": "true"}}})
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def relearn_crds(api_client: client.ApiClient) -> None:
+    extensions = client.ApiextensionsV1Api(api_client)
+    repo = Path(__file__).resolve().parent.parent / "crds"
+    for path in sorted(repo.glob("*.yaml")):
+        for crd in yaml.safe_load_all(path.read_text()):
+            try:
+                extensions.create_custom_resource_definition(crd)
+            except client.ApiException as error:
+                if error.status != 409:
+                    raise
+                current = extensions.read_custom_resource_definition(crd["metadata"]["name"])
+                crd["metadata"]["resourceVersion"] = current.metadata.resource_version
+                extensions.replace_custom_resource_definition(crd["metadata"]["name"], crd)
+    names = {crd["metadata"]["name"] for path in repo.glob("*.yaml") for crd in yaml.safe_load_all(path.read_text())}
+    for name in sorted(names):
+        wait_for(extensions.list_custom_resource_definition, established(name), timeout=30)
+
+
+def established(name: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda crd: crd["metadata"]["name"] == name and condition(crd, "Established")
+
+
+def condition(obj: dict[str, Any], type_: str, status: str = "True") -> bool:
+    return any(
+        c.get("type") == type_ and c.get("status") == status for c in (obj.get("status") or {}).get("conditions") or ()
+    )
+
+
+def wait_for(
+    list_fn: Callable[..., Any], predicate: Callable[[dict[str, Any]], bool], *, timeout: float = 30, **kwargs: Any
+) -> dict[str, Any]:
+    """The first object (as a dict) from ``list_fn``'s list or watch that satisfies ``predicate``.
+
+    Lists once, then watches from that list's resourceVersion: an awaited
+    event, not a sleep. Raises TimeoutError naming what it waited for.
+    """
+    listing = list_fn(_preload_content=False, **kwargs)
+    data = yaml.safe_load(listing.data)
+    for item in data.get("items") or ():
+        if predicate(item):
+            return dict(item)
+    stream = watch.Watch()
+    try:
+        for event in stream.stream(
+            list_fn,
+            resource_version=data["metadata"]["resourceVersion"],
+            timeout_seconds=max(1, int(timeout)),
+            _request_timeout=timeout + 5,
+            **kwargs,
+        ):
+            obj = event["raw_object"]
+            if event["type"] in ("ADDED", "MODIFIED") and predicate(obj):
+                return dict(obj)
+    finally:
+        stream.stop()
+    raise TimeoutError(f"no object satisfied the condition within {timeout}s")
