@@ -25,8 +25,9 @@ from pathlib import Path
 import aiohttp
 
 
-async def watch(session: aiohttp.ClientSession, url: str, expected: int, ready: asyncio.Event,
-                started: list[int]) -> int:
+async def watch(
+    session: aiohttp.ClientSession, url: str, expected: int, ready: asyncio.Event, started: list[int]
+) -> int:
     seen = 0
     async with session.get(url, params={"watch": "true", "timeoutSeconds": "300"}) as response:
         started.append(1)
@@ -70,7 +71,9 @@ async def phase(api: str, namespace: str, writes: int, watches: int, writers: in
 def start_sandbox(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "relearn", "sandbox", "serve", "--dir", str(directory), "--no-prometheus"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     assert process.stdout is not None
     state = json.loads(process.stdout.readline())
     return process, state["api"]

@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("crds", help="print the CustomResourceDefinitions as YAML")
 
+    demo = commands.add_parser("demo", help="Relearn in the local sandbox, step by step (what `make demo` runs)")
+    demo.add_argument("--dir", type=Path, default=Path(".relearn/demo"), help="state folder (%(default)s)")
+    demo.add_argument("--keep", action="store_true", help="leave the sandbox and operator running to explore")
+
     sandbox = commands.add_parser("sandbox", help="a local control plane to try Relearn without a cluster")
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
     for verb, text in (
@@ -100,6 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _validate(args.paths)
     if args.command == "sandbox":
         return _sandbox(args)
+    if args.command == "demo":
+        from relearn.demo import run_demo
+
+        try:
+            return run_demo(args.dir, keep=args.keep)
+        except KeyboardInterrupt:
+            print("demo interrupted; every process it started has been stopped", file=sys.stderr)
+            return 130
     return _run(args)
 
 

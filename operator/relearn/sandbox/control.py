@@ -31,6 +31,21 @@ def state_file(directory: Path) -> Path:
     return directory / "state.json"
 
 
+def alive(pid: int) -> bool:
+    """Whether a process runs; reaps it first when it is our own exited child
+    (``relearn demo`` starts the sandbox itself), which would else linger as
+    a zombie that ``kill(pid, 0)`` still finds."""
+    with contextlib.suppress(ChildProcessError):
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 def read_state(directory: Path) -> dict[str, Any] | None:
     """The running sandbox's state, or None when none runs from this folder."""
     try:
@@ -38,8 +53,10 @@ def read_state(directory: Path) -> dict[str, Any] | None:
     except (FileNotFoundError, ValueError):
         return None
     try:
-        os.kill(int(state["pid"]), 0)
-    except (ProcessLookupError, PermissionError, KeyError, ValueError):
+        running = alive(int(state["pid"]))
+    except (KeyError, ValueError):
+        running = False
+    if not running:
         state_file(directory).unlink(missing_ok=True)
         return None
     return state
@@ -107,9 +124,7 @@ def down(directory: Path, timeout: float = 30.0) -> bool:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not alive(pid):
             return True
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):

@@ -24,9 +24,10 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config, watch
+from kubernetes import client, config
 
 from relearn.sandbox.cluster import Sandbox, SandboxConfig, SandboxThread
+from relearn.sandbox.waiting import condition, wait_for
 
 KUBECONFIG_ENV = "RELEARN_TEST_KUBECONFIG"
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
@@ -122,37 +123,4 @@ def established(name: str) -> Callable[[dict[str, Any]], bool]:
     return lambda crd: crd["metadata"]["name"] == name and condition(crd, "Established")
 
 
-def condition(obj: dict[str, Any], type_: str, status: str = "True") -> bool:
-    return any(
-        c.get("type") == type_ and c.get("status") == status for c in (obj.get("status") or {}).get("conditions") or ()
-    )
-
-
-def wait_for(
-    list_fn: Callable[..., Any], predicate: Callable[[dict[str, Any]], bool], *, timeout: float = 30, **kwargs: Any
-) -> dict[str, Any]:
-    """The first object (as a dict) from ``list_fn``'s list or watch that satisfies ``predicate``.
-
-    Lists once, then watches from that list's resourceVersion: an awaited
-    event, not a sleep. Raises TimeoutError naming what it waited for.
-    """
-    listing = list_fn(_preload_content=False, **kwargs)
-    data = yaml.safe_load(listing.data)
-    for item in data.get("items") or ():
-        if predicate(item):
-            return dict(item)
-    stream = watch.Watch()
-    try:
-        for event in stream.stream(
-            list_fn,
-            resource_version=data["metadata"]["resourceVersion"],
-            timeout_seconds=max(1, int(timeout)),
-            _request_timeout=timeout + 5,
-            **kwargs,
-        ):
-            obj = event["raw_object"]
-            if event["type"] in ("ADDED", "MODIFIED") and predicate(obj):
-                return dict(obj)
-    finally:
-        stream.stop()
-    raise TimeoutError(f"no object satisfied the condition within {timeout}s")
+__all__ = ["ControlPlane", "Kubectl", "condition", "wait_for"]

@@ -1,0 +1,232 @@
+"""``relearn demo``: Relearn in the local sandbox, step by step on a timeline.
+
+What ``make demo`` runs. Today it shows the part of the loop that exists:
+the sandbox control plane comes up, the CRDs install, the operator starts,
+the invoice-classifier CRs are applied and judged (by admission and by the
+operator), with status, Events and ``kubectl get`` as a user sees them.
+Drift, retraining, A/B promotion and rollback join the timeline as they are
+built. Every process it starts is stopped on exit or Ctrl-C, unless
+``--keep`` leaves the sandbox and operator running to explore.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client, config
+from rich.console import Console
+from rich.table import Table
+
+from relearn.sandbox import control
+from relearn.sandbox.kubelet import free_port
+from relearn.sandbox.waiting import condition, wait_for
+
+GROUP, VERSION = "relearn.dev", "v1alpha1"
+PLURALS = {"ModelVersion": "modelversions", "DriftPolicy": "driftpolicies", "ABExperiment": "abexperiments"}
+EXAMPLE_FILES = ("modelversion-1.0.0.yaml", "modelversion-1.1.0.yaml", "driftpolicy.yaml", "abexperiment.yaml")
+
+
+class Timeline:
+    """Numbered steps with the time since the demo started."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started = time.monotonic()
+        self.steps: list[tuple[str, float]] = []
+
+    @contextmanager
+    def step(self, title: str) -> Iterator[None]:
+        begun = time.monotonic()
+        with self.console.status(title):
+            yield
+        took = time.monotonic() - begun
+        self.steps.append((title, took))
+        self.console.print(
+            f"[dim]{time.monotonic() - self.started:6.1f}s[/dim]  [green]✓[/green] {title} [dim]({took:.1f}s)[/dim]"
+        )
+
+
+def repo_root() -> Path:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "examples" / "invoice-classifier").is_dir():
+            return parent
+    raise FileNotFoundError("examples/invoice-classifier not found: run the demo from a Relearn checkout")
+
+
+def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        ["kubectl", *args],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+    return result
+
+
+def start_operator(kubeconfig: Path, namespace: str, log_path: Path) -> subprocess.Popen[bytes]:
+    port = free_port()
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "relearn",
+                "run",
+                "-n",
+                namespace,
+                f"--liveness=http://127.0.0.1:{port}/healthz",
+                "--metrics-port=0",
+                "--log-format=json",
+            ],
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the operator exited with {process.returncode}; see {log_path}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return process
+        except OSError:
+            time.sleep(0.2)
+    process.terminate()
+    raise TimeoutError(f"the operator did not answer its liveness probe in 60s; see {log_path}")
+
+
+def ready(name: str, status: str = "True") -> Callable[[dict[str, Any]], bool]:
+    return lambda obj: obj["metadata"]["name"] == name and condition(obj, "Ready", status)
+
+
+def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = None) -> int:
+    # Wide enough for `kubectl get` lines when the output is not a terminal.
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    repo = repo_root()
+    examples = repo / "examples" / "invoice-classifier"
+    namespace = "default"
+    timeline = Timeline(console)
+    operator: subprocess.Popen[bytes] | None = None
+    console.rule("[bold]Relearn demo")
+    try:
+        with timeline.step("sandbox control plane up (API server, kubelet, gateway, Prometheus)"):
+            state = control.up(workdir, [])
+        kubeconfig = Path(state["kubeconfig"])
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+
+        with timeline.step("Relearn CRDs installed: kubectl apply -f crds/"):
+            kubectl(kubeconfig, "apply", "-f", str(repo / "crds"))
+            for plural in PLURALS.values():
+                wait_for(
+                    client.ApiextensionsV1Api(api).list_custom_resource_definition,
+                    lambda crd, p=plural: crd["metadata"]["name"] == f"{p}.{GROUP}" and condition(crd, "Established"),
+                )
+
+        with timeline.step(f"operator running: relearn run -n {namespace}"):
+            operator = start_operator(kubeconfig, namespace, workdir / "operator.log")
+
+        docs = [yaml.safe_load((examples / name).read_text()) for name in EXAMPLE_FILES]
+        with timeline.step("invoice-classifier declared: two ModelVersions, a DriftPolicy, an ABExperiment"):
+            for name in EXAMPLE_FILES:
+                kubectl(kubeconfig, "apply", "-n", namespace, "-f", str(examples / name))
+
+        with timeline.step("operator accepted every spec (Ready=True, observedGeneration, Events)"):
+            for doc in docs:
+                wait_for(
+                    custom.list_namespaced_custom_object,
+                    ready(doc["metadata"]["name"]),
+                    group=GROUP,
+                    version=VERSION,
+                    namespace=namespace,
+                    plural=PLURALS[doc["kind"]],
+                    timeout=60,
+                )
+        console.out(kubectl(kubeconfig, "get", "mv,dp,abx", "-n", namespace).stdout, highlight=False)
+
+        with timeline.step("admission refused a broken CR, naming the field"):
+            refused = kubectl(
+                kubeconfig,
+                "apply",
+                "-n",
+                namespace,
+                "-f",
+                str(repo / "tests" / "fixtures" / "broken" / "weight-150.yaml"),
+                check=False,
+            )
+            if refused.returncode == 0:
+                raise RuntimeError("the sandbox admitted an ABExperiment with weight 150")
+        console.print(f"    [yellow]{refused.stderr.strip()}[/yellow]")
+
+        bad = copy.deepcopy(docs[-1])
+        bad["metadata"]["name"] = "invoice-classifier-descending"
+        bad["spec"]["traffic"] = {"steps": [8, 4], "weight": 10}
+        with timeline.step("operator flagged what no schema can check (traffic steps out of order)"):
+            custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "abexperiments", bad)
+            flagged: dict[str, Any] = wait_for(
+                custom.list_namespaced_custom_object,
+                lambda o: o["metadata"]["name"] == bad["metadata"]["name"] and condition(o, "Ready", "False"),
+                group=GROUP,
+                version=VERSION,
+                namespace=namespace,
+                plural="abexperiments",
+                timeout=60,
+            )
+        (ready,) = flagged["status"]["conditions"]
+        console.print(f"    [yellow]Ready=False {ready['reason']}: {ready['message']}[/yellow]")
+
+        events = sorted(core.list_namespaced_event(namespace).items, key=lambda e: e.metadata.creation_timestamp)
+        table = Table(title="Events the operator posted", show_lines=False)
+        for column in ("type", "reason", "object", "message"):
+            table.add_column(column)
+        for event in events:
+            table.add_row(
+                event.type,
+                event.reason,
+                f"{event.involved_object.kind.lower()}/{event.involved_object.name}",
+                event.message,
+            )
+        console.print(table)
+
+        summary = Table(title="Timeline")
+        summary.add_column("step")
+        summary.add_column("seconds", justify="right")
+        for title, took in timeline.steps:
+            summary.add_row(title, f"{took:.1f}")
+        console.print(summary)
+        console.print(
+            "Next on this timeline as they land: drift detected → LoRA Job → new ModelVersion → "
+            "A/B promotion → fault → automatic rollback."
+        )
+        console.print(
+            f"Look around:  export KUBECONFIG={kubeconfig}; kubectl get relearn; kubectl describe dp invoice-classifier"
+        )
+        api.close()
+        return 0
+    finally:
+        if keep and operator is not None:
+            console.print(
+                f"[bold]--keep:[/bold] sandbox left running (relearn sandbox down --dir {workdir}); "
+                f"operator pid {operator.pid} (kill {operator.pid})"
+            )
+        else:
+            if operator is not None and operator.poll() is None:
+                os.killpg(operator.pid, signal.SIGTERM)
+                operator.wait(30)
+            control.down(workdir)
