@@ -111,7 +111,7 @@ def start_operator(kubeconfig: Path, namespace: str, log_path: Path) -> subproce
     raise TimeoutError(f"the operator did not answer its liveness probe in 60s; see {log_path}")
 
 
-def ready(name: str, status: str = "True") -> Callable[[dict[str, Any]], bool]:
+def ready_is(name: str, status: str = "True") -> Callable[[dict[str, Any]], bool]:
     return lambda obj: obj["metadata"]["name"] == name and condition(obj, "Ready", status)
 
 
@@ -151,7 +151,7 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
             for doc in docs:
                 wait_for(
                     custom.list_namespaced_custom_object,
-                    ready(doc["metadata"]["name"]),
+                    ready_is(doc["metadata"]["name"]),
                     group=GROUP,
                     version=VERSION,
                     namespace=namespace,
@@ -188,8 +188,8 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
                 plural="abexperiments",
                 timeout=60,
             )
-        (ready,) = flagged["status"]["conditions"]
-        console.print(f"    [yellow]Ready=False {ready['reason']}: {ready['message']}[/yellow]")
+        (verdict,) = flagged["status"]["conditions"]
+        console.print(f"    [yellow]Ready=False {verdict['reason']}: {verdict['message']}[/yellow]")
 
         events = sorted(core.list_namespaced_event(namespace).items, key=lambda e: e.metadata.creation_timestamp)
         table = Table(title="Events the operator posted", show_lines=False)
