@@ -30,7 +30,7 @@ from rich.table import Table
 
 from relearn.sandbox import control
 from relearn.sandbox.kubelet import free_port
-from relearn.sandbox.waiting import condition, wait_for
+from relearn.sandbox.waiting import condition, established, wait_for
 
 GROUP, VERSION = "relearn.dev", "v1alpha1"
 PLURALS = {"ModelVersion": "modelversions", "DriftPolicy": "driftpolicies", "ABExperiment": "abexperiments"}
@@ -135,8 +135,7 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
             kubectl(kubeconfig, "apply", "-f", str(repo / "crds"))
             for plural in PLURALS.values():
                 wait_for(
-                    client.ApiextensionsV1Api(api).list_custom_resource_definition,
-                    lambda crd, p=plural: crd["metadata"]["name"] == f"{p}.{GROUP}" and condition(crd, "Established"),
+                    client.ApiextensionsV1Api(api).list_custom_resource_definition, established(f"{plural}.{GROUP}")
                 )
 
         with timeline.step(f"operator running: relearn run -n {namespace}"):
@@ -181,7 +180,7 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
             custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "abexperiments", bad)
             flagged: dict[str, Any] = wait_for(
                 custom.list_namespaced_custom_object,
-                lambda o: o["metadata"]["name"] == bad["metadata"]["name"] and condition(o, "Ready", "False"),
+                ready_is(bad["metadata"]["name"], "False"),
                 group=GROUP,
                 version=VERSION,
                 namespace=namespace,

@@ -27,7 +27,7 @@ import yaml
 from kubernetes import client, config
 
 from relearn.sandbox.cluster import Sandbox, SandboxConfig, SandboxThread
-from relearn.sandbox.waiting import condition, wait_for
+from relearn.sandbox.waiting import condition, established, wait_for
 
 KUBECONFIG_ENV = "RELEARN_TEST_KUBECONFIG"
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
@@ -117,10 +117,6 @@ def relearn_crds(api_client: client.ApiClient) -> None:
     names = {crd["metadata"]["name"] for path in repo.glob("*.yaml") for crd in yaml.safe_load_all(path.read_text())}
     for name in sorted(names):
         wait_for(extensions.list_custom_resource_definition, established(name), timeout=30)
-
-
-def established(name: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda crd: crd["metadata"]["name"] == name and condition(crd, "Established")
 
 
 __all__ = ["ControlPlane", "Kubectl", "condition", "wait_for"]

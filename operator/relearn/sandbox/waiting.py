@@ -16,6 +16,10 @@ def condition(obj: dict[str, Any], type_: str, status: str = "True") -> bool:
     )
 
 
+def established(name: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda crd: crd["metadata"]["name"] == name and condition(crd, "Established")
+
+
 def wait_for(
     list_fn: Callable[..., Any], predicate: Callable[[dict[str, Any]], bool], *, timeout: float = 30, **kwargs: Any
 ) -> dict[str, Any]:
