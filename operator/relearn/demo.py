@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import copy
 import os
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from relearn.sandbox import control
-from relearn.sandbox.kubelet import free_port
+from relearn.sandbox.processes import start_operator, stop_operator
 from relearn.sandbox.waiting import condition, established, wait_for
 
 GROUP, VERSION = "relearn.dev", "v1alpha1"
@@ -78,39 +76,6 @@ def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.Comp
     return result
 
 
-def start_operator(kubeconfig: Path, namespace: str, log_path: Path) -> subprocess.Popen[bytes]:
-    port = free_port()
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "relearn",
-                "run",
-                "-n",
-                namespace,
-                f"--liveness=http://127.0.0.1:{port}/healthz",
-                "--metrics-port=0",
-                "--log-format=json",
-            ],
-            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the operator exited with {process.returncode}; see {log_path}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return process
-        except OSError:
-            time.sleep(0.2)
-    process.terminate()
-    raise TimeoutError(f"the operator did not answer its liveness probe in 60s; see {log_path}")
-
-
 def ready_is(name: str, status: str = "True") -> Callable[[dict[str, Any]], bool]:
     return lambda obj: obj["metadata"]["name"] == name and condition(obj, "Ready", status)
 
@@ -139,7 +104,7 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
                 )
 
         with timeline.step(f"operator running: relearn run -n {namespace}"):
-            operator = start_operator(kubeconfig, namespace, workdir / "operator.log")
+            operator = start_operator(kubeconfig, [namespace], workdir / "operator.log")
 
         docs = [yaml.safe_load((examples / name).read_text()) for name in EXAMPLE_FILES]
         with timeline.step("invoice-classifier declared: two ModelVersions, a DriftPolicy, an ABExperiment"):
@@ -225,7 +190,6 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
                 f"operator pid {operator.pid} (kill {operator.pid})"
             )
         else:
-            if operator is not None and operator.poll() is None:
-                os.killpg(operator.pid, signal.SIGTERM)
-                operator.wait(30)
+            if operator is not None:
+                stop_operator(operator)
             control.down(workdir)

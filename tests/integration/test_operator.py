@@ -5,11 +5,6 @@ goes on serving the others."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from relearn.sandbox.kubelet import free_port
+from relearn.sandbox.processes import start_operator, stop_operator
 from relearn.sandbox.testing import ControlPlane, condition, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,37 +24,9 @@ PLURALS = {"ModelVersion": "modelversions", "DriftPolicy": "driftpolicies", "ABE
 @pytest.fixture
 def operator(control_plane: ControlPlane, namespace: str, relearn_crds: None, tmp_path: Path) -> Iterator[str]:
     """``relearn run`` serving the test's namespace; yields the namespace."""
-    port = free_port()
-    log = (tmp_path / "operator.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "relearn",
-            "run",
-            "-n",
-            namespace,
-            f"--liveness=http://127.0.0.1:{port}/healthz",
-            "--metrics-port=0",
-            "--log-format=json",
-        ],
-        env={**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # kopf answers its liveness probe once it is serving
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            break
-        except OSError:
-            if process.poll() is not None:
-                raise AssertionError((tmp_path / "operator.log").read_text()) from None
-            time.sleep(0.2)
+    process = start_operator(control_plane.kubeconfig, [namespace], tmp_path / "operator.log")
     yield namespace
-    process.terminate()
-    assert process.wait(timeout=30) == 0, (tmp_path / "operator.log").read_text()
-    log.close()
+    assert stop_operator(process) == 0, (tmp_path / "operator.log").read_text()
 
 
 def apply(custom: client.CustomObjectsApi, namespace: str, doc: dict[str, Any]) -> None:

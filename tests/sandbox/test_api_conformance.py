@@ -31,11 +31,6 @@ def experiment(name: str, **spec: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def core(api_client: client.ApiClient) -> client.CoreV1Api:
-    return client.CoreV1Api(api_client)
-
-
-@pytest.fixture
 def custom(api_client: client.ApiClient, relearn_crds: None) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api_client)
 

@@ -18,6 +18,21 @@ EXAMPLES = REPO / "examples" / "invoice-classifier"
 RELEARN_EXAMPLES = ["modelversion-1.0.0.yaml", "modelversion-1.1.0.yaml", "driftpolicy.yaml", "abexperiment.yaml"]
 
 
+def crown(kubectl: Kubectl, namespace: str) -> None:
+    """Set the 1.0.0 ModelVersion's phase through the status subresource, as the operator would."""
+    kubectl(
+        "patch",
+        "mv",
+        "invoice-classifier-1.0.0",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status":{"phase":"Champion"}}',
+    )
+
+
 @pytest.fixture
 def applied(kubectl: Kubectl, namespace: str, relearn_crds: None) -> str:
     for name in RELEARN_EXAMPLES:
@@ -68,17 +83,7 @@ def test_describe_shows_spec(kubectl: Kubectl, applied: str) -> None:
 
 
 def test_patch_status_subresource(kubectl: Kubectl, applied: str) -> None:
-    kubectl(
-        "patch",
-        "mv",
-        "invoice-classifier-1.0.0",
-        "-n",
-        applied,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        '{"status":{"phase":"Champion"}}',
-    )
+    crown(kubectl, applied)
     phase = kubectl("get", "mv", "invoice-classifier-1.0.0", "-n", applied, "-o", "jsonpath={.status.phase}")
     assert phase.stdout == "Champion"
 
@@ -149,17 +154,7 @@ def test_get_watch_streams_a_change(kubectl: Kubectl, applied: str, control_plan
         assert header.split()[:3] == ["EVENT", "NAME", "MODEL"]
         for _ in range(2):  # the two listed versions
             assert watching.stdout.readline().split()[0] == "ADDED"
-        kubectl(
-            "patch",
-            "mv",
-            "invoice-classifier-1.0.0",
-            "-n",
-            applied,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            '{"status":{"phase":"Champion"}}',
-        )
+        crown(kubectl, applied)
         changed = watching.stdout.readline().split()
         assert changed[:2] == ["MODIFIED", "invoice-classifier-1.0.0"]
         assert "Champion" in changed

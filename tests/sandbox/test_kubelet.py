@@ -92,11 +92,6 @@ def apps(api_client: client.ApiClient, sandbox: Sandbox) -> client.AppsV1Api:
 
 
 @pytest.fixture
-def core(api_client: client.ApiClient) -> client.CoreV1Api:
-    return client.CoreV1Api(api_client)
-
-
-@pytest.fixture
 def batch(api_client: client.ApiClient, sandbox: Sandbox) -> client.BatchV1Api:
     return client.BatchV1Api(api_client)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 
 import pytest
-
 from relearn.api.openapi import apply_defaults, prune, unknown_fields, validate
 from relearn.sandbox.patching import PatchError, apply_patch, merge_patch, strategic_merge_patch
 from relearn.sandbox.selectors import SelectorError, parse_field_selector, parse_label_selector
@@ -30,8 +29,10 @@ def test_strategic_merge_deletes_and_replaces_by_directive() -> None:
 def test_strategic_merge_keys_ports_by_their_field() -> None:
     service = {"spec": {"ports": [{"port": 80, "name": "http"}, {"port": 443, "name": "https"}]}}
     patched = strategic_merge_patch(service, {"spec": {"ports": [{"port": 80, "targetPort": 8080}]}})
-    assert patched["spec"]["ports"] == [{"port": 80, "name": "http", "targetPort": 8080},
-                                        {"port": 443, "name": "https"}]
+    assert patched["spec"]["ports"] == [
+        {"port": 80, "name": "http", "targetPort": 8080},
+        {"port": 443, "name": "https"},
+    ]
 
 
 def test_strategic_merge_unions_finalizers_and_honours_delete_from_primitive_list() -> None:
@@ -45,8 +46,11 @@ def test_bad_patches_are_errors() -> None:
     with pytest.raises(PatchError, match="JSON patch"):
         apply_patch("application/json-patch+json", {}, [{"op": "remove", "path": "/missing"}])
     with pytest.raises(PatchError, match="merge key"):
-        apply_patch("application/strategic-merge-patch+json", {"spec": {"containers": []}},
-                    {"spec": {"containers": [{"image": "x"}]}})
+        apply_patch(
+            "application/strategic-merge-patch+json",
+            {"spec": {"containers": []}},
+            {"spec": {"containers": [{"image": "x"}]}},
+        )
     with pytest.raises(PatchError, match="unsupported"):
         apply_patch("text/plain", {}, {})
 
@@ -65,8 +69,12 @@ def test_selectors_match_labels_and_fields() -> None:
 
 
 def test_printer_column_json_path() -> None:
-    obj = {"status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "Drifted", "status": "False"}],
-                      "items": [{"name": "a"}, {"name": "b"}]}}
+    obj = {
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True"}, {"type": "Drifted", "status": "False"}],
+            "items": [{"name": "a"}, {"name": "b"}],
+        }
+    }
     assert json_path(obj, '.status.conditions[?(@.type=="Drifted")].status') == ["False"]
     assert json_path(obj, ".status.items[1].name") == ["b"]
     assert json_path(obj, ".status.items[*].name") == ["a", "b"]
@@ -91,8 +99,10 @@ SCHEMA = {
                 "nested": {"type": "object", "default": {}, "properties": {"mode": {"type": "string", "default": "a"}}},
                 "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                 "open": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                "version": {"type": "string", "x-kubernetes-validations": [
-                    {"rule": "self == oldSelf", "message": "version is immutable"}]},
+                "version": {
+                    "type": "string",
+                    "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "version is immutable"}],
+                },
             },
         },
     },
@@ -100,10 +110,19 @@ SCHEMA = {
 
 
 def test_prune_drops_undeclared_fields_but_keeps_open_ones() -> None:
-    obj = {"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "n"},
-           "spec": {"weight": 1, "typo": 2, "labels": {"a": "b"}, "open": {"anything": [1]}}, "extra": True}
-    assert prune(SCHEMA, obj) == {"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "n"},
-                                  "spec": {"weight": 1, "labels": {"a": "b"}, "open": {"anything": [1]}}}
+    obj = {
+        "apiVersion": "x/v1",
+        "kind": "K",
+        "metadata": {"name": "n"},
+        "spec": {"weight": 1, "typo": 2, "labels": {"a": "b"}, "open": {"anything": [1]}},
+        "extra": True,
+    }
+    assert prune(SCHEMA, obj) == {
+        "apiVersion": "x/v1",
+        "kind": "K",
+        "metadata": {"name": "n"},
+        "spec": {"weight": 1, "labels": {"a": "b"}, "open": {"anything": [1]}},
+    }
     assert unknown_fields(SCHEMA, obj) == ["spec.typo", "extra"]
 
 

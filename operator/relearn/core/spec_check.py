@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from relearn.api import Kind
 from relearn.api.base import SpecModel
-from relearn.api.conditions import Condition, parse_conditions, set_condition
+from relearn.api.conditions import Condition, ConditionStatus, parse_conditions, set_condition
 from relearn.api.schema import field_path
 
 READY = "Ready"
@@ -83,38 +83,28 @@ def check_spec(kind: Kind, body: Mapping[str, Any], now: datetime.datetime) -> S
     status = body.get("status") or {}
     conditions: list[Condition] = parse_conditions(status.get("conditions"))
     first_look = status.get("observedGeneration") != generation
+    spec: SpecModel | None
     try:
         spec = kind.spec.model_validate(body.get("spec") or {})
     except ValidationError as error:
-        errors = describe_validation_error(error)
-        message = "; ".join(errors)
-        conditions = set_condition(
-            conditions,
-            type_=READY,
-            status="False",
-            reason=INVALID_SPEC,
-            message=message,
-            observed_generation=generation,
-            now=now,
-        )
-        event = Event("Warning", INVALID_SPEC, message) if first_look else None
-        return SpecCheck(None, errors, _status_patch(conditions, generation), event)
-    message = summarize(kind, spec)
+        spec, errors = None, describe_validation_error(error)
+    else:
+        errors = ()
+    ready: ConditionStatus
+    event_type: EventType
+    if spec is None:
+        ready, reason, event_type, message = "False", INVALID_SPEC, "Warning", "; ".join(errors)
+    else:
+        ready, reason, event_type, message = "True", SPEC_ACCEPTED, "Normal", summarize(kind, spec)
     conditions = set_condition(
         conditions,
         type_=READY,
-        status="True",
-        reason=SPEC_ACCEPTED,
+        status=ready,
+        reason=reason,
         message=message,
         observed_generation=generation,
         now=now,
     )
-    event = Event("Normal", SPEC_ACCEPTED, message) if first_look else None
-    return SpecCheck(spec, (), _status_patch(conditions, generation), event)
-
-
-def _status_patch(conditions: list[Condition], generation: int | None) -> dict[str, Any]:
-    return {
-        "observedGeneration": generation,
-        "conditions": [c.to_wire() for c in conditions],
-    }
+    event = Event(event_type, reason, message) if first_look else None
+    status_patch = {"observedGeneration": generation, "conditions": [c.to_wire() for c in conditions]}
+    return SpecCheck(spec, errors, status_patch, event)

@@ -27,7 +27,6 @@ import asyncio
 import base64
 import contextlib
 import copy
-import ctypes
 import datetime
 import hashlib
 import json
@@ -35,8 +34,6 @@ import logging
 import os
 import re
 import shutil
-import signal
-import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +42,7 @@ from typing import Any
 import aiohttp
 
 from relearn.sandbox.errors import ApiError
+from relearn.sandbox.processes import die_with_parent, free_port, terminate_group
 from relearn.sandbox.selectors import parse_label_selector
 from relearn.sandbox.store import Change, Store, now_rfc3339
 
@@ -54,22 +52,7 @@ PORTS_ANNOTATION = "sandbox.relearn.dev/ports"
 TERMINATION_ENV = "RELEARN_TERMINATION_MESSAGE_PATH"
 MAX_TERMINATION_MESSAGE = 4096
 ORDER = ("deployment", "job", "pod", "service")
-PR_SET_PDEATHSIG = 1
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "VIRTUAL_ENV", "PYTHONPATH", "TMPDIR", "SSL_CERT_FILE")
-
-
-def die_with_parent() -> None:
-    """In a child before exec: receive SIGTERM when the sandbox's thread dies,
-    so no process outlives a sandbox that was killed without cleaning up."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def expand(text: str, env: Mapping[str, str]) -> str:
@@ -716,17 +699,8 @@ class Kubelet:
         for container in runtime.containers.values():
             for task in container.tasks:
                 task.cancel()
-            process = container.process
-            if process is None or process.returncode is not None:
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), timeout=max(grace, 0.1))
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
+            if container.process is not None:
+                await terminate_group(container.process, grace)
 
     # -- logs ------------------------------------------------------------------
 

@@ -18,14 +18,14 @@ import json
 import os
 import re
 import shutil
-import signal
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from relearn.sandbox.kubelet import PORTS_ANNOTATION, die_with_parent, free_port
+from relearn.sandbox.kubelet import PORTS_ANNOTATION
+from relearn.sandbox.processes import die_with_parent, free_port, terminate_group
 
 INSTALL_HINT = (
     "Prometheus is not installed: run `apt-get install prometheus` (Debian/Ubuntu), or put a prometheus "
@@ -133,14 +133,5 @@ class Prometheus:
         os.replace(temporary, self.targets_file)
 
     async def stop(self) -> None:
-        process = self._process
-        if process is None or process.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), 10)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
+        if self._process is not None:
+            await terminate_group(self._process, grace=10.0)

@@ -1,0 +1,99 @@
+"""Child processes of the sandbox and the demo: free ports, a parent-death
+signal, stopping a process group, and starting the operator.
+
+Used by the kubelet (pods), the Prometheus launcher, ``relearn demo`` and the
+integration tests, so each does these things the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def die_with_parent() -> None:
+    """In a child before exec: receive SIGTERM when the sandbox's thread dies,
+    so no process outlives a sandbox that was killed without cleaning up."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+async def terminate_group(process: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM a child's process group, then SIGKILL after ``grace`` seconds."""
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), timeout=max(grace, 0.1))
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+
+
+def start_operator(
+    kubeconfig: Path, namespaces: Sequence[str], log_path: Path, timeout: float = 60.0
+) -> subprocess.Popen[bytes]:
+    """``relearn run`` for these namespaces, returned once it answers its liveness probe."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "relearn",
+        "run",
+        f"--liveness=http://127.0.0.1:{port}/healthz",
+        "--metrics-port=0",
+        "--log-format=json",
+    ]
+    command += [f"--namespace={namespace}" for namespace in namespaces]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the operator exited with {process.returncode}; see {log_path}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return process
+        except OSError:
+            time.sleep(0.2)
+    stop_operator(process)
+    raise TimeoutError(f"the operator did not answer its liveness probe in {timeout:.0f}s; see {log_path}")
+
+
+def stop_operator(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    """SIGTERM the operator (kopf stops cleanly on it); its exit code."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        return process.wait()
