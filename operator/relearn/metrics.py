@@ -5,7 +5,7 @@ and scraped through the chart's metrics Service.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 SPEC_CHECKS = Counter(
     "relearn_spec_checks_total",
@@ -16,4 +16,14 @@ HANDLER_SECONDS = Histogram(
     "relearn_handler_duration_seconds",
     "Time spent in a reconcile handler.",
     ["kind", "handler"],
+)
+DRIFT_CHECKS = Counter(
+    "relearn_drift_checks_total",
+    "DriftPolicy checks by result (drifted, no-drift, not-enough-data, no-decision).",
+    ["result"],
+)
+DRIFT_SCORE = Gauge(
+    "relearn_drift_score",
+    "Last drift score of a feature (psi, jensenShannon, pValue after correction).",
+    ["namespace", "policy", "feature", "score"],
 )

@@ -51,7 +51,7 @@ def label_matcher(labels: Mapping[str, str]) -> str:
     anything that is not a plain label value."""
     parts = []
     for name, value in labels.items():
-        if not LABEL_VALUE.match(value):
+        if not LABEL_VALUE.fullmatch(value):
             raise ValueError(f"label value {value!r} for {name} is not allowed in a query")
         parts.append(f"{name}={promql_string(value)}")
     return "{" + ",".join(parts) + "}"
@@ -59,11 +59,11 @@ def label_matcher(labels: Mapping[str, str]) -> str:
 
 def promql_duration(text: str) -> str:
     """A Relearn duration (``90s``, ``1h30m``, ``7d``) as a PromQL range."""
-    if not DURATION.match(text):
+    if not DURATION.fullmatch(text):
         from relearn.core.durations import format_duration, parse_duration
 
         text = format_duration(parse_duration(text))
-        if not DURATION.match(text):
+        if not DURATION.fullmatch(text):
             raise ValueError(f"duration {text!r} cannot be a PromQL range")
     return text
 

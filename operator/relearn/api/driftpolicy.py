@@ -145,12 +145,14 @@ class FeatureScore(StatusModel):
     psi: float | None = None
     psi_threshold: float | None = None
     jensen_shannon: float | None = None
+    jensen_shannon_threshold: float | None = None
     p_value: float | None = None
     test: Literal["ks", "chi-square"] | None = None
     wasserstein: float | None = None
     reference_samples: float | None = None
     current_samples: float | None = None
     drifted: bool | None = None
+    note: str | None = None
 
 
 class ConceptDrift(StatusModel):
@@ -177,6 +179,8 @@ class DriftPolicyStatus(StatusModel):
     observed_generation: int | None = None
     last_check_time: Timestamp | None = None
     consecutive_drifted_checks: int | None = None
+    monitored_version: str | None = None
+    reference: str | None = None
     features: list[FeatureScore] | None = None
     concept: ConceptDrift | None = None
     last_retraining: RetrainingRecord | None = None

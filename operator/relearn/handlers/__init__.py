@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import kopf
 
-from relearn.handlers import spec, startup
+from relearn.handlers import drift, spec, startup
 
 
 def build_registry() -> kopf.OperatorRegistry:
@@ -16,4 +16,5 @@ def build_registry() -> kopf.OperatorRegistry:
     kopf.on.login(registry=registry)(kopf.login_via_client)
     startup.register(registry)
     spec.register(registry)
+    drift.register(registry)
     return registry

@@ -12,10 +12,12 @@ from typing import Any
 
 import kopf
 
+from relearn.adapters.kube import KubeClient
+
 ANNOTATION_PREFIX = "relearn.dev"
 
 
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
@@ -24,6 +26,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
+    # The handlers' own reads and status writes (in worker threads).
+    memo["kube"] = KubeClient.from_environment()
 
 
 def register(registry: kopf.OperatorRegistry) -> None:

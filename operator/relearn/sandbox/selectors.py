@@ -44,13 +44,13 @@ def parse_label_selector(text: str | None) -> Predicate:
     """A predicate over an object's ``metadata.labels``."""
     requirements: list[tuple[str, str, frozenset[str]]] = []  # (key, operator, values)
     for term in _split_terms(text or ""):
-        if match := _SET_TERM.match(term):
+        if match := _SET_TERM.fullmatch(term):
             key, op, values_text = match.groups()
             requirements.append((key, op, frozenset(v.strip() for v in values_text.split(",") if v.strip())))
-        elif match := _EQ_TERM.match(term):
+        elif match := _EQ_TERM.fullmatch(term):
             key, op, value = match.groups()
             requirements.append((key, "notin" if op == "!=" else "in", frozenset([value])))
-        elif match := _EXISTS_TERM.match(term):
+        elif match := _EXISTS_TERM.fullmatch(term):
             negate, key = match.groups()
             requirements.append((key, "!" if negate else "exists", frozenset()))
         else:

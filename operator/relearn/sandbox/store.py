@@ -230,7 +230,7 @@ class Store:
             suffix = "".join(secrets.choice(GENERATE_ALPHABET) for _ in range(5))
             metadata["name"] = metadata["generateName"] + suffix
         name = metadata["name"]
-        if len(name) > 253 or not NAME_PATTERN.match(name):
+        if len(name) > 253 or not NAME_PATTERN.fullmatch(name):
             raise errors.invalid(
                 rt, name, [openapi.FieldError("metadata.name", "a lowercase RFC 1123 subdomain is required", name)]
             )

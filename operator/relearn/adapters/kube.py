@@ -1,0 +1,74 @@
+"""A thin async face of the Kubernetes API for the handlers: the few reads
+and status writes they need, each run in a worker thread so no blocking call
+touches kopf's event loop.
+
+Built on the official ``kubernetes`` client, configured in-cluster (service
+account) or from the kubeconfig, like kopf itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client, config
+
+from relearn.api import GROUP, VERSION
+
+
+class KubeClient:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+
+    @classmethod
+    def from_environment(cls) -> KubeClient:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        return cls(client.ApiClient())
+
+    async def list_model_versions(self, namespace: str, model: str) -> list[dict[str, Any]]:
+        listing = await asyncio.to_thread(
+            self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, "modelversions"
+        )
+        return [item for item in listing["items"] if item.get("spec", {}).get("model") == model]
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        secret = await asyncio.to_thread(self.core.read_namespaced_secret, name, namespace)
+        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, str]:
+        config_map = await asyncio.to_thread(self.core.read_namespaced_config_map, name, namespace)
+        return dict(config_map.data or {})
+
+    async def update_status(
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+        attempts: int = 5,
+    ) -> dict[str, Any]:
+        """Read the object, let ``change`` compute its new status from the
+        current one, and write it with the read resourceVersion as a
+        precondition; on a conflict, read again and retry."""
+        for attempt in range(attempts):
+            current = await asyncio.to_thread(
+                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+            )
+            status = change(dict(current.get("status") or {}))
+            body = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}, "status": status}
+            try:
+                result: dict[str, Any] = await asyncio.to_thread(
+                    self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, plural, name, body
+                )
+                return result
+            except client.ApiException as error:
+                if error.status != 409 or attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")

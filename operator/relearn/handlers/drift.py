@@ -1,0 +1,349 @@
+"""DriftPolicy monitoring: one kopf daemon per policy checks drift every
+``spec.interval`` and writes what it found.
+
+Each check: find the model's champion ModelVersion; take the reference (its
+training baseline, or the same window ``offset`` into the past); query
+Prometheus once per window for every feature and the feedback counts;
+decide with ``relearn.core.drift_policy``; write status (per-feature scores
+with the counts behind them, concept drift, conditions MetricsAvailable,
+Drifted, Retraining) and Events when drift starts or ends, when metrics go
+missing or come back, and when a retraining is requested.
+
+Prometheus unreachable, or no data: ``MetricsAvailable=False`` with the
+reason, no drift decision, and the daemon goes on to the next interval.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from kubernetes.client import ApiException
+from pydantic import ValidationError
+
+from relearn.adapters.kube import KubeClient
+from relearn.adapters.prometheus import (
+    PrometheusAuth,
+    PrometheusClient,
+    PrometheusError,
+    arrange,
+    label_matcher,
+    window_query,
+)
+from relearn.api import GROUP, VERSION
+from relearn.api.conditions import Condition, ConditionStatus, get_condition, parse_conditions, set_condition
+from relearn.api.driftpolicy import DriftPolicySpec, DriftPolicyStatus, RetrainingRecord
+from relearn.api.modelversion import ModelVersionSpec
+from relearn.core import drift_policy
+from relearn.core.drift_policy import Assessment, WindowData
+from relearn.core.durations import parse_duration
+from relearn.metrics import DRIFT_CHECKS, DRIFT_SCORE, HANDLER_SECONDS
+
+logger = logging.getLogger(__name__)
+
+METRICS_AVAILABLE, DRIFTED, RETRAINING = "MetricsAvailable", "Drifted", "Retraining"
+
+
+class CheckFailed(Exception):
+    """No drift decision this time; the reason goes to MetricsAvailable."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class Outcome:
+    """What one check writes: condition updates and the rest of status."""
+
+    conditions: list[tuple[str, ConditionStatus, str, str]] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+
+
+async def _auth(kube: KubeClient, namespace: str, spec: DriftPolicySpec) -> PrometheusAuth:
+    source = spec.prometheus
+    values: dict[str, str] = {}
+    ca_pem = None
+    try:
+        if source.auth_secret_ref:
+            values = await kube.read_secret(namespace, source.auth_secret_ref.name)
+        if source.ca_secret_ref:
+            ca_pem = (await kube.read_secret(namespace, source.ca_secret_ref.name)).get("ca.crt")
+    except ApiException as error:
+        raise CheckFailed("SecretUnavailable", f"cannot read the Prometheus credentials: {error.reason}") from None
+    return PrometheusAuth(
+        bearer_token=values.get("token"),
+        username=values.get("username"),
+        password=values.get("password"),
+        ca_pem=ca_pem,
+        insecure_skip_verify=source.insecure_skip_verify,
+    )
+
+
+async def _baseline(kube: KubeClient, namespace: str, version: dict[str, Any]) -> WindowData:
+    spec = ModelVersionSpec.model_validate(version["spec"])
+    name = version["metadata"]["name"]
+    if spec.baseline and spec.baseline.config_map_ref and not spec.baseline.features:
+        ref = spec.baseline.config_map_ref
+        try:
+            data = json.loads((await kube.read_config_map(namespace, ref.name))[ref.key])
+            spec = ModelVersionSpec.model_validate({**version["spec"], "baseline": data})
+        except (ApiException, KeyError, ValueError, ValidationError) as error:
+            raise CheckFailed(
+                "NoBaseline", f"baseline ConfigMap {ref.name}/{ref.key} of {name} is unreadable: {error}"
+            ) from None
+    reference = drift_policy.from_baseline(spec)
+    if not reference.features:
+        raise CheckFailed(
+            "NoBaseline", f"champion {name} has no baseline: register one, or set spec.reference.source: Window"
+        )
+    return reference
+
+
+async def check(
+    kube: KubeClient,
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: DriftPolicySpec,
+    status: DriftPolicyStatus,
+    now: datetime.datetime,
+) -> Outcome:
+    """One drift check of a policy, as status updates and Events."""
+    outcome = Outcome()
+    champion = drift_policy.champion(await kube.list_model_versions(namespace, spec.model))
+    labels = {"model": spec.model}
+    if champion is not None:
+        labels["version"] = champion["spec"]["version"]
+    try:
+        label_matcher(labels)
+    except ValueError as error:
+        raise CheckFailed("InvalidLabel", str(error)) from None
+    if spec.reference.source == "Baseline":
+        if champion is None:
+            raise CheckFailed(
+                "NoChampion",
+                f"model {spec.model} has no champion ModelVersion to take a baseline "
+                "from (declare one with spec.declaredChampion)",
+            )
+        reference = await _baseline(kube, namespace, dict(champion))
+        reference_text = f"baseline of {champion['metadata']['name']}"
+    else:
+        reference_text = f"the same {spec.window} window {spec.reference.offset} earlier"
+
+    timeout = parse_duration(spec.prometheus.timeout).total_seconds()
+    async with PrometheusClient(
+        spec.prometheus.url, timeout=timeout, auth=await _auth(kube, namespace, spec)
+    ) as prometheus:
+        try:
+            current_window = arrange(await prometheus.query(window_query(labels, spec.window)))
+            if spec.reference.source == "Window":
+                reference = drift_policy.from_window(
+                    arrange(await prometheus.query(window_query(labels, spec.window, offset=spec.reference.offset)))
+                )
+        except PrometheusError as error:
+            raise CheckFailed(f"Prometheus{error.reason}", error.message) from None
+    current = drift_policy.from_window(current_window)
+    if current.empty:
+        raise CheckFailed(
+            "NoData",
+            f"Prometheus has no series for {label_matcher(labels)} in the last {spec.window}: "
+            "is the model server exporting the metric contract and scraped?",
+        )
+
+    assessment = drift_policy.assess(spec, reference, current)
+    outcome.conditions.append(
+        (METRICS_AVAILABLE, "True", "MetricsRead", f"read {len(current.features)} features from Prometheus")
+    )
+    outcome.status.update(
+        _scores(assessment),
+        monitoredVersion=labels.get("version", ""),
+        reference=reference_text,
+        lastCheckTime=now.isoformat().replace("+00:00", "Z"),
+    )
+    _decide(outcome, spec, status, assessment, name, uid, now)
+    return outcome
+
+
+def _scores(assessment: Assessment) -> dict[str, Any]:
+    features = []
+    for verdict in assessment.features:
+        entry: dict[str, Any] = {"name": verdict.name}
+        c = verdict.comparison
+        if c is not None:
+            entry.update(
+                psi=c.psi,
+                psiThreshold=c.psi_threshold,
+                jensenShannon=c.jensen_shannon,
+                jensenShannonThreshold=c.jensen_shannon_threshold,
+                test=c.test,
+                referenceSamples=c.reference_samples,
+                currentSamples=c.current_samples,
+            )
+            if c.wasserstein is not None:
+                entry["wasserstein"] = c.wasserstein
+        if verdict.adjusted_p_value is not None:
+            entry["pValue"] = verdict.adjusted_p_value
+        if verdict.drifted is not None:
+            entry["drifted"] = verdict.drifted
+        if verdict.note:
+            entry["note"] = verdict.note
+        features.append(entry)
+    result: dict[str, Any] = {"features": features}
+    if assessment.concept is not None:
+        r = assessment.concept.result
+        result["concept"] = {
+            "referenceAccuracy": r.reference_accuracy,
+            "currentAccuracy": r.current_accuracy,
+            "drop": r.drop,
+            "ciLower": r.ci_lower,
+            "ciUpper": r.ci_upper,
+            "referenceSamples": r.reference_samples,
+            "currentSamples": r.current_samples,
+            **({"drifted": assessment.concept.drifted} if assessment.concept.drifted is not None else {}),
+        }
+    return result
+
+
+def _decide(
+    outcome: Outcome,
+    spec: DriftPolicySpec,
+    status: DriftPolicyStatus,
+    assessment: Assessment,
+    name: str,
+    uid: str,
+    now: datetime.datetime,
+) -> None:
+    previous = get_condition(status.conditions or [], DRIFTED)
+    was_drifted = previous is not None and previous.status == "True"
+    if assessment.drifted is None:
+        outcome.conditions.append(
+            (
+                DRIFTED,
+                "Unknown",
+                "NotEnoughData",
+                f"fewer than {spec.thresholds.min_samples} samples: no drift decision",
+            )
+        )
+    elif assessment.drifted:
+        reasons = assessment.reasons()
+        kind = "ConceptDrift" if not assessment.drifted_features else "DataDrift"
+        message = "; ".join(reasons)
+        outcome.conditions.append((DRIFTED, "True", kind, message))
+        if not was_drifted:
+            outcome.events.append(("Warning", "DriftDetected", message))
+    else:
+        outcome.conditions.append(
+            (DRIFTED, "False", "NoDrift", f"{len(assessment.features)} features and accuracy within thresholds")
+        )
+        if was_drifted:
+            outcome.events.append(("Normal", "DriftEnded", "no feature drifts any more"))
+
+    decision = drift_policy.decide_trigger(
+        spec, assessment, status.consecutive_drifted_checks or 0, status.last_retraining, now
+    )
+    outcome.status["consecutiveDriftedChecks"] = decision.consecutive
+    if decision.request:
+        job = drift_policy.retraining_job_name(name, uid, now)
+        record = RetrainingRecord(job=job, requested_at=now, reasons=decision.reasons, outcome="Requested")
+        outcome.status["lastRetraining"] = record.to_wire()
+        outcome.conditions.append((RETRAINING, "True", "Requested", f"retraining {job} requested: {decision.why}"))
+        outcome.events.append(("Normal", "RetrainingRequested", f"{job}: " + "; ".join(decision.reasons)))
+    elif status.last_retraining is None or status.last_retraining.outcome not in drift_policy.ACTIVE_OUTCOMES:
+        outcome.conditions.append((RETRAINING, "False", "NotRequested", decision.why))
+
+
+def apply(
+    outcome: Outcome, generation: int | None, now: datetime.datetime
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The status change for :meth:`KubeClient.update_status`: conditions set
+    by type on the freshest status (others, such as Ready, untouched)."""
+
+    def change(status: dict[str, Any]) -> dict[str, Any]:
+        conditions: list[Condition] = parse_conditions(status.get("conditions"))
+        for type_, state, reason, message in outcome.conditions:
+            conditions = set_condition(
+                conditions,
+                type_=type_,
+                status=state,
+                reason=reason,
+                message=message,
+                observed_generation=generation,
+                now=now,
+            )
+        return {**outcome.status, "conditions": [c.to_wire() for c in conditions]}
+
+    return change
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    @kopf.daemon(GROUP, VERSION, "driftpolicies", id="drift-monitor", registry=registry, cancellation_timeout=10)
+    async def monitor(
+        *,
+        stopped: kopf.DaemonStopped,
+        name: str,
+        namespace: str | None,
+        uid: str,
+        body: kopf.Body,
+        memo: Any,
+        logger: kopf.Logger,
+        **_: Any,
+    ) -> None:
+        kube: KubeClient = memo["kube"]
+        assert namespace is not None  # DriftPolicy is namespaced
+        while not stopped:
+            try:
+                spec = DriftPolicySpec.model_validate(dict(body.spec))
+            except ValidationError:
+                await stopped.wait(30)  # the spec handler reports it; look again later
+                continue
+            now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+            status = DriftPolicyStatus.model_validate(dict(body.status or {}))
+            generation = body.metadata.get("generation")
+            with HANDLER_SECONDS.labels("DriftPolicy", "drift-check").time():
+                try:
+                    outcome = await check(kube, name, namespace, uid, spec, status, now)
+                    DRIFT_CHECKS.labels(_result(outcome)).inc()
+                except CheckFailed as failure:
+                    outcome = Outcome(
+                        conditions=[(METRICS_AVAILABLE, "False", failure.reason, failure.message)],
+                        status={"lastCheckTime": now.isoformat().replace("+00:00", "Z")},
+                    )
+                    logger.warning("drift check without a decision: %s", failure.message)
+                    DRIFT_CHECKS.labels("no-decision").inc()
+                    previous = get_condition(status.conditions or [], METRICS_AVAILABLE)
+                    if previous is None or previous.status != "False":
+                        outcome.events.append(("Warning", "MetricsUnavailable", failure.message))
+                else:
+                    previous = get_condition(status.conditions or [], METRICS_AVAILABLE)
+                    if previous is not None and previous.status == "False":
+                        outcome.events.append(("Normal", "MetricsRestored", "Prometheus answers again"))
+                    _export_scores(namespace, name, outcome)
+            try:
+                await kube.update_status("driftpolicies", namespace, name, apply(outcome, generation, now))
+            except ApiException as error:
+                if error.status == 404:
+                    return  # deleted meanwhile
+                logger.warning("cannot write drift status: %s", error.reason)
+            for type_, reason, message in outcome.events:
+                kopf.event(body, type=type_, reason=reason, message=message)
+            await stopped.wait(parse_duration(spec.interval).total_seconds())
+
+
+def _result(outcome: Outcome) -> str:
+    states = {type_: state for type_, state, _, _ in outcome.conditions}
+    return {"True": "drifted", "False": "no-drift"}.get(states.get(DRIFTED, ""), "not-enough-data")
+
+
+def _export_scores(namespace: str, name: str, outcome: Outcome) -> None:
+    for feature in outcome.status.get("features", []):
+        for score in ("psi", "jensenShannon", "pValue"):
+            if score in feature:
+                DRIFT_SCORE.labels(namespace, name, feature["name"], score).set(feature[score])

@@ -1,0 +1,189 @@
+"""A DriftPolicy check's decisions from counts: alignment, per-feature and
+concept verdicts, and the retraining trigger."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import numpy as np
+import pytest
+from relearn.adapters.prometheus import Sample, arrange
+from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
+from relearn.api.modelversion import ModelVersionSpec
+from relearn.core.drift_policy import (
+    AlignmentError,
+    FeatureCounts,
+    WindowData,
+    align,
+    assess,
+    champion,
+    decide_trigger,
+    from_baseline,
+    from_window,
+    retraining_job_name,
+)
+
+NOW = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)
+EDGES = (-1.0, 0.0, 1.0)
+
+
+def policy(**overrides: Any) -> DriftPolicySpec:
+    spec: dict[str, Any] = {
+        "model": "m",
+        "prometheus": {"url": "http://prometheus:9090"},
+        "features": [{"name": "x"}, {"name": "c", "type": "categorical"}],
+        "trigger": {"consecutiveChecks": 2, "cooldown": "1h"},
+        "retraining": {"image": "trainer:1", "dataset": {"uri": "/data"}, "output": {"uri": "/out"}},
+    }
+    spec.update(overrides)
+    return DriftPolicySpec.model_validate(spec)
+
+
+def window(x: list[float], c: dict[str, float], correct: float = 0, total: float = 0) -> WindowData:
+    return WindowData(
+        {
+            "x": FeatureCounts("numeric", tuple(x), EDGES),
+            "c": FeatureCounts("categorical", tuple(c.values()), categories=tuple(c)),
+        },
+        correct if total else None,
+        total or None,
+    )
+
+
+REFERENCE = window([1000, 3000, 3000, 1000], {"a": 5000, "b": 3000}, correct=870, total=1000)
+
+
+def test_a_window_like_the_reference_is_no_drift() -> None:
+    result = assess(policy(), REFERENCE, window([500, 1500, 1500, 500], {"a": 2500, "b": 1500}, 430, 500))
+    assert result.drifted is False
+    assert [f.drifted for f in result.features] == [False, False]
+    assert result.concept is not None
+    assert result.concept.drifted is False
+
+
+def test_a_shifted_feature_drifts_and_is_named_with_its_numbers() -> None:
+    result = assess(policy(), REFERENCE, window([100, 500, 1500, 1900], {"a": 2500, "b": 1500}))
+    assert result.drifted is True
+    assert [f.name for f in result.drifted_features] == ["x"]
+    (line,) = result.reasons()
+    assert line.startswith("x: PSI ")
+    assert "on 8000/4000 samples" in line
+
+
+def test_accuracy_drop_is_concept_drift() -> None:
+    result = assess(policy(), REFERENCE, window([500, 1500, 1500, 500], {"a": 2500, "b": 1500}, 350, 500))
+    assert result.drifted is True
+    assert result.drifted_features == []
+    assert result.concept is not None
+    assert result.concept.drifted is True
+    assert "accuracy: 0.870 -> 0.700" in result.reasons()[0]
+
+
+def test_too_few_samples_is_no_answer() -> None:
+    result = assess(policy(), REFERENCE, window([10, 30, 30, 10], {"a": 50, "b": 30}))
+    assert result.drifted is None
+    assert {f.note for f in result.features} == {"fewer than 500 samples"}
+
+
+def test_a_feature_missing_from_the_window_is_reported_not_guessed() -> None:
+    current = WindowData({"x": FeatureCounts("numeric", (500, 1500, 1500, 500), EDGES)})
+    result = assess(policy(), REFERENCE, current)
+    (missing,) = [f for f in result.features if f.name == "c"]
+    assert (missing.drifted, missing.note) == (None, "no data in the current window")
+    assert result.drifted is False
+
+
+def test_current_buckets_realign_onto_coarser_reference_edges() -> None:
+    reference = FeatureCounts("numeric", (1, 2, 3), (0.0, 1.0))
+    current = FeatureCounts("numeric", (1, 1, 1, 1, 1), (0.0, 0.5, 1.0, 2.0))
+    assert align(reference, current) == ([1, 2, 3], [1.0, 2.0, 2.0], (0.0, 1.0))
+    with pytest.raises(AlignmentError, match="bucket edges differ"):
+        align(FeatureCounts("numeric", (1, 2), (5.0,)), current)
+
+
+def test_prometheus_answer_becomes_per_bucket_counts() -> None:
+    samples = [
+        Sample({"feature": "x", "le": le}, v) for le, v in (("1.0", 30), ("-1.0", 10), ("+Inf", 40), ("0.0", 20))
+    ]
+    samples += [
+        Sample({"feature": "c", "category": "a"}, 7.0),
+        Sample({"outcome": "correct"}, 9.0),
+        Sample({"outcome": "incorrect"}, 1.0),
+    ]
+    data = from_window(arrange(samples))
+    assert data.features["x"] == FeatureCounts("numeric", (10, 10, 10, 10), (-1.0, 0.0, 1.0))
+    assert data.features["c"].counts == (7.0,)
+    assert (data.correct, data.total) == (9.0, 10.0)
+
+
+def test_baseline_comes_from_the_model_version() -> None:
+    version = ModelVersionSpec.model_validate(
+        {
+            "model": "m",
+            "version": "1.0.0",
+            "baseModel": {"uri": "/m"},
+            "metrics": {"accuracy": 0.9, "samples": 1000},
+            "baseline": {"features": [{"name": "x", "type": "numeric", "edges": [0.0], "counts": [5, 5]}]},
+        }
+    )
+    reference = from_baseline(version)
+    assert reference.features["x"] == FeatureCounts("numeric", (5.0, 5.0), (0.0,))
+    assert reference.total == 1000
+    assert reference.correct == pytest.approx(900)
+
+
+DRIFTED = assess(policy(), REFERENCE, window([100, 500, 1500, 1900], {"a": 2500, "b": 1500}))
+
+
+def test_retraining_waits_for_consecutive_checks() -> None:
+    first = decide_trigger(policy(), DRIFTED, 0, None, NOW)
+    assert (first.consecutive, first.request) == (1, False)
+    second = decide_trigger(policy(), DRIFTED, first.consecutive, None, NOW)
+    assert (second.consecutive, second.request) == (2, True)
+    assert second.reasons[0].startswith("x: PSI")
+
+
+def test_a_clean_check_resets_the_count_and_no_data_keeps_it() -> None:
+    clean = assess(policy(), REFERENCE, REFERENCE)
+    assert decide_trigger(policy(), clean, 5, None, NOW).consecutive == 0
+    unknown = assess(policy(), REFERENCE, window([1, 1, 1, 1], {"a": 1, "b": 1}))
+    assert decide_trigger(policy(), unknown, 5, None, NOW).consecutive == 5
+
+
+def test_no_second_retraining_while_one_is_active_or_in_cooldown() -> None:
+    running = RetrainingRecord(job="j", requested_at=NOW - datetime.timedelta(hours=3), outcome="Running")
+    assert "still running" in decide_trigger(policy(), DRIFTED, 5, running, NOW).why
+    recent = RetrainingRecord(job="j", requested_at=NOW - datetime.timedelta(minutes=10), outcome="Succeeded")
+    assert "cooldown" in decide_trigger(policy(), DRIFTED, 5, recent, NOW).why
+    old = RetrainingRecord(job="j", requested_at=NOW - datetime.timedelta(hours=2), outcome="Failed")
+    assert decide_trigger(policy(), DRIFTED, 5, old, NOW).request
+
+
+def test_no_retraining_without_its_configuration() -> None:
+    decision = decide_trigger(policy(retraining=None), DRIFTED, 5, None, NOW)
+    assert (decision.request, decision.why) == (False, "retraining is not configured")
+
+
+def test_job_names_are_deterministic_and_valid() -> None:
+    name = retraining_job_name("a" * 80, "uid-1", NOW)
+    assert name == retraining_job_name("a" * 80, "uid-1", NOW)
+    assert name != retraining_job_name("a" * 80, "uid-1", NOW + datetime.timedelta(seconds=1))
+    assert len(name) <= 63
+
+
+def test_champion_is_the_promoted_version_else_the_declared_one() -> None:
+    declared = {"spec": {"version": "1.0.0", "declaredChampion": True}}
+    promoted = {"spec": {"version": "1.1.0"}, "status": {"phase": "Champion"}}
+    assert champion([declared, promoted]) is promoted
+    assert champion([declared]) is declared
+    assert champion([{"spec": {"version": "2.0.0"}}]) is None
+
+
+def test_reference_deciles_stay_quiet_on_fresh_normal_data() -> None:
+    rng = np.random.default_rng(3)
+    edges = tuple(float(e) for e in np.quantile(rng.normal(size=100_000), np.linspace(0.1, 0.9, 9)))
+    reference = WindowData({"x": FeatureCounts("numeric", (10_000.0,) * 10, edges)})
+    counts = np.bincount(np.searchsorted(edges, rng.normal(size=2000)), minlength=10).astype(float)
+    current = WindowData({"x": FeatureCounts("numeric", tuple(counts), edges)})
+    assert assess(policy(features=[{"name": "x"}]), reference, current).drifted is False
