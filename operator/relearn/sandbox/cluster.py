@@ -16,10 +16,11 @@ import secrets
 import ssl
 import sys
 import threading
+from collections.abc import Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from aiohttp import web
@@ -31,6 +32,7 @@ from relearn.sandbox.prometheus import Prometheus
 from relearn.sandbox.store import Store
 from relearn.sandbox.tls import ServingCertificate, make_serving_certificate
 
+T = TypeVar("T")
 TRAINER_IMAGE = "ghcr.io/relearn-dev/relearn-trainer"
 OPERATOR_IMAGE = "ghcr.io/relearn-dev/relearn-operator"
 
@@ -180,13 +182,10 @@ class SandboxThread:
             task.cancel()
         await asyncio.gather(*leftovers, return_exceptions=True)
 
-    def call(self, fn: Any, *args: Any) -> Any:
-        """Run ``fn(*args)`` on the sandbox's loop (for tests that reach inside)."""
-
-        async def run() -> Any:
-            return fn(*args)
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+        """Await ``coroutine`` on the sandbox's loop (for tests that stop and
+        start its parts, e.g. Prometheus)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
         if self._thread.is_alive():

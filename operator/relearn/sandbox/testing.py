@@ -37,6 +37,7 @@ Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 class ControlPlane:
     kubeconfig: Path
     sandbox: Sandbox | None
+    thread: SandboxThread | None = None
 
     @property
     def is_sandbox(self) -> bool:
@@ -55,7 +56,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     )
     sandbox = thread.start()
     try:
-        yield ControlPlane(sandbox.kubeconfig, sandbox)
+        yield ControlPlane(sandbox.kubeconfig, sandbox, thread)
     finally:
         thread.stop()
 
