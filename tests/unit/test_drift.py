@@ -53,6 +53,7 @@ def test_psi_is_symmetric(data: st.DataObject) -> None:
     assert psi(a, b) == pytest.approx(psi(b, a), rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")  # scipy, below one effective sample
 @given(samples, samples, st.lists(st.floats(min_value=-1e3, max_value=1e3), min_size=1, max_size=20, unique=True))
 def test_binned_ks_never_exceeds_raw_ks(x: list[float], y: list[float], edge_list: list[float]) -> None:
     edges = np.sort(np.asarray(edge_list))
