@@ -4,6 +4,10 @@ Invalid specs get ``Ready=False, reason=InvalidSpec`` naming the field, and a
 Warning Event; the handler returns normally so kopf does not retry an input
 error and the operator keeps serving every other object. The decision itself
 is ``relearn.core.spec_check.check_spec``.
+
+Status is written by read-modify-write on the freshest object (with its
+resourceVersion as precondition), like every other status writer here, so
+the Ready condition never overwrites the conditions a daemon set meanwhile.
 """
 
 from __future__ import annotations
@@ -13,17 +17,29 @@ from typing import Any
 
 import kopf
 
+from relearn.adapters.kube import KubeClient
 from relearn.api import GROUP, KINDS, VERSION, Kind
-from relearn.core.spec_check import check_spec
+from relearn.core.spec_check import SpecCheck, check_spec
 from relearn.metrics import HANDLER_SECONDS, SPEC_CHECKS
 
 
 def make_spec_handler(kind: Kind) -> Any:
-    async def check(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+    async def check(
+        *, body: kopf.Body, name: str, namespace: str | None, memo: Any, logger: kopf.Logger, **_: Any
+    ) -> None:
+        kube: KubeClient = memo["kube"]
+        now = datetime.datetime.now(datetime.UTC)
+        checked: list[SpecCheck] = []
+
+        def change(status: dict[str, Any]) -> dict[str, Any]:
+            checked.append(
+                check_spec(kind, {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": status}, now=now)
+            )
+            return checked[-1].status_patch
+
         with HANDLER_SECONDS.labels(kind.kind, "spec").time():
-            result = check_spec(kind, body, now=datetime.datetime.now(datetime.UTC))
-            for key, value in result.status_patch.items():
-                patch.status[key] = value
+            await kube.update_status(kind.plural, namespace or "", name, change)
+            result = checked[-1]
             if result.event is not None:
                 # kopf.event queues the post; nothing blocks the event loop here.
                 kopf.event(body, type=result.event.type, reason=result.event.reason, message=result.event.message)
