@@ -13,8 +13,11 @@ from relearn.adapters.prometheus import (
     PrometheusAuth,
     PrometheusClient,
     PrometheusError,
+    Sample,
+    arrange,
     label_matcher,
     promql_string,
+    render,
     window_query,
 )
 
@@ -93,6 +96,22 @@ def test_one_query_covers_every_feature_and_the_feedback() -> None:
 def test_cr_values_cannot_inject_promql(value: str) -> None:
     with pytest.raises(ValueError, match="not allowed"):
         label_matcher({"model": value})
+
+
+def test_user_queries_replace_a_feature_and_the_feedback() -> None:
+    batched = [Sample({"feature": "x", "le": "+Inf"}, 5.0), Sample({"outcome": "correct"}, 1.0)]
+    own = [Sample({"le": "1"}, 2.0), Sample({"le": "+Inf"}, 3.0)]
+    counts = arrange(batched, overrides={"x": own}, feedback=(8.0, 10.0))
+    assert counts.numeric == {"x": [(1.0, 2.0), (float("inf"), 3.0)]}
+    assert counts.feedback == {"correct": 8.0, "incorrect": 2.0}
+    query = render(
+        'sum by (le) (rate(my_hist_bucket{app="{{model}}",v="{{version}}"}[{{window}}]))',
+        {"model": "m", "version": "1.0.0"},
+        "1h30m",
+    )
+    assert query == 'sum by (le) (rate(my_hist_bucket{app="m",v="1.0.0"}[1h30m]))'
+    with pytest.raises(ValueError, match="not allowed"):
+        render("{{model}}", {"model": 'x"}'}, "1h")
 
 
 def test_string_literals_are_escaped() -> None:

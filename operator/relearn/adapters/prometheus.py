@@ -82,6 +82,16 @@ def window_query(labels: Mapping[str, str], window: str, offset: str | None = No
     return " or ".join(parts)
 
 
+def render(template: str, labels: Mapping[str, str], window: str) -> str:
+    """A user's PromQL with ``{{model}}``, ``{{version}}`` and ``{{window}}``
+    filled in (values checked as in :func:`label_matcher`)."""
+    label_matcher(labels)
+    text = template.replace("{{window}}", promql_duration(window))
+    for name in ("model", "version"):
+        text = text.replace("{{" + name + "}}", labels.get(name, ""))
+    return text
+
+
 @dataclass(frozen=True)
 class Sample:
     labels: dict[str, str]
@@ -225,10 +235,17 @@ class WindowCounts:
         return not (self.numeric or self.categorical or self.feedback)
 
 
-def arrange(samples: Sequence[Sample]) -> WindowCounts:
+def arrange(
+    samples: Sequence[Sample],
+    overrides: Mapping[str, Sequence[Sample]] | None = None,
+    feedback: tuple[float, float] | None = None,
+) -> WindowCounts:
+    """Counts per feature from the batched query; ``overrides`` are the answers
+    of a feature's own query (by ``le`` or by ``category``), ``feedback`` the
+    (correct, total) of user accuracy queries."""
     numeric: dict[str, list[tuple[float, float]]] = {}
     categorical: dict[str, dict[str, float]] = {}
-    feedback: dict[str, float] = {}
+    outcomes: dict[str, float] = {}
     for sample in samples:
         labels = sample.labels
         if "le" in labels and "feature" in labels:
@@ -236,7 +253,18 @@ def arrange(samples: Sequence[Sample]) -> WindowCounts:
         elif "category" in labels and "feature" in labels:
             categorical.setdefault(labels["feature"], {})[labels["category"]] = sample.value
         elif "outcome" in labels:
-            feedback[labels["outcome"]] = sample.value
+            outcomes[labels["outcome"]] = sample.value
+    for feature, answer in (overrides or {}).items():
+        numeric.pop(feature, None)
+        categorical.pop(feature, None)
+        for sample in answer:
+            if "le" in sample.labels:
+                numeric.setdefault(feature, []).append((float(sample.labels["le"]), sample.value))
+            elif "category" in sample.labels:
+                categorical.setdefault(feature, {})[sample.labels["category"]] = sample.value
+    if feedback is not None:
+        correct, total = feedback
+        outcomes = {"correct": correct, "incorrect": max(0.0, total - correct)}
     for buckets in numeric.values():
         buckets.sort()
-    return WindowCounts(numeric, categorical, feedback)
+    return WindowCounts(numeric, categorical, outcomes)

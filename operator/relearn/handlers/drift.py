@@ -31,8 +31,10 @@ from relearn.adapters.prometheus import (
     PrometheusAuth,
     PrometheusClient,
     PrometheusError,
+    WindowCounts,
     arrange,
     label_matcher,
+    render,
     window_query,
 )
 from relearn.api import GROUP, VERSION
@@ -143,13 +145,15 @@ async def check(
         spec.prometheus.url, timeout=timeout, auth=await _auth(kube, namespace, spec)
     ) as prometheus:
         try:
-            current_window = arrange(await prometheus.query(window_query(labels, spec.window)))
+            current_window = await read_window(prometheus, spec, labels, now)
             if spec.reference.source == "Window":
                 reference = drift_policy.from_window(
-                    arrange(await prometheus.query(window_query(labels, spec.window, offset=spec.reference.offset)))
+                    await read_window(prometheus, spec, labels, now, offset=spec.reference.offset)
                 )
         except PrometheusError as error:
             raise CheckFailed(f"Prometheus{error.reason}", error.message) from None
+        except ValueError as error:  # a user query that cannot be rendered safely
+            raise CheckFailed("InvalidQuery", str(error)) from None
     current = drift_policy.from_window(current_window)
     if current.empty:
         raise CheckFailed(
@@ -170,6 +174,28 @@ async def check(
     )
     _decide(outcome, spec, status, assessment, name, uid, now)
     return outcome
+
+
+async def read_window(
+    prometheus: PrometheusClient,
+    spec: DriftPolicySpec,
+    labels: dict[str, str],
+    now: datetime.datetime,
+    offset: str | None = None,
+) -> WindowCounts:
+    """One window's counts: the batched query, plus each user-supplied query
+    (evaluated ``offset`` earlier for a reference window)."""
+    at = (now - parse_duration(offset)).timestamp() if offset else None
+    batched = await prometheus.query(window_query(labels, spec.window, offset=offset))
+    overrides = {
+        f.name: await prometheus.query(render(f.query, labels, spec.window), at=at) for f in spec.features if f.query
+    }
+    feedback = None
+    if spec.accuracy.correct_query and spec.accuracy.total_query:
+        correct = await prometheus.query(render(spec.accuracy.correct_query, labels, spec.window), at=at)
+        total = await prometheus.query(render(spec.accuracy.total_query, labels, spec.window), at=at)
+        feedback = (sum(s.value for s in correct), sum(s.value for s in total))
+    return arrange(batched, overrides, feedback)
 
 
 def _scores(assessment: Assessment) -> dict[str, Any]:
