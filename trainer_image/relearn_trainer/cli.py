@@ -1,7 +1,13 @@
 """Command line of the trainer image.
 
-    python -m relearn_trainer env     what this image can train on (JSON)
+    python -m relearn_trainer train --model M --version V --dataset URI --base-model URI --output URI ...
+    python -m relearn_trainer tiny-model DIR     a tiny classifier for tests and the demo (no download)
+    python -m relearn_trainer env                what this image can train on (JSON)
 
+``train`` prints its result as JSON and writes it (4 KiB at most) to the
+termination-message file; failures exit non-zero with the reason there too:
+2 for the data (missing, unreadable, too few examples), 3 for the model,
+143 when SIGTERM interrupted it after a checkpoint (rerun to resume).
 ``env`` is the image's self-check: run it in a pod with a GPU to see that the
 CUDA build of torch sees the device and whether bf16 is available.
 """
@@ -13,6 +19,7 @@ import json
 import platform
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from relearn_trainer import __version__
@@ -42,15 +49,115 @@ def describe_environment() -> dict[str, Any]:
     return report
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m relearn_trainer", description="Relearn trainer image")
     parser.add_argument("--version", action="version", version=f"relearn_trainer {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("env", help="print versions and accelerators as JSON")
-    args = parser.parse_args(argv)
+
+    train = commands.add_parser("train", help="LoRA-train a new version on recent corrections and pseudo-labels")
+    train.add_argument("--model", required=True, help="logical model name")
+    train.add_argument("--model-version", required=True, help="semver of the version to produce")
+    train.add_argument("--dataset", required=True, help="dataset URI (JSONL file or folder)")
+    train.add_argument("--base-model", required=True, help="base model folder (path, file:// or pvc://)")
+    train.add_argument("--champion-adapter", help="the champion's adapter, to evaluate it on the same split")
+    train.add_argument("--output", required=True, help="where versions are published (fsspec URI)")
+    train.add_argument("--lookback", default="30d", help="use data this recent (default %(default)s)")
+    train.add_argument("--pseudo-label-confidence", type=float, default=0.9)
+    train.add_argument("--eval-fraction", type=float, default=0.2)
+    train.add_argument("--min-samples", type=int, default=50, help="fewer usable examples is an error")
+    train.add_argument("--lora-r", type=int, default=8)
+    train.add_argument("--lora-alpha", type=int, default=16)
+    train.add_argument("--lora-dropout", type=float, default=0.05)
+    train.add_argument("--target-modules", default="", help="comma-separated; empty lets peft choose")
+    train.add_argument("--epochs", type=int, default=3)
+    train.add_argument("--learning-rate", type=float, default=2e-4)
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--gradient-accumulation-steps", type=int, default=1)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--checkpoint-dir", type=Path, help="checkpoints, for resuming (default: none)")
+    train.add_argument("--checkpoint-every", type=int, default=50, help="optimizer steps between checkpoints")
+    train.add_argument("--baseline-edges", help="JSON {feature: [edges]}: the metric contract's bucket edges")
+
+    tiny = commands.add_parser("tiny-model", help="write a tiny document classifier and datasets (tests, demo)")
+    tiny.add_argument("directory", type=Path)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from relearn.core.durations import parse_duration
+
+    from relearn_trainer.data import DatasetError
+    from relearn_trainer.modeling import LoraSettings, ModelError
+    from relearn_trainer.pipeline import TrainRequest, run
+    from relearn_trainer.publishing import compact, write_termination_message
+    from relearn_trainer.training import Interrupted, TrainSettings
+
+    request = TrainRequest(
+        model=args.model,
+        version=args.model_version,
+        dataset_uri=args.dataset,
+        base_model_uri=args.base_model,
+        output_uri=args.output,
+        champion_adapter_uri=args.champion_adapter,
+        lookback=parse_duration(args.lookback),
+        pseudo_label_confidence=args.pseudo_label_confidence,
+        eval_fraction=args.eval_fraction,
+        min_samples=args.min_samples,
+        lora=LoraSettings(
+            args.lora_r, args.lora_alpha, args.lora_dropout, tuple(m for m in args.target_modules.split(",") if m)
+        ),
+        settings=TrainSettings(
+            epochs=args.epochs,
+            learning_rate=args.learning_rate,
+            batch_size=args.batch_size,
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            seed=args.seed,
+            checkpoint_every=args.checkpoint_every,
+        ),
+        checkpoint_dir=args.checkpoint_dir,
+        baseline_edges=json.loads(args.baseline_edges) if args.baseline_edges else None,
+    )
+    failures: tuple[tuple[type[Exception], str, int], ...] = (
+        (DatasetError, "DatasetError", 2),
+        (ModelError, "ModelError", 3),
+        (Interrupted, "Interrupted", 143),
+    )
+    try:
+        result = run(request)
+    except tuple(kind for kind, _, _ in failures) as error:
+        reason, code = next((r, c) for kind, r, c in failures if isinstance(error, kind))
+        message = json.dumps({"error": reason, "message": str(error)[:3500]})
+        write_termination_message(message)
+        print(f"relearn_trainer train: {reason}: {error}", file=sys.stderr)
+        return code
+    text = compact(result)
+    write_termination_message(text)
+    print(text)
+    return 0
+
+
+def _tiny_model(directory: Path) -> int:
+    import datetime
+
+    from relearn_trainer import synthetic
+
+    now = datetime.datetime.now(datetime.UTC)
+    synthetic.build_tiny_model(directory / "base", pretrain_on=synthetic.samples(400, seed=1))
+    synthetic.write_dataset(
+        directory / "data" / "served.jsonl", corrections=300, predictions=100, seed=2, drifted=True, now=now
+    )
+    print(json.dumps({"baseModel": str(directory / "base"), "dataset": str(directory / "data")}))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "env":
         report = describe_environment()
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 1 if "error" in report else 0
-    return 2
+    if args.command == "train":
+        return _train(args)
+    return _tiny_model(args.directory)

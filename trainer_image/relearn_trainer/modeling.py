@@ -1,0 +1,66 @@
+"""Loading the base model, its tokenizer and an adapter, and wrapping the
+model with LoRA (peft). Everything loads from a URI with
+``local_files_only``: pods never download weights from a hub."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+
+
+class ModelError(Exception):
+    """The base model or an adapter cannot be loaded."""
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ()
+
+
+def local_path(uri: str) -> str:
+    """A local path for a URI (``file://`` and ``pvc://`` mounts; other
+    schemes must be staged to a volume first)."""
+    for prefix in ("file://", "pvc://"):
+        if uri.startswith(prefix):
+            return "/" + uri.removeprefix(prefix).lstrip("/")
+    if "://" in uri:
+        raise ModelError(f"{uri}: models load from a mounted path; stage remote models to a volume first")
+    return uri
+
+
+def load_base(uri: str, device: torch.device) -> tuple[PreTrainedModel, Any]:
+    path = local_path(uri)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise ModelError(f"cannot load the base model from {uri}: {error}") from None
+    return model.to(device), tokenizer
+
+
+def with_adapter(model: PreTrainedModel, adapter_uri: str | None) -> Any:
+    """The champion as served: base, plus its adapter when it has one."""
+    if not adapter_uri:
+        return model
+    try:
+        return PeftModel.from_pretrained(model, local_path(adapter_uri), is_trainable=False)
+    except (OSError, ValueError) as error:
+        raise ModelError(f"cannot load the adapter {adapter_uri}: {error}") from None
+
+
+def add_lora(model: PreTrainedModel, settings: LoraSettings) -> Any:
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(settings.target_modules) or None,
+    )
+    return get_peft_model(model, config)

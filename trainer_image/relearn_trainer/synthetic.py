@@ -1,0 +1,162 @@
+"""A small document-type task whose wording drifts, and a tiny model for it.
+
+Used by the tests, the demo and the trainer benchmark: four document types
+(invoice, purchase order, delivery note, credit memo) written from word
+templates; ``drifted=True`` writes them with the vocabulary a supplier
+switched to. The tiny model (a 2-layer BERT with a word-level tokenizer
+over both vocabularies) is built from a config, never downloaded.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+LABELS = ["invoice", "purchase_order", "delivery_note", "credit_memo"]
+WORDS = {
+    "invoice": (["invoice", "amount", "due", "payable", "billing"], ["bill", "charge", "settle", "owed", "statement"]),
+    "purchase_order": (
+        ["purchase", "order", "requested", "buyer", "procure"],
+        ["requisition", "acquire", "wanted", "demand", "sourcing"],
+    ),
+    "delivery_note": (
+        ["delivery", "shipped", "parcel", "received", "carrier"],
+        ["dispatch", "consignment", "freight", "arrived", "courier"],
+    ),
+    "credit_memo": (
+        ["credit", "refund", "returned", "memo", "reversal"],
+        ["rebate", "reimburse", "giveback", "allowance", "chargeback"],
+    ),
+}
+FILLER = [
+    "the",
+    "for",
+    "reference",
+    "number",
+    "date",
+    "company",
+    "please",
+    "see",
+    "attached",
+    "total",
+    "items",
+    "account",
+    "customer",
+    "supplier",
+    "regards",
+]
+
+
+def document(label: str, rng: random.Random, drifted: bool = False) -> str:
+    keywords = WORDS[label][1 if drifted else 0]
+    words = rng.sample(keywords, 3) + rng.sample(FILLER, 5) + [str(rng.randint(100, 99999))]
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+def samples(count: int, seed: int, drifted: bool = False) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    return [(document(label := rng.choice(LABELS), rng, drifted), label) for _ in range(count)]
+
+
+def vocabulary() -> list[str]:
+    words = sorted({w for old, new in WORDS.values() for w in old + new} | set(FILLER))
+    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words]
+
+
+def build_tiny_model(
+    directory: Path, *, seed: int = 0, pretrain_on: list[tuple[str, str]] | None = None, epochs: int = 30
+) -> Path:
+    """Save a tiny BERT classifier and its tokenizer to ``directory``; trained
+    fully on ``pretrain_on`` (the champion's world) when given."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    torch.manual_seed(seed)
+    vocab = {w: i for i, w in enumerate(vocabulary())}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        model_max_length=32,
+    )
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)},
+    )
+    model = BertForSequenceClassification(config)
+    if pretrain_on:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        texts, labels = zip(*pretrain_on, strict=True)
+        batch = tokenizer(list(texts), padding=True, return_tensors="pt")
+        target = torch.tensor([LABELS.index(label) for label in labels])
+        model.train()
+        for _ in range(epochs):
+            optimizer.zero_grad()
+            model(**batch, labels=target).loss.backward()
+            optimizer.step()
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def write_dataset(
+    path: Path,
+    *,
+    corrections: int,
+    predictions: int,
+    seed: int,
+    drifted: bool,
+    now: datetime.datetime,
+    confidence: float = 0.95,
+) -> Path:
+    """A JSONL dataset as the reference server logs it: corrections, and
+    confident predictions (correct ones, as pseudo-labels would mostly be)."""
+    rng = random.Random(seed)
+    records: list[dict[str, Any]] = []
+    for i, (text, label) in enumerate(samples(corrections + predictions, seed, drifted)):
+        stamp = (now - datetime.timedelta(minutes=rng.randint(1, 60 * 24))).isoformat()
+        if i < corrections:
+            records.append(
+                {
+                    "kind": "correction",
+                    "input": text,
+                    "label": label,
+                    "timestamp": stamp,
+                    "features": {"length": len(text.split())},
+                }
+            )
+        else:
+            records.append(
+                {
+                    "kind": "prediction",
+                    "input": text,
+                    "prediction": label,
+                    "confidence": confidence,
+                    "version": "1.0.0",
+                    "timestamp": stamp,
+                    "features": {"length": len(text.split())},
+                }
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
