@@ -27,3 +27,8 @@ DRIFT_SCORE = Gauge(
     "Last drift score of a feature (psi, jensenShannon, pValue after correction).",
     ["namespace", "policy", "feature", "score"],
 )
+RETRAININGS = Counter(
+    "relearn_retrainings_total",
+    "Retraining Jobs by outcome (started, succeeded, failed).",
+    ["outcome"],
+)

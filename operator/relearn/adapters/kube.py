@@ -23,6 +23,7 @@ class KubeClient:
         self.api = api
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
 
     @classmethod
     def from_environment(cls) -> KubeClient:
@@ -45,6 +46,42 @@ class KubeClient:
     async def read_config_map(self, namespace: str, name: str) -> dict[str, str]:
         config_map = await asyncio.to_thread(self.core.read_namespaced_config_map, name, namespace)
         return dict(config_map.data or {})
+
+    async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            job = await asyncio.to_thread(self.batch.read_namespaced_job, name, namespace)
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        result: dict[str, Any] = self.api.sanitize_for_serialization(job)
+        return result
+
+    async def create_job(self, namespace: str, body: dict[str, Any]) -> bool:
+        """Create a Job; False when one of that name exists already (never a second one)."""
+        try:
+            await asyncio.to_thread(self.batch.create_namespaced_job, namespace, body)
+        except client.ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        pods = await asyncio.to_thread(self.core.list_namespaced_pod, namespace, label_selector=label_selector)
+        return [self.api.sanitize_for_serialization(p) for p in pods.items]
+
+    async def create_custom(self, namespace: str, plural: str, body: dict[str, Any]) -> bool:
+        """Create a Relearn object; False when one of that name exists already."""
+        try:
+            await asyncio.to_thread(
+                self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body
+            )
+        except client.ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
 
     async def update_status(
         self,

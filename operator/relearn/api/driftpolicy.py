@@ -111,6 +111,10 @@ class Output(SpecModel):
     uri: Uri
 
 
+class BaseModelUri(SpecModel):
+    uri: Uri
+
+
 class Retraining(SpecModel):
     enabled: bool = True
     image: Annotated[str, Field(min_length=1, max_length=1024)]
@@ -124,6 +128,8 @@ class Retraining(SpecModel):
     output: Output
     active_deadline: Duration = "8h"
     backoff_limit: Annotated[int, Field(ge=0, le=20)] = 2
+    gate_tolerance: Annotated[float, Field(ge=0, lt=1)] = 0.01
+    base_model: BaseModelUri | None = None
 
 
 class DriftPolicySpec(SpecModel):

@@ -44,6 +44,7 @@ from relearn.api.modelversion import ModelVersionSpec
 from relearn.core import drift_policy
 from relearn.core.drift_policy import Assessment, WindowData
 from relearn.core.durations import parse_duration
+from relearn.handlers import retraining
 from relearn.metrics import DRIFT_CHECKS, DRIFT_SCORE, HANDLER_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -282,7 +283,7 @@ def _decide(
         outcome.status["lastRetraining"] = record.to_wire()
         outcome.conditions.append((RETRAINING, "True", "Requested", f"retraining {job} requested: {decision.why}"))
         outcome.events.append(("Normal", "RetrainingRequested", f"{job}: " + "; ".join(decision.reasons)))
-    elif status.last_retraining is None or status.last_retraining.outcome not in drift_policy.ACTIVE_OUTCOMES:
+    elif status.last_retraining is None:
         outcome.conditions.append((RETRAINING, "False", "NotRequested", decision.why))
 
 
@@ -352,6 +353,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
                     if previous is not None and previous.status == "False":
                         outcome.events.append(("Normal", "MetricsRestored", "Prometheus answers again"))
                     _export_scores(namespace, name, outcome)
+            await _advance_retraining(kube, outcome, name, namespace, uid, spec, status, now, logger)
             try:
                 await kube.update_status("driftpolicies", namespace, name, apply(outcome, generation, now))
             except ApiException as error:
@@ -361,6 +363,35 @@ def register(registry: kopf.OperatorRegistry) -> None:
             for type_, reason, message in outcome.events:
                 kopf.event(body, type=type_, reason=reason, message=message)
             await stopped.wait(parse_duration(spec.interval).total_seconds())
+
+
+async def _advance_retraining(
+    kube: KubeClient,
+    outcome: Outcome,
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: DriftPolicySpec,
+    status: DriftPolicyStatus,
+    now: datetime.datetime,
+    logger: kopf.Logger,
+) -> None:
+    """Move the active retraining on (a request made by this very check included)."""
+    requested = outcome.status.get("lastRetraining")
+    record = RetrainingRecord.model_validate(requested) if requested else status.last_retraining
+    try:
+        progress = await retraining.advance(
+            kube, name=name, namespace=namespace, uid=uid, spec=spec, record=record, now=now
+        )
+    except ApiException as error:
+        logger.warning("retraining not advanced this turn: %s", error.reason)
+        return
+    if progress is None:
+        return
+    outcome.status["lastRetraining"] = progress.record.to_wire()
+    if progress.condition:
+        outcome.conditions.append(progress.condition)
+    outcome.events += progress.events
 
 
 def _result(outcome: Outcome) -> str:

@@ -1,0 +1,160 @@
+"""What happens to a retraining request, decided from what the cluster shows.
+
+Pure: the Job's state, the trainer's result (its pod's termination
+message), the ModelVersion to register, the offline gate, and the
+ABExperiment to start. ``relearn.handlers.retraining`` reads and writes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from relearn.api import API_VERSION
+from relearn.api.abexperiment import ExperimentTemplate
+from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
+
+JobState = Literal["Running", "Succeeded", "Failed"]
+
+
+@dataclass(frozen=True)
+class TrainerResult:
+    uri: str
+    sha256: str
+    metrics: dict[str, Any]
+    data: dict[str, Any]
+    baseline: list[dict[str, Any]] | None
+
+
+def job_state(job: Mapping[str, Any]) -> tuple[JobState, str]:
+    """The Job's state and, when it failed, the reason Kubernetes gives."""
+    for condition in (job.get("status") or {}).get("conditions") or ():
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") in ("Complete", "SuccessCriteriaMet"):
+            return "Succeeded", ""
+        if condition.get("type") in ("Failed", "FailureTarget"):
+            return "Failed", f"{condition.get('reason', 'Failed')}: {condition.get('message', '')}".rstrip(": ")
+    return "Running", ""
+
+
+def termination_message(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """The newest terminated trainer container's message."""
+    finished = []
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or ():
+            terminated = (status.get("state") or {}).get("terminated")
+            if terminated:
+                finished.append(
+                    (terminated.get("finishedAt") or "", terminated.get("message") or "", terminated.get("exitCode"))
+                )
+    if not finished:
+        return None
+    return max(finished)[1] or None
+
+
+def parse_result(message: str | None) -> TrainerResult:
+    """The trainer's published result, or ValueError saying why there is none."""
+    if not message:
+        raise ValueError("the trainer left no termination message")
+    try:
+        body = json.loads(message)
+    except ValueError:
+        raise ValueError(f"the trainer's termination message is not JSON: {message[:200]}") from None
+    if "error" in body:
+        raise ValueError(f"{body['error']}: {body.get('message', '')}")
+    try:
+        return TrainerResult(
+            body["uri"], body["sha256"], dict(body["metrics"]), dict(body.get("data") or {}), body.get("baseline")
+        )
+    except KeyError as missing:
+        raise ValueError(f"the trainer's result lacks {missing}") from None
+
+
+def failure_reason(pods: Sequence[Mapping[str, Any]], job_reason: str) -> str:
+    """Why a retraining failed, from the trainer's own words when it left any."""
+    message = termination_message(pods)
+    if message:
+        try:
+            body = json.loads(message)
+            if "error" in body:
+                return f"{body['error']}: {body.get('message', '')}"
+        except ValueError:
+            return message[-500:]
+    return job_reason or "the Job failed"
+
+
+def gate(result: TrainerResult, tolerance: float) -> tuple[bool, str]:
+    """The offline gate: held-out accuracy not below the champion's by more than ``tolerance``."""
+    new, champion = result.metrics.get("accuracy"), result.metrics.get("championAccuracy")
+    if new is None or champion is None:
+        return False, "the trainer reported no accuracy for the new version or the champion"
+    passed = new >= champion - tolerance
+    relation = "passes" if passed else "fails"
+    return passed, (
+        f"held-out accuracy {new:.3f} vs champion {champion:.3f} {relation} the offline gate "
+        f"(tolerance {tolerance:.3f})"
+    )
+
+
+def model_version(
+    *,
+    name: str,
+    spec: DriftPolicySpec,
+    version: str,
+    base_model_uri: str,
+    result: TrainerResult,
+    record: RetrainingRecord,
+    policy_name: str,
+    parent: str | None,
+) -> dict[str, Any]:
+    metrics = {
+        k: result.metrics[k]
+        for k in ("accuracy", "macroF1", "loss", "samples", "championAccuracy")
+        if result.metrics.get(k) is not None
+    }
+    window = result.data.get("window") or {}
+    assert spec.retraining is not None
+    source: dict[str, Any] = {
+        "driftPolicy": policy_name,
+        "job": record.job,
+        "datasetUri": spec.retraining.dataset.uri,
+        "triggerReasons": [r[:1024] for r in (record.reasons or [])][:32],
+    }
+    if window.get("start") and window.get("end"):
+        source.update(windowStart=window["start"], windowEnd=window["end"])
+    if parent:
+        source["parentVersion"] = parent
+    body: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": "ModelVersion",
+        "metadata": {"name": name, "labels": {"relearn.dev/model": spec.model, "relearn.dev/policy": policy_name}},
+        "spec": {
+            "model": spec.model,
+            "version": version,
+            "baseModel": {"uri": base_model_uri},
+            "adapter": {"uri": result.uri, "sha256": result.sha256},
+            "metrics": metrics,
+            "source": source,
+        },
+    }
+    if result.baseline:
+        body["spec"]["baseline"] = {"features": result.baseline}
+    return body
+
+
+def experiment(
+    *, name: str, template: ExperimentTemplate, model: str, challenger: str, champion: str | None, policy_name: str
+) -> dict[str, Any]:
+    settings = template.model_dump(by_alias=True, exclude_none=True, exclude={"enabled"})
+    spec: dict[str, Any] = {"model": model, "challenger": challenger, **settings}
+    if champion:
+        spec["champion"] = champion
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ABExperiment",
+        "metadata": {"name": name, "labels": {"relearn.dev/model": model, "relearn.dev/policy": policy_name}},
+        "spec": spec,
+    }

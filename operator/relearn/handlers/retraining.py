@@ -1,0 +1,202 @@
+"""Retraining: from a DriftPolicy's recorded request to a registered
+ModelVersion and a started ABExperiment.
+
+Called by the DriftPolicy daemon on every turn (``relearn.handlers.drift``),
+so it resumes wherever a restart left it: the Job's name is the request's,
+creating it again is a no-op, and the version it trains is read back from
+the Job's label. Decisions are ``relearn.core.retraining``'s.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from relearn.adapters.kube import KubeClient
+from relearn.api.conditions import ConditionStatus
+from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
+from relearn.api.modelversion import HistoryAction, HistoryEntry
+from relearn.core import retraining, semver
+from relearn.core.drift_policy import ACTIVE_OUTCOMES, champion
+from relearn.core.jobs import retraining_job
+from relearn.metrics import RETRAININGS
+
+RETRAINING = "Retraining"
+
+
+class Progress:
+    """What this turn changes: the record, the Retraining condition, Events."""
+
+    def __init__(self, record: RetrainingRecord) -> None:
+        self.record = record
+        self.condition: tuple[str, ConditionStatus, str, str] | None = None
+        self.events: list[tuple[str, str, str]] = []
+
+    def set(self, **changes: Any) -> None:
+        self.record = self.record.model_copy(update=changes)
+
+
+async def advance(
+    kube: KubeClient,
+    *,
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: DriftPolicySpec,
+    record: RetrainingRecord | None,
+    now: datetime.datetime,
+) -> Progress | None:
+    """Move an active retraining one step on; None when none is active."""
+    if record is None or record.outcome not in ACTIVE_OUTCOMES or not record.job:
+        return None
+    progress = Progress(record)
+    if spec.retraining is None:
+        _fail(progress, "the policy's retraining settings were removed", now)
+        return progress
+    job = await kube.read_job(namespace, record.job)
+    if job is None:
+        if record.outcome == "Running":
+            _fail(progress, f"Job {record.job} disappeared before finishing", now)
+        else:
+            await _start(kube, progress, name=name, namespace=namespace, uid=uid, spec=spec)
+        return progress
+    version = job["metadata"].get("labels", {}).get("relearn.dev/version") or record.model_version
+    state, reason = retraining.job_state(job)
+    if state == "Running":
+        if record.outcome != "Running" or record.model_version != version:
+            progress.set(outcome="Running", model_version=version)
+            progress.condition = (RETRAINING, "True", "Running", f"Job {record.job} trains version {version}")
+        return progress
+    pods = await kube.list_pods(namespace, f"job-name={record.job}")
+    if state == "Failed":
+        _fail(progress, retraining.failure_reason(pods, reason), now)
+        return progress
+    try:
+        result = retraining.parse_result(retraining.termination_message(pods))
+    except ValueError as error:
+        _fail(progress, str(error), now)
+        return progress
+    await _register(
+        kube, progress, namespace=namespace, policy=name, spec=spec, version=str(version), result=result, now=now
+    )
+    return progress
+
+
+async def _start(
+    kube: KubeClient, progress: Progress, *, name: str, namespace: str, uid: str, spec: DriftPolicySpec
+) -> None:
+    assert spec.retraining is not None
+    versions = await kube.list_model_versions(namespace, spec.model)
+    current = champion(versions)
+    base = spec.retraining.base_model.uri if spec.retraining.base_model else None
+    base = base or ((current or {}).get("spec") or {}).get("baseModel", {}).get("uri")
+    if not base:
+        _fail(
+            progress,
+            "no base model: set spec.retraining.baseModel or declare a champion ModelVersion",
+            datetime.datetime.now(datetime.UTC),
+        )
+        return
+    version = semver.next_minor(v["spec"]["version"] for v in versions)
+    job = retraining_job(
+        name=progress.record.job or "",
+        namespace=namespace,
+        policy_name=name,
+        policy_uid=uid,
+        spec=spec,
+        version=version,
+        base_model_uri=base,
+        champion=current,
+    )
+    created = await kube.create_job(namespace, job)
+    progress.set(outcome="Running", model_version=version)
+    progress.condition = (RETRAINING, "True", "Running", f"Job {progress.record.job} trains version {version}")
+    if created:
+        RETRAININGS.labels("started").inc()
+        limits = (job["spec"]["template"]["spec"]["containers"][0].get("resources") or {}).get("limits") or {}
+        gpus = limits.get("nvidia.com/gpu")
+        progress.events.append(
+            (
+                "Normal",
+                "RetrainingStarted",
+                f"Job {progress.record.job} trains {spec.model} "
+                f"{version} from {base}" + (f" on {gpus} GPU" if gpus else ""),
+            )
+        )
+
+
+def _fail(progress: Progress, reason: str, now: datetime.datetime) -> None:
+    RETRAININGS.labels("failed").inc()
+    progress.set(outcome="Failed", finished_at=now)
+    progress.condition = (RETRAINING, "False", "Failed", reason[:1000])
+    progress.events.append(("Warning", "RetrainingFailed", f"{progress.record.job}: {reason}"[:1000]))
+
+
+async def _register(
+    kube: KubeClient,
+    progress: Progress,
+    *,
+    namespace: str,
+    policy: str,
+    spec: DriftPolicySpec,
+    version: str,
+    result: retraining.TrainerResult,
+    now: datetime.datetime,
+) -> None:
+    assert spec.retraining is not None
+    versions = await kube.list_model_versions(namespace, spec.model)
+    current = champion(versions)
+    mv_name = f"{spec.model}-{version}"[:253]
+    base = spec.retraining.base_model.uri if spec.retraining.base_model else None
+    base = base or ((current or {}).get("spec") or {}).get("baseModel", {}).get("uri", "")
+    body = retraining.model_version(
+        name=mv_name,
+        spec=spec,
+        version=version,
+        base_model_uri=base,
+        result=result,
+        record=progress.record,
+        policy_name=policy,
+        parent=((current or {}).get("spec") or {}).get("version"),
+    )
+    await kube.create_custom(namespace, "modelversions", body)
+    passed, verdict = retraining.gate(result, spec.retraining.gate_tolerance)
+    phase: HistoryAction = "Registered" if passed else "Rejected"
+    entry = HistoryEntry(
+        time=now,
+        action=phase,
+        to_version=version,
+        reason="OfflineGate",
+        message=verdict,
+        triggered_by=f"DriftPolicy/{policy}",
+    ).to_wire()
+
+    def registered(status: dict[str, Any]) -> dict[str, Any]:
+        history = [h for h in status.get("history") or [] if h.get("action") not in ("Registered", "Rejected")]
+        return {**status, "phase": status.get("phase") or phase, "history": [*history, entry][-50:]}
+
+    await kube.update_status("modelversions", namespace, mv_name, registered)
+    RETRAININGS.labels("succeeded").inc()
+    progress.set(outcome="Succeeded", finished_at=now, model_version=version)
+    progress.condition = (RETRAINING, "False", "Succeeded", f"{mv_name} registered: {verdict}")
+    progress.events.append(
+        (
+            "Normal" if passed else "Warning",
+            "ModelVersionRegistered" if passed else "ModelVersionRejected",
+            f"{mv_name}: {verdict}",
+        )
+    )
+    template = spec.experiment
+    if passed and template is not None and template.enabled:
+        experiment = retraining.experiment(
+            name=mv_name,
+            template=template,
+            model=spec.model,
+            challenger=version,
+            champion=((current or {}).get("spec") or {}).get("version"),
+            policy_name=policy,
+        )
+        if await kube.create_custom(namespace, "abexperiments", experiment):
+            progress.events.append(
+                ("Normal", "ExperimentStarted", f"ABExperiment {mv_name}: {version} vs the champion")
+            )

@@ -1,0 +1,161 @@
+"""The retraining Job the operator builds, and its reading of the outcome."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from relearn.api.abexperiment import ExperimentTemplate
+from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
+from relearn.core import retraining, semver
+from relearn.core.jobs import retraining_job
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = yaml.safe_load((REPO / "examples/invoice-classifier/driftpolicy.yaml").read_text())
+CHAMPION = yaml.safe_load((REPO / "examples/invoice-classifier/modelversion-1.0.0.yaml").read_text())
+
+
+def job() -> dict:
+    spec = DriftPolicySpec.model_validate(EXAMPLE["spec"])
+    return retraining_job(
+        name="invoice-classifier-rt-1a2b3c4d",
+        namespace="ml-prod",
+        policy_name="invoice-classifier",
+        policy_uid="uid-1",
+        spec=spec,
+        version="1.1.0",
+        base_model_uri="/models/base/invoice-classifier",
+        champion=CHAMPION,
+    )
+
+
+@pytest.mark.parametrize("k8s", ["1.30.0", "1.33.0"])
+def test_job_manifest_passes_kubernetes_validation(k8s: str) -> None:
+    kubernetes_validate.validate(job(), k8s, strict=True)
+
+
+def test_job_requests_the_gpu_and_scheduling_as_configured() -> None:
+    manifest = job()
+    pod = manifest["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert manifest["spec"]["activeDeadlineSeconds"] == 8 * 3600
+    assert manifest["spec"]["backoffLimit"] == 2
+    assert manifest["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"] == [
+        {"type": "DisruptionTarget", "status": "True"}
+    ]
+    assert manifest["metadata"]["ownerReferences"][0]["kind"] == "DriftPolicy"
+    args = dict(a.removeprefix("--").split("=", 1) for a in container["args"][1:])
+    assert (args["model-version"], args["lora-r"], args["target-modules"]) == ("1.1.0", "8", "query,value")
+    assert json.loads(args["baseline-edges"]) == {"amount": [10, 50, 100, 500, 1000, 5000]}
+    assert args["checkpoint-dir"] == "/models/adapters/invoice-classifier/.checkpoints/invoice-classifier-rt-1a2b3c4d"
+
+
+def test_next_minor_version() -> None:
+    assert semver.next_minor(["1.0.0", "1.4.2", "1.10.0-rc.1", "0.9.0"]) == "1.11.0"
+    assert semver.next_minor([]) == "0.1.0"
+    assert semver.parse("1.0.0-rc.1") < semver.parse("1.0.0")
+
+
+def test_job_states() -> None:
+    assert retraining.job_state({"status": {"active": 1}}) == ("Running", "")
+    assert retraining.job_state({"status": {"conditions": [{"type": "Complete", "status": "True"}]}})[0] == "Succeeded"
+    failed = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                }
+            ]
+        }
+    }
+    assert retraining.job_state(failed) == (
+        "Failed",
+        "BackoffLimitExceeded: Job has reached the specified backoff limit",
+    )
+
+
+def pod(message: str, finished: str = "2026-11-26T10:00:00Z", code: int = 0) -> dict:
+    return {
+        "status": {
+            "containerStatuses": [
+                {"state": {"terminated": {"exitCode": code, "message": message, "finishedAt": finished}}}
+            ]
+        }
+    }
+
+
+RESULT = {
+    "uri": "/out/1.1.0",
+    "sha256": "a" * 64,
+    "data": {"window": {"start": "2026-10-27T00:00:00+00:00", "end": "2026-11-26T00:00:00+00:00"}},
+    "metrics": {"accuracy": 0.91, "championAccuracy": 0.62, "macroF1": 0.9, "loss": 0.3, "samples": 80},
+}
+
+
+def test_the_newest_pod_message_is_the_result() -> None:
+    pods = [pod('{"error": "Interrupted", "message": "SIGTERM"}', "2026-11-26T09:00:00Z", 143), pod(json.dumps(RESULT))]
+    result = retraining.parse_result(retraining.termination_message(pods))
+    assert (result.uri, result.metrics["accuracy"]) == ("/out/1.1.0", 0.91)
+
+
+def test_failures_are_explained_from_the_trainer_or_the_job() -> None:
+    assert (
+        retraining.failure_reason(
+            [pod('{"error": "DatasetError", "message": "only 3 usable examples"}')], "BackoffLimitExceeded"
+        )
+        == "DatasetError: only 3 usable examples"
+    )
+    assert retraining.failure_reason([], "DeadlineExceeded: too slow") == "DeadlineExceeded: too slow"
+    with pytest.raises(ValueError, match="no termination message"):
+        retraining.parse_result(None)
+
+
+def test_offline_gate() -> None:
+    passed, why = retraining.gate(retraining.parse_result(json.dumps(RESULT)), 0.01)
+    assert passed
+    assert "0.910 vs champion 0.620 passes" in why
+    worse = {**RESULT, "metrics": {**RESULT["metrics"], "accuracy": 0.60}}
+    assert not retraining.gate(retraining.parse_result(json.dumps(worse)), 0.01)[0]
+
+
+def test_registered_version_and_experiment_carry_lineage_and_the_template() -> None:
+    spec = DriftPolicySpec.model_validate(EXAMPLE["spec"])
+    record = RetrainingRecord(job="invoice-classifier-rt-1", reasons=["amount: PSI 0.4"], outcome="Running")
+    body = retraining.model_version(
+        name="invoice-classifier-1.1.0",
+        spec=spec,
+        version="1.1.0",
+        base_model_uri="/models/base",
+        result=retraining.parse_result(json.dumps(RESULT)),
+        record=record,
+        policy_name="invoice-classifier",
+        parent="1.0.0",
+    )
+    source = body["spec"]["source"]
+    assert (source["job"], source["parentVersion"], source["triggerReasons"]) == (
+        "invoice-classifier-rt-1",
+        "1.0.0",
+        ["amount: PSI 0.4"],
+    )
+    assert body["spec"]["adapter"] == {"uri": "/out/1.1.0", "sha256": "a" * 64}
+    template = ExperimentTemplate.model_validate(EXAMPLE["spec"]["experiment"])
+    experiment = retraining.experiment(
+        name="invoice-classifier-1.1.0",
+        template=template,
+        model="invoice-classifier",
+        challenger="1.1.0",
+        champion="1.0.0",
+        policy_name="invoice-classifier",
+    )
+    assert experiment["spec"]["traffic"] == {"weight": 10, "steps": [5]}
+    assert (experiment["spec"]["champion"], experiment["spec"]["challenger"]) == ("1.0.0", "1.1.0")
+    assert "enabled" not in experiment["spec"]
