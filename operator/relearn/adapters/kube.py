@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable
+import datetime
+import socket
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes import client, config
@@ -82,6 +84,31 @@ class KubeClient:
                 return False
             raise
         return True
+
+    async def post_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event about ``involved`` (an object as the API returns it), written before returning."""
+        meta = involved.get("metadata") or {}
+        now = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+        body = {
+            "metadata": {"generateName": f"{meta.get('name', 'relearn')}.", "namespace": meta.get("namespace")},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion"),
+                "kind": involved.get("kind"),
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "relearn"},
+            "reportingComponent": "relearn.dev/operator",
+            "reportingInstance": socket.gethostname()[:128],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await asyncio.to_thread(self.core.create_namespaced_event, meta.get("namespace") or "default", body)
 
     async def update_status(
         self,

@@ -354,14 +354,16 @@ def register(registry: kopf.OperatorRegistry) -> None:
                         outcome.events.append(("Normal", "MetricsRestored", "Prometheus answers again"))
                     _export_scores(namespace, name, outcome)
             await _advance_retraining(kube, outcome, name, namespace, uid, spec, status, now, logger)
+            # Events first: a turn cut short before its status write is redone
+            # next turn (an Event twice), never an Event lost.
+            for type_, reason, message in outcome.events:
+                await _post(kube, body, type_, reason, message, logger)
             try:
                 await kube.update_status("driftpolicies", namespace, name, apply(outcome, generation, now))
             except ApiException as error:
                 if error.status == 404:
                     return  # deleted meanwhile
                 logger.warning("cannot write drift status: %s", error.reason)
-            for type_, reason, message in outcome.events:
-                kopf.event(body, type=type_, reason=reason, message=message)
             await stopped.wait(parse_duration(spec.interval).total_seconds())
 
 
@@ -392,6 +394,13 @@ async def _advance_retraining(
     if progress.condition:
         outcome.conditions.append(progress.condition)
     outcome.events += progress.events
+
+
+async def _post(kube: KubeClient, body: kopf.Body, type_: str, reason: str, message: str, logger: kopf.Logger) -> None:
+    try:
+        await kube.post_event(body, type_, reason, message)
+    except ApiException as error:
+        logger.warning("event %s not posted: %s", reason, error.reason)
 
 
 def _result(outcome: Outcome) -> str:

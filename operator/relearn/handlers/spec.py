@@ -41,8 +41,7 @@ def make_spec_handler(kind: Kind) -> Any:
             await kube.update_status(kind.plural, namespace or "", name, change)
             result = checked[-1]
             if result.event is not None:
-                # kopf.event queues the post; nothing blocks the event loop here.
-                kopf.event(body, type=result.event.type, reason=result.event.reason, message=result.event.message)
+                await kube.post_event(body, result.event.type, result.event.reason, result.event.message)
             SPEC_CHECKS.labels(kind.kind, "valid" if result.valid else "invalid").inc()
             if result.valid:
                 logger.info("spec accepted", extra={"generation": result.status_patch["observedGeneration"]})

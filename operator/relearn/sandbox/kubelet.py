@@ -505,7 +505,6 @@ class Kubelet:
             env[f"RELEARN_SANDBOX_PORT_{container_port}"] = str(host_port)
         if container.ports:
             env["PORT"] = str(next(iter(container.ports.values())))
-        env[TERMINATION_ENV] = str(container.termination_path)
         for item in container.spec.get("env") or ():
             value = item.get("value")
             source = item.get("valueFrom") or {}
@@ -526,6 +525,8 @@ class Kubelet:
                     if plural == "secrets" and value:
                         value = base64.b64decode(value).decode()
             env[item["name"]] = expand(str(value or ""), env)
+        # Set last: the pod's terminationMessagePath is this file here, whatever the spec says.
+        env[TERMINATION_ENV] = str(container.termination_path)
         return env
 
     async def _run_container(self, runtime: PodRuntime, container: Container, pod: Mapping[str, Any]) -> None:
