@@ -45,9 +45,12 @@ Correction = Literal["benjamini-hochberg", "bonferroni", "none"]
 FeatureKind = Literal["numeric", "categorical"]
 
 
+NOISE = 1e-9  # counts below this are rounding noise of increase(), not events
+
+
 def _counts(values: ArrayLike) -> NDArray[np.float64]:
     array = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    return np.clip(array, 0.0, None)
+    return np.where(array < NOISE, 0.0, array)
 
 
 def buckets_from_cumulative(cumulative: ArrayLike) -> NDArray[np.float64]:
