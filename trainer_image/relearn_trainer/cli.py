@@ -1,6 +1,7 @@
 """Command line of the trainer image.
 
     python -m relearn_trainer train --model M --version V --dataset URI --base-model URI --output URI ...
+    python -m relearn_trainer serve              the reference model server (RELEARN_* variables)
     python -m relearn_trainer tiny-model DIR     a tiny classifier for tests and the demo (no download)
     python -m relearn_trainer env                what this image can train on (JSON)
 
@@ -78,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-dir", type=Path, help="checkpoints, for resuming (default: none)")
     train.add_argument("--checkpoint-every", type=int, default=50, help="optimizer steps between checkpoints")
     train.add_argument("--baseline-edges", help="JSON {feature: [edges]}: the metric contract's bucket edges")
+
+    serve = commands.add_parser("serve", help="the reference model server (configured by RELEARN_* variables)")
+    serve.add_argument("--model", help="overrides RELEARN_MODEL")
+    serve.add_argument("--model-version", help="overrides RELEARN_MODEL_VERSION")
+    serve.add_argument("--base-model", help="overrides RELEARN_BASE_MODEL_URI")
+    serve.add_argument("--adapter", help="overrides RELEARN_ADAPTER_URI")
+    serve.add_argument("--adapter-sha256", help="overrides RELEARN_ADAPTER_SHA256")
+    serve.add_argument("--dataset", help="overrides RELEARN_DATASET_URI")
+    serve.add_argument("--port", type=int, help="overrides PORT (default 8080)")
 
     tiny = commands.add_parser("tiny-model", help="write a tiny document classifier and datasets (tests, demo)")
     tiny.add_argument("directory", type=Path)
@@ -160,4 +170,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1 if "error" in report else 0
     if args.command == "train":
         return _train(args)
+    if args.command == "serve":
+        return _serve(args)
     return _tiny_model(args.directory)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from relearn_trainer.modeling import ModelError
+    from relearn_trainer.serve import ServerConfig, serve
+
+    try:
+        config = ServerConfig.from_environment(
+            model=args.model,
+            version=args.model_version,
+            base_model_uri=args.base_model,
+            adapter_uri=args.adapter,
+            adapter_sha256=args.adapter_sha256,
+            dataset_uri=args.dataset,
+            port=args.port,
+        )
+        serve(config)
+    except ModelError as error:
+        print(f"relearn_trainer serve: {error}", file=sys.stderr)
+        return 3
+    return 0

@@ -525,8 +525,10 @@ class Kubelet:
                     if plural == "secrets" and value:
                         value = base64.b64decode(value).decode()
             env[item["name"]] = expand(str(value or ""), env)
-        # Set last: the pod's terminationMessagePath is this file here, whatever the spec says.
+        # Set last: the pod's terminationMessagePath is this file here, whatever
+        # the spec says, and servers that honour RELEARN_BIND stay on loopback.
         env[TERMINATION_ENV] = str(container.termination_path)
+        env["RELEARN_BIND"] = "127.0.0.1"
         return env
 
     async def _run_container(self, runtime: PodRuntime, container: Container, pod: Mapping[str, Any]) -> None:
