@@ -1,0 +1,123 @@
+"""Trainer throughput: samples/s of the LoRA training loop, against full
+fine-tuning of the same model measured in the same run, and, on a GPU, model
+FLOPs utilisation (LoRA: 4·N·tokens per step, full fine-tuning 6·N·tokens;
+N = the model's parameters) against the GPU's peak bf16.
+
+    .venv/bin/python bench/trainer.py                 # tiny model, CPU: a smoke figure
+    python3 bench/trainer.py --size 1b --steps 20     # ~1B-parameter Llama on a GPU
+
+The model is built from a config (random weights, no download) and fed
+random token ids; it runs relearn_trainer.training.train, the loop the Jobs
+run. Bounded by --steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import time
+from typing import Any
+
+import torch
+from relearn_trainer.data import Example
+from relearn_trainer.modeling import LoraSettings, add_lora
+from relearn_trainer.training import TrainSettings, train
+from transformers import BatchEncoding, LlamaConfig, LlamaForSequenceClassification
+
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}  # dense tensor-core FLOP/s
+
+SIZES = {  # hidden, layers, heads, intermediate, vocab
+    "tiny": (64, 2, 4, 128, 1000),
+    "1b": (2048, 18, 16, 5632, 32000),
+}
+
+
+class RandomTokens:
+    """Stands in for a tokenizer: each text is a seed for a random sequence."""
+
+    def __init__(self, vocab: int, length: int) -> None:
+        self.vocab, self.length = vocab, length
+
+    def __call__(self, texts: list[str], **_: Any) -> BatchEncoding:
+        ids = torch.stack(
+            [
+                torch.randint(3, self.vocab, (self.length,), generator=torch.Generator().manual_seed(int(t)))
+                for t in texts
+            ]
+        )
+        return BatchEncoding({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+
+
+def build(size: str, device: torch.device) -> Any:
+    hidden, layers, heads, intermediate, vocab = SIZES[size]
+    config = LlamaConfig(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        intermediate_size=intermediate,
+        vocab_size=vocab,
+        max_position_embeddings=4096,
+        num_labels=2,
+        pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    return LlamaForSequenceClassification(config).to(device)
+
+
+def measure(size: str, lora: bool, steps: int, batch: int, length: int, device: torch.device) -> dict[str, float]:
+    model = build(size, device)
+    parameters = sum(p.numel() for p in model.parameters())
+    if lora:
+        model = add_lora(model, LoraSettings(r=16, alpha=32, target_modules=("q_proj", "k_proj", "v_proj", "o_proj")))
+    tokenizer = RandomTokens(SIZES[size][4], length)
+    now = datetime.datetime.now(datetime.UTC)
+    examples = [Example(str(i), "a" if i % 2 else "b", "correction", now) for i in range(batch * (steps + 2))]
+    labels = {"a": 0, "b": 1}
+    warm = TrainSettings(epochs=1, batch_size=batch, learning_rate=1e-4, checkpoint_every=10**9, max_length=length)
+    train(model, tokenizer, examples[: batch * 2], labels, warm, None, device)  # warm-up: kernels, allocator
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    result = train(model, tokenizer, examples[batch * 2 :], labels, warm, None, device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - started
+    tokens = batch * length * result["steps"]
+    flops = (4 if lora else 6) * parameters * tokens
+    del model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {
+        "parameters": parameters,
+        "samples_per_s": batch * result["steps"] / elapsed,
+        "tokens_per_s": tokens / elapsed,
+        "flops_per_s": flops / elapsed,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--length", type=int, default=512)
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name = torch.cuda.get_device_name(0) if device.type == "cuda" else "CPU"
+    peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
+    print(f"device: {name}; model: {args.size}; batch {args.batch} x {args.length} tokens; {args.steps} steps")
+    rows = {
+        "LoRA (relearn trainer)": measure(args.size, True, args.steps, args.batch, args.length, device),
+        "full fine-tuning (baseline)": measure(args.size, False, args.steps, args.batch, args.length, device),
+    }
+    print(f"parameters: {rows['full fine-tuning (baseline)']['parameters'] / 1e9:.3f} B")
+    for label, row in rows.items():
+        mfu = f"{row['flops_per_s'] / peak:6.1%}" if peak else "   n/a"
+        print(f"{label:30} {row['samples_per_s']:9.1f} samples/s {row['tokens_per_s']:12.0f} tokens/s  MFU {mfu}")
+    ratio = rows["LoRA (relearn trainer)"]["samples_per_s"] / rows["full fine-tuning (baseline)"]["samples_per_s"]
+    print(f"LoRA / full fine-tuning throughput: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
