@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 from relearn_trainer.data import Example
-from relearn_trainer.modeling import LoraSettings, add_lora
+from relearn_trainer.modeling import LoraSettings, add_lora, base_dtype
 from relearn_trainer.training import TrainSettings, train
 from transformers import BatchEncoding, LlamaConfig, LlamaForSequenceClassification
 
@@ -69,6 +69,7 @@ def measure(size: str, lora: bool, steps: int, batch: int, length: int, device: 
     model = build(size, device)
     parameters = sum(p.numel() for p in model.parameters())
     if lora:
+        model = model.to(base_dtype(device))  # as the trainer loads its frozen base
         model = add_lora(model, LoraSettings(r=16, alpha=32, target_modules=("q_proj", "k_proj", "v_proj", "o_proj")))
     tokenizer = RandomTokens(SIZES[size][4], length)
     now = datetime.datetime.now(datetime.UTC)

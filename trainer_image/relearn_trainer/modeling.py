@@ -35,11 +35,19 @@ def local_path(uri: str) -> str:
     return uri
 
 
+def base_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on a GPU that has it: the base stays frozen under LoRA, so it needs
+    no fp32 master copy (peft keeps the adapter's own weights in fp32)."""
+    return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+
+
 def load_base(uri: str, device: torch.device) -> tuple[PreTrainedModel, Any]:
     path = local_path(uri)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, local_files_only=True, dtype=base_dtype(device)
+        )
     except (OSError, ValueError) as error:
         raise ModelError(f"cannot load the base model from {uri}: {error}") from None
     return model.to(device), tokenizer

@@ -9,6 +9,7 @@ run with the same checkpoint folder resumes where it stopped.
 
 from __future__ import annotations
 
+import collections
 import os
 import random
 import signal
@@ -114,7 +115,7 @@ def train(
     order = list(examples)
     batches_per_epoch = max(1, (len(order) + settings.batch_size - 1) // settings.batch_size)
     optimizer_steps_per_epoch = max(1, batches_per_epoch // settings.gradient_accumulation_steps)
-    losses: list[float] = []
+    recent: collections.deque[torch.Tensor] = collections.deque(maxlen=10)
     tokens = 0
     model.train()
     for epoch in range(start_epoch, settings.epochs):
@@ -137,13 +138,14 @@ def train(
                     truncation=True,
                     max_length=settings.max_length,
                     return_tensors="pt",
-                ).to(device)
-                target = torch.tensor([label_ids[e.label] for e in batch], device=device)
+                )
+                tokens += int(encoded["attention_mask"].sum())  # on the CPU: no device sync per step
+                encoded = encoded.to(device)
+                target = torch.tensor([label_ids[e.label] for e in batch]).to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                     loss = model(**encoded, labels=target).loss / settings.gradient_accumulation_steps
                 loss.backward()
-                losses.append(loss.detach().item() * settings.gradient_accumulation_steps)
-                tokens += int(encoded["attention_mask"].sum())
+                recent.append(loss.detach() * settings.gradient_accumulation_steps)  # read once, at the end
             optimizer.step()
             step += 1
             stopping = stop is not None and stop.set
@@ -154,7 +156,7 @@ def train(
     return {
         "steps": step,
         "resumed": resumed,
-        "final_loss": float(np.mean(losses[-10:])) if losses else None,
+        "final_loss": float(torch.stack(list(recent)).float().mean()) if recent else None,
         "tokens": tokens,
         "bf16": bf16,
     }
