@@ -3,6 +3,7 @@ bad queries, credentials, and no PromQL injection from CR values."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -73,6 +74,28 @@ async def test_a_bad_query_is_not_retried(stub: tuple[Stub, str]) -> None:
             await client.query("sum(")
     assert failure.value.reason == "BadQuery"
     assert len(fake.requests) == 1
+
+
+MATRIX = {
+    "status": "success",
+    "data": {
+        "resultType": "matrix",
+        "result": [{"metric": {"outcome": "correct"}, "values": [[10, "1"], [20, "NaN"], [30, "3.5"]]}],
+    },
+}
+
+
+@pytest.mark.parametrize("stub", [[(200, MATRIX)]], indirect=True)
+async def test_range_queries_return_series(stub: tuple[Stub, str]) -> None:
+    fake, url = stub
+    async with PrometheusClient(url) as client:
+        (series,) = await client.query_range("x", start=10, end=30, step=10)
+    assert series.labels == {"outcome": "correct"}
+    assert series.values[0] == (10.0, 1.0)
+    assert math.isnan(series.values[1][1])  # no data stays no data
+    assert series.values[2] == (30.0, 3.5)
+    assert fake.requests[0]["path"] == "/api/v1/query_range"
+    assert fake.requests[0]["form"]["step"] == "10"
 
 
 async def test_an_unreachable_server_is_reported_after_retries() -> None:

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 import ssl
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,8 @@ from typing import Any, Literal
 
 import aiohttp
 
+from relearn.core.drift_policy import WindowCounts
+from relearn.core.durations import format_duration, parse_duration
 from relearn.serving.contract import FEATURE_CATEGORY, FEATURE_VALUE, FEEDBACK
 
 LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.:+-]{1,253}$")
@@ -60,8 +61,6 @@ def label_matcher(labels: Mapping[str, str]) -> str:
 def promql_duration(text: str) -> str:
     """A Relearn duration (``90s``, ``1h30m``, ``7d``) as a PromQL range."""
     if not DURATION.fullmatch(text):
-        from relearn.core.durations import format_duration, parse_duration
-
         text = format_duration(parse_duration(text))
         if not DURATION.fullmatch(text):
             raise ValueError(f"duration {text!r} cannot be a PromQL range")
@@ -218,21 +217,9 @@ class PrometheusClient:
 
 
 def _number(text: str) -> float:
-    value = float(text)
-    return 0.0 if math.isnan(value) else value
-
-
-@dataclass(frozen=True)
-class WindowCounts:
-    """What one window query returned, arranged per feature."""
-
-    numeric: dict[str, list[tuple[float, float]]]  # feature -> [(le, cumulative count)]
-    categorical: dict[str, dict[str, float]]  # feature -> category -> count
-    feedback: dict[str, float]  # outcome -> count
-
-    @property
-    def empty(self) -> bool:
-        return not (self.numeric or self.categorical or self.feedback)
+    """Prometheus' sample value; NaN (e.g. 0/0) stays NaN: no data is for the
+    caller to treat as such, never silently a zero."""
+    return float(text)
 
 
 def arrange(

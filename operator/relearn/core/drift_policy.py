@@ -7,17 +7,30 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from relearn.adapters.prometheus import WindowCounts
 from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
 from relearn.api.modelversion import ModelVersionSpec
 from relearn.core import drift
 from relearn.core.durations import parse_duration
+
+
+@dataclass(frozen=True)
+class WindowCounts:
+    """What one window query returned, arranged per feature."""
+
+    numeric: dict[str, list[tuple[float, float]]]  # feature -> [(le, cumulative count)]
+    categorical: dict[str, dict[str, float]]  # feature -> category -> count
+    feedback: dict[str, float]  # outcome -> count
+
+    @property
+    def empty(self) -> bool:
+        return not (self.numeric or self.categorical or self.feedback)
 
 
 @dataclass(frozen=True)
@@ -56,8 +69,9 @@ def from_window(window: WindowCounts) -> WindowData:
     for name, by_category in window.categorical.items():
         categories = tuple(sorted(by_category))
         features[name] = FeatureCounts("categorical", tuple(by_category[c] for c in categories), categories=categories)
-    correct, incorrect = window.feedback.get("correct"), window.feedback.get("incorrect")
-    total = (correct or 0.0) + (incorrect or 0.0) if window.feedback else None
+    outcomes = {k: v for k, v in window.feedback.items() if math.isfinite(v)}
+    correct, incorrect = outcomes.get("correct"), outcomes.get("incorrect")
+    total = (correct or 0.0) + (incorrect or 0.0) if outcomes else None
     return WindowData(features, correct, total)
 
 

@@ -31,7 +31,6 @@ from relearn.adapters.prometheus import (
     PrometheusAuth,
     PrometheusClient,
     PrometheusError,
-    WindowCounts,
     arrange,
     label_matcher,
     render,
@@ -42,7 +41,7 @@ from relearn.api.conditions import Condition, ConditionStatus, get_condition, pa
 from relearn.api.driftpolicy import DriftPolicySpec, DriftPolicyStatus, RetrainingRecord
 from relearn.api.modelversion import ModelVersionSpec
 from relearn.core import drift_policy
-from relearn.core.drift_policy import Assessment, WindowData
+from relearn.core.drift_policy import Assessment, WindowCounts, WindowData
 from relearn.core.durations import parse_duration
 from relearn.handlers import retraining
 from relearn.metrics import DRIFT_CHECKS, DRIFT_SCORE, HANDLER_SECONDS

@@ -22,7 +22,7 @@ import re
 import secrets
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,10 +153,6 @@ class Store:
         """Tell every open watch to finish (the server is shutting down)."""
         for watch in self._watches:
             watch.queue.put_nowait(None)
-
-    @property
-    def watch_count(self) -> int:
-        return len(self._watches)
 
     def _record(self, key: Key, type_: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         change = Change(self.resource_version, key, type_, copy.deepcopy(obj), old)
@@ -463,7 +459,3 @@ class Store:
 def _essence(obj: Mapping[str, Any]) -> dict[str, Any]:
     """What ``generation`` tracks: everything but metadata and status."""
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
-
-
-def names_of(objects: Iterable[Mapping[str, Any]]) -> list[str]:
-    return [o["metadata"]["name"] for o in objects]
