@@ -187,3 +187,12 @@ def test_reference_deciles_stay_quiet_on_fresh_normal_data() -> None:
     counts = np.bincount(np.searchsorted(edges, rng.normal(size=2000)), minlength=10).astype(float)
     current = WindowData({"x": FeatureCounts("numeric", tuple(counts), edges)})
     assert assess(policy(features=[{"name": "x"}]), reference, current).drifted is False
+
+
+def test_feedback_without_data_is_no_accuracy_not_zero_accuracy() -> None:
+    data = from_window(
+        arrange([Sample({"outcome": "correct"}, float("nan")), Sample({"outcome": "incorrect"}, float("nan"))])
+    )
+    assert data.total is None
+    result = assess(policy(), REFERENCE, window([500, 1500, 1500, 500], {"a": 2500, "b": 1500}))
+    assert result.concept is None
