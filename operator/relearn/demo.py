@@ -3,9 +3,10 @@
 What ``make demo`` runs. Today it shows the part of the loop that exists:
 the sandbox control plane comes up, the CRDs install, the operator starts,
 the invoice-classifier CRs are applied and judged (by admission and by the
-operator), with status, Events and ``kubectl get`` as a user sees them.
-Drift, retraining, A/B promotion and rollback join the timeline as they are
-built. Every process it starts is stopped on exit or Ctrl-C, unless
+operator); then a tiny model is served with live traffic, drift is injected,
+the DriftPolicy notices, a LoRA Job retrains and a new ModelVersion is
+registered with its ABExperiment (:mod:`relearn.demo_loop`). A/B promotion
+and rollback join the timeline as they are built. Every process it starts is stopped on exit or Ctrl-C, unless
 ``--keep`` leaves the sandbox and operator running to explore.
 """
 
@@ -63,13 +64,16 @@ def repo_root() -> Path:
     raise FileNotFoundError("examples/invoice-classifier not found: run the demo from a Relearn checkout")
 
 
-def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def kubectl(
+    kubeconfig: Path, *args: str, check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         ["kubectl", *args],
         env={**os.environ, "KUBECONFIG": str(kubeconfig)},
         capture_output=True,
         text=True,
         timeout=60,
+        input=input,
     )
     if check and result.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
@@ -155,6 +159,29 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
         (verdict,) = flagged["status"]["conditions"]
         console.print(f"    [yellow]Ready=False {verdict['reason']}: {verdict['message']}[/yellow]")
 
+        loop: dict[str, Any] | None = None
+        try:
+            import relearn_trainer.synthetic  # noqa: F401  (the trainer extra: torch, transformers, peft)
+        except ImportError:
+            console.print(
+                "[yellow]the trainer extra is not installed: skipping drift -> retraining "
+                "(pip install 'relearn-operator[trainer]')[/yellow]"
+            )
+        else:
+            from relearn.demo_loop import run_loop
+
+            loop = run_loop(
+                timeline.step,
+                lambda text: console.print(f"    [cyan]{text}[/cyan]"),
+                api,
+                kubectl,
+                kubeconfig,
+                workdir,
+                state,
+                namespace,
+            )
+            console.out(kubectl(kubeconfig, "get", "mv,dp,abx,jobs", "-n", namespace).stdout, highlight=False)
+
         events = sorted(core.list_namespaced_event(namespace).items, key=lambda e: e.metadata.creation_timestamp)
         table = Table(title="Events the operator posted", show_lines=False)
         for column in ("type", "reason", "object", "message"):
@@ -174,12 +201,15 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
         for title, took in timeline.steps:
             summary.add_row(title, f"{took:.1f}")
         console.print(summary)
+        if loop is not None:
+            console.print(
+                f"Traffic: {loop['requests']} requests, {loop['corrections']} human corrections; "
+                f"{loop['version']} reached {loop['accuracy']:.2f} held-out accuracy where the champion "
+                f"had {loop['championAccuracy']:.2f}."
+            )
+        console.print("Next on this timeline as they land: A/B promotion on live traffic → fault → automatic rollback.")
         console.print(
-            "Next on this timeline as they land: drift detected → LoRA Job → new ModelVersion → "
-            "A/B promotion → fault → automatic rollback."
-        )
-        console.print(
-            f"Look around:  export KUBECONFIG={kubeconfig}; kubectl get relearn; kubectl describe dp invoice-classifier"
+            f"Look around:  export KUBECONFIG={kubeconfig}; kubectl get relearn; kubectl describe dp documents"
         )
         api.close()
         return 0

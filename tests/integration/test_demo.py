@@ -45,6 +45,10 @@ def test_demo_runs_the_loop_and_cleans_up(demo_dir: Path) -> None:
         "admission refused a broken CR",
         "spec.traffic.weight: Invalid value: 150",
         "Ready=False InvalidSpec: spec.traffic.steps",
+        "no drift",
+        "Drifted=True: length: PSI",
+        "documents 1.1.0 Registered, held-out accuracy",
+        "ABExperiment documents-1.1.0 created",
     ):
         assert step in result.stdout
     assert "invoice-classifier-1.0.0   invoice-classifier   1.0.0" in result.stdout

@@ -102,7 +102,7 @@ def run(request: TrainRequest, now: datetime.datetime | None = None) -> dict[str
         "version": request.version,
         "uri": uri,
         "sha256": digest,
-        "metrics": {k: metrics[k] for k in ("accuracy", "macroF1", "loss", "samples", "championAccuracy")},
+        "metrics": {k: round(metrics[k], 4) for k in ("accuracy", "macroF1", "loss", "samples", "championAccuracy")},
         "data": {
             "examples": data.report["examples"],
             "bySource": data.report["bySource"],

@@ -51,8 +51,9 @@ FILLER = [
 
 
 def document(label: str, rng: random.Random, drifted: bool = False) -> str:
+    """One document; the drifted template also writes longer documents (9 words before, 13 after)."""
     keywords = WORDS[label][1 if drifted else 0]
-    words = rng.sample(keywords, 3) + rng.sample(FILLER, 5) + [str(rng.randint(100, 99999))]
+    words = rng.sample(keywords, 3) + rng.sample(FILLER, 9 if drifted else 5) + [str(rng.randint(100, 99999))]
     rng.shuffle(words)
     return " ".join(words)
 

@@ -1,0 +1,266 @@
+"""The loop part of ``relearn demo``: a tiny document classifier served by
+the reference model server, live traffic with human corrections through the
+gateway, drift injected (a supplier's new document template), the
+DriftPolicy noticing, a LoRA Job retraining on the corrections, and the new
+ModelVersion registered with an ABExperiment created for it.
+
+Runs in the sandbox the demo started; needs the ``trainer`` extra (torch,
+transformers, peft) to build the tiny model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import urllib.request
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from relearn.sandbox.cluster import TRAINER_IMAGE
+from relearn.sandbox.waiting import condition, wait_for
+from relearn.serving import histogram_counts
+
+GROUP, VERSION = "relearn.dev", "v1alpha1"
+MODEL = "documents"
+HOST = "documents.demo.local"
+LENGTH_EDGES = [5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0]  # the reference server's `length` edges
+
+
+class Traffic:
+    """Requests and human corrections against the model, through the gateway."""
+
+    def __init__(self, gateway: str) -> None:
+        self.gateway = gateway
+        self.drifted = False
+        self.sent = 0
+        self.corrections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"{self.gateway}{path}",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Host": HOST, "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return dict(json.loads(response.read()))
+
+    def _run(self) -> None:
+        from relearn_trainer import synthetic
+
+        rng = random.Random(7)
+        while not self._stop.is_set():
+            label = rng.choice(synthetic.LABELS)
+            text = synthetic.document(label, rng, drifted=self.drifted)
+            try:
+                self._post("/predict", {"input": text})
+                self.sent += 1
+                if rng.random() < 0.5:  # half the documents get a human verdict
+                    self._post("/feedback", {"input": text, "label": label})
+                    self.corrections += 1
+            except OSError:
+                self._stop.wait(0.2)  # the server is (re)starting
+            self._stop.wait(0.01)
+
+
+def objects(workdir: Path, prometheus: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(Kubernetes objects, Relearn objects) of the demo's model."""
+    base, data, out = workdir / "model" / "base", workdir / "model" / "data", workdir / "model" / "adapters"
+    labels = {"app": MODEL, "relearn.dev/model": MODEL}
+    env = {
+        "RELEARN_MODEL": MODEL,
+        "RELEARN_MODEL_VERSION": "1.0.0",
+        "RELEARN_BASE_MODEL_URI": str(base),
+        "RELEARN_DATASET_URI": str(data),
+    }
+    kubernetes_objects = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": MODEL, "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {
+                        "labels": {**labels, "relearn.dev/version": "1.0.0"},
+                        "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "8080"},
+                    },
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "server",
+                                "image": f"{TRAINER_IMAGE}:0.1.0",
+                                "args": ["serve"],
+                                "env": [{"name": k, "value": v} for k, v in env.items()],
+                                "ports": [{"name": "http", "containerPort": 8080}],
+                                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1},
+                            }
+                        ]
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": MODEL},
+            "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": MODEL},
+            "spec": {"hostnames": [HOST], "rules": [{"backendRefs": [{"name": MODEL, "port": 80, "weight": 100}]}]},
+        },
+    ]
+    relearn_objects = [
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ModelVersion",
+            "metadata": {"name": f"{MODEL}-1.0.0"},
+            "spec": {
+                "model": MODEL,
+                "version": "1.0.0",
+                "declaredChampion": True,
+                "baseModel": {"uri": str(base)},
+                "metrics": {"accuracy": 0.95, "samples": 1000},
+                "baseline": {
+                    "features": [
+                        {
+                            "name": "length",
+                            "type": "numeric",
+                            "edges": LENGTH_EDGES,
+                            "counts": histogram_counts(LENGTH_EDGES, [9.0] * 1000),
+                        }
+                    ]
+                },
+            },
+        },
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "DriftPolicy",
+            "metadata": {"name": MODEL},
+            "spec": {
+                "model": MODEL,
+                "prometheus": {"url": prometheus, "timeout": "2s"},
+                "interval": "3s",
+                "window": "20s",
+                "features": [{"name": "length"}],
+                "accuracy": {"enabled": False},
+                "thresholds": {"minSamples": 100, "pValue": 0.001},
+                "trigger": {"consecutiveChecks": 2, "cooldown": "1h"},
+                "retraining": {
+                    "image": f"{TRAINER_IMAGE}:0.1.0",
+                    "dataset": {"uri": str(data)},
+                    "output": {"uri": str(out)},
+                    "backoffLimit": 1,
+                    "lora": {"targetModules": ["query", "value"], "epochs": 8, "learningRate": 0.005},
+                },
+                "experiment": {"workload": {"name": MODEL}, "routing": {"provider": "gateway-api", "target": MODEL}},
+            },
+        },
+    ]
+    return kubernetes_objects, relearn_objects
+
+
+def run_loop(
+    step: Callable[[str], AbstractContextManager[None]],
+    say: Callable[[str], None],
+    api: client.ApiClient,
+    kubectl: Callable[..., Any],
+    kubeconfig: Path,
+    workdir: Path,
+    state: dict[str, Any],
+    namespace: str,
+) -> dict[str, Any]:
+    """The drift -> retrain -> register part of the demo; returns what it measured."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no progress bars in the timeline
+    from relearn_trainer import synthetic
+
+    custom = client.CustomObjectsApi(api)
+
+    def policy(predicate: Callable[[dict[str, Any]], bool], timeout: float = 180) -> dict[str, Any]:
+        return wait_for(
+            custom.list_namespaced_custom_object,
+            lambda p: p["metadata"]["name"] == MODEL and predicate(p),
+            group=GROUP,
+            version=VERSION,
+            namespace=namespace,
+            plural="driftpolicies",
+            timeout=timeout,
+        )
+
+    kube_objects, relearn_objects = objects(workdir, state["prometheus"])
+    with step("champion 1.0.0 served: a tiny document classifier behind the reference server and the gateway"):
+        synthetic.build_tiny_model(workdir / "model" / "base", pretrain_on=synthetic.samples(400, seed=1))
+        (workdir / "model" / "data").mkdir(parents=True, exist_ok=True)
+        for body in kube_objects + relearn_objects[:1]:
+            kubectl(kubeconfig, "apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+        wait_for(
+            client.AppsV1Api(api).list_namespaced_deployment,
+            lambda d: d["metadata"]["name"] == MODEL and d.get("status", {}).get("availableReplicas") == 1,
+            namespace=namespace,
+            timeout=120,
+        )
+    with Traffic(state["gateway"]) as traffic:
+        with step("DriftPolicy watching live traffic (predictions, human corrections): no drift"):
+            kubectl(kubeconfig, "apply", "-n", namespace, "-f", "-", input=json.dumps(relearn_objects[1]))
+            policy(lambda p: condition(p, "Drifted", "False"))
+        with step("drift injected: a supplier switches to a new document template"):
+            traffic.drifted = True
+            drifted = policy(lambda p: condition(p, "Drifted"))
+        message = next(c["message"] for c in drifted["status"]["conditions"] if c["type"] == "Drifted")
+        say(f"Drifted=True: {message}")
+        with step("LoRA Job retrains on the corrections and confident predictions"):
+            running = policy(lambda p: (p["status"].get("lastRetraining") or {}).get("outcome") == "Running")
+            done = policy(
+                lambda p: (p["status"].get("lastRetraining") or {}).get("outcome") in ("Succeeded", "Failed"),
+                timeout=300,
+            )
+        record = done["status"]["lastRetraining"]
+        if record["outcome"] != "Succeeded":
+            reason = next(c["message"] for c in done["status"]["conditions"] if c["type"] == "Retraining")
+            raise RuntimeError(f"the retraining failed: {reason}")
+        version = custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "modelversions", f"{MODEL}-{record['modelVersion']}"
+        )
+        metrics = version["spec"]["metrics"]
+        say(
+            f"Job {running['status']['lastRetraining']['job']}: {MODEL} {record['modelVersion']} "
+            f"{version['status']['phase']}, held-out accuracy {metrics['accuracy']:.2f} vs champion "
+            f"{metrics['championAccuracy']:.2f} on {metrics['samples']} samples"
+        )
+        with step(f"ABExperiment {MODEL}-{record['modelVersion']} created from the policy's template"):
+            wait_for(
+                custom.list_namespaced_custom_object,
+                lambda a: a["metadata"]["name"] == f"{MODEL}-{record['modelVersion']}",
+                group=GROUP,
+                version=VERSION,
+                namespace=namespace,
+                plural="abexperiments",
+                timeout=60,
+            )
+        return {
+            "requests": traffic.sent,
+            "corrections": traffic.corrections,
+            "version": record["modelVersion"],
+            "accuracy": metrics["accuracy"],
+            "championAccuracy": metrics["championAccuracy"],
+        }
