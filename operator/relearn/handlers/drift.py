@@ -120,7 +120,10 @@ async def check(
 ) -> Outcome:
     """One drift check of a policy, as status updates and Events."""
     outcome = Outcome()
-    champion = drift_policy.champion(await kube.list_model_versions(namespace, spec.model))
+    try:
+        champion = drift_policy.champion(await kube.list_model_versions(namespace, spec.model))
+    except ApiException as error:
+        raise CheckFailed("KubernetesAPIError", f"cannot list the model's ModelVersions: {error.reason}") from None
     labels = {"model": spec.model}
     if champion is not None:
         labels["version"] = champion["spec"]["version"]
