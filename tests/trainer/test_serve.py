@@ -116,3 +116,26 @@ def test_a_mismatched_adapter_is_refused(base: Path, tmp_path: Path) -> None:
     process, _ = start(base, tmp_path, RELEARN_ADAPTER_URI=str(adapter), RELEARN_ADAPTER_SHA256="0" * 64)
     assert process.wait(timeout=60) == 3
     assert "does not match its ModelVersion" in (process.stderr.read() if process.stderr else "")
+
+
+def test_a_causal_language_model_serves_its_labels(tmp_path: Path) -> None:
+    base = synthetic.build_tiny_model(
+        tmp_path / "causal", pretrain_on=synthetic.samples(200, seed=1), task="causal-lm", epochs=5
+    )
+    process, url = start(base, tmp_path, RELEARN_MODEL_TASK="causal-lm", RELEARN_LABELS=",".join(synthetic.LABELS))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/healthz", timeout=1)
+                break
+            except OSError:
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        answer = post(f"{url}/predict", {"input": synthetic.samples(1, seed=3)[0][0]})
+        assert answer["prediction"] in synthetic.LABELS
+        assert 0 < answer["confidence"] <= 1
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -139,6 +139,7 @@ def test_lora_adapter_beats_the_champion_on_drifted_wording(workspace: Path, tmp
         "metrics.json",
         "baseline.json",
         "data_report.json",
+        "labels.json",
     }
     import hashlib
 
@@ -163,6 +164,24 @@ def test_sigterm_checkpoints_and_the_next_run_resumes(workspace: Path, tmp_path:
     train_examples = json.loads((Path(result["uri"]) / "data_report.json").read_text())["train"]
     # As many optimizer steps as an uninterrupted run: none lost, none repeated.
     assert result["training"]["steps"] == 40 * -(-train_examples // 16)
+
+
+def test_a_causal_language_model_learns_the_new_wording_too(tmp_path: Path) -> None:
+    synthetic.build_tiny_model(tmp_path / "base", pretrain_on=synthetic.samples(400, seed=1), task="causal-lm")
+    synthetic.write_dataset(
+        tmp_path / "data" / "served.jsonl",
+        corrections=300,
+        predictions=100,
+        seed=2,
+        drifted=True,
+        now=datetime.datetime.now(datetime.UTC),
+    )
+    run = train(tmp_path, tmp_path / "run", "--task", "causal-lm", "--target-modules", "q_proj,v_proj")
+    assert run.returncode == 0, run.stderr
+    result = json.loads((tmp_path / "run" / "termination-log").read_text())
+    assert result["metrics"]["accuracy"] >= result["metrics"]["championAccuracy"] + 0.20
+    labels = json.loads((Path(result["uri"]) / "labels.json").read_text())
+    assert labels == {"task": "causal-lm", "labels": sorted(synthetic.LABELS)}
 
 
 @pytest.mark.parametrize(

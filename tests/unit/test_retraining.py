@@ -52,6 +52,7 @@ def test_job_requests_the_gpu_and_scheduling_as_configured() -> None:
     assert manifest["metadata"]["ownerReferences"][0]["kind"] == "DriftPolicy"
     args = dict(a.removeprefix("--").split("=", 1) for a in container["args"][1:])
     assert (args["model-version"], args["lora-r"], args["target-modules"]) == ("1.1.0", "8", "query,value")
+    assert args["task"] == "sequence-classification"  # the champion's baseModel.task
     assert json.loads(args["baseline-edges"]) == {"amount": [10, 50, 100, 500, 1000, 5000]}
     assert args["checkpoint-dir"] == "/models/adapters/invoice-classifier/.checkpoints/invoice-classifier-rt-1a2b3c4d"
 

@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model-version", required=True, help="semver of the version to produce")
     train.add_argument("--dataset", required=True, help="dataset URI (JSONL file or folder)")
     train.add_argument("--base-model", required=True, help="base model folder (path, file:// or pvc://)")
+    train.add_argument(
+        "--task",
+        choices=["sequence-classification", "causal-lm"],
+        default="sequence-classification",
+        help="how the base model is loaded and asked (ModelVersion baseModel.task)",
+    )
     train.add_argument("--champion-adapter", help="the champion's adapter, to evaluate it on the same split")
     train.add_argument("--output", required=True, help="where versions are published (fsspec URI)")
     train.add_argument("--lookback", default="30d", help="use data this recent (default %(default)s)")
@@ -109,6 +115,7 @@ def _train(args: argparse.Namespace) -> int:
         dataset_uri=args.dataset,
         base_model_uri=args.base_model,
         output_uri=args.output,
+        task=args.task,
         champion_adapter_uri=args.champion_adapter,
         lookback=parse_duration(args.lookback),
         pseudo_label_confidence=args.pseudo_label_confidence,

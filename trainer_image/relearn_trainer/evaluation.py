@@ -1,4 +1,5 @@
-"""Held-out evaluation: accuracy, macro F1, loss and sample count."""
+"""Held-out evaluation: accuracy, macro F1, loss and sample count, for either
+task (the model's scores per label, see :mod:`relearn_trainer.tasks`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import torch
 
 from relearn_trainer.data import Example
+from relearn_trainer.tasks import TASKS, Task
 
 
 @torch.no_grad()
@@ -18,20 +20,19 @@ def evaluate(
     label_ids: dict[str, int],
     device: torch.device,
     batch_size: int = 64,
+    task: Task | None = None,
 ) -> dict[str, Any]:
+    task = task or TASKS["sequence-classification"]
     model.eval()
     predictions: list[int] = []
     targets: list[int] = []
     loss_sum = 0.0
     for start in range(0, len(examples), batch_size):
         batch = examples[start : start + batch_size]
-        encoded = tokenizer(
-            [e.text for e in batch], padding=True, truncation=True, max_length=128, return_tensors="pt"
-        ).to(device)
-        target = torch.tensor([label_ids[e.label] for e in batch], device=device)
-        output = model(**encoded, labels=target)
-        loss_sum += float(output.loss) * len(batch)
-        predictions += output.logits.argmax(dim=-1).tolist()
+        scores = task.scores(model, tokenizer, [e.text for e in batch], label_ids, device, 128)
+        target = torch.tensor([label_ids[e.label] for e in batch], device=scores.device)
+        loss_sum += float(torch.nn.functional.cross_entropy(scores, target, reduction="sum"))
+        predictions += scores.argmax(dim=-1).tolist()
         targets += target.tolist()
     count = len(targets)
     accuracy = sum(p == t for p, t in zip(predictions, targets, strict=True)) / count if count else 0.0

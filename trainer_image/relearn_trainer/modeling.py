@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from peft import LoraConfig, PeftModel, TaskType, get_peft_model
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import AutoTokenizer, PreTrainedModel
+
+from relearn_trainer.tasks import TASKS, Task
 
 
 class ModelError(Exception):
@@ -41,13 +43,11 @@ def base_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
 
 
-def load_base(uri: str, device: torch.device) -> tuple[PreTrainedModel, Any]:
+def load_base(uri: str, device: torch.device, task: Task | None = None) -> tuple[PreTrainedModel, Any]:
     path = local_path(uri)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, local_files_only=True, dtype=base_dtype(device)
-        )
+        model = (task or TASKS["sequence-classification"]).load(path, base_dtype(device))
     except (OSError, ValueError) as error:
         raise ModelError(f"cannot load the base model from {uri}: {error}") from None
     return model.to(device), tokenizer
@@ -63,9 +63,9 @@ def with_adapter(model: PreTrainedModel, adapter_uri: str | None) -> Any:
         raise ModelError(f"cannot load the adapter {adapter_uri}: {error}") from None
 
 
-def add_lora(model: PreTrainedModel, settings: LoraSettings) -> Any:
+def add_lora(model: PreTrainedModel, settings: LoraSettings, task: Task | None = None) -> Any:
     config = LoraConfig(
-        task_type=TaskType.SEQ_CLS,
+        task_type=(task or TASKS["sequence-classification"]).peft_task,
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,

@@ -22,6 +22,7 @@ from relearn_trainer.data import DatasetError, Example, assemble
 from relearn_trainer.evaluation import evaluate
 from relearn_trainer.modeling import LoraSettings, add_lora, load_base, with_adapter
 from relearn_trainer.publishing import publish
+from relearn_trainer.tasks import TASKS
 from relearn_trainer.training import StopFlag, TrainSettings, train
 
 
@@ -32,6 +33,7 @@ class TrainRequest:
     dataset_uri: str
     base_model_uri: str
     output_uri: str
+    task: str = "sequence-classification"
     champion_adapter_uri: str | None = None
     lookback: datetime.timedelta = datetime.timedelta(days=30)
     pseudo_label_confidence: float = 0.9
@@ -73,20 +75,26 @@ def run(request: TrainRequest, now: datetime.datetime | None = None) -> dict[str
         min_samples=request.min_samples,
     )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    base, tokenizer = load_base(request.base_model_uri, device)
-    label_ids = {str(k): int(v) for k, v in (base.config.label2id or {}).items()}
+    task = TASKS[request.task]
+    base, tokenizer = load_base(request.base_model_uri, device, task)
+    label_ids = task.labels(base, [e.label for e in data.train + data.eval])
     unknown = sorted({e.label for e in data.train + data.eval} - set(label_ids))
     if unknown:
         raise DatasetError(f"labels {unknown} are not among the base model's {sorted(label_ids)}")
     champion = evaluate(
-        with_adapter(copy.deepcopy(base), request.champion_adapter_uri), tokenizer, data.eval, label_ids, device
+        with_adapter(copy.deepcopy(base), request.champion_adapter_uri),
+        tokenizer,
+        data.eval,
+        label_ids,
+        device,
+        task=task,
     )
-    model = add_lora(base, request.lora)
+    model = add_lora(base, request.lora, task)
     with StopFlag() as stop:
         progress = train(
-            model, tokenizer, data.train, label_ids, request.settings, request.checkpoint_dir, device, stop
+            model, tokenizer, data.train, label_ids, request.settings, request.checkpoint_dir, device, stop, task
         )
-    metrics = evaluate(model, tokenizer, data.eval, label_ids, device)
+    metrics = evaluate(model, tokenizer, data.eval, label_ids, device, task=task)
     metrics["championAccuracy"] = champion["accuracy"]
     features = baseline(data.train, request.baseline_edges)
 
@@ -96,6 +104,10 @@ def run(request: TrainRequest, now: datetime.datetime | None = None) -> dict[str
     files["metrics.json"] = json.dumps({"new": metrics, "champion": champion, "training": progress}, indent=2).encode()
     files["baseline.json"] = json.dumps({"features": features}, indent=2).encode()
     files["data_report.json"] = json.dumps(data.report, indent=2).encode()
+    # The labels in score order, so the server predicts with the same ones.
+    files["labels.json"] = json.dumps(
+        {"task": task.name, "labels": sorted(label_ids, key=label_ids.__getitem__)}, indent=2
+    ).encode()
     uri, digest = publish(request.output_uri, request.version, files)
     return {
         "model": request.model,

@@ -13,7 +13,9 @@ Configured by the environment the operator sets on the serving Deployment
 ``RELEARN_ADAPTER_URI`` and ``RELEARN_ADAPTER_SHA256`` (the adapter's
 manifest must match it, or the server refuses to start),
 ``RELEARN_DATASET_URI`` (where served predictions and corrections are
-appended as JSONL) and ``PORT``.
+appended as JSONL), ``RELEARN_MODEL_TASK`` (``sequence-classification`` or
+``causal-lm``; a causal LM takes its labels from the adapter's
+``labels.json`` or ``RELEARN_LABELS``) and ``PORT``.
 
 Features for drift monitoring are computed from the input text: ``length``
 (words) and ``unknown_ratio`` (the share of words the tokenizer does not
@@ -41,6 +43,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from relearn.serving import ModelMetrics, NumericFeature
 
 from relearn_trainer.modeling import ModelError, load_base, local_path, with_adapter
+from relearn_trainer.tasks import TASKS
 
 LENGTH_EDGES = [5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0]
 UNKNOWN_EDGES = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75]
@@ -55,6 +58,8 @@ class ServerConfig:
     adapter_sha256: str | None = None
     dataset_uri: str | None = None
     port: int = 8080
+    task: str = "sequence-classification"
+    labels: tuple[str, ...] = ()
 
     @classmethod
     def from_environment(cls, **overrides: Any) -> ServerConfig:
@@ -67,6 +72,8 @@ class ServerConfig:
             "adapter_sha256": env.get("RELEARN_ADAPTER_SHA256") or None,
             "dataset_uri": env.get("RELEARN_DATASET_URI") or None,
             "port": int(env.get("PORT", "8080")),
+            "task": env.get("RELEARN_MODEL_TASK") or "sequence-classification",
+            "labels": tuple(label for label in env.get("RELEARN_LABELS", "").split(",") if label),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         missing = [k for k in ("model", "version", "base_model_uri") if not values[k]]
@@ -117,9 +124,13 @@ class ModelServer:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if config.adapter_uri and config.adapter_sha256:
             verify_adapter(config.adapter_uri, config.adapter_sha256)
-        base, self.tokenizer = load_base(config.base_model_uri, self.device)
+        if config.task not in TASKS:
+            raise ModelError(f"unknown task {config.task!r}; known: {sorted(TASKS)}")
+        self.task = TASKS[config.task]
+        base, self.tokenizer = load_base(config.base_model_uri, self.device, self.task)
         self.model = with_adapter(base, config.adapter_uri).eval()
-        self.labels = {int(k): str(v) for k, v in (base.config.id2label or {}).items()}
+        self.label_ids = self._labels(config, base)
+        self.labels = {i: label for label, i in self.label_ids.items()}
         self.vocabulary = set(self.tokenizer.get_vocab())
         self.metrics = ModelMetrics(
             config.model,
@@ -131,6 +142,22 @@ class ModelServer:
         self._served: collections.OrderedDict[str, str] = collections.OrderedDict()  # input hash -> prediction
         self._lock = threading.Lock()
 
+    def _labels(self, config: ServerConfig, base: Any) -> dict[str, int]:
+        """Classes in score order: the adapter's labels.json, else RELEARN_LABELS,
+        else the classification head's."""
+        names: list[str] = []
+        if config.adapter_uri:
+            saved = Path(local_path(config.adapter_uri)) / "labels.json"
+            if saved.exists():
+                names = list(json.loads(saved.read_text())["labels"])
+        names = names or list(config.labels)
+        if names:
+            return {name: i for i, name in enumerate(names)}
+        found = self.task.labels(base, [])
+        if not found:
+            raise ModelError("no labels: a causal-lm server needs the adapter's labels.json or RELEARN_LABELS")
+        return found
+
     def features(self, text: str) -> dict[str, float]:
         words = text.split()
         unknown = sum(1 for w in words if w not in self.vocabulary and w.lower() not in self.vocabulary)
@@ -138,8 +165,8 @@ class ModelServer:
 
     @torch.no_grad()
     def predict(self, text: str) -> dict[str, Any]:
-        encoded = self.tokenizer([text], truncation=True, max_length=128, return_tensors="pt").to(self.device)
-        probabilities = torch.softmax(self.model(**encoded).logits[0], dim=-1)
+        scores = self.task.scores(self.model, self.tokenizer, [text], self.label_ids, self.device, 128)
+        probabilities = torch.softmax(scores[0], dim=-1)
         confidence, index = (float(v) for v in probabilities.max(dim=-1))
         label = self.labels.get(int(index), str(int(index)))
         features = self.features(text)

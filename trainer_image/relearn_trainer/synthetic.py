@@ -63,22 +63,31 @@ def samples(count: int, seed: int, drifted: bool = False) -> list[tuple[str, str
     return [(document(label := rng.choice(LABELS), rng, drifted), label) for _ in range(count)]
 
 
-def vocabulary() -> list[str]:
-    words = sorted({w for old, new in WORDS.values() for w in old + new} | set(FILLER))
-    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words]
+def vocabulary(task: str = "sequence-classification") -> list[str]:
+    """Both wordings and the filler; a causal LM also needs the labels and its prompt's words."""
+    words = {w for old, new in WORDS.values() for w in old + new} | set(FILLER)
+    if task == "causal-lm":
+        return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "Label", ":", *sorted(words | set(LABELS))]
+    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", *sorted(words)]
 
 
 def build_tiny_model(
-    directory: Path, *, seed: int = 0, pretrain_on: list[tuple[str, str]] | None = None, epochs: int = 30
+    directory: Path,
+    *,
+    seed: int = 0,
+    pretrain_on: list[tuple[str, str]] | None = None,
+    epochs: int = 30,
+    task: str = "sequence-classification",
 ) -> Path:
-    """Save a tiny BERT classifier and its tokenizer to ``directory``; trained
-    fully on ``pretrain_on`` (the champion's world) when given."""
+    """Save a tiny model and its tokenizer to ``directory``: a BERT classifier,
+    or a Llama language model for ``task="causal-lm"``; trained fully on
+    ``pretrain_on`` (the champion's world) when given."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
     torch.manual_seed(seed)
-    vocab = {w: i for i, w in enumerate(vocabulary())}
+    vocab = {w: i for i, w in enumerate(vocabulary(task))}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     backend.post_processor = processors.TemplateProcessing(
@@ -92,6 +101,37 @@ def build_tiny_model(
         sep_token="[SEP]",
         model_max_length=32,
     )
+    if task == "causal-lm":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        from relearn_trainer.tasks import CausalLM
+
+        causal = LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=len(vocab),
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+                intermediate_size=64,
+                max_position_embeddings=64,
+                pad_token_id=vocab["[PAD]"],
+                bos_token_id=vocab["[CLS]"],
+                eos_token_id=vocab["[SEP]"],
+            )
+        )
+        if pretrain_on:
+            optimizer = torch.optim.AdamW(causal.parameters(), lr=3e-3)
+            texts, labels = zip(*pretrain_on, strict=True)
+            causal.train()
+            for _ in range(epochs * 2):
+                optimizer.zero_grad()
+                CausalLM().loss(causal, tokenizer, texts, labels, {}, torch.device("cpu"), 64).backward()
+                optimizer.step()
+        directory.mkdir(parents=True, exist_ok=True)
+        causal.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+        return directory
     config = BertConfig(
         vocab_size=len(vocab),
         hidden_size=32,

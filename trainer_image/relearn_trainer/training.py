@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from relearn_trainer.data import Example
+from relearn_trainer.tasks import TASKS, Task
 
 
 class Interrupted(Exception):
@@ -95,8 +96,10 @@ def train(
     checkpoint: Path | None,
     device: torch.device,
     stop: StopFlag | None = None,
+    task: Task | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the trainable (LoRA) parameters; returns what happened."""
+    task = task or TASKS["sequence-classification"]
     seed_everything(settings.seed)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate)
@@ -116,7 +119,6 @@ def train(
     batches_per_epoch = max(1, (len(order) + settings.batch_size - 1) // settings.batch_size)
     optimizer_steps_per_epoch = max(1, batches_per_epoch // settings.gradient_accumulation_steps)
     recent: collections.deque[torch.Tensor] = collections.deque(maxlen=10)
-    tokens = 0
     model.train()
     for epoch in range(start_epoch, settings.epochs):
         rng = random.Random(settings.seed + epoch)
@@ -132,18 +134,14 @@ def train(
                 batch = shuffled[start : start + settings.batch_size]
                 if not batch:
                     continue
-                encoded = tokenizer(
-                    [e.text for e in batch],
-                    padding=True,
-                    truncation=True,
-                    max_length=settings.max_length,
-                    return_tensors="pt",
-                )
-                tokens += int(encoded["attention_mask"].sum())  # on the CPU: no device sync per step
-                encoded = encoded.to(device)
-                target = torch.tensor([label_ids[e.label] for e in batch]).to(device, non_blocking=True)
+                texts = [e.text for e in batch]
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    loss = model(**encoded, labels=target).loss / settings.gradient_accumulation_steps
+                    loss: Any = (
+                        task.loss(
+                            model, tokenizer, texts, [e.label for e in batch], label_ids, device, settings.max_length
+                        )
+                        / settings.gradient_accumulation_steps
+                    )
                 loss.backward()
                 recent.append(loss.detach() * settings.gradient_accumulation_steps)  # read once, at the end
             optimizer.step()
@@ -157,6 +155,5 @@ def train(
         "steps": step,
         "resumed": resumed,
         "final_loss": float(torch.stack(list(recent)).float().mean()) if recent else None,
-        "tokens": tokens,
         "bf16": bf16,
     }

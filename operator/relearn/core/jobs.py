@@ -44,6 +44,7 @@ def trainer_args(
         f"--checkpoint-dir={checkpoint_dir}",
     ]
     champion_spec = (champion or {}).get("spec") or {}
+    args.append(f"--task={(champion_spec.get('baseModel') or {}).get('task') or 'sequence-classification'}")
     if (champion_spec.get("adapter") or {}).get("uri"):
         args.append(f"--champion-adapter={champion_spec['adapter']['uri']}")
     edges = {

@@ -1,0 +1,166 @@
+"""What the model does with a document, per ``baseModel.task``.
+
+- ``sequence-classification``: a classification head (AutoModelForSequenceClassification);
+  the labels are the model's ``label2id``.
+- ``causal-lm``: a language model (AutoModelForCausalLM) asked
+  ``"<document>\\nLabel:"``; trained on the label's tokens after that prompt
+  (the prompt itself is not in the loss), and it predicts the label whose
+  tokens it finds most likely. The labels are those in the data.
+
+Both give training a loss and evaluation and serving one score per label,
+so the loop, the metrics and the server are the same for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import torch
+from peft import TaskType
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+
+class Task(Protocol):
+    name: str
+    peft_task: TaskType
+
+    def load(self, path: str, dtype: torch.dtype) -> Any: ...
+
+    def labels(self, model: Any, seen: Sequence[str]) -> dict[str, int]: ...
+
+    def loss(
+        self,
+        model: Any,
+        tokenizer: Any,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        label_ids: dict[str, int],
+        device: torch.device,
+        max_length: int,
+    ) -> torch.Tensor: ...
+
+    def scores(
+        self,
+        model: Any,
+        tokenizer: Any,
+        texts: Sequence[str],
+        label_ids: dict[str, int],
+        device: torch.device,
+        max_length: int,
+    ) -> torch.Tensor: ...
+
+
+class SequenceClassification:
+    name = "sequence-classification"
+    peft_task = TaskType.SEQ_CLS
+
+    def load(self, path: str, dtype: torch.dtype) -> Any:
+        return AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True, dtype=dtype)
+
+    def labels(self, model: Any, seen: Sequence[str]) -> dict[str, int]:
+        return {str(k): int(v) for k, v in (model.config.label2id or {}).items()}
+
+    def _encode(self, tokenizer: Any, texts: Sequence[str], device: torch.device, max_length: int) -> Any:
+        encoded = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        return encoded.to(device)
+
+    def loss(
+        self,
+        model: Any,
+        tokenizer: Any,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        label_ids: dict[str, int],
+        device: torch.device,
+        max_length: int,
+    ) -> torch.Tensor:
+        target = torch.tensor([label_ids[label] for label in labels]).to(device, non_blocking=True)
+        loss: torch.Tensor = model(**self._encode(tokenizer, texts, device, max_length), labels=target).loss
+        return loss
+
+    def scores(
+        self,
+        model: Any,
+        tokenizer: Any,
+        texts: Sequence[str],
+        label_ids: dict[str, int],
+        device: torch.device,
+        max_length: int,
+    ) -> torch.Tensor:
+        logits: torch.Tensor = model(**self._encode(tokenizer, texts, device, max_length)).logits
+        return logits.float()
+
+
+class CausalLM:
+    name = "causal-lm"
+    peft_task = TaskType.CAUSAL_LM
+    PROMPT = "{text}\nLabel:"
+
+    def load(self, path: str, dtype: torch.dtype) -> Any:
+        return AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype)
+
+    def labels(self, model: Any, seen: Sequence[str]) -> dict[str, int]:
+        return {label: i for i, label in enumerate(sorted(set(seen)))}
+
+    def _pairs(
+        self, tokenizer: Any, texts: Sequence[str], labels: Sequence[str], device: torch.device, max_length: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """input ids, attention mask, and targets (-100 but on the label's tokens)."""
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id or 0
+        rows = []
+        for text, label in zip(texts, labels, strict=True):
+            label_tokens = tokenizer(" " + label, add_special_tokens=False)["input_ids"]
+            prompt = tokenizer(self.PROMPT.format(text=text), add_special_tokens=False)["input_ids"]
+            prompt = prompt[-max(1, max_length - len(label_tokens)) :]
+            rows.append((prompt + label_tokens, [-100] * len(prompt) + label_tokens))
+        width = max(len(ids) for ids, _ in rows)
+        ids = torch.full((len(rows), width), pad)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        target = torch.full((len(rows), width), -100)
+        for row, (tokens, wanted) in enumerate(rows):
+            ids[row, : len(tokens)] = torch.tensor(tokens)
+            mask[row, : len(tokens)] = 1
+            target[row, : len(wanted)] = torch.tensor(wanted)
+        return ids.to(device), mask.to(device), target.to(device)
+
+    def _label_log_likelihood(
+        self, model: Any, ids: torch.Tensor, mask: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        wanted = target[:, 1:]
+        log_probs = torch.log_softmax(logits, dim=-1).gather(-1, wanted.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return (log_probs * (wanted != -100)).sum(dim=-1)
+
+    def loss(
+        self,
+        model: Any,
+        tokenizer: Any,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        label_ids: dict[str, int],
+        device: torch.device,
+        max_length: int,
+    ) -> torch.Tensor:
+        ids, mask, target = self._pairs(tokenizer, texts, labels, device, max_length)
+        loss: torch.Tensor = model(input_ids=ids, attention_mask=mask, labels=target).loss
+        return loss
+
+    def scores(
+        self,
+        model: Any,
+        tokenizer: Any,
+        texts: Sequence[str],
+        label_ids: dict[str, int],
+        device: torch.device,
+        max_length: int,
+    ) -> torch.Tensor:
+        """Log-likelihood of every label after every document: [documents, labels]."""
+        names = sorted(label_ids, key=label_ids.__getitem__)
+        ids, mask, target = self._pairs(
+            tokenizer, [t for t in texts for _ in names], names * len(texts), device, max_length
+        )
+        return self._label_log_likelihood(model, ids, mask, target).view(len(texts), len(names))
+
+
+TASKS: dict[str, Task] = {task.name: task for task in (SequenceClassification(), CausalLM())}
