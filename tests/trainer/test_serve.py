@@ -50,18 +50,23 @@ def start(base: Path, tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str]
     return process, f"http://127.0.0.1:{port}"
 
 
-@pytest.fixture
-def server(base: Path, tmp_path: Path) -> Iterator[str]:
-    process, url = start(base, tmp_path)
-    deadline = time.monotonic() + 60
+def wait_healthy(process: subprocess.Popen[str], url: str, timeout: float = 60) -> None:
+    """Until /healthz answers (the model is loaded); fails with the server's stderr if it dies."""
+    deadline = time.monotonic() + timeout
     while True:
         try:
             urllib.request.urlopen(f"{url}/healthz", timeout=1)
-            break
+            return
         except OSError:
             assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "the server did not come up within 60s"
+            assert time.monotonic() < deadline, f"the server did not come up within {timeout}s"
             time.sleep(0.2)
+
+
+@pytest.fixture
+def server(base: Path, tmp_path: Path) -> Iterator[str]:
+    process, url = start(base, tmp_path)
+    wait_healthy(process, url)
     yield url
     process.terminate()
     process.wait(timeout=30)
@@ -124,15 +129,7 @@ def test_a_causal_language_model_serves_its_labels(tmp_path: Path) -> None:
     )
     process, url = start(base, tmp_path, RELEARN_MODEL_TASK="causal-lm", RELEARN_LABELS=",".join(synthetic.LABELS))
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=1)
-                break
-            except OSError:
-                assert process.poll() is None, process.stderr.read() if process.stderr else ""
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+        wait_healthy(process, url)
         answer = post(f"{url}/predict", {"input": synthetic.samples(1, seed=3)[0][0]})
         assert answer["prediction"] in synthetic.LABELS
         assert 0 < answer["confidence"] <= 1
