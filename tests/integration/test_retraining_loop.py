@@ -8,7 +8,6 @@ Sandbox-only: the trainer and the model server are local processes."""
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,15 +59,7 @@ def world(
 ) -> Iterator[dict[str, Any]]:
     if sandbox.prometheus_url is None:
         pytest.skip("prometheus is not installed (make test installs it with apt)")
-    base = synthetic.build_tiny_model(tmp_path / "base", pretrain_on=synthetic.samples(400, seed=1))
-    synthetic.write_dataset(
-        tmp_path / "data" / "served.jsonl",
-        corrections=300,
-        predictions=100,
-        seed=2,
-        drifted=True,
-        now=datetime.datetime.now(datetime.UTC),
-    )
+    base, _ = synthetic.workspace(tmp_path)
     client.AppsV1Api(api_client).create_namespaced_deployment(namespace, model_server("documents", {"SHIFT": "3"}))
     custom = client.CustomObjectsApi(api_client)
     custom.create_namespaced_custom_object(

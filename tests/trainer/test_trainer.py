@@ -76,15 +76,7 @@ def test_too_little_or_missing_data_is_an_error(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("trainer")
-    synthetic.build_tiny_model(root / "base", pretrain_on=synthetic.samples(400, seed=1))
-    synthetic.write_dataset(
-        root / "data" / "served.jsonl",
-        corrections=300,
-        predictions=100,
-        seed=2,
-        drifted=True,
-        now=datetime.datetime.now(datetime.UTC),
-    )
+    synthetic.workspace(root)
     return root
 
 
@@ -167,15 +159,7 @@ def test_sigterm_checkpoints_and_the_next_run_resumes(workspace: Path, tmp_path:
 
 
 def test_a_causal_language_model_learns_the_new_wording_too(tmp_path: Path) -> None:
-    synthetic.build_tiny_model(tmp_path / "base", pretrain_on=synthetic.samples(400, seed=1), task="causal-lm")
-    synthetic.write_dataset(
-        tmp_path / "data" / "served.jsonl",
-        corrections=300,
-        predictions=100,
-        seed=2,
-        drifted=True,
-        now=datetime.datetime.now(datetime.UTC),
-    )
+    synthetic.workspace(tmp_path, task="causal-lm")
     run = train(tmp_path, tmp_path / "run", "--task", "causal-lm", "--target-modules", "q_proj,v_proj")
     assert run.returncode == 0, run.stderr
     result = json.loads((tmp_path / "run" / "termination-log").read_text())

@@ -155,16 +155,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _tiny_model(directory: Path) -> int:
-    import datetime
-
     from relearn_trainer import synthetic
 
-    now = datetime.datetime.now(datetime.UTC)
-    synthetic.build_tiny_model(directory / "base", pretrain_on=synthetic.samples(400, seed=1))
-    synthetic.write_dataset(
-        directory / "data" / "served.jsonl", corrections=300, predictions=100, seed=2, drifted=True, now=now
-    )
-    print(json.dumps({"baseModel": str(directory / "base"), "dataset": str(directory / "data")}))
+    base, dataset = synthetic.workspace(directory)
+    print(json.dumps({"baseModel": str(base), "dataset": str(dataset)}))
     return 0
 
 

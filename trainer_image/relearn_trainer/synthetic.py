@@ -201,3 +201,19 @@ def write_dataset(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
+
+
+def workspace(directory: Path, task: str = "sequence-classification") -> tuple[Path, Path]:
+    """The standard trial setup: a champion trained on the original wording in
+    ``directory/base``, and a dataset of drifted wording (300 corrections, 100
+    confident predictions) in ``directory/data``. Returns (base model, dataset)."""
+    base = build_tiny_model(directory / "base", pretrain_on=samples(400, seed=1), task=task)
+    write_dataset(
+        directory / "data" / "served.jsonl",
+        corrections=300,
+        predictions=100,
+        seed=2,
+        drifted=True,
+        now=datetime.datetime.now(datetime.UTC),
+    )
+    return base, directory / "data"
