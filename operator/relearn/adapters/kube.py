@@ -18,6 +18,7 @@ from typing import Any
 from kubernetes import client, config
 
 from relearn.api import GROUP, VERSION
+from relearn.api.base import rfc3339
 
 
 class KubeClient:
@@ -88,7 +89,7 @@ class KubeClient:
     async def post_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event about ``involved`` (an object as the API returns it), written before returning."""
         meta = involved.get("metadata") or {}
-        now = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+        now = rfc3339(datetime.datetime.now(datetime.UTC))
         body = {
             "metadata": {"generateName": f"{meta.get('name', 'relearn')}.", "namespace": meta.get("namespace")},
             "involvedObject": {

@@ -38,6 +38,11 @@ Timestamp = Annotated[datetime.datetime, Field(strict=False)]
 FeatureType = Literal["numeric", "categorical"]
 
 
+def rfc3339(moment: datetime.datetime) -> str:
+    """A timestamp as Kubernetes writes it (UTC, ``Z``)."""
+    return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
 class _Named(Protocol):
     @property
     def name(self) -> str: ...

@@ -37,6 +37,7 @@ from relearn.adapters.prometheus import (
     window_query,
 )
 from relearn.api import GROUP, VERSION
+from relearn.api.base import rfc3339
 from relearn.api.conditions import Condition, ConditionStatus, get_condition, parse_conditions, set_condition
 from relearn.api.driftpolicy import DriftPolicySpec, DriftPolicyStatus, RetrainingRecord
 from relearn.api.modelversion import ModelVersionSpec
@@ -173,7 +174,7 @@ async def check(
         _scores(assessment),
         monitoredVersion=labels.get("version", ""),
         reference=reference_text,
-        lastCheckTime=now.isoformat().replace("+00:00", "Z"),
+        lastCheckTime=rfc3339(now),
     )
     _decide(outcome, spec, status, assessment, name, uid, now)
     return outcome
@@ -343,7 +344,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
                 except CheckFailed as failure:
                     outcome = Outcome(
                         conditions=[(METRICS_AVAILABLE, "False", failure.reason, failure.message)],
-                        status={"lastCheckTime": now.isoformat().replace("+00:00", "Z")},
+                        status={"lastCheckTime": rfc3339(now)},
                     )
                     logger.warning("drift check without a decision: %s", failure.message)
                     DRIFT_CHECKS.labels("no-decision").inc()

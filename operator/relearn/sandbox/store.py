@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relearn.api import openapi
+from relearn.api.base import rfc3339
 from relearn.sandbox import errors
 from relearn.sandbox.patching import PatchError, apply_patch
 from relearn.sandbox.resources import BUILTINS, ResourceType, from_crd
@@ -41,7 +42,7 @@ INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease"
 
 
 def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return rfc3339(datetime.datetime.now(datetime.UTC).replace(microsecond=0))
 
 
 @dataclass(frozen=True)
