@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 import sys
 from collections.abc import Sequence
@@ -60,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N|auto",
         help="peering priority: the highest alive replica is active; 'auto' picks a random one",
+    )
+    run.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("RELEARN_PROMETHEUS_URL", ""),
+        metavar="URL",
+        help="Prometheus for ABExperiments without spec.prometheus (env RELEARN_PROMETHEUS_URL)",
     )
     run.add_argument("--log-format", choices=LOG_FORMATS, default="full", help="log line format")
     run.add_argument("-v", "--verbose", action="store_true", help="log debug details of handling")
@@ -192,6 +199,7 @@ def _run(args: argparse.Namespace) -> int:
 
     log_format = {"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}
     kopf.configure(verbose=args.verbose, log_format=log_format[args.log_format])
+    os.environ["RELEARN_PROMETHEUS_URL"] = args.prometheus_url  # read at start-up into the handlers' memo
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_address)
     logging.getLogger("relearn").info(

@@ -32,3 +32,23 @@ RETRAININGS = Counter(
     "Retraining Jobs by outcome (started, succeeded, failed).",
     ["outcome"],
 )
+DECISIONS = Counter(
+    "relearn_decisions_total",
+    "Decisions the operator took, by kind (experiment, rollback, retraining) and outcome.",
+    ["kind", "outcome"],
+)
+EXPERIMENT_PHASE = Gauge(
+    "relearn_experiment_phase",
+    "1 for an ABExperiment's current phase, 0 for the others.",
+    ["namespace", "experiment", "phase"],
+)
+EXPERIMENT_WEIGHT = Gauge(
+    "relearn_experiment_challenger_weight",
+    "Challenger's share of traffic (%) as the router reports it.",
+    ["namespace", "experiment"],
+)
+WEBHOOKS = Counter(
+    "relearn_webhook_notifications_total",
+    "Decision notifications by result (delivered, failed).",
+    ["result"],
+)

@@ -150,7 +150,7 @@ def test_drift_retrains_once_and_registers_the_new_version(
     assert (experiment["spec"]["champion"], experiment["spec"]["challenger"]) == ("1.0.0", "1.1.0")
     assert experiment["spec"]["traffic"]["weight"] == 20
     reasons = {e.reason for e in core.list_namespaced_event(namespace).items}
-    assert {"RetrainingRequested", "RetrainingStarted", "ModelVersionRegistered", "ExperimentStarted"} <= reasons
+    assert {"RetrainingRequested", "RetrainingStarted", "ModelVersionRegistered", "ExperimentCreated"} <= reasons
 
 
 def test_a_failed_job_leaves_its_reason_and_no_model_version(

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import datetime
 import socket
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client, config
@@ -21,12 +23,30 @@ from relearn.api import GROUP, VERSION
 from relearn.api.base import rfc3339
 
 
+@dataclass(frozen=True)
+class Resource:
+    """A namespaced kind the operator reads and writes as plain dicts."""
+
+    group: str
+    version: str
+    plural: str
+
+
+DEPLOYMENTS = Resource("apps", "v1", "deployments")
+SERVICES = Resource("", "v1", "services")
+HTTPROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes")
+VIRTUALSERVICES = Resource("networking.istio.io", "v1", "virtualservices")
+MODELVERSIONS = Resource(GROUP, VERSION, "modelversions")
+ABEXPERIMENTS = Resource(GROUP, VERSION, "abexperiments")
+
+
 class KubeClient:
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
+        self.apps = client.AppsV1Api(api)
 
     @classmethod
     def from_environment(cls) -> KubeClient:
@@ -86,6 +106,85 @@ class KubeClient:
             raise
         return True
 
+    # -- any namespaced resource as a dict -------------------------------------
+
+    def _call(self, resource: Resource, verb: str, namespace: str, *args: Any, **kwargs: Any) -> Any:
+        """The typed API call for a built-in kind, the custom-objects call for the rest."""
+        typed = {DEPLOYMENTS: (self.apps, "deployment"), SERVICES: (self.core, "service")}.get(resource)
+        if typed is not None:
+            api, kind = typed
+            method = getattr(api, f"{verb}_namespaced_{kind}")
+            if verb in ("create", "list"):
+                return method(namespace, *args, **kwargs)
+            return method(args[0], namespace, *args[1:], **kwargs)
+        method = getattr(self.custom, f"{'get' if verb == 'read' else verb}_namespaced_custom_object")
+        return method(resource.group, resource.version, namespace, resource.plural, *args, **kwargs)
+
+    def _plain(self, result: Any) -> dict[str, Any]:
+        plain: dict[str, Any] = self.api.sanitize_for_serialization(result)
+        return plain
+
+    async def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._plain(await asyncio.to_thread(self._call, resource, "read", namespace, name))
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def list_objects(self, resource: Resource, namespace: str, label_selector: str = "") -> list[dict[str, Any]]:
+        listing = self._plain(
+            await asyncio.to_thread(self._call, resource, "list", namespace, label_selector=label_selector)
+        )
+        return list(listing.get("items") or ())
+
+    async def create(self, resource: Resource, namespace: str, body: dict[str, Any]) -> bool:
+        """Create; False when an object of that name exists already."""
+        try:
+            await asyncio.to_thread(self._call, resource, "create", namespace, body)
+        except client.ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    async def delete(self, resource: Resource, namespace: str, name: str) -> bool:
+        """Delete (background propagation); False when it was gone already."""
+        try:
+            await asyncio.to_thread(
+                self._call, resource, "delete", namespace, name, body={"propagationPolicy": "Background"}
+            )
+        except client.ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    async def modify(
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        change: Callable[[dict[str, Any]], None],
+        attempts: int = 5,
+    ) -> dict[str, Any]:
+        """Read, let ``change`` edit a copy in place, and replace the object
+        with the read resourceVersion as a precondition (nothing is written
+        when nothing changed); on a conflict, read again and retry. Raises
+        404 when the object does not exist."""
+        for attempt in range(attempts):
+            current = self._plain(await asyncio.to_thread(self._call, resource, "read", namespace, name))
+            edited = copy.deepcopy(current)
+            change(edited)
+            if edited == current:
+                return current
+            try:
+                return self._plain(await asyncio.to_thread(self._call, resource, "replace", namespace, name, edited))
+            except client.ApiException as error:
+                if error.status != 409 or attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
     async def post_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event about ``involved`` (an object as the API returns it), written before returning."""
         meta = involved.get("metadata") or {}
@@ -123,10 +222,12 @@ class KubeClient:
         current one, and write it with the read resourceVersion as a
         precondition; on a conflict, read again and retry."""
         for attempt in range(attempts):
-            current = await asyncio.to_thread(
+            current: dict[str, Any] = await asyncio.to_thread(
                 self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
             )
             status = change(dict(current.get("status") or {}))
+            if not status:
+                return current  # nothing to change
             body = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}, "status": status}
             try:
                 result: dict[str, Any] = await asyncio.to_thread(

@@ -18,6 +18,7 @@ from relearn.api.base import (
     ModelName,
     ObjectName,
     Probability,
+    PrometheusSource,
     PromQL,
     Semver,
     SpecModel,
@@ -31,8 +32,12 @@ from relearn.api.conditions import Condition
 RoutingProvider = Literal["gateway-api", "istio", "replicas"]
 TestMethod = Literal["sequential", "fixed"]
 PromotionMode = Literal["Automatic", "Manual"]
-ExperimentPhase = Literal["Pending", "Progressing", "Promoted", "Rejected", "Inconclusive", "RolledBack", "Failed"]
-DecisionOutcome = Literal["Continue", "Promote", "Reject", "Inconclusive", "RollBack"]
+ExperimentPhase = Literal[
+    "Pending", "Progressing", "Promoting", "Promoted", "Rejected", "Inconclusive", "Aborted", "RolledBack", "Failed"
+]
+TERMINAL_PHASES = ("Promoted", "Rejected", "Inconclusive", "Aborted", "RolledBack", "Failed")
+DecisionOutcome = Literal["Continue", "Promote", "Reject", "Inconclusive", "Abort", "RollBack"]
+WebhookFormat = Literal["json", "slack"]
 Percent = Annotated[int, Field(ge=0, le=100)]
 
 
@@ -90,6 +95,22 @@ class Rollback(SpecModel):
     checks: Annotated[list[MetricCheck], Field(max_length=16), UniqueNames] | None = None
 
 
+class SecretKeyRef(SpecModel):
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    key: Annotated[str, Field(max_length=253)] = "url"
+
+
+class Webhook(SpecModel):
+    name: CheckName
+    format: WebhookFormat = "json"
+    url_secret_ref: SecretKeyRef
+    timeout: Duration = "5s"
+
+
+class Notifications(SpecModel):
+    webhooks: Annotated[list[Webhook], Field(max_length=8), UniqueNames] | None = None
+
+
 class ExperimentSettings(SpecModel):
     """Everything about how an experiment runs, whoever starts it."""
 
@@ -98,6 +119,7 @@ class ExperimentSettings(SpecModel):
     traffic: Traffic = Field(default_factory=Traffic)
     analysis: Analysis = Field(default_factory=Analysis)
     promotion: PromotionMode = "Automatic"
+    notifications: Notifications | None = None
     rollback: Rollback = Field(default_factory=Rollback)
 
 
@@ -105,6 +127,7 @@ class ABExperimentSpec(ExperimentSettings):
     model: ModelName
     champion: Semver | None = None
     challenger: Semver
+    prometheus: PrometheusSource | None = None
 
     @field_validator("challenger")
     @classmethod
@@ -151,11 +174,18 @@ class Decision(StatusModel):
     time: Timestamp | None = None
 
 
+class Workloads(StatusModel):
+    champion: str | None = None
+    challenger: str | None = None
+
+
 class ABExperimentStatus(StatusModel):
     observed_generation: int | None = None
     phase: ExperimentPhase | None = None
     champion: str | None = None
     start_time: Timestamp | None = None
+    promotion_time: Timestamp | None = None
+    workloads: Workloads | None = None
     weights: ArmWeights | None = None
     arms: Arms | None = None
     statistic: Statistic | None = None

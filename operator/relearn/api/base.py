@@ -95,3 +95,15 @@ class StatusModel(BaseModel):
     def to_wire(self) -> dict[str, object]:
         """The JSON-ready dict to patch into ``.status``."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class SecretRef(SpecModel):
+    name: ObjectName
+
+
+class PrometheusSource(SpecModel):
+    url: str = Field(max_length=2048, pattern=r"^https?://[^\s]+$")
+    auth_secret_ref: SecretRef | None = None
+    insecure_skip_verify: bool = False
+    ca_secret_ref: SecretRef | None = None
+    timeout: Duration = "10s"

@@ -18,6 +18,7 @@ from relearn.api.base import (
     ModelName,
     ObjectName,
     Probability,
+    PrometheusSource,
     PromQL,
     SpecModel,
     StatusModel,
@@ -31,18 +32,6 @@ ReferenceSource = Literal["Baseline", "Window"]
 Correction = Literal["benjamini-hochberg", "bonferroni", "none"]
 RetrainingOutcome = Literal["Requested", "Running", "Succeeded", "Failed"]
 Quantity = int | str
-
-
-class SecretRef(SpecModel):
-    name: ObjectName
-
-
-class PrometheusSource(SpecModel):
-    url: str = Field(max_length=2048, pattern=r"^https?://[^\s]+$")
-    auth_secret_ref: SecretRef | None = None
-    insecure_skip_verify: bool = False
-    ca_secret_ref: SecretRef | None = None
-    timeout: Duration = "10s"
 
 
 class Reference(SpecModel):

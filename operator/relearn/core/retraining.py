@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from relearn.api import API_VERSION
 from relearn.api.abexperiment import ExperimentTemplate
+from relearn.api.base import PrometheusSource
 from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
 
 JobState = Literal["Running", "Succeeded", "Failed"]
@@ -146,10 +147,20 @@ def model_version(
 
 
 def experiment(
-    *, name: str, template: ExperimentTemplate, model: str, challenger: str, champion: str | None, policy_name: str
+    *,
+    name: str,
+    template: ExperimentTemplate,
+    model: str,
+    challenger: str,
+    champion: str | None,
+    policy_name: str,
+    prometheus: PrometheusSource | None = None,
 ) -> dict[str, Any]:
+    """The ABExperiment a policy starts: its template, reading the policy's Prometheus."""
     settings = template.model_dump(by_alias=True, exclude_none=True, exclude={"enabled"})
     spec: dict[str, Any] = {"model": model, "challenger": challenger, **settings}
+    if prometheus is not None:
+        spec["prometheus"] = prometheus.model_dump(by_alias=True, exclude_none=True)
     if champion:
         spec["champion"] = champion
     return {

@@ -23,7 +23,8 @@ champion's (``lift`` = challenger rate - champion rate):
       Lambda = sqrt(V / (V + tau^2)) * exp(tau^2 (lift - theta0)^2 / (2 V (V + tau^2)))
 
   the always-valid p-value is the running minimum of 1/Lambda(0), and the
-  confidence sequence is every theta0 with Lambda(theta0) < 1/alpha:
+  confidence sequence is every theta0 with Lambda(theta0) < 1/alpha (the
+  challenger is significantly better when it excludes 0 at the current look):
 
       lift +- sqrt(V (V + tau^2) / tau^2 * (2 log(1/alpha) + log((V + tau^2) / V)))
 
@@ -196,7 +197,9 @@ def decide(
         p_value = min(previous_p_value, 1.0, 1.0 / likelihood_ratio(lift, variance, tau2))
         half = half_width(variance, tau2, alpha)
         lower, upper = lift - half, lift + half
-        significant = p_value < alpha and lift > 0
+        # Promote on this look's evidence: the confidence sequence excludes 0
+        # now (1/Lambda(0) < alpha), so the interval users read agrees with it.
+        significant = lower > 0
 
         def width(v: float) -> float:
             return half_width(v, tau2, alpha)

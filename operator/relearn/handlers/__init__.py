@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import kopf
 
-from relearn.handlers import drift, spec, startup
+from relearn.handlers import drift, experiments, spec, startup
 
 
 def build_registry() -> kopf.OperatorRegistry:
@@ -17,4 +17,5 @@ def build_registry() -> kopf.OperatorRegistry:
     startup.register(registry)
     spec.register(registry)
     drift.register(registry)
+    experiments.register(registry)
     return registry

@@ -18,8 +18,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -38,13 +36,14 @@ from relearn.adapters.prometheus import (
 )
 from relearn.api import GROUP, VERSION
 from relearn.api.base import rfc3339
-from relearn.api.conditions import Condition, ConditionStatus, get_condition, parse_conditions, set_condition
+from relearn.api.conditions import get_condition
 from relearn.api.driftpolicy import DriftPolicySpec, DriftPolicyStatus, RetrainingRecord
 from relearn.api.modelversion import ModelVersionSpec
 from relearn.core import drift_policy
 from relearn.core.drift_policy import Assessment, WindowCounts, WindowData
 from relearn.core.durations import parse_duration
 from relearn.handlers import retraining
+from relearn.handlers.outcome import Outcome, apply, post_event
 from relearn.metrics import DRIFT_CHECKS, DRIFT_SCORE, HANDLER_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -59,15 +58,6 @@ class CheckFailed(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
-
-
-@dataclass
-class Outcome:
-    """What one check writes: condition updates and the rest of status."""
-
-    conditions: list[tuple[str, ConditionStatus, str, str]] = field(default_factory=list)
-    status: dict[str, Any] = field(default_factory=dict)
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
 
 
 async def _auth(kube: KubeClient, namespace: str, spec: DriftPolicySpec) -> PrometheusAuth:
@@ -290,29 +280,6 @@ def _decide(
         outcome.conditions.append((RETRAINING, "False", "NotRequested", decision.why))
 
 
-def apply(
-    outcome: Outcome, generation: int | None, now: datetime.datetime
-) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """The status change for :meth:`KubeClient.update_status`: conditions set
-    by type on the freshest status (others, such as Ready, untouched)."""
-
-    def change(status: dict[str, Any]) -> dict[str, Any]:
-        conditions: list[Condition] = parse_conditions(status.get("conditions"))
-        for type_, state, reason, message in outcome.conditions:
-            conditions = set_condition(
-                conditions,
-                type_=type_,
-                status=state,
-                reason=reason,
-                message=message,
-                observed_generation=generation,
-                now=now,
-            )
-        return {**outcome.status, "conditions": [c.to_wire() for c in conditions]}
-
-    return change
-
-
 def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.daemon(GROUP, VERSION, "driftpolicies", id="drift-monitor", registry=registry, cancellation_timeout=10)
     async def monitor(
@@ -360,7 +327,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
             # Events first: a turn cut short before its status write is redone
             # next turn (an Event twice), never an Event lost.
             for type_, reason, message in outcome.events:
-                await _post(kube, body, type_, reason, message, logger)
+                await post_event(kube, body, type_, reason, message, logger)
             try:
                 await kube.update_status("driftpolicies", namespace, name, apply(outcome, generation, now))
             except ApiException as error:
@@ -397,13 +364,6 @@ async def _advance_retraining(
     if progress.condition:
         outcome.conditions.append(progress.condition)
     outcome.events += progress.events
-
-
-async def _post(kube: KubeClient, body: kopf.Body, type_: str, reason: str, message: str, logger: kopf.Logger) -> None:
-    try:
-        await kube.post_event(body, type_, reason, message)
-    except ApiException as error:
-        logger.warning("event %s not posted: %s", reason, error.reason)
 
 
 def _result(outcome: Outcome) -> str:

@@ -195,8 +195,9 @@ async def _register(
             challenger=version,
             champion=((current or {}).get("spec") or {}).get("version"),
             policy_name=policy,
+            prometheus=spec.prometheus,
         )
         if await kube.create_custom(namespace, "abexperiments", experiment):
             progress.events.append(
-                ("Normal", "ExperimentStarted", f"ABExperiment {mv_name}: {version} vs the champion")
+                ("Normal", "ExperimentCreated", f"ABExperiment {mv_name}: {version} vs the champion")
             )

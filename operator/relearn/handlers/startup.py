@@ -8,6 +8,7 @@ posts Events from Normal level up.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -28,6 +29,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.networking.request_timeout = 60
     # The handlers' own reads and status writes (in worker threads).
     memo["kube"] = KubeClient.from_environment()
+    # Where ABExperiments without spec.prometheus read their arms (relearn run --prometheus-url).
+    memo["prometheus_url"] = os.environ.get("RELEARN_PROMETHEUS_URL") or None
 
 
 def register(registry: kopf.OperatorRegistry) -> None:

@@ -96,7 +96,8 @@ class Prometheus:
         self.workdir.mkdir(parents=True, exist_ok=True)
         # JSON is YAML: no YAML writer needed for the config.
         (self.workdir / "prometheus.yml").write_text(json.dumps(self.config(), indent=2))
-        self.update_targets([])
+        if not self.targets_file.exists():  # a restart keeps the pods it scraped
+            self.update_targets([])
         log = (self.workdir / "prometheus.log").open("ab")
         self._process = await asyncio.create_subprocess_exec(
             self.binary,

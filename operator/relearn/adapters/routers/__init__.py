@@ -1,0 +1,107 @@
+"""Routers: how an experiment's traffic is split between champion and
+challenger. One small interface, one module per provider:
+
+- :mod:`.gateway_api`: Gateway API ``HTTPRoute`` (v1) backendRef weights;
+- :mod:`.istio`: Istio ``VirtualService`` route weights;
+- :mod:`.replicas`: one Service over both Deployments, the weight
+  approximated by replica counts (for clusters without a mesh or gateway).
+
+Every router reports weights as the routing object says them (or, for
+``replicas``, as the ready pods make them), never as they were asked for.
+Each provider keeps its edits as pure functions of the object, so the
+manifests it writes are checked without a cluster.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Literal
+
+from relearn.adapters.kube import KubeClient
+
+Arm = Literal["champion", "challenger"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One arm's serving workload: its version, Deployment and Service."""
+
+    version: str
+    deployment: str
+    service: str
+
+
+@dataclass(frozen=True)
+class Split:
+    champion: Backend
+    challenger: Backend
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Percent of traffic per arm."""
+
+    champion: int
+    challenger: int
+
+
+class RouterError(Exception):
+    """The routing object cannot be used as it is; ``reason`` goes to a condition."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def percentages(champion: float, challenger: float) -> Weights:
+    """Relative weights as whole percents that add up to 100 (0/0 stays 0/0)."""
+    total = champion + challenger
+    if total <= 0:
+        return Weights(0, 0)
+    share = round(100 * challenger / total)
+    return Weights(100 - share, share)
+
+
+class Router(ABC):
+    provider: str
+
+    def __init__(self, kube: KubeClient, namespace: str, target: str) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.target = target
+
+    @abstractmethod
+    async def services(self) -> dict[str, int]:
+        """Services the target sends traffic to, with their weights."""
+
+    @abstractmethod
+    async def reconcile(self, split: Split) -> None:
+        """Make the target able to send traffic to both arms (the challenger
+        at weight 0 when it is new); idempotent."""
+
+    @abstractmethod
+    async def set_weights(self, split: Split, challenger: int) -> None:
+        """Send ``challenger`` percent of traffic to the challenger, the rest to the champion."""
+
+    @abstractmethod
+    async def get_weights(self, split: Split) -> Weights:
+        """The split as the routing object (or the ready pods) says it is."""
+
+    @abstractmethod
+    async def finalize(self, split: Split, keep: Arm) -> None:
+        """All traffic to ``keep``; the other arm is taken out of the target."""
+
+
+def router_for(provider: str, kube: KubeClient, namespace: str, target: str) -> Router:
+    from relearn.adapters.routers.gateway_api import GatewayAPIRouter
+    from relearn.adapters.routers.istio import IstioRouter
+    from relearn.adapters.routers.replicas import ReplicasRouter
+
+    kinds: dict[str, type[Router]] = {
+        "gateway-api": GatewayAPIRouter,
+        "istio": IstioRouter,
+        "replicas": ReplicasRouter,
+    }
+    return kinds[provider](kube, namespace, target)

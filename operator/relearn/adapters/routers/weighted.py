@@ -1,0 +1,132 @@
+"""What the Gateway API and Istio routers share: a routing object whose
+rules each hold a list of weighted destinations. A provider says where the
+lists are, which destination is a given Service and how to make a new one;
+the edits (add the challenger, set weights, read weights, keep one arm) are
+the same, and are pure functions of the object so its manifests can be
+checked without a cluster.
+
+Every rule with a destination to the champion's Service gets one to the
+challenger's Service beside it (at weight 0, same port); only those two
+destinations' weights change, others in the rule are left alone. The object
+is replaced with its resourceVersion as precondition, so a concurrent edit
+(a GitOps sync) is re-read, never overwritten.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from relearn.adapters.kube import Resource
+from relearn.adapters.routers import Arm, Router, RouterError, Split, Weights, percentages
+
+
+class WeightedRouter(Router):
+    resource: Resource
+    kind: str
+    default_weight: int  # a destination's weight when it has none
+
+    @abstractmethod
+    def destinations(self, obj: dict[str, Any]) -> list[list[dict[str, Any]]]:
+        """Each rule's destination list (the lists themselves, to edit in place)."""
+
+    @abstractmethod
+    def service_of(self, destination: dict[str, Any]) -> str | None:
+        """The name of the Service in this namespace a destination sends to, if any."""
+
+    def is_service(self, destination: dict[str, Any], service: str) -> bool:
+        return self.service_of(destination) == service
+
+    @abstractmethod
+    def for_service(self, champion: dict[str, Any], service: str) -> dict[str, Any]:
+        """A destination like the champion's, to ``service``, at weight 0."""
+
+    # -- pure edits -------------------------------------------------------------
+
+    def _rules(self, obj: dict[str, Any], service: str) -> Iterator[list[dict[str, Any]]]:
+        for group in self.destinations(obj):
+            if any(self.is_service(d, service) for d in group):
+                yield group
+
+    def add_challenger(self, obj: dict[str, Any], split: Split) -> None:
+        groups = list(self._rules(obj, split.champion.service))
+        if not groups:
+            raise RouterError(
+                "NoChampionBackend",
+                f"{self.kind} {obj['metadata']['name']} routes nothing to the champion's Service "
+                f"{split.champion.service}",
+            )
+        for group in groups:
+            if not any(self.is_service(d, split.challenger.service) for d in group):
+                champion = next(d for d in group if self.is_service(d, split.champion.service))
+                group.append(self.for_service(champion, split.challenger.service))
+
+    def put_weights(self, obj: dict[str, Any], split: Split, challenger: int) -> None:
+        self.add_challenger(obj, split)
+        for group in self._rules(obj, split.champion.service):
+            for destination in group:
+                if self.is_service(destination, split.champion.service):
+                    destination["weight"] = 100 - challenger
+                elif self.is_service(destination, split.challenger.service):
+                    destination["weight"] = challenger
+
+    def weights(self, obj: dict[str, Any], split: Split) -> Weights:
+        """The split of the first rule that routes to the arms."""
+
+        def total(group: list[dict[str, Any]], service: str) -> int:
+            return sum(int(d.get("weight", self.default_weight)) for d in group if self.is_service(d, service))
+
+        for group in self._rules(obj, split.champion.service):
+            return percentages(total(group, split.champion.service), total(group, split.challenger.service))
+        for group in self._rules(obj, split.challenger.service):  # the champion is out: after finalize
+            return percentages(0, total(group, split.challenger.service))
+        return Weights(0, 0)
+
+    def served(self, obj: dict[str, Any]) -> dict[str, int]:
+        """Weight per Service over every rule (a Service in several rules sums)."""
+        result: dict[str, int] = {}
+        for group in self.destinations(obj):
+            for destination in group:
+                service = self.service_of(destination)
+                if service is not None:
+                    result[service] = result.get(service, 0) + int(destination.get("weight", self.default_weight))
+        return result
+
+    def keep_only(self, obj: dict[str, Any], split: Split, keep: Arm) -> None:
+        """Everything to ``keep``; the other arm's destination removed."""
+        kept, dropped = (split.champion, split.challenger) if keep == "champion" else (split.challenger, split.champion)
+        for group in self.destinations(obj):
+            if not any(self.is_service(d, kept.service) for d in group):
+                continue
+            group[:] = [d for d in group if not self.is_service(d, dropped.service)]
+            for destination in group:
+                if self.is_service(destination, kept.service):
+                    destination["weight"] = 100
+
+    # -- against the API ----------------------------------------------------------
+
+    async def _read(self) -> dict[str, Any]:
+        obj = await self.kube.get(self.resource, self.namespace, self.target)
+        if obj is None:
+            raise RouterError("RouteNotFound", f"{self.kind} {self.namespace}/{self.target} does not exist")
+        return obj
+
+    async def _edit(self, edit: Callable[[dict[str, Any]], None]) -> None:
+        await self._read()
+        await self.kube.modify(self.resource, self.namespace, self.target, edit)
+
+    async def services(self) -> dict[str, int]:
+        return self.served(await self._read())
+
+    async def reconcile(self, split: Split) -> None:
+        await self._edit(lambda obj: self.add_challenger(obj, split))
+
+    async def set_weights(self, split: Split, challenger: int) -> None:
+        await self._edit(lambda obj: self.put_weights(obj, split, challenger))
+
+    async def get_weights(self, split: Split) -> Weights:
+        return self.weights(await self._read(), split)
+
+    async def finalize(self, split: Split, keep: Arm) -> None:
+        await self._edit(lambda obj: self.keep_only(obj, split, keep))

@@ -1,0 +1,679 @@
+"""ABExperiment reconciliation: one kopf daemon per experiment runs it
+through its phases, and a delete handler restores routing.
+
+    Pending -> Progressing -> Promoting -> Promoted
+                           -> Rejected | Inconclusive | Aborted
+
+- **Pending**: the challenger's Deployment (a copy of the champion's, see
+  :mod:`relearn.core.workloads`) and, for routers that route to Services, its
+  Service are created; the champion's Service is pinned to the champion's
+  version; the router learns the challenger at weight 0. Traffic moves only
+  once the challenger is fully ready.
+- **Progressing**: every ``analysis.interval`` both arms are measured in
+  Prometheus over the time since the challenger took traffic, the
+  guardrails are evaluated, and :func:`relearn.core.experiment.judge`
+  decides. Weight steps advance one per interval while nothing is missing.
+  Prometheus unreachable or without data: ``Inconclusive=True``, weights
+  unchanged, no decision until data returns.
+- **Promoting**: 100% to the challenger; challenger ModelVersion Champion,
+  previous one Archived (both with history); the challenger's workload is
+  disowned (it serves now) and the previous champion's stays warm for a
+  rollback. Then **Promoted**.
+- **Rejected / Inconclusive / Aborted**: 100% back to the champion, the
+  challenger's workload removed, its ModelVersion Rejected (Registered
+  again when Inconclusive).
+
+Each decision is written to status (events first), posted as an Event with
+its numbers and sent to the experiment's webhooks. The end phases' actions
+are idempotent and redone when the daemon starts, so an operator restart in
+the middle of one finishes it. Abort: the ``relearn.dev/abort`` annotation
+(``relearn abort``) or deleting the experiment. Manual promotion waits for
+the ``relearn.dev/approve`` annotation (``relearn promote``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+from kubernetes.client import ApiException
+from pydantic import ValidationError
+
+from relearn.adapters import webhooks
+from relearn.adapters.kube import DEPLOYMENTS, SERVICES, KubeClient
+from relearn.adapters.prometheus import PrometheusAuth, PrometheusClient, PrometheusError, render
+from relearn.adapters.routers import Backend, Router, RouterError, Split, router_for
+from relearn.api import GROUP, VERSION
+from relearn.api.abexperiment import TERMINAL_PHASES, ABExperimentSpec, ABExperimentStatus
+from relearn.api.base import PrometheusSource, rfc3339
+from relearn.api.conditions import get_condition
+from relearn.core import experiment as judging
+from relearn.core import stats, workloads
+from relearn.core.drift_policy import champion as current_champion
+from relearn.core.durations import parse_duration
+from relearn.handlers.outcome import Outcome, apply, post_event
+from relearn.metrics import DECISIONS, EXPERIMENT_PHASE, EXPERIMENT_WEIGHT, HANDLER_SECONDS
+from relearn.serving.contract import FEEDBACK
+
+PLURAL = "abexperiments"
+ABORT_ANNOTATION, APPROVE_ANNOTATION = "relearn.dev/abort", "relearn.dev/approve"
+CHALLENGER_READY, METRICS_AVAILABLE, INCONCLUSIVE, AWAITING_APPROVAL = (
+    "ChallengerReady",
+    "MetricsAvailable",
+    "Inconclusive",
+    "AwaitingApproval",
+)
+PHASES = ("Pending", "Progressing", "Promoting", *TERMINAL_PHASES)
+# The metric contract's feedback counter; {{...}} are filled by adapters.prometheus.render.
+_ARM = '{model="{{model}}",version="{{version}}"'
+SUCCESS_QUERY = f'sum(increase({FEEDBACK}_total{_ARM},outcome="correct"}}[{{{{window}}}}]))'
+TOTAL_QUERY = f"sum(increase({FEEDBACK}_total{_ARM}}}[{{{{window}}}}]))"
+PENDING_POLL = 2.0  # seconds between looks while the challenger starts
+
+
+class Wait(Exception):
+    """Not ready to go on; ``reason``/``message`` go to the ChallengerReady condition."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class Context:
+    kube: KubeClient
+    body: dict[str, Any]  # the experiment as last read (metadata, spec) with our own latest status
+    spec: ABExperimentSpec
+    status: ABExperimentStatus
+    now: datetime.datetime
+    logger: kopf.Logger
+    prometheus_url: str | None
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.body["metadata"]["namespace"])
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return dict(self.body["metadata"].get("annotations") or {})
+
+    def router(self) -> Router:
+        routing = self.spec.routing
+        return router_for(routing.provider, self.kube, self.namespace, routing.target or self.spec.workload.name)
+
+
+# -- finding the arms -------------------------------------------------------------
+
+
+async def _versions(ctx: Context) -> list[dict[str, Any]]:
+    return await ctx.kube.list_model_versions(ctx.namespace, ctx.spec.model)
+
+
+def _version(versions: list[dict[str, Any]], version: str) -> dict[str, Any] | None:
+    return next((v for v in versions if v["spec"].get("version") == version), None)
+
+
+async def _champion_deployment(ctx: Context, version: str) -> dict[str, Any]:
+    """The Deployment serving ``version``: labelled with the model and running
+    that version (a promoted challenger), else ``spec.workload.name``."""
+    selector = f"{workloads.MODEL_LABEL}={ctx.spec.model}"
+    for deployment in await ctx.kube.list_objects(DEPLOYMENTS, ctx.namespace, selector):
+        labels = workloads.pod_labels(deployment)
+        if labels.get(workloads.VERSION_LABEL) == version and not deployment["metadata"].get("deletionTimestamp"):
+            return deployment
+    declared = await ctx.kube.get(DEPLOYMENTS, ctx.namespace, ctx.spec.workload.name)
+    if declared is None:
+        raise Wait("WorkloadNotFound", f"Deployment {ctx.spec.workload.name} (spec.workload.name) does not exist")
+    return declared
+
+
+async def _champion_service(ctx: Context, router: Router, deployment: dict[str, Any]) -> str:
+    """The Service the router sends the champion's traffic to: one routed by
+    the target that selects the champion's pods (the most weighted one)."""
+    labels = workloads.pod_labels(deployment)
+    routed = await router.services()
+    candidates = [
+        s["metadata"]["name"]
+        for s in await ctx.kube.list_objects(SERVICES, ctx.namespace)
+        if s["metadata"]["name"] in routed and workloads.selects((s.get("spec") or {}).get("selector"), labels)
+    ]
+    if not candidates:
+        raise RouterError(
+            "NoChampionBackend",
+            f"no Service routed by {ctx.spec.routing.target or ctx.spec.workload.name} selects the pods of "
+            f"Deployment {deployment['metadata']['name']}",
+        )
+    return str(max(sorted(candidates), key=lambda name: routed[name]))
+
+
+async def resolve(ctx: Context) -> tuple[Split, dict[str, Any], dict[str, Any]]:
+    """(split, champion Deployment, challenger ModelVersion)."""
+    versions = await _versions(ctx)
+    champion_version = ctx.status.champion or ctx.spec.champion
+    if champion_version is None:
+        found = current_champion(versions)
+        if found is None:
+            raise Wait(
+                "NoChampion", f"model {ctx.spec.model} has no champion ModelVersion (and spec.champion is empty)"
+            )
+        champion_version = str(found["spec"]["version"])
+    challenger = _version(versions, ctx.spec.challenger)
+    if challenger is None:
+        raise Wait("ModelVersionNotFound", f"no ModelVersion of {ctx.spec.model} has version {ctx.spec.challenger}")
+    deployment = await _champion_deployment(ctx, champion_version)
+    name = workloads.workload_name(ctx.spec.workload.name, ctx.spec.challenger)
+    router = ctx.router()
+    if ctx.spec.routing.provider == "replicas":
+        champion_service = challenger_service = router.target
+    else:
+        champion_service, challenger_service = await _champion_service(ctx, router, deployment), name
+    split = Split(
+        Backend(champion_version, deployment["metadata"]["name"], champion_service),
+        Backend(ctx.spec.challenger, name, challenger_service),
+    )
+    return split, deployment, challenger
+
+
+async def ensure_challenger(
+    ctx: Context, split: Split, champion: dict[str, Any], version: dict[str, Any], first_weight: int
+) -> dict[str, Any] | None:
+    """Create what the challenger needs (idempotent); its Deployment as it is now."""
+    namespace = ctx.namespace
+    existing = await ctx.kube.get(DEPLOYMENTS, namespace, split.challenger.deployment)
+    if existing is None:
+        total = int(champion["spec"].get("replicas", 1))
+        if ctx.spec.routing.provider == "replicas":
+            from relearn.adapters.routers.replicas import replica_split
+
+            replicas = replica_split(total, first_weight)[1]
+        else:
+            replicas = total
+        body = workloads.challenger_deployment(
+            champion,
+            name=split.challenger.deployment,
+            model=ctx.spec.model,
+            version=ctx.spec.challenger,
+            version_env=ctx.spec.workload.version_env,
+            adapter=version["spec"].get("adapter"),
+            experiment=ctx.body,
+            replicas=max(1, replicas),
+        )
+        await ctx.kube.create(DEPLOYMENTS, namespace, body)
+        await post_event(
+            ctx.kube,
+            ctx.body,
+            "Normal",
+            "ChallengerCreated",
+            f"Deployment {split.challenger.deployment} runs {ctx.spec.model} {ctx.spec.challenger} "
+            f"(a copy of {split.champion.deployment})",
+            ctx.logger,
+        )
+    if ctx.spec.routing.provider != "replicas":
+        service = await ctx.kube.get(SERVICES, namespace, split.champion.service)
+        if service is None:
+            raise Wait("ServiceNotFound", f"Service {split.champion.service} does not exist")
+        if await ctx.kube.get(SERVICES, namespace, split.challenger.service) is None:
+            await ctx.kube.create(
+                SERVICES,
+                namespace,
+                workloads.challenger_service(
+                    service, name=split.challenger.service, version=ctx.spec.challenger, experiment=ctx.body
+                ),
+            )
+        await _pin(ctx, split, champion, service)
+    await ctx.router().reconcile(split)
+    return await ctx.kube.get(DEPLOYMENTS, namespace, split.challenger.deployment)
+
+
+async def _pin(ctx: Context, split: Split, champion: dict[str, Any], service: dict[str, Any]) -> None:
+    """The champion's Service must not select the challenger's pods: add the
+    champion's version to its selector when it has none."""
+    selector = (service.get("spec") or {}).get("selector") or {}
+    if workloads.VERSION_LABEL in selector:
+        return
+    if workloads.pod_labels(champion).get(workloads.VERSION_LABEL) != split.champion.version:
+        raise Wait(
+            "WorkloadNotVersioned",
+            f"the pods of Deployment {split.champion.deployment} must carry the label "
+            f"{workloads.VERSION_LABEL}={split.champion.version} so that Service {split.champion.service} "
+            "can select the champion's pods only",
+        )
+
+    def pin(obj: dict[str, Any]) -> None:
+        obj["spec"].setdefault("selector", {})[workloads.VERSION_LABEL] = split.champion.version
+
+    await ctx.kube.modify(SERVICES, ctx.namespace, split.champion.service, pin)
+
+
+# -- measuring ----------------------------------------------------------------------
+
+
+async def _prometheus(ctx: Context) -> tuple[PrometheusSource, PrometheusAuth]:
+    source = ctx.spec.prometheus
+    if source is None:
+        if not ctx.prometheus_url:
+            raise PrometheusError(
+                "Unreachable", "no Prometheus: set spec.prometheus or the operator's --prometheus-url"
+            )
+        source = PrometheusSource(url=ctx.prometheus_url)
+    values: dict[str, str] = {}
+    ca_pem = None
+    if source.auth_secret_ref:
+        values = await ctx.kube.read_secret(ctx.namespace, source.auth_secret_ref.name)
+    if source.ca_secret_ref:
+        ca_pem = (await ctx.kube.read_secret(ctx.namespace, source.ca_secret_ref.name)).get("ca.crt")
+    auth = PrometheusAuth(
+        bearer_token=values.get("token"),
+        username=values.get("username"),
+        password=values.get("password"),
+        ca_pem=ca_pem,
+        insecure_skip_verify=source.insecure_skip_verify,
+    )
+    return source, auth
+
+
+async def _value(prometheus: PrometheusClient, query: str) -> float | None:
+    """One number from a query: the sum of its samples; None when there is no data."""
+    samples = await prometheus.query(query)
+    values = [s.value for s in samples if math.isfinite(s.value)]
+    return sum(values) if values else None
+
+
+async def measure(ctx: Context, split: Split) -> judging.Look:
+    """Both arms and the guardrails over the time since the challenger took traffic."""
+    assert ctx.status.start_time is not None
+    elapsed = ctx.now - ctx.status.start_time
+    window = f"{max(1, math.ceil(elapsed.total_seconds()))}s"
+    analysis = ctx.spec.analysis
+    source, auth = await _prometheus(ctx)
+    timeout = parse_duration(source.timeout).total_seconds()
+    arms = []
+    async with PrometheusClient(source.url, timeout=timeout, auth=auth) as prometheus:
+        for version in (split.champion.version, split.challenger.version):
+            labels = {"model": ctx.spec.model, "version": version}
+            successes = await _value(prometheus, render(analysis.success_query or SUCCESS_QUERY, labels, window))
+            samples = await _value(prometheus, render(analysis.total_query or TOTAL_QUERY, labels, window))
+            samples = samples or 0.0
+            arms.append(stats.Arm(min(successes or 0.0, samples), samples))
+        labels = {"model": ctx.spec.model, "version": split.challenger.version}
+        guardrails = [
+            judging.GuardrailValue(g.name, await _value(prometheus, render(g.query, labels, window)), g.max)
+            for g in analysis.guardrails or ()
+        ]
+    return judging.Look(arms[0], arms[1], guardrails, elapsed)
+
+
+# -- deciding -------------------------------------------------------------------------
+
+
+def _decision(outcome: str, reason: str, message: str, now: datetime.datetime) -> dict[str, Any]:
+    return {"outcome": outcome, "reason": reason, "message": message[:4096], "time": rfc3339(now)}
+
+
+def _status_numbers(look: judging.Look, judgement: judging.Judgement, method: str) -> dict[str, Any]:
+    v = judgement.verdict
+
+    def arm(a: stats.Arm) -> dict[str, Any]:
+        result: dict[str, Any] = {"samples": a.samples, "successes": a.successes}
+        if a.samples > 0:
+            result["rate"] = a.rate
+        return result
+
+    statistic: dict[str, Any] = {"method": method, "pValue": v.p_value}
+    for key, value in (("lift", v.lift), ("ciLower", v.ci_lower), ("ciUpper", v.ci_upper)):
+        if judging.finite(value) is not None:
+            statistic[key] = value
+    if v.samples_needed is not None:
+        statistic["samplesNeeded"] = v.samples_needed
+    if judgement.eta is not None:
+        statistic["expectedTimeToDecision"] = judgement.eta
+    return {"arms": {"champion": arm(look.champion), "challenger": arm(look.challenger)}, "statistic": statistic}
+
+
+def _approved(ctx: Context) -> bool:
+    value = ctx.annotations.get(APPROVE_ANNOTATION)
+    return value is not None and value.strip() in ("true", ctx.spec.challenger)
+
+
+async def _weights(ctx: Context, split: Split, outcome: Outcome) -> int:
+    weights = await ctx.router().get_weights(split)
+    outcome.status["weights"] = {"champion": weights.champion, "challenger": weights.challenger}
+    EXPERIMENT_WEIGHT.labels(ctx.namespace, ctx.name).set(weights.challenger)
+    return weights.challenger
+
+
+ENDS = {"Promote": "Promoting", "Reject": "Rejected", "Inconclusive": "Inconclusive", "Abort": "Aborted"}
+
+
+def _conclude(ctx: Context, outcome: Outcome, decision: str, reason: str, message: str) -> None:
+    """Record a decision. Promotion goes to phase Promoting at once; the other
+    ends keep their phase until :func:`settle` has carried them out, so a
+    Rejected experiment never still routes traffic to its challenger."""
+    if decision == "Promote":
+        outcome.status["phase"] = "Promoting"
+    outcome.status["decision"] = _decision(decision, reason, message, ctx.now)
+    outcome.notification = (decision, message)
+    DECISIONS.labels("experiment", decision).inc()
+    event_type = "Normal" if decision == "Promote" else "Warning"
+    event_reason = {
+        "Promote": "PromotionStarted",
+        "Reject": "ChallengerRejected",
+        "Inconclusive": "ExperimentInconclusive",
+        "Abort": "ExperimentAborted",
+    }[decision]
+    outcome.events.append((event_type, event_reason, message))
+
+
+async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
+    """One Progressing look; returns seconds until the next one."""
+    interval = parse_duration(ctx.spec.analysis.interval).total_seconds()
+    router = ctx.router()
+    try:
+        look = await measure(ctx, split)
+    except (PrometheusError, ApiException, ValueError) as error:
+        reason, message = (
+            (f"Prometheus{error.reason}", error.message)
+            if isinstance(error, PrometheusError)
+            else ("QueryFailed", str(error))
+        )
+        outcome.conditions.append((METRICS_AVAILABLE, "False", reason, message))
+        outcome.conditions.append((INCONCLUSIVE, "True", reason, f"no decision until data returns: {message}"))
+        previous = get_condition(ctx.status.conditions or [], METRICS_AVAILABLE)
+        if previous is None or previous.status != "False":
+            outcome.events.append(("Warning", "MetricsUnavailable", f"{message}; weights unchanged, no decision"))
+        await _weights(ctx, split, outcome)
+        return interval
+    outcome.conditions.append((METRICS_AVAILABLE, "True", "MetricsRead", "both arms measured"))
+    previous = get_condition(ctx.status.conditions or [], METRICS_AVAILABLE)
+    if previous is not None and previous.status == "False":
+        outcome.events.append(("Normal", "MetricsRestored", "Prometheus answers again"))
+    p_before = (ctx.status.statistic.p_value if ctx.status.statistic else None) or 1.0
+    if ctx.spec.analysis.method != "sequential":
+        p_before = 1.0
+    judgement = judging.judge(ctx.spec, look, p_before)
+    outcome.status.update(_status_numbers(look, judgement, ctx.spec.analysis.method))
+    if judgement.missing:
+        outcome.conditions.append(
+            (INCONCLUSIVE, "True", "NoData", f"no data for {', '.join(judgement.missing)}: promotion held")
+        )
+    else:
+        outcome.conditions.append((INCONCLUSIVE, "False", "DataComplete", "every arm and guardrail has data"))
+    current = await _weights(ctx, split, outcome)
+    if judgement.outcome == "Promote":
+        if ctx.spec.promotion == "Manual" and not _approved(ctx):
+            waiting = get_condition(ctx.status.conditions or [], AWAITING_APPROVAL)
+            outcome.conditions.append(
+                (AWAITING_APPROVAL, "True", "ChallengerBetter", f"approve with relearn promote: {judgement.message}")
+            )
+            outcome.status["decision"] = _decision("Continue", "AwaitingApproval", judgement.message, ctx.now)
+            if waiting is None or waiting.status != "True":
+                outcome.events.append(("Normal", "AwaitingApproval", judgement.message))
+            return interval
+        how = "approved" if ctx.spec.promotion == "Manual" else "automatic"
+        if ctx.spec.promotion == "Manual":
+            outcome.conditions.append((AWAITING_APPROVAL, "False", "Approved", "approved"))
+        _conclude(ctx, outcome, "Promote", judgement.reason, f"{judgement.message} ({how})")
+        return 0.0
+    if judgement.outcome in ("Reject", "Inconclusive"):
+        _conclude(ctx, outcome, judgement.outcome, judgement.reason, judgement.message)
+        return 0.0
+    outcome.status["decision"] = _decision("Continue", judgement.reason, judgement.message, ctx.now)
+    wanted = judging.next_weight(ctx.spec.traffic, current)
+    if wanted != current and not judgement.missing:
+        await router.set_weights(split, wanted)
+        await _weights(ctx, split, outcome)
+        outcome.events.append(("Normal", "WeightChanged", f"challenger weight {current}% -> {wanted}%"))
+    return interval
+
+
+async def turn(ctx: Context, outcome: Outcome) -> float:
+    """Move a non-final experiment on; returns seconds until the next turn."""
+    phase = ctx.status.phase or "Pending"
+    abort = ctx.annotations.get(ABORT_ANNOTATION)
+    if abort is not None:
+        _conclude(ctx, outcome, "Abort", "Aborted", f"aborted by annotation {ABORT_ANNOTATION}={abort!r}")
+        return 0.0
+    try:
+        split, champion, version = await resolve(ctx)
+        first = (ctx.spec.traffic.steps or [ctx.spec.traffic.weight])[0]
+        challenger = await ensure_challenger(ctx, split, champion, version, first)
+    except (Wait, RouterError) as waiting:
+        outcome.conditions.append((CHALLENGER_READY, "False", waiting.reason, waiting.message))
+        outcome.status.setdefault("phase", phase)
+        return PENDING_POLL
+    outcome.status["workloads"] = {"champion": split.champion.deployment, "challenger": split.challenger.deployment}
+    outcome.status["champion"] = split.champion.version
+    ready, words = workloads.ready(challenger)
+    if not ready:
+        outcome.conditions.append((CHALLENGER_READY, "False", "NotReady", words))
+        if phase == "Progressing":  # no requests to a pod that is not serving
+            await ctx.router().set_weights(split, 0)
+            await _weights(ctx, split, outcome)
+        outcome.status.setdefault("phase", phase)
+        return PENDING_POLL
+    outcome.conditions.append((CHALLENGER_READY, "True", "Ready", words))
+    if phase == "Pending":
+        first = (ctx.spec.traffic.steps or [ctx.spec.traffic.weight])[0]
+        await ctx.router().set_weights(split, first)
+        await _weights(ctx, split, outcome)
+        outcome.status.update(phase="Progressing", startTime=rfc3339(ctx.now))
+        await _version_phase(ctx, version, "Challenger")
+        outcome.events.append(
+            (
+                "Normal",
+                "ExperimentStarted",
+                f"challenger {split.challenger.version} ({split.challenger.deployment}, {words}) takes {first}% "
+                f"of traffic; champion {split.champion.version}",
+            )
+        )
+        return parse_duration(ctx.spec.analysis.interval).total_seconds()
+    return await analyse(ctx, split, outcome)
+
+
+# -- the end phases ----------------------------------------------------------------
+
+
+async def _version_phase(ctx: Context, version: dict[str, Any], phase: str, **history: Any) -> None:
+    name = version["metadata"]["name"]
+    if history:
+        change = judging.version_change(phase, now=ctx.now, **history)
+    else:
+
+        def change(status: dict[str, Any]) -> dict[str, Any]:
+            return {} if status.get("phase") == phase else {"phase": phase}
+
+    await ctx.kube.update_status("modelversions", ctx.namespace, name, change)
+
+
+async def _disown(ctx: Context, resource: Any, name: str) -> None:
+    def disown(obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        meta["ownerReferences"] = [
+            o for o in meta.get("ownerReferences") or () if o.get("uid") != ctx.body["metadata"]["uid"]
+        ]
+        if not meta["ownerReferences"]:
+            meta.pop("ownerReferences")
+        (meta.get("labels") or {}).pop(workloads.EXPERIMENT_LABEL, None)
+
+    await ctx.kube.modify(resource, ctx.namespace, name, disown)
+
+
+async def settle(ctx: Context, outcome: Outcome) -> None:
+    """Carry out a decision (idempotent: redone after a restart until the end
+    phase is written)."""
+    decision = ctx.status.decision.outcome if ctx.status.decision else None
+    if ctx.status.phase in ("Promoted", "RolledBack", "Failed") or decision not in ENDS:
+        return  # nothing left to do here
+    phase = ENDS[decision]
+    try:
+        split, _, challenger = await resolve(ctx)
+    except (Wait, RouterError) as error:
+        if phase == "Promoting":
+            raise
+        outcome.status["phase"] = phase  # nothing was started that needs undoing
+        ctx.logger.info("experiment ended before it started: %s", error)
+        return
+    router = ctx.router()
+    versions = await _versions(ctx)
+    triggered_by = f"abexperiment/{ctx.name}"
+    message = (ctx.status.decision.message if ctx.status.decision else None) or ""
+    if phase == "Promoting":
+        await router.set_weights(split, 100)  # the champion's route stays, at 0: warm for a rollback
+        for resource, name in ((DEPLOYMENTS, split.challenger.deployment), (SERVICES, split.challenger.service)):
+            if resource is DEPLOYMENTS or ctx.spec.routing.provider != "replicas":
+                await _disown(ctx, resource, name)
+        previous = _version(versions, split.champion.version)
+        if previous is not None:
+            await _version_phase(
+                ctx,
+                previous,
+                "Archived",
+                action="Demoted",
+                reason="ChallengerPromoted",
+                message=f"replaced by {split.challenger.version}: {message}",
+                triggered_by=triggered_by,
+                from_version=split.champion.version,
+                to_version=split.challenger.version,
+            )
+        await _version_phase(
+            ctx,
+            challenger,
+            "Champion",
+            action="Promoted",
+            reason="ChallengerBetter",
+            message=message,
+            triggered_by=triggered_by,
+            from_version=split.champion.version,
+            to_version=split.challenger.version,
+        )
+        weights = await _weights(ctx, split, outcome)
+        outcome.status.update(phase="Promoted", promotionTime=rfc3339(ctx.now))
+        outcome.events.append(
+            ("Normal", "Promoted", f"{split.challenger.version} is champion ({weights}% of traffic): {message}")
+        )
+        return
+    await router.finalize(split, "champion")
+    await ctx.kube.delete(DEPLOYMENTS, ctx.namespace, split.challenger.deployment)
+    if ctx.spec.routing.provider != "replicas":
+        await ctx.kube.delete(SERVICES, ctx.namespace, split.challenger.service)
+    await _weights(ctx, split, outcome)
+    outcome.status["phase"] = phase
+    if phase == "Inconclusive":
+        await _version_phase(ctx, challenger, "Registered")
+    else:
+        await _version_phase(
+            ctx,
+            challenger,
+            "Rejected",
+            action="Rejected",
+            reason=(ctx.status.decision.reason if ctx.status.decision else None) or str(phase),
+            message=message,
+            triggered_by=triggered_by,
+            from_version=split.champion.version,
+            to_version=split.challenger.version,
+        )
+
+
+# -- kopf glue ---------------------------------------------------------------------------
+
+
+def _notify(ctx: Context, decision: str, message: str) -> None:
+    hooks = (ctx.spec.notifications.webhooks if ctx.spec.notifications else None) or []
+    if not hooks:
+        return
+    payload = {
+        "kind": "ABExperiment",
+        "namespace": ctx.namespace,
+        "name": ctx.name,
+        "model": ctx.spec.model,
+        "champion": ctx.status.champion or ctx.spec.champion,
+        "challenger": ctx.spec.challenger,
+        "outcome": decision,
+        "message": message,
+        "time": rfc3339(ctx.now),
+    }
+
+    async def read(name: str) -> dict[str, str]:
+        return await ctx.kube.read_secret(ctx.namespace, name)
+
+    webhooks.notify(hooks, payload, read)
+
+
+async def write(ctx: Context, outcome: Outcome) -> ABExperimentStatus:
+    for type_, reason, message in outcome.events:
+        await post_event(ctx.kube, ctx.body, type_, reason, message, ctx.logger)
+    generation = ctx.body["metadata"].get("generation")
+    written = await ctx.kube.update_status(PLURAL, ctx.namespace, ctx.name, apply(outcome, generation, ctx.now))
+    if outcome.notification is not None:
+        _notify(ctx, *outcome.notification)
+    status = ABExperimentStatus.model_validate(written.get("status") or {})
+    for phase in PHASES:
+        EXPERIMENT_PHASE.labels(ctx.namespace, ctx.name, phase).set(1 if status.phase == phase else 0)
+    return status
+
+
+def _snapshot(body: kopf.Body) -> dict[str, Any]:
+    return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": dict(body.metadata)}
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    @kopf.daemon(GROUP, VERSION, PLURAL, id="experiment", registry=registry, cancellation_timeout=10)
+    async def run(*, stopped: kopf.DaemonStopped, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+        kube: KubeClient = memo["kube"]
+        status = ABExperimentStatus.model_validate(dict(body.status or {}))
+        while not stopped:
+            try:
+                spec = ABExperimentSpec.model_validate(dict(body.spec))
+            except ValidationError:
+                await stopped.wait(30)  # the spec handler reports it
+                continue
+            now = datetime.datetime.now(datetime.UTC)
+            ctx = Context(kube, _snapshot(body), spec, status, now, logger, memo.get("prometheus_url"))
+            outcome = Outcome()
+            ending = status.phase in (*TERMINAL_PHASES, "Promoting") or (
+                status.decision is not None and status.decision.outcome in ENDS
+            )
+            wait = PENDING_POLL
+            with HANDLER_SECONDS.labels("ABExperiment", "experiment").time():
+                try:
+                    if ending:
+                        await settle(ctx, outcome)
+                    else:
+                        wait = await turn(ctx, outcome)
+                    status = await write(ctx, outcome)
+                except (ApiException, RouterError, Wait) as error:
+                    logger.warning("experiment turn not finished, retrying: %s", getattr(error, "reason", error))
+                    ending = False
+            if ending and status.phase in TERMINAL_PHASES:
+                return  # settled (health checks of a promoted champion run elsewhere)
+            await stopped.wait(wait)
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, id="restore-routing", registry=registry)
+    async def restore(*, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+        """Deleting a running experiment aborts it: all traffic back to the champion."""
+        status = ABExperimentStatus.model_validate(dict(body.status or {}))
+        if status.phase in ("Promoted", "RolledBack", "Promoting"):
+            return
+        try:
+            spec = ABExperimentSpec.model_validate(dict(body.spec))
+        except ValidationError:
+            return
+        ctx = Context(memo["kube"], _snapshot(body), spec, status, datetime.datetime.now(datetime.UTC), logger, None)
+        try:
+            split, _, _ = await resolve(ctx)
+        except (Wait, RouterError) as error:
+            logger.info("nothing to restore: %s", error)
+            return
+        await ctx.router().finalize(split, "champion")
+        await ctx.kube.delete(DEPLOYMENTS, ctx.namespace, split.challenger.deployment)
+        if spec.routing.provider != "replicas":
+            await ctx.kube.delete(SERVICES, ctx.namespace, split.challenger.service)
+        logger.info("experiment deleted: all traffic back to champion %s", split.champion.version)

@@ -1,0 +1,58 @@
+"""What one turn of a daemon (drift check, experiment analysis) writes:
+condition updates, the rest of status and Events, applied the same way by
+every handler (Events first, then one read-modify-write of status)."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from kubernetes.client import ApiException
+
+from relearn.adapters.kube import KubeClient
+from relearn.api.conditions import Condition, ConditionStatus, parse_conditions, set_condition
+
+
+@dataclass
+class Outcome:
+    """What one check writes: condition updates and the rest of status."""
+
+    conditions: list[tuple[str, ConditionStatus, str, str]] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    notification: tuple[str, str] | None = None  # (decision, message) for webhooks, sent after the write
+
+
+def apply(
+    outcome: Outcome, generation: int | None, now: datetime.datetime
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The status change for :meth:`KubeClient.update_status`: conditions set
+    by type on the freshest status (others, such as Ready, untouched)."""
+
+    def change(status: dict[str, Any]) -> dict[str, Any]:
+        conditions: list[Condition] = parse_conditions(status.get("conditions"))
+        for type_, state, reason, message in outcome.conditions:
+            conditions = set_condition(
+                conditions,
+                type_=type_,
+                status=state,
+                reason=reason,
+                message=message,
+                observed_generation=generation,
+                now=now,
+            )
+        return {**outcome.status, "conditions": [c.to_wire() for c in conditions]}
+
+    return change
+
+
+async def post_event(
+    kube: KubeClient, body: Mapping[str, Any], type_: str, reason: str, message: str, logger: kopf.Logger
+) -> None:
+    try:
+        await kube.post_event(body, type_, reason, message)
+    except ApiException as error:
+        logger.warning("event %s not posted: %s", reason, error.reason)

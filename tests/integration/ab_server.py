@@ -1,0 +1,172 @@
+"""A model server and a load generator for the experiment tests.
+
+The server (a local process per pod) answers ``/predict`` and ``/feedback``
+like the reference server, but its correctness is a coin with the
+accuracy its version has in ``ACCURACY`` (JSON ``{"1.0.0": 0.85, ...}``), so
+the arms' true success rates are known. ``POST /fault`` makes every request
+fail with 500 (for rollback tests). It exports the metric contract.
+
+The load generator (a separate process, so the sandbox's gateway in the test
+process keeps its CPU) posts labelled feedback through the gateway and
+counts which backend answered (``X-Relearn-Backend``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+SERVER = """
+import http.server, json, os, random, threading
+from prometheus_client import generate_latest
+from relearn.serving import ModelMetrics, NumericFeature
+
+version = os.environ["RELEARN_MODEL_VERSION"]
+accuracy = json.loads(os.environ["ACCURACY"])[version]
+metrics = ModelMetrics(os.environ["RELEARN_MODEL"], version, [NumericFeature("length", [5.0, 10.0, 20.0])])
+rng, lock, fault = random.Random(), threading.Lock(), threading.Event()
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def reply(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path == "/metrics":
+            data = generate_latest()
+            self.send_response(200); self.send_header("Content-Length", str(len(data))); self.end_headers()
+            self.wfile.write(data)
+        else:
+            self.reply(200, {"version": version})
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        if self.path == "/fault":
+            fault.set()
+            return self.reply(200, {"fault": True})
+        with lock:
+            with metrics.time_request():
+                if fault.is_set():
+                    metrics.error()
+                    return self.reply(500, {"error": "fault injected"})
+                metrics.observe({"length": 7.0}, prediction="a", confidence=0.9)
+                if self.path == "/feedback":
+                    metrics.feedback(correct=rng.random() < accuracy)
+        self.reply(200, {"version": version})
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+LOAD = """
+import collections, http.client, json, sys, threading, time
+gateway, host, total, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+address = gateway.split("//", 1)[1]
+counts, statuses, lock = collections.Counter(), collections.Counter(), threading.Lock()
+deadline = time.monotonic() + seconds
+sent = [0]
+
+def worker():
+    connection = http.client.HTTPConnection(address, timeout=10)
+    while time.monotonic() < deadline:
+        with lock:
+            if total and sent[0] >= total:
+                return
+            sent[0] += 1
+        try:
+            connection.request("POST", "/feedback", body=b'{"input": "x", "label": "a"}',
+                               headers={"Host": host, "Content-Type": "application/json"})
+            response = connection.getresponse(); response.read()
+            with lock:
+                counts[response.getheader("X-Relearn-Backend", "none")] += 1
+                statuses[response.status] += 1
+        except OSError:
+            connection.close(); connection = http.client.HTTPConnection(address, timeout=10); time.sleep(0.05)
+
+threads = [threading.Thread(target=worker) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps({"backends": counts, "statuses": statuses}))
+"""
+
+
+def serving(model: str, accuracy: dict[str, float], replicas: int = 1) -> list[dict[str, Any]]:
+    """The champion (1.0.0) Deployment, its Service (not pinned to a version) and an HTTPRoute."""
+    labels = {"app": model, "relearn.dev/model": model}
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": model, "labels": labels},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {
+                        "labels": {**labels, "relearn.dev/version": "1.0.0"},
+                        "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "8080"},
+                    },
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "server",
+                                "image": "example/ab-server:1.0.0",
+                                "command": [sys.executable, "-c", SERVER],
+                                "env": [
+                                    {"name": "RELEARN_MODEL", "value": model},
+                                    {"name": "RELEARN_MODEL_VERSION", "value": "1.0.0"},
+                                    {"name": "ACCURACY", "value": json.dumps(accuracy)},
+                                ],
+                                "ports": [{"name": "http", "containerPort": 8080}],
+                                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1},
+                            }
+                        ]
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": model},
+            "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": model},
+            "spec": {
+                "hostnames": [f"{model}.test"],
+                "rules": [{"backendRefs": [{"name": model, "port": 80, "weight": 100}]}],
+            },
+        },
+    ]
+
+
+def load(gateway: str, host: str, *, requests: int = 0, seconds: float = 120) -> subprocess.Popen[str]:
+    """Feedback through the gateway from a separate process: ``requests`` in all
+    (0: until ``seconds`` pass or it is stopped). ``finish`` reads its counts."""
+    return subprocess.Popen(
+        [sys.executable, "-c", LOAD, gateway, host, str(requests), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+
+
+def finish(process: subprocess.Popen[str], stop: bool = False, timeout: float = 120) -> dict[str, Any]:
+    if stop:
+        process.terminate()
+        process.wait(10)
+        return {}
+    out, _ = process.communicate(timeout=timeout)
+    result: dict[str, Any] = json.loads(out)
+    return result
