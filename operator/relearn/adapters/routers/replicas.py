@@ -4,7 +4,7 @@ traffic is approximated by its share of ready replicas.
 
 With T replicas (the champion's count when the experiment starts, recorded
 on the challenger Deployment) the share moves in steps of 100/T percent:
-the challenger gets ``round(T * weight / 100)`` replicas, at least one while
+the challenger gets ``T * weight / 100`` replicas (rounded half up), at least one while
 its weight is above 0, and the champion keeps at least one until the
 experiment ends (so with T = 1 any split is 50/50). Reported weights come
 from ready replicas, which is what the Service actually balances over.
@@ -32,7 +32,7 @@ def replica_split(total: int, weight: int) -> tuple[int, int]:
         return 0, total
     if total <= 1:
         return 1, 1
-    challenger = min(total - 1, max(1, round(total * weight / 100)))
+    challenger = min(total - 1, max(1, int(total * weight / 100 + 0.5)))  # half up
     return total - challenger, challenger
 
 

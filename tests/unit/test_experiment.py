@@ -1,0 +1,249 @@
+"""The experiment's pure parts: the challenger's manifests, one look's
+judgement, ModelVersion history, and webhook delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from aiohttp import web
+from relearn.adapters import webhooks
+from relearn.api.abexperiment import ABExperimentSpec, Traffic, Webhook
+from relearn.core import experiment, workloads
+from relearn.core.stats import Arm
+
+EXPERIMENT = {
+    "apiVersion": "relearn.dev/v1alpha1",
+    "kind": "ABExperiment",
+    "metadata": {"name": "docs-1.1.0", "uid": "u-1"},
+}
+CHAMPION = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {
+        "name": "docs",
+        "namespace": "ml",
+        "uid": "d-1",
+        "resourceVersion": "7",
+        "generation": 3,
+        "labels": {"app": "docs"},
+        "annotations": {"deployment.kubernetes.io/revision": "3", "team": "search"},
+    },
+    "spec": {
+        "replicas": 3,
+        "selector": {"matchLabels": {"app": "docs"}},
+        "template": {
+            "metadata": {"labels": {"app": "docs", "relearn.dev/version": "1.0.0"}},
+            "spec": {
+                "containers": [
+                    {"name": "sidecar", "image": "proxy:1"},
+                    {
+                        "name": "server",
+                        "image": "server:1",
+                        "env": [{"name": "RELEARN_MODEL_VERSION", "value": "1.0.0"}, {"name": "X", "value": "y"}],
+                    },
+                ]
+            },
+        },
+    },
+    "status": {"readyReplicas": 3},
+}
+
+
+def test_challenger_deployment_is_the_champions_copy_with_the_new_version() -> None:
+    body = workloads.challenger_deployment(
+        CHAMPION,
+        name=workloads.workload_name("docs", "1.1.0"),
+        model="docs",
+        version="1.1.0",
+        version_env="RELEARN_MODEL_VERSION",
+        adapter={"uri": "s3://b/a", "sha256": "f" * 64},
+        experiment=EXPERIMENT,
+        replicas=3,
+    )
+    kubernetes_validate.validate(body, "1.30.0", strict=True)
+    meta = body["metadata"]
+    assert meta["name"] == "docs-1-1-0"
+    assert "uid" not in meta
+    assert "resourceVersion" not in meta
+    assert "status" not in body
+    assert meta["annotations"] == {"team": "search"}
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "relearn.dev/v1alpha1",
+            "kind": "ABExperiment",
+            "name": "docs-1.1.0",
+            "uid": "u-1",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    assert body["spec"]["selector"]["matchLabels"] == {"app": "docs", "relearn.dev/version": "1.1.0"}
+    labels = body["spec"]["template"]["metadata"]["labels"]
+    assert labels["relearn.dev/version"] == "1.1.0"
+    assert labels["relearn.dev/model"] == "docs"
+    sidecar, server = body["spec"]["template"]["spec"]["containers"]
+    assert "env" not in sidecar  # the container that sets the version env is the serving one
+    assert {e["name"]: e["value"] for e in server["env"]} == {
+        "RELEARN_MODEL_VERSION": "1.1.0",
+        "X": "y",
+        "RELEARN_ADAPTER_URI": "s3://b/a",
+        "RELEARN_ADAPTER_SHA256": "f" * 64,
+    }
+    assert CHAMPION["spec"]["template"]["metadata"]["labels"]["relearn.dev/version"] == "1.0.0"  # not mutated
+
+
+def test_challenger_service_selects_only_the_challenger() -> None:
+    champion = {
+        "metadata": {"name": "docs", "uid": "s"},
+        "spec": {
+            "type": "NodePort",
+            "selector": {"app": "docs"},
+            "ports": [{"port": 80, "targetPort": "http", "nodePort": 30080}],
+        },
+    }
+    body = workloads.challenger_service(champion, name="docs-1-1-0", version="1.1.0", experiment=EXPERIMENT)
+    kubernetes_validate.validate(body, "1.30.0", strict=True)
+    assert body["spec"] == {
+        "selector": {"app": "docs", "relearn.dev/version": "1.1.0"},
+        "ports": [{"port": 80, "targetPort": "http"}],
+    }
+    assert workloads.selects(champion["spec"]["selector"], {"app": "docs", "relearn.dev/version": "1.1.0"})
+    assert not workloads.selects(body["spec"]["selector"], {"app": "docs", "relearn.dev/version": "1.0.0"})
+    assert not workloads.selects({}, {"app": "docs"})
+
+
+@pytest.mark.parametrize(
+    ("workload", "version", "name"),
+    [
+        ("docs", "1.1.0", "docs-1-1-0"),
+        ("docs", "2.0.0-rc.1+b7", "docs-2-0-0-rc-1-b7"),
+        ("x" * 70, "1.0.0", "x" * 57 + "-1-0-0"),
+    ],
+)
+def test_workload_names_are_dns_labels(workload: str, version: str, name: str) -> None:
+    assert workloads.workload_name(workload, version) == name
+
+
+def spec(**analysis: Any) -> ABExperimentSpec:
+    return ABExperimentSpec.model_validate(
+        {
+            "model": "docs",
+            "challenger": "1.1.0",
+            "workload": {"name": "docs"},
+            "analysis": {"minSamplesPerArm": 100, **analysis},
+        }
+    )
+
+
+def look(
+    champion: tuple[int, int],
+    challenger: tuple[int, int],
+    guardrails: list[experiment.GuardrailValue] | None = None,
+    minutes: float = 10,
+) -> experiment.Look:
+    return experiment.Look(Arm(*champion), Arm(*challenger), guardrails or [], datetime.timedelta(minutes=minutes))
+
+
+def test_a_breached_guardrail_rejects_and_missing_data_holds_promotion() -> None:
+    better = ((850, 1000), (950, 1000))
+    breached = experiment.judge(spec(), look(*better, [experiment.GuardrailValue("error-rate", 0.2, 0.05)]))
+    assert breached.outcome == "Reject"
+    assert breached.message == "guardrail error-rate: 0.2 > max 0.05"
+    held = experiment.judge(spec(), look(*better, [experiment.GuardrailValue("p99-latency", None, 0.5)]))
+    assert held.outcome == "Continue"
+    assert held.reason == "GuardrailNoData"
+    assert held.missing == ("p99-latency",)
+    assert experiment.judge(spec(), look(*better)).outcome == "Promote"
+
+
+def test_max_duration_ends_inconclusive_with_an_eta() -> None:
+    tied = look((850, 1000), (860, 1000), minutes=30)
+    assert experiment.judge(spec(maxDuration="1h"), tied).outcome == "Continue"
+    ended = experiment.judge(spec(maxDuration="20m"), tied)
+    assert ended.outcome == "Inconclusive"
+    assert ended.message.startswith("no decision within maxDuration 20m")
+    assert ended.eta is not None  # samples still needed at today's rate, as a duration
+
+
+def test_weight_steps() -> None:
+    traffic = Traffic(weight=50, steps=[5, 20])
+    assert [experiment.next_weight(traffic, w) for w in (0, 5, 20, 50)] == [5, 20, 50, 50]
+    assert experiment.next_weight(Traffic(weight=10), 0) == 10
+
+
+def test_version_history_is_written_once_and_bounded() -> None:
+    now = datetime.datetime(2026, 11, 26, tzinfo=datetime.UTC)
+    change = experiment.version_change(
+        "Champion",
+        action="Promoted",
+        now=now,
+        reason="r",
+        message="m",
+        triggered_by="abexperiment/x",
+        from_version="1.0.0",
+        to_version="1.1.0",
+    )
+    status = {"phase": "Challenger", "history": [{"action": "Registered"}] * 50}
+    patch = change(status)
+    assert patch["phase"] == "Champion"
+    assert patch["championSince"] == "2026-11-26T00:00:00Z"
+    assert len(patch["history"]) == 50
+    assert patch["history"][-1]["action"] == "Promoted"
+    assert change({**status, **patch}) == {}  # redone after a restart: nothing more
+
+
+def test_webhooks_deliver_json_and_slack_and_failures_never_raise(unused_tcp_port: int) -> None:
+    received: list[tuple[str, Any]] = []
+    attempts = {"flaky": 0}
+
+    async def scenario() -> list[bool]:
+        async def hook(request: web.Request) -> web.Response:
+            name = request.match_info["name"]
+            if name == "flaky":
+                attempts["flaky"] += 1
+                if attempts["flaky"] < 2:
+                    return web.Response(status=503)
+            if name == "broken":
+                return web.Response(status=500)
+            received.append((name, await request.json()))
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_post("/{name}", hook)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+        secrets = {n: {"url": f"http://127.0.0.1:{unused_tcp_port}/{n}"} for n in ("plain", "chat", "flaky", "broken")}
+
+        async def read(name: str) -> dict[str, str]:
+            return secrets[name]
+
+        decision = {
+            "kind": "ABExperiment",
+            "namespace": "ml",
+            "name": "docs-1.1.0",
+            "model": "docs",
+            "outcome": "Promote",
+            "message": "lift +0.05",
+        }
+        hooks = [
+            Webhook.model_validate({"name": "plain", "urlSecretRef": {"name": "plain"}}),
+            Webhook.model_validate({"name": "chat", "format": "slack", "urlSecretRef": {"name": "chat"}}),
+            Webhook.model_validate({"name": "flaky", "urlSecretRef": {"name": "flaky"}, "timeout": "2s"}),
+            Webhook.model_validate({"name": "broken", "urlSecretRef": {"name": "broken"}}),
+            Webhook.model_validate({"name": "missing", "urlSecretRef": {"name": "absent"}}),
+        ]
+        try:
+            return list(await asyncio.gather(*(webhooks.send(h, decision, read) for h in hooks)))
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(scenario()) == [True, True, True, False, False]
+    got = dict(received)
+    assert got["plain"]["outcome"] == "Promote"
+    assert got["chat"] == {"text": "*Promote* ABExperiment `ml/docs-1.1.0` (model docs): lift +0.05"}
+    assert attempts["flaky"] == 2  # retried after a 503
