@@ -73,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("crds", help="print the CustomResourceDefinitions as YAML")
 
+    for verb, text in (
+        ("promote", "approve the promotion of a Manual ABExperiment's challenger (annotation relearn.dev/approve)"),
+        ("abort", "abort an ABExperiment: all traffic back to the champion (annotation relearn.dev/abort)"),
+    ):
+        command = commands.add_parser(verb, help=text)
+        command.add_argument("experiment", help="ABExperiment name")
+        command.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
+        command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+
     demo = commands.add_parser("demo", help="Relearn in the local sandbox, step by step (what `make demo` runs)")
     demo.add_argument("--dir", type=Path, default=Path(".relearn/demo"), help="state folder (%(default)s)")
     demo.add_argument("--keep", action="store_true", help="leave the sandbox and operator running to explore")
@@ -107,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.write(all_crds_yaml())
         return 0
+    if args.command in ("promote", "abort"):
+        return _decide(args)
     if args.command == "validate":
         return _validate(args.paths)
     if args.command == "sandbox":
@@ -120,6 +131,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("demo interrupted; every process it started has been stopped", file=sys.stderr)
             return 130
     return _run(args)
+
+
+def _decide(args: argparse.Namespace) -> int:
+    from relearn import commands
+
+    try:
+        target = commands.connect(args.namespace, args.kubeconfig)
+        action = commands.promote if args.command == "promote" else commands.abort
+        print(action(target, args.experiment))
+    except commands.Refused as refusal:
+        print(f"relearn {args.command}: {refusal}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _sandbox(args: argparse.Namespace) -> int:

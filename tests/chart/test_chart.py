@@ -153,3 +153,16 @@ def test_chart_versions_match_the_package() -> None:
     version = re.search(r'^version = "([^"]+)"', pyproject, re.M)
     assert version is not None
     assert chart["appVersion"] == version.group(1)
+
+
+def test_default_prometheus_reaches_the_operator_and_bad_urls_are_refused() -> None:
+    args = only(render({"operator": {"prometheusUrl": "http://prometheus.monitoring:9090"}}), "Deployment")["spec"][
+        "template"
+    ]["spec"]["containers"][0]["args"]
+    assert "--prometheus-url=http://prometheus.monitoring:9090" in args
+    assert not any(
+        a.startswith("--prometheus-url")
+        for a in only(render(None), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+    with pytest.raises(Exception, match="prometheusUrl"):
+        render({"operator": {"prometheusUrl": "prometheus:9090"}})

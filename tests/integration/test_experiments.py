@@ -9,6 +9,8 @@ starts the sandbox's Prometheus."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 
 import pytest
 from ab_server import finish, load, serving
-from kubernetes import client
+from kubernetes import client, watch
 from relearn.sandbox.processes import start_operator, stop_operator
 from relearn.sandbox.testing import ControlPlane, condition, wait_for
 
@@ -216,3 +218,107 @@ def test_worse_challenger_is_rejected_and_missing_data_decides_nothing(
     assert phase_of(custom, namespace, "1.1.0") == "Rejected"
     reasons = [e.reason for e in core.list_namespaced_event(namespace).items]
     assert {"MetricsUnavailable", "MetricsRestored", "ChallengerRejected"} <= set(reasons)
+
+
+def relearn(control_plane: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "relearn", *args, f"--kubeconfig={control_plane.kubeconfig}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("served", [{"1.0.0": 0.85, "1.1.0": 0.95}], indirect=True)
+def test_manual_promotion_waits_for_relearn_promote(
+    served: str, api_client: client.ApiClient, sandbox: Any, control_plane: ControlPlane
+) -> None:
+    namespace = served
+    custom = client.CustomObjectsApi(api_client)
+    body = experiment(sandbox.prometheus_url, minSamplesPerArm=300)
+    body["spec"]["promotion"] = "Manual"
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "abexperiments", body)
+    experiments(custom, namespace, lambda a: (a.get("status") or {}).get("phase") == "Progressing")
+    generator = load(sandbox.gateway_url, f"{MODEL}.test", seconds=180)
+    try:
+        waiting = experiments(custom, namespace, lambda a: condition(a, "AwaitingApproval"), timeout=120)
+        assert waiting["status"]["phase"] == "Progressing"
+        assert waiting["status"]["weights"] == {"champion": 60, "challenger": 40}
+        assert waiting["status"]["decision"]["reason"] == "AwaitingApproval"
+        approved = relearn(control_plane, "promote", f"{MODEL}-1.1.0", "-n", namespace)
+        assert approved.returncode == 0, approved.stderr
+        assert approved.stdout.startswith("approved")
+        promoted = experiments(custom, namespace, lambda a: a["status"].get("phase") == "Promoted", timeout=60)
+    finally:
+        finish(generator, stop=True)
+    assert promoted["status"]["decision"]["message"].endswith("(approved)")
+    assert promoted["metadata"]["annotations"]["relearn.dev/approve"] == "1.1.0"
+    again = relearn(control_plane, "promote", f"{MODEL}-1.1.0", "-n", namespace)  # twice = once
+    assert again.returncode == 0, again.stderr
+    assert "promoted already" in again.stdout
+    refused = relearn(control_plane, "abort", f"{MODEL}-1.1.0", "-n", namespace)
+    assert refused.returncode == 1
+    assert "is Promoted: nothing to abort" in refused.stderr
+
+
+@pytest.mark.parametrize("served", [{"1.0.0": 0.9, "1.1.0": 0.9}], indirect=True)
+def test_abort_and_deletion_send_all_traffic_back_to_the_champion(
+    served: str, api_client: client.ApiClient, sandbox: Any, control_plane: ControlPlane
+) -> None:
+    namespace = served
+    custom, apps = client.CustomObjectsApi(api_client), client.AppsV1Api(api_client)
+    route_of = lambda: custom.get_namespaced_custom_object(  # noqa: E731
+        "gateway.networking.k8s.io", "v1", namespace, "httproutes", MODEL
+    )["spec"]["rules"][0]["backendRefs"]
+    original = [{"name": MODEL, "port": 80, "weight": 100}]
+    name = f"{MODEL}-1.1.0"
+
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "abexperiments", experiment(sandbox.prometheus_url)
+    )
+    experiments(custom, namespace, lambda a: (a.get("status") or {}).get("phase") == "Progressing")
+    assert len(route_of()) == 2
+    for _ in range(2):  # idempotent
+        aborted = relearn(control_plane, "abort", name, "-n", namespace)
+        assert aborted.returncode == 0, aborted.stderr
+    done = experiments(custom, namespace, lambda a: a["status"].get("phase") == "Aborted", timeout=60)
+    assert done["status"]["decision"]["outcome"] == "Abort"
+    assert "relearn CLI" in done["status"]["decision"]["message"]
+    assert done["status"]["weights"] == {"champion": 100, "challenger": 0}
+    assert route_of() == original
+    assert [d.metadata.name for d in apps.list_namespaced_deployment(namespace).items] == [MODEL]
+    assert phase_of(custom, namespace, "1.1.0") == "Rejected"
+    assert "aborted already" in relearn(control_plane, "abort", name, "-n", namespace).stdout
+
+    # Deleting a running experiment aborts it too: the finalizer restores routing.
+    deleted(custom, namespace, name)
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "abexperiments", experiment(sandbox.prometheus_url)
+    )
+    experiments(custom, namespace, lambda a: (a.get("status") or {}).get("phase") == "Progressing")
+    assert len(route_of()) == 2
+    deleted(custom, namespace, name)
+    assert route_of() == original
+    assert [d.metadata.name for d in apps.list_namespaced_deployment(namespace).items] == [MODEL]
+
+
+def deleted(custom: client.CustomObjectsApi, namespace: str, name: str, timeout: float = 60) -> None:
+    """Delete an experiment and return once it is gone (its finalizer done)."""
+    listing = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "abexperiments")
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "abexperiments", name)
+    stream = watch.Watch()
+    try:
+        for event in stream.stream(
+            custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            "abexperiments",
+            resource_version=listing["metadata"]["resourceVersion"],
+            timeout_seconds=int(timeout),
+        ):
+            if event["type"] == "DELETED" and event["raw_object"]["metadata"]["name"] == name:
+                return
+    finally:
+        stream.stop()
+    raise TimeoutError(f"ABExperiment {name} still exists after {timeout}s")

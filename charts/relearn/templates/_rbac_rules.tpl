@@ -27,29 +27,34 @@ watched namespace (false); templates/rbac.yaml places them.
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
-# Challengers run as copies of the serving Deployment (create), scaled and
-# re-versioned during experiments and rollbacks (patch), removed when an
-# experiment ends and the previous champion no longer needs to stay warm (delete).
+# Challengers run as copies of the serving Deployment (create); they are
+# scaled by the replicas router, disowned on promotion and re-read then
+# replaced with their resourceVersion (update); a rejected or aborted
+# challenger is removed (delete); the champion's is found by label (list).
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, delete]
-# The replicas router points the model's Service at both arms (patch).
+  verbs: [get, list, watch, create, update, delete]
+# Each challenger gets a Service like the champion's (create, delete); the
+# champion's is pinned to its version, or opened to both arms by the
+# replicas router (update); the champion's is found among them (list).
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, list, watch, patch]
-# Traffic weights of the gateway-api router: HTTPRoute backendRefs (patch).
+  verbs: [get, list, watch, create, update, delete]
+# Traffic weights of the gateway-api router: HTTPRoute backendRefs, read
+# then replaced with their resourceVersion (update).
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [get, list, watch, patch]
-# Traffic weights of the istio router: VirtualService routes (patch).
+  verbs: [get, list, watch, update]
+# Traffic weights of the istio router: VirtualService routes (update).
 - apiGroups: [networking.istio.io]
   resources: [virtualservices]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch, update]
 # Large drift baselines are kept in ConfigMaps (get to read, create to write).
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, create]
-# Prometheus credentials named by a DriftPolicy's authSecretRef/caSecretRef:
+# Prometheus credentials named by a DriftPolicy's or ABExperiment's
+# authSecretRef/caSecretRef, and experiment webhook URLs (urlSecretRef):
 # read one by name (get), never listed or watched.
 - apiGroups: [""]
   resources: [secrets]

@@ -1,0 +1,112 @@
+"""``relearn promote`` and ``relearn abort``: a person's decisions on an
+experiment, written as annotations so a GitOps user can make the same ones
+by committing them (``relearn.dev/approve``, ``relearn.dev/abort``). The
+operator acts on them and records who asked in status and Events.
+
+Each command is idempotent (twice = once: asking again for what is done or
+under way says so and succeeds) and refuses with a clear message when the
+experiment ended otherwise.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+
+from relearn.api import GROUP, VERSION
+from relearn.api.abexperiment import TERMINAL_PHASES
+from relearn.handlers.experiments import ABORT_ANNOTATION, APPROVE_ANNOTATION
+
+
+class Refused(Exception):
+    """The command cannot do what was asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class Target:
+    custom: client.CustomObjectsApi
+    namespace: str
+
+
+def connect(namespace: str | None, kubeconfig: str | None = None) -> Target:
+    if kubeconfig:
+        api = config.new_client_from_config(config_file=kubeconfig)
+    else:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        api = client.ApiClient()
+    if namespace is None:
+        try:
+            _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+            namespace = (active or {}).get("context", {}).get("namespace") or "default"
+        except config.ConfigException:
+            namespace = "default"
+    return Target(client.CustomObjectsApi(api), namespace)
+
+
+def who() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} (relearn CLI)"
+
+
+def _experiment(target: Target, name: str) -> dict[str, Any]:
+    try:
+        found: dict[str, Any] = target.custom.get_namespaced_custom_object(
+            GROUP, VERSION, target.namespace, "abexperiments", name
+        )
+    except client.ApiException as error:
+        if error.status == 404:
+            raise Refused(f"no ABExperiment {name} in namespace {target.namespace}") from None
+        raise
+    return found
+
+
+def _annotate(target: Target, name: str, key: str, value: str) -> None:
+    target.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, target.namespace, "abexperiments", name, {"metadata": {"annotations": {key: value}}}
+    )
+
+
+def promote(target: Target, name: str) -> str:
+    experiment = _experiment(target, name)
+    status = experiment.get("status") or {}
+    phase = status.get("phase") or "Pending"
+    challenger = experiment["spec"]["challenger"]
+    if phase in ("Promoting", "Promoted"):
+        return f"{name}: {challenger} is promoted already ({phase})"
+    if phase in TERMINAL_PHASES:
+        raise Refused(f"ABExperiment {name} is {phase}: nothing to approve")
+    if experiment["spec"].get("promotion", "Automatic") != "Manual":
+        raise Refused(f"ABExperiment {name} promotes automatically (spec.promotion: Automatic): nothing to approve")
+    annotations = experiment["metadata"].get("annotations") or {}
+    if annotations.get(APPROVE_ANNOTATION) != challenger:
+        _annotate(target, name, APPROVE_ANNOTATION, challenger)
+    decision = status.get("decision") or {}
+    if decision.get("reason") == "AwaitingApproval":
+        return f"approved: {name} promotes {challenger} at its next analysis ({decision.get('message', '')})"
+    return (
+        f"approved {challenger}: {name} promotes it once the evidence says it is better "
+        f"(now: {decision.get('reason', 'no decision yet')})"
+    )
+
+
+def abort(target: Target, name: str) -> str:
+    experiment = _experiment(target, name)
+    status = experiment.get("status") or {}
+    phase = status.get("phase") or "Pending"
+    if phase == "Aborted" or (status.get("decision") or {}).get("outcome") == "Abort":
+        return f"{name} is aborted already"
+    if phase in TERMINAL_PHASES or phase == "Promoting":
+        raise Refused(f"ABExperiment {name} is {phase}: nothing to abort")
+    if ABORT_ANNOTATION not in (experiment["metadata"].get("annotations") or {}):
+        _annotate(target, name, ABORT_ANNOTATION, who())
+    return f"aborting {name}: all traffic goes back to the champion and the challenger's workload is removed"
