@@ -23,6 +23,7 @@ from typing import Any
 from kubernetes import client
 
 from relearn.sandbox.cluster import TRAINER_IMAGE
+from relearn.sandbox.manifests import served_model
 from relearn.sandbox.waiting import condition, wait_for
 from relearn.serving import histogram_counts
 
@@ -82,54 +83,19 @@ class Traffic:
 def objects(workdir: Path, prometheus: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(Kubernetes objects, Relearn objects) of the demo's model."""
     base, data, out = workdir / "model" / "base", workdir / "model" / "data", workdir / "model" / "adapters"
-    labels = {"app": MODEL, "relearn.dev/model": MODEL}
     env = {
         "RELEARN_MODEL": MODEL,
         "RELEARN_MODEL_VERSION": "1.0.0",
         "RELEARN_BASE_MODEL_URI": str(base),
         "RELEARN_DATASET_URI": str(data),
     }
-    kubernetes_objects = [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": MODEL, "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {
-                        "labels": {**labels, "relearn.dev/version": "1.0.0"},
-                        "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "8080"},
-                    },
-                    "spec": {
-                        "containers": [
-                            {
-                                "name": "server",
-                                "image": f"{TRAINER_IMAGE}:0.1.0",
-                                "args": ["serve"],
-                                "env": [{"name": k, "value": v} for k, v in env.items()],
-                                "ports": [{"name": "http", "containerPort": 8080}],
-                                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1},
-                            }
-                        ]
-                    },
-                },
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": MODEL},
-            "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
-        },
-        {
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "HTTPRoute",
-            "metadata": {"name": MODEL},
-            "spec": {"hostnames": [HOST], "rules": [{"backendRefs": [{"name": MODEL, "port": 80, "weight": 100}]}]},
-        },
-    ]
+    server = {
+        "name": "server",
+        "image": f"{TRAINER_IMAGE}:0.1.0",
+        "args": ["serve"],
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+    }
+    kubernetes_objects = served_model(MODEL, server, host=HOST)
     relearn_objects = [
         {
             "apiVersion": f"{GROUP}/{VERSION}",

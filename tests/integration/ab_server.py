@@ -18,6 +18,8 @@ import subprocess
 import sys
 from typing import Any
 
+from relearn.sandbox.manifests import served_model
+
 SERVER = """
 import http.server, json, os, random, threading
 from prometheus_client import generate_latest
@@ -103,55 +105,17 @@ print(json.dumps({"backends": counts, "statuses": statuses}))
 
 def serving(model: str, accuracy: dict[str, float], replicas: int = 1) -> list[dict[str, Any]]:
     """The champion (1.0.0) Deployment, its Service (not pinned to a version) and an HTTPRoute."""
-    labels = {"app": model, "relearn.dev/model": model}
-    return [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": model, "labels": labels},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {
-                        "labels": {**labels, "relearn.dev/version": "1.0.0"},
-                        "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "8080"},
-                    },
-                    "spec": {
-                        "containers": [
-                            {
-                                "name": "server",
-                                "image": "example/ab-server:1.0.0",
-                                "command": [sys.executable, "-c", SERVER],
-                                "env": [
-                                    {"name": "RELEARN_MODEL", "value": model},
-                                    {"name": "RELEARN_MODEL_VERSION", "value": "1.0.0"},
-                                    {"name": "ACCURACY", "value": json.dumps(accuracy)},
-                                ],
-                                "ports": [{"name": "http", "containerPort": 8080}],
-                                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1},
-                            }
-                        ]
-                    },
-                },
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": model},
-            "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
-        },
-        {
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "HTTPRoute",
-            "metadata": {"name": model},
-            "spec": {
-                "hostnames": [f"{model}.test"],
-                "rules": [{"backendRefs": [{"name": model, "port": 80, "weight": 100}]}],
-            },
-        },
-    ]
+    server = {
+        "name": "server",
+        "image": "example/ab-server:1.0.0",
+        "command": [sys.executable, "-c", SERVER],
+        "env": [
+            {"name": "RELEARN_MODEL", "value": model},
+            {"name": "RELEARN_MODEL_VERSION", "value": "1.0.0"},
+            {"name": "ACCURACY", "value": json.dumps(accuracy)},
+        ],
+    }
+    return served_model(model, server, host=f"{model}.test", replicas=replicas)
 
 
 def load(gateway: str, host: str, *, requests: int = 0, seconds: float = 120) -> subprocess.Popen[str]:
