@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
         command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
 
+    command = commands.add_parser(
+        "rollback", help="revert a model to its previous champion (annotation relearn.dev/rollback)"
+    )
+    command.add_argument("model", help="model name (ModelVersion spec.model)")
+    command.add_argument("--to", metavar="VERSION", help="the version to return to (default: the previous champion)")
+    command.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
+    command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+
     demo = commands.add_parser("demo", help="Relearn in the local sandbox, step by step (what `make demo` runs)")
     demo.add_argument("--dir", type=Path, default=Path(".relearn/demo"), help="state folder (%(default)s)")
     demo.add_argument("--keep", action="store_true", help="leave the sandbox and operator running to explore")
@@ -116,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.write(all_crds_yaml())
         return 0
-    if args.command in ("promote", "abort"):
+    if args.command in ("promote", "abort", "rollback"):
         return _decide(args)
     if args.command == "validate":
         return _validate(args.paths)
@@ -138,8 +146,11 @@ def _decide(args: argparse.Namespace) -> int:
 
     try:
         target = commands.connect(args.namespace, args.kubeconfig)
-        action = commands.promote if args.command == "promote" else commands.abort
-        print(action(target, args.experiment))
+        if args.command == "rollback":
+            print(commands.rollback(target, args.model, args.to))
+        else:
+            action = commands.promote if args.command == "promote" else commands.abort
+            print(action(target, args.experiment))
     except commands.Refused as refusal:
         print(f"relearn {args.command}: {refusal}", file=sys.stderr)
         return 1

@@ -1,7 +1,8 @@
-"""``relearn promote`` and ``relearn abort``: a person's decisions on an
-experiment, written as annotations so a GitOps user can make the same ones
-by committing them (``relearn.dev/approve``, ``relearn.dev/abort``). The
-operator acts on them and records who asked in status and Events.
+"""``relearn promote``, ``relearn abort`` and ``relearn rollback``: a
+person's decisions, written as annotations on an ABExperiment so a GitOps
+user can make the same ones by committing them (``relearn.dev/approve``,
+``relearn.dev/abort``, ``relearn.dev/rollback``). The operator acts on them
+and records who asked in status, history and Events.
 
 Each command is idempotent (twice = once: asking again for what is done or
 under way says so and succeeds) and refuses with a clear message when the
@@ -19,7 +20,9 @@ from kubernetes import client, config
 
 from relearn.api import GROUP, VERSION
 from relearn.api.abexperiment import TERMINAL_PHASES
+from relearn.core.drift_policy import champion as current_champion
 from relearn.handlers.experiments import ABORT_ANNOTATION, APPROVE_ANNOTATION
+from relearn.handlers.rollback import FAILED_PHASES, ROLLBACK_ANNOTATION
 
 
 class Refused(Exception):
@@ -110,3 +113,55 @@ def abort(target: Target, name: str) -> str:
     if ABORT_ANNOTATION not in (experiment["metadata"].get("annotations") or {}):
         _annotate(target, name, ABORT_ANNOTATION, who())
     return f"aborting {name}: all traffic goes back to the champion and the challenger's workload is removed"
+
+
+def rollback(target: Target, model: str, to: str | None = None) -> str:
+    """Ask the experiment that promoted the model's champion to roll it back."""
+    versions = [
+        v
+        for v in target.custom.list_namespaced_custom_object(GROUP, VERSION, target.namespace, "modelversions")["items"]
+        if v["spec"].get("model") == model
+    ]
+    champion = current_champion(versions)
+    if champion is None:
+        raise Refused(f"model {model} has no champion in namespace {target.namespace}")
+    version = champion["spec"]["version"]
+    experiments = [
+        e
+        for e in target.custom.list_namespaced_custom_object(GROUP, VERSION, target.namespace, "abexperiments")["items"]
+        if e["spec"].get("model") == model
+    ]
+    for experiment in experiments:  # twice = once: a rollback to this champion is done or under way
+        status = experiment.get("status") or {}
+        under_way = (status.get("decision") or {}).get("outcome") == "RollBack"
+        if (under_way or status.get("phase") == "RolledBack") and status.get("rollbackTarget") == (to or version):
+            name = experiment["metadata"]["name"]
+            state = "done" if status.get("phase") == "RolledBack" else "under way"
+            return f"rollback of {experiment['spec']['challenger']} to {status['rollbackTarget']} {state} ({name})"
+    promoter = next(
+        (
+            e
+            for e in experiments
+            if (e.get("status") or {}).get("phase") == "Promoted" and e["spec"].get("challenger") == version
+        ),
+        None,
+    )
+    if promoter is None:
+        raise Refused(
+            f"nothing to roll back to: champion {model} {version} was not promoted by an ABExperiment "
+            "(a declared champion has no previous version)"
+        )
+    if to is not None:
+        wanted = next((v for v in versions if v["spec"].get("version") == to), None)
+        if wanted is None:
+            raise Refused(f"no ModelVersion of {model} has version {to}")
+        if to == version:
+            raise Refused(f"{to} is the champion already")
+        phase = (wanted.get("status") or {}).get("phase")
+        if phase in FAILED_PHASES:
+            raise Refused(f"{to} failed its own checks ({phase}); a rollback never returns to it")
+    name = promoter["metadata"]["name"]
+    if ROLLBACK_ANNOTATION not in (promoter["metadata"].get("annotations") or {}):
+        _annotate(target, name, ROLLBACK_ANNOTATION, to or "previous")
+    goal = to or (promoter.get("status") or {}).get("champion") or "the previous champion"
+    return f"rolling back {model} {version} to {goal} ({ROLLBACK_ANNOTATION} on abexperiment/{name}; by {who()})"

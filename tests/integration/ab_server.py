@@ -16,15 +16,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.request
 from typing import Any
 
+from kubernetes import client, watch
 from relearn.sandbox.manifests import served_model
+from relearn.sandbox.testing import ControlPlane, wait_for
 
 SERVER = """
 import http.server, json, os, random, threading
 from prometheus_client import generate_latest
 from relearn.serving import ModelMetrics, NumericFeature
 
+import time
+time.sleep(float(os.environ.get("STARTUP_DELAY", "0")))  # a slow-starting model
 version = os.environ["RELEARN_MODEL_VERSION"]
 accuracy = json.loads(os.environ["ACCURACY"])[version]
 metrics = ModelMetrics(os.environ["RELEARN_MODEL"], version, [NumericFeature("length", [5.0, 10.0, 20.0])])
@@ -103,7 +108,9 @@ print(json.dumps({"backends": counts, "statuses": statuses}))
 """
 
 
-def serving(model: str, accuracy: dict[str, float], replicas: int = 1) -> list[dict[str, Any]]:
+def serving(
+    model: str, accuracy: dict[str, float], replicas: int = 1, env: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """The champion (1.0.0) Deployment, its Service (not pinned to a version) and an HTTPRoute."""
     server = {
         "name": "server",
@@ -113,6 +120,7 @@ def serving(model: str, accuracy: dict[str, float], replicas: int = 1) -> list[d
             {"name": "RELEARN_MODEL", "value": model},
             {"name": "RELEARN_MODEL_VERSION", "value": "1.0.0"},
             {"name": "ACCURACY", "value": json.dumps(accuracy)},
+            *({"name": k, "value": v} for k, v in (env or {}).items()),
         ],
     }
     return served_model(model, server, host=f"{model}.test", replicas=replicas)
@@ -134,3 +142,110 @@ def finish(process: subprocess.Popen[str], stop: bool = False, timeout: float = 
     out, _ = process.communicate(timeout=timeout)
     result: dict[str, Any] = json.loads(out)
     return result
+
+
+# -- experiment tests' shared parts ------------------------------------------------
+
+GROUP, VERSION = "relearn.dev", "v1alpha1"
+MODEL = "ranker"
+
+
+def versions(namespace: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ModelVersion",
+            "metadata": {"name": f"{MODEL}-{v}", "namespace": namespace},
+            "spec": {
+                "model": MODEL,
+                "version": v,
+                "baseModel": {"uri": "/m"},
+                **({"declaredChampion": True} if v == "1.0.0" else {}),
+            },
+        }
+        for v in ("1.0.0", "1.1.0")
+    ]
+
+
+def experiment(prometheus: str, **analysis: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ABExperiment",
+        "metadata": {"name": f"{MODEL}-1.1.0"},
+        "spec": {
+            "model": MODEL,
+            "challenger": "1.1.0",
+            "workload": {"name": MODEL},
+            "prometheus": {"url": prometheus, "timeout": "2s"},
+            "traffic": {"weight": 40},
+            "analysis": {"interval": "2s", "minSamplesPerArm": 1000, **analysis},
+        },
+    }
+
+
+def experiments(
+    custom: client.CustomObjectsApi, namespace: str, predicate: Any, timeout: float = 120
+) -> dict[str, Any]:
+    """The experiment once ``predicate`` holds; on a timeout, the error shows its last status."""
+    try:
+        return wait_for(
+            custom.list_namespaced_custom_object,
+            lambda a: a["metadata"]["name"] == f"{MODEL}-1.1.0" and predicate(a),
+            group=GROUP,
+            version=VERSION,
+            namespace=namespace,
+            plural="abexperiments",
+            timeout=timeout,
+        )
+    except TimeoutError:
+        last = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "abexperiments", f"{MODEL}-1.1.0")
+        raise TimeoutError(f"experiment status after {timeout}s: {json.dumps(last.get('status'), indent=1)}") from None
+
+
+def phase_of(custom: client.CustomObjectsApi, namespace: str, version: str) -> str:
+    mv = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "modelversions", f"{MODEL}-{version}")
+    return str((mv.get("status") or {}).get("phase"))
+
+
+def feedback_counters(core: client.CoreV1Api, namespace: str, version: str) -> tuple[float, float]:
+    """(correct, total) feedback as the version's server counts it."""
+    pod = core.list_namespaced_pod(namespace, label_selector=f"relearn.dev/version={version}").items[0]
+    port = json.loads(pod.metadata.annotations["sandbox.relearn.dev/ports"])["8080"]
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    counts = {"correct": 0.0, "incorrect": 0.0}
+    for line in text.splitlines():
+        if line.startswith("relearn_model_feedback_total{"):
+            outcome = line.split('outcome="')[1].split('"')[0]
+            counts[outcome] = float(line.rsplit(" ", 1)[1])
+    return counts["correct"], counts["correct"] + counts["incorrect"]
+
+
+def relearn(control_plane: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "relearn", *args, f"--kubeconfig={control_plane.kubeconfig}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def deleted(custom: client.CustomObjectsApi, namespace: str, name: str, timeout: float = 60) -> None:
+    """Delete an experiment and return once it is gone (its finalizer done)."""
+    listing = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "abexperiments")
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "abexperiments", name)
+    stream = watch.Watch()
+    try:
+        for event in stream.stream(
+            custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            "abexperiments",
+            resource_version=listing["metadata"]["resourceVersion"],
+            timeout_seconds=int(timeout),
+        ):
+            if event["type"] == "DELETED" and event["raw_object"]["metadata"]["name"] == name:
+                return
+    finally:
+        stream.stop()
+    raise TimeoutError(f"ABExperiment {name} still exists after {timeout}s")

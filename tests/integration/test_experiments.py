@@ -8,122 +8,30 @@ starts the sandbox's Prometheus."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from ab_server import finish, load, serving
-from kubernetes import client, watch
-from relearn.sandbox.processes import start_operator, stop_operator
+from ab_server import (
+    GROUP,
+    MODEL,
+    VERSION,
+    deleted,
+    experiment,
+    experiments,
+    feedback_counters,
+    finish,
+    load,
+    phase_of,
+    relearn,
+)
+from conftest import Served
+from kubernetes import client
 from relearn.sandbox.testing import ControlPlane, condition, wait_for
-
-GROUP, VERSION = "relearn.dev", "v1alpha1"
-MODEL = "ranker"
-
-
-def versions(namespace: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "ModelVersion",
-            "metadata": {"name": f"{MODEL}-{v}", "namespace": namespace},
-            "spec": {
-                "model": MODEL,
-                "version": v,
-                "baseModel": {"uri": "/m"},
-                **({"declaredChampion": True} if v == "1.0.0" else {}),
-            },
-        }
-        for v in ("1.0.0", "1.1.0")
-    ]
-
-
-def experiment(prometheus: str, **analysis: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ABExperiment",
-        "metadata": {"name": f"{MODEL}-1.1.0"},
-        "spec": {
-            "model": MODEL,
-            "challenger": "1.1.0",
-            "workload": {"name": MODEL},
-            "prometheus": {"url": prometheus, "timeout": "2s"},
-            "traffic": {"weight": 40},
-            "analysis": {"interval": "2s", "minSamplesPerArm": 1000, **analysis},
-        },
-    }
-
-
-@pytest.fixture
-def served(
-    control_plane: ControlPlane,
-    sandbox: Any,
-    namespace: str,
-    relearn_crds: None,
-    api_client: client.ApiClient,
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
-) -> Iterator[str]:
-    if sandbox.prometheus_url is None:
-        pytest.skip("prometheus is not installed (make test installs it with apt)")
-    accuracy = request.param
-    apps, core, custom = client.AppsV1Api(api_client), client.CoreV1Api(api_client), client.CustomObjectsApi(api_client)
-    deployment, service, route = serving(MODEL, accuracy)
-    apps.create_namespaced_deployment(namespace, deployment)
-    core.create_namespaced_service(namespace, service)
-    custom.create_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace, "httproutes", route)
-    for body in versions(namespace):
-        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "modelversions", body)
-    operator = start_operator(control_plane.kubeconfig, [namespace], tmp_path / "operator.log")
-    yield namespace
-    assert stop_operator(operator) == 0, (tmp_path / "operator.log").read_text()
-
-
-def experiments(
-    custom: client.CustomObjectsApi, namespace: str, predicate: Any, timeout: float = 120
-) -> dict[str, Any]:
-    """The experiment once ``predicate`` holds; on a timeout, the error shows its last status."""
-    try:
-        return wait_for(
-            custom.list_namespaced_custom_object,
-            lambda a: a["metadata"]["name"] == f"{MODEL}-1.1.0" and predicate(a),
-            group=GROUP,
-            version=VERSION,
-            namespace=namespace,
-            plural="abexperiments",
-            timeout=timeout,
-        )
-    except TimeoutError:
-        last = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "abexperiments", f"{MODEL}-1.1.0")
-        raise TimeoutError(f"experiment status after {timeout}s: {json.dumps(last.get('status'), indent=1)}") from None
-
-
-def phase_of(custom: client.CustomObjectsApi, namespace: str, version: str) -> str:
-    mv = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "modelversions", f"{MODEL}-{version}")
-    return str((mv.get("status") or {}).get("phase"))
-
-
-def feedback_counters(core: client.CoreV1Api, namespace: str, version: str) -> tuple[float, float]:
-    """(correct, total) feedback as the version's server counts it."""
-    pod = core.list_namespaced_pod(namespace, label_selector=f"relearn.dev/version={version}").items[0]
-    port = json.loads(pod.metadata.annotations["sandbox.relearn.dev/ports"])["8080"]
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    counts = {"correct": 0.0, "incorrect": 0.0}
-    for line in text.splitlines():
-        if line.startswith("relearn_model_feedback_total{"):
-            outcome = line.split('outcome="')[1].split('"')[0]
-            counts[outcome] = float(line.rsplit(" ", 1)[1])
-    return counts["correct"], counts["correct"] + counts["incorrect"]
 
 
 @pytest.mark.parametrize("served", [{"1.0.0": 0.85, "1.1.0": 0.90}], indirect=True)
 def test_better_challenger_is_promoted_on_live_traffic(served: str, api_client: client.ApiClient, sandbox: Any) -> None:
-    namespace = served
+    namespace = served.namespace
     custom, core, apps = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client), client.AppsV1Api(api_client)
     custom.create_namespaced_custom_object(
         GROUP, VERSION, namespace, "abexperiments", experiment(sandbox.prometheus_url)
@@ -182,9 +90,9 @@ def test_better_challenger_is_promoted_on_live_traffic(served: str, api_client: 
 
 @pytest.mark.parametrize("served", [{"1.0.0": 0.90, "1.1.0": 0.85}], indirect=True)
 def test_worse_challenger_is_rejected_and_missing_data_decides_nothing(
-    served: str, api_client: client.ApiClient, sandbox: Any, control_plane: ControlPlane
+    served: Served, api_client: client.ApiClient, sandbox: Any, control_plane: ControlPlane
 ) -> None:
-    namespace = served
+    namespace = served.namespace
     custom, core, apps = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client), client.AppsV1Api(api_client)
     custom.create_namespaced_custom_object(
         GROUP, VERSION, namespace, "abexperiments", experiment(sandbox.prometheus_url, minSamplesPerArm=300)
@@ -220,20 +128,11 @@ def test_worse_challenger_is_rejected_and_missing_data_decides_nothing(
     assert {"MetricsUnavailable", "MetricsRestored", "ChallengerRejected"} <= set(reasons)
 
 
-def relearn(control_plane: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "relearn", *args, f"--kubeconfig={control_plane.kubeconfig}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 @pytest.mark.parametrize("served", [{"1.0.0": 0.85, "1.1.0": 0.95}], indirect=True)
 def test_manual_promotion_waits_for_relearn_promote(
-    served: str, api_client: client.ApiClient, sandbox: Any, control_plane: ControlPlane
+    served: Served, api_client: client.ApiClient, sandbox: Any, control_plane: ControlPlane
 ) -> None:
-    namespace = served
+    namespace = served.namespace
     custom = client.CustomObjectsApi(api_client)
     body = experiment(sandbox.prometheus_url, minSamplesPerArm=300)
     body["spec"]["promotion"] = "Manual"
@@ -263,9 +162,9 @@ def test_manual_promotion_waits_for_relearn_promote(
 
 @pytest.mark.parametrize("served", [{"1.0.0": 0.9, "1.1.0": 0.9}], indirect=True)
 def test_abort_and_deletion_send_all_traffic_back_to_the_champion(
-    served: str, api_client: client.ApiClient, sandbox: Any, control_plane: ControlPlane
+    served: Served, api_client: client.ApiClient, sandbox: Any, control_plane: ControlPlane
 ) -> None:
-    namespace = served
+    namespace = served.namespace
     custom, apps = client.CustomObjectsApi(api_client), client.AppsV1Api(api_client)
     route_of = lambda: custom.get_namespaced_custom_object(  # noqa: E731
         "gateway.networking.k8s.io", "v1", namespace, "httproutes", MODEL
@@ -300,25 +199,3 @@ def test_abort_and_deletion_send_all_traffic_back_to_the_champion(
     deleted(custom, namespace, name)
     assert route_of() == original
     assert [d.metadata.name for d in apps.list_namespaced_deployment(namespace).items] == [MODEL]
-
-
-def deleted(custom: client.CustomObjectsApi, namespace: str, name: str, timeout: float = 60) -> None:
-    """Delete an experiment and return once it is gone (its finalizer done)."""
-    listing = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "abexperiments")
-    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "abexperiments", name)
-    stream = watch.Watch()
-    try:
-        for event in stream.stream(
-            custom.list_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            namespace,
-            "abexperiments",
-            resource_version=listing["metadata"]["resourceVersion"],
-            timeout_seconds=int(timeout),
-        ):
-            if event["type"] == "DELETED" and event["raw_object"]["metadata"]["name"] == name:
-                return
-    finally:
-        stream.stop()
-    raise TimeoutError(f"ABExperiment {name} still exists after {timeout}s")

@@ -247,3 +247,33 @@ def test_webhooks_deliver_json_and_slack_and_failures_never_raise(unused_tcp_por
     assert got["plain"]["outcome"] == "Promote"
     assert got["chat"] == {"text": "*Promote* ABExperiment `ml/docs-1.1.0` (model docs): lift +0.05"}
     assert attempts["flaky"] == 2  # retried after a 503
+
+
+def test_health_checks_count_consecutive_failures_and_no_data_is_not_a_failure() -> None:
+    from relearn.core import health
+
+    ok = [health.judge_check("error-rate", 0.01, 0.05, False), health.availability(2, 2)]
+    bad = [health.judge_check("error-rate", 0.5, 0.05, False), health.availability(2, 2)]
+    blind = [health.judge_check("error-rate", None, 0.05, False), health.availability(2, 2)]
+    first = health.assess(bad, 0, threshold=2)
+    assert (first.failures, first.roll_back) == (1, False)
+    second = health.assess(bad, first.failures, threshold=2)
+    assert second.roll_back
+    assert second.message() == "error-rate: 0.5 > max 0.05"
+    assert health.assess(ok, 1, threshold=2).failures == 0  # a healthy check resets the count
+    assert health.assess(blind, 1, threshold=2).failures == 0  # no data: reported, not a failure
+    assert blind[0].result == "NoData"
+    assert health.judge_check("error-rate", None, 0.05, True).result == "Failing"  # rollback.failOnNoData
+    down = health.availability(1, 2)
+    assert down.result == "Failing"
+    assert down.describe() == "availability: 50% of replicas available"
+
+
+def test_default_checks_take_the_accuracy_limit_from_before_promotion() -> None:
+    from relearn.core import health
+
+    names = {c.name: c for c in health.default_checks(0.04)}
+    assert set(names) == {"error-rate", "p99-latency", "feedback-error-rate"}
+    assert names["feedback-error-rate"].max == pytest.approx(0.12)  # 3x the error rate it was promoted with
+    assert "{{version}}" in names["error-rate"].query
+    assert "feedback-error-rate" not in {c.name for c in health.default_checks(None)}

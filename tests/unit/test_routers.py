@@ -162,3 +162,18 @@ def test_replicas_router_scales_both_deployments_and_reports_ready_pods() -> Non
     assert asyncio.run(router.get_weights(split)) == Weights(50, 50)
     asyncio.run(router.finalize(split, "challenger"))
     assert (champion["spec"]["replicas"], challenger["spec"]["replicas"]) == (0, 4)
+
+
+def test_a_rollback_brings_back_a_champion_whose_route_entry_was_removed() -> None:
+    kube = FakeKube((Resource("gateway.networking.k8s.io", "v1", "httproutes"), http_route()))
+    router = router_for("gateway-api", kube, "ml", "docs")  # type: ignore[arg-type]
+    asyncio.run(router.set_weights(SPLIT, 100))  # promoted
+    asyncio.run(router.finalize(SPLIT, "challenger"))  # bake time over: the old champion's entry goes
+    route = kube.objects[("httproutes", "docs")]
+    assert route["spec"]["rules"][0]["backendRefs"] == [{"name": "docs-1-1-0", "weight": 100, "port": 80}]
+    asyncio.run(router.set_weights(SPLIT, 0))  # rollback: the champion comes back beside it, same port
+    assert route["spec"]["rules"][0]["backendRefs"] == [
+        {"name": "docs-1-1-0", "weight": 0, "port": 80},
+        {"name": "docs", "weight": 100, "port": 80},
+    ]
+    assert asyncio.run(router.get_weights(SPLIT)) == Weights(100, 0)

@@ -90,6 +90,8 @@ class Rollback(SpecModel):
     enabled: bool = True
     interval: Duration = "10s"
     failure_threshold: Annotated[int, Field(ge=1)] = 2
+    check_window: Duration = "1m"
+    fail_on_no_data: bool = False
     bake_time: Duration = "10m"
     window: Duration = "24h"
     checks: Annotated[list[MetricCheck], Field(max_length=16), UniqueNames] | None = None
@@ -179,12 +181,31 @@ class Workloads(StatusModel):
     challenger: str | None = None
 
 
+HealthResult = Literal["Healthy", "Failing", "NoData"]
+
+
+class CheckStatus(StatusModel):
+    name: str
+    value: float | None = None
+    max: float | None = None
+    result: HealthResult
+
+
+class Health(StatusModel):
+    last_check_time: Timestamp | None = None
+    consecutive_failures: int | None = None
+    previous_champion_warm: bool | None = None
+    checks: Annotated[list[CheckStatus], Field(max_length=20)] | None = None
+
+
 class ABExperimentStatus(StatusModel):
     observed_generation: int | None = None
     phase: ExperimentPhase | None = None
     champion: str | None = None
     start_time: Timestamp | None = None
     promotion_time: Timestamp | None = None
+    rollback_target: str | None = None
+    health: Health | None = None
     workloads: Workloads | None = None
     weights: ArmWeights | None = None
     arms: Arms | None = None

@@ -625,6 +625,8 @@ def _snapshot(body: kopf.Body) -> dict[str, Any]:
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
+    from relearn.handlers import rollback  # it builds on this module
+
     @kopf.daemon(GROUP, VERSION, PLURAL, id="experiment", registry=registry, cancellation_timeout=10)
     async def run(*, stopped: kopf.DaemonStopped, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
         kube: KubeClient = memo["kube"]
@@ -638,22 +640,26 @@ def register(registry: kopf.OperatorRegistry) -> None:
             now = datetime.datetime.now(datetime.UTC)
             ctx = Context(kube, _snapshot(body), spec, status, now, logger, memo.get("prometheus_url"))
             outcome = Outcome()
-            ending = status.phase in (*TERMINAL_PHASES, "Promoting") or (
-                status.decision is not None and status.decision.outcome in ENDS
-            )
-            wait = PENDING_POLL
+            decision = status.decision.outcome if status.decision else None
+            wait: float | None = PENDING_POLL
             with HANDLER_SECONDS.labels("ABExperiment", "experiment").time():
                 try:
-                    if ending:
+                    if status.phase == "Promoted":
+                        wait = await rollback.step(ctx, outcome)  # health checks and rollback
+                    elif status.phase in TERMINAL_PHASES:
+                        await settle(ctx, outcome)  # redone after a restart: idempotent
+                        wait = None
+                    elif status.phase == "Promoting" or decision in ENDS:
                         await settle(ctx, outcome)
+                        wait = 0.0
                     else:
                         wait = await turn(ctx, outcome)
                     status = await write(ctx, outcome)
                 except (ApiException, RouterError, Wait) as error:
                     logger.warning("experiment turn not finished, retrying: %s", getattr(error, "reason", error))
-                    ending = False
-            if ending and status.phase in TERMINAL_PHASES:
-                return  # settled (health checks of a promoted champion run elsewhere)
+                    wait = PENDING_POLL
+            if wait is None:
+                return  # nothing more to do for this experiment
             await stopped.wait(wait)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, id="restore-routing", registry=registry)

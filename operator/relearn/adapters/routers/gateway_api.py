@@ -30,8 +30,8 @@ class GatewayAPIRouter(WeightedRouter):
         name = destination.get("name")
         return str(name) if name else None
 
-    def for_service(self, champion: dict[str, Any], service: str) -> dict[str, Any]:
+    def for_service(self, model: dict[str, Any], service: str) -> dict[str, Any]:
         ref: dict[str, Any] = {"name": service, "weight": 0}
-        if "port" in champion:
-            ref["port"] = champion["port"]
+        if "port" in model:
+            ref["port"] = model["port"]
         return ref

@@ -32,8 +32,8 @@ class IstioRouter(WeightedRouter):
             return None
         return parts[0]
 
-    def for_service(self, champion: dict[str, Any], service: str) -> dict[str, Any]:
-        target = copy.deepcopy(champion.get("destination") or {})
+    def for_service(self, model: dict[str, Any], service: str) -> dict[str, Any]:
+        target = copy.deepcopy(model.get("destination") or {})
         target.pop("subset", None)
         host = str(target.get("host", ""))
         target["host"] = ".".join([service, *host.split(".")[1:]])

@@ -39,18 +39,23 @@ class WeightedRouter(Router):
         return self.service_of(destination) == service
 
     @abstractmethod
-    def for_service(self, champion: dict[str, Any], service: str) -> dict[str, Any]:
-        """A destination like the champion's, to ``service``, at weight 0."""
+    def for_service(self, model: dict[str, Any], service: str) -> dict[str, Any]:
+        """A destination like ``model`` (same port), to ``service``, at weight 0."""
 
     # -- pure edits -------------------------------------------------------------
 
-    def _rules(self, obj: dict[str, Any], service: str) -> Iterator[list[dict[str, Any]]]:
+    def _rules(self, obj: dict[str, Any], *services: str) -> Iterator[list[dict[str, Any]]]:
+        """Each rule's destinations that send to any of ``services``."""
         for group in self.destinations(obj):
-            if any(self.is_service(d, service) for d in group):
+            if any(self.is_service(d, s) for d in group for s in services):
                 yield group
 
     def add_challenger(self, obj: dict[str, Any], split: Split) -> None:
-        groups = list(self._rules(obj, split.champion.service))
+        """Both arms in every rule that routes to either: the missing one is
+        added beside the other at weight 0 (the challenger when an experiment
+        starts; the previous champion when a rollback brings it back)."""
+        arms = (split.champion.service, split.challenger.service)
+        groups = list(self._rules(obj, *arms))
         if not groups:
             raise RouterError(
                 "NoChampionBackend",
@@ -58,13 +63,14 @@ class WeightedRouter(Router):
                 f"{split.champion.service}",
             )
         for group in groups:
-            if not any(self.is_service(d, split.challenger.service) for d in group):
-                champion = next(d for d in group if self.is_service(d, split.champion.service))
-                group.append(self.for_service(champion, split.challenger.service))
+            present = [s for s in arms if any(self.is_service(d, s) for d in group)]
+            for missing in (s for s in arms if s not in present):
+                model = next(d for d in group if self.is_service(d, present[0]))
+                group.append(self.for_service(model, missing))
 
     def put_weights(self, obj: dict[str, Any], split: Split, challenger: int) -> None:
         self.add_challenger(obj, split)
-        for group in self._rules(obj, split.champion.service):
+        for group in self._rules(obj, split.champion.service, split.challenger.service):
             for destination in group:
                 if self.is_service(destination, split.champion.service):
                     destination["weight"] = 100 - challenger

@@ -1,0 +1,369 @@
+"""After promotion: the new champion's health checks, and the rollback to
+the previous champion, automatic or asked for.
+
+The experiment that promoted a version keeps watching it while it is the
+model's champion (its daemon moves here once the phase is Promoted):
+
+- **Manual rollback** (the ``relearn.dev/rollback`` annotation, set by
+  ``relearn rollback``): to the previous champion, or to the version the
+  annotation names; refused with a Warning Event when there is nothing to
+  roll back to or the target failed its own checks (RolledBack, Rejected).
+- **Health checks** every ``rollback.interval`` within ``rollback.window``
+  after promotion (see :mod:`relearn.core.health`); ``failureThreshold``
+  consecutive failures decide a rollback.
+- **Keeping warm**: until ``bakeTime`` the previous champion keeps running
+  (and its route entry, at weight 0), so a rollback is one routing change;
+  after it the previous champion is scaled to 0 and its route entry removed.
+  A later rollback scales it up again and shifts once it is ready.
+
+A rollback is recorded first (``decision.outcome: RollBack``,
+``rollbackTarget``; Warning Event, webhooks) and then carried out: traffic
+100% to the target, the failed version's workload removed, ModelVersions
+(failed -> RolledBack, target -> Champion) with history naming who or what
+triggered it, phase RolledBack. Carrying out is idempotent and resumes after
+an operator restart, so it happens exactly once. A RolledBack experiment is
+final: automation never promotes that version again without a new experiment.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from typing import Any
+
+from relearn.adapters.kube import DEPLOYMENTS, SERVICES
+from relearn.adapters.prometheus import PrometheusClient, PrometheusError, render
+from relearn.adapters.routers import Backend, Router, RouterError, Split
+from relearn.api.base import rfc3339
+from relearn.core import health, workloads
+from relearn.core.durations import parse_duration
+from relearn.handlers.experiments import (
+    Context,
+    Wait,
+    _decision,
+    _prometheus,
+    _value,
+    _version,
+    _version_phase,
+    _versions,
+    _weights,
+)
+from relearn.handlers.outcome import Outcome
+from relearn.metrics import DECISIONS
+
+ROLLBACK_ANNOTATION = "relearn.dev/rollback"
+HEALTHY, ROLLING_BACK = "Healthy", "RollingBack"
+WARM_REPLICAS_ANNOTATION = "relearn.dev/warm-replicas"
+FAILED_PHASES = ("RolledBack", "Rejected")
+IDLE_POLL = 30.0  # seconds between looks once the rollback window is over
+
+
+async def _deployment_of(ctx: Context, version: str) -> dict[str, Any] | None:
+    selector = f"{workloads.MODEL_LABEL}={ctx.spec.model}"
+    for deployment in await ctx.kube.list_objects(DEPLOYMENTS, ctx.namespace, selector):
+        if workloads.pod_labels(deployment).get(workloads.VERSION_LABEL) == version:
+            return deployment
+    if version == ctx.status.champion and ctx.status.workloads and ctx.status.workloads.champion:
+        return await ctx.kube.get(DEPLOYMENTS, ctx.namespace, ctx.status.workloads.champion)
+    return None
+
+
+async def _service_of(ctx: Context, router: Router, deployment: dict[str, Any]) -> str:
+    """The Service in front of a version's pods: the most weighted one the router
+    sends to, else any that selects them (a released champion's)."""
+    if ctx.spec.routing.provider == "replicas":
+        return router.target
+    labels = workloads.pod_labels(deployment)
+    candidates = sorted(
+        s["metadata"]["name"]
+        for s in await ctx.kube.list_objects(SERVICES, ctx.namespace)
+        if workloads.selects((s.get("spec") or {}).get("selector"), labels)
+    )
+    if not candidates:
+        raise Wait("ServiceNotFound", f"no Service selects the pods of Deployment {deployment['metadata']['name']}")
+    routed = await router.services()
+    return str(max(candidates, key=lambda name: routed.get(name, -1)))
+
+
+async def split_to(ctx: Context, target: str) -> tuple[Split, dict[str, Any]]:
+    """Rollback split: 'champion' is the version traffic returns to, 'challenger' the failed one."""
+    router = ctx.router()
+    deployment = await _deployment_of(ctx, target)
+    if deployment is None:
+        raise Wait("NoWorkload", f"no Deployment of {ctx.spec.model} runs version {target} to roll back to")
+    failed_name = (ctx.status.workloads.challenger if ctx.status.workloads else None) or workloads.workload_name(
+        ctx.spec.workload.name, ctx.spec.challenger
+    )
+    failed_service = router.target if ctx.spec.routing.provider == "replicas" else failed_name
+    split = Split(
+        Backend(target, deployment["metadata"]["name"], await _service_of(ctx, router, deployment)),
+        Backend(ctx.spec.challenger, failed_name, failed_service),
+    )
+    return split, deployment
+
+
+# -- watching -------------------------------------------------------------------
+
+
+def _decide_rollback(ctx: Context, outcome: Outcome, target: str, reason: str, message: str) -> None:
+    outcome.status["decision"] = _decision("RollBack", reason, message, ctx.now)
+    outcome.status["rollbackTarget"] = target
+    outcome.notification = ("RollBack", message)
+    outcome.events.append(("Warning", "RollbackStarted", message))
+    outcome.conditions.append((ROLLING_BACK, "True", reason, message))
+    DECISIONS.labels("rollback", reason).inc()
+
+
+async def _requested(ctx: Context, outcome: Outcome, request: str, versions: list[dict[str, Any]]) -> bool:
+    """A rollback asked for by annotation: decided (True) or refused with the reason."""
+    previous = ctx.status.champion
+    target = previous if request.strip() in ("", "true", "previous") else request.strip()
+    problem = None
+    if target is None:
+        problem = "the experiment does not know the previous champion"
+    elif target == ctx.spec.challenger:
+        problem = f"{target} is the champion already"
+    else:
+        found = _version(versions, target)
+        phase = ((found or {}).get("status") or {}).get("phase")
+        if found is None:
+            problem = f"no ModelVersion of {ctx.spec.model} has version {target}"
+        elif phase in FAILED_PHASES:
+            problem = f"{target} failed its own checks ({phase}); a rollback never returns to it"
+    if problem is not None:
+        refused = next((c for c in ctx.status.conditions or [] if c.type == ROLLING_BACK), None)
+        message = f"rollback to {target or 'the previous champion'} refused: {problem}"
+        if refused is None or refused.message != message:
+            outcome.events.append(("Warning", "RollbackRefused", message))
+        outcome.conditions.append((ROLLING_BACK, "False", "RollbackRefused", message))
+        return False
+    assert target is not None
+    who = request if request.strip() not in ("", "true", "previous") else "annotation"
+    _decide_rollback(
+        ctx,
+        outcome,
+        target,
+        "ManualRollback",
+        f"rollback of {ctx.spec.challenger} to {target} asked for ({ROLLBACK_ANNOTATION}: {who})",
+    )
+    return True
+
+
+async def _release_previous(ctx: Context, outcome: Outcome) -> None:
+    """Past bakeTime: the previous champion stops running (scaled to 0, its route entry removed)."""
+    previous = ctx.status.champion
+    if previous is None:
+        return
+    try:
+        split, deployment = await split_to(ctx, previous)
+    except (Wait, RouterError):
+        return
+    if ctx.spec.routing.provider != "replicas":
+        await ctx.router().finalize(split, "challenger")
+    replicas = int(deployment["spec"].get("replicas") or 0)
+    if replicas:
+
+        def release(obj: dict[str, Any]) -> None:
+            obj["metadata"].setdefault("annotations", {})[WARM_REPLICAS_ANNOTATION] = str(replicas)
+            obj["spec"]["replicas"] = 0
+
+        await ctx.kube.modify(DEPLOYMENTS, ctx.namespace, split.champion.deployment, release)
+    outcome.events.append(
+        (
+            "Normal",
+            "PreviousChampionReleased",
+            f"bake time {ctx.spec.rollback.bake_time} passed: {previous} ({split.champion.deployment}) scaled to 0; "
+            "a rollback now scales it up first",
+        )
+    )
+
+
+async def _check(ctx: Context) -> tuple[list[health.CheckResult], str | None]:
+    """Every check's result, and why Prometheus gave none when it did not."""
+    rb = ctx.spec.rollback
+    results = []
+    deployment = await ctx.kube.get(
+        DEPLOYMENTS,
+        ctx.namespace,
+        (ctx.status.workloads.challenger if ctx.status.workloads else None)
+        or workloads.workload_name(ctx.spec.workload.name, ctx.spec.challenger),
+    )
+    if deployment is not None:
+        desired = int(deployment["spec"].get("replicas", 1))
+        results.append(
+            health.availability(int((deployment.get("status") or {}).get("availableReplicas") or 0), desired)
+        )
+    before = ctx.status.arms.challenger.rate if ctx.status.arms and ctx.status.arms.challenger else None
+    checks = rb.checks or health.default_checks(None if before is None else 1.0 - before)
+    labels = {"model": ctx.spec.model, "version": ctx.spec.challenger}
+    problem = None
+    values: dict[str, float | None] = {c.name: None for c in checks}
+    try:
+        source, auth = await _prometheus(ctx)
+        async with PrometheusClient(
+            source.url, timeout=parse_duration(source.timeout).total_seconds(), auth=auth
+        ) as prometheus:
+            for c in checks:
+                values[c.name] = await _value(prometheus, render(c.query, labels, rb.check_window))
+    except PrometheusError as error:
+        problem = error.message
+    for c in checks:
+        results.append(health.judge_check(c.name, values[c.name], c.max, rb.fail_on_no_data))
+    return results, problem
+
+
+async def watch(ctx: Context, outcome: Outcome) -> float | None:
+    """One look at a promoted champion; None when there is nothing more to watch."""
+    rb = ctx.spec.rollback
+    interval = parse_duration(rb.interval).total_seconds()
+    versions = await _versions(ctx)
+    mine = _version(versions, ctx.spec.challenger)
+    if mine is None or (mine.get("status") or {}).get("phase") != "Champion":
+        return None  # superseded by a later promotion, or rolled back by another experiment
+    request = ctx.annotations.get(ROLLBACK_ANNOTATION)
+    if request is not None and await _requested(ctx, outcome, request, versions):
+        return 0.0
+    assert ctx.status.promotion_time is not None
+    since = ctx.now - ctx.status.promotion_time
+    state = ctx.status.health
+    warm = True if state is None or state.previous_champion_warm is None else state.previous_champion_warm
+    if warm and since > parse_duration(rb.bake_time):
+        await _release_previous(ctx, outcome)
+        warm = False
+    if not rb.enabled or since > parse_duration(rb.window):
+        why = "automatic rollback is off" if not rb.enabled else f"the rollback window ({rb.window}) is over"
+        outcome.conditions.append((HEALTHY, "Unknown", "NotMonitored", why))
+        outcome.status["health"] = {**(state.to_wire() if state else {}), "previousChampionWarm": warm}
+        return max(interval, IDLE_POLL) if since > parse_duration(rb.window) else interval
+    results, problem = await _check(ctx)
+    verdict = health.assess(results, (state.consecutive_failures if state else None) or 0, rb.failure_threshold)
+    outcome.status["health"] = {
+        "lastCheckTime": rfc3339(ctx.now),
+        "consecutiveFailures": verdict.failures,
+        "previousChampionWarm": warm,
+        "checks": [
+            {
+                k: v
+                for k, v in {"name": r.name, "value": r.value, "max": r.max, "result": r.result}.items()
+                if v is not None
+            }
+            for r in results
+            if r.value is None or math.isfinite(r.value)
+        ],
+    }
+    if verdict.failing:
+        message = f"{verdict.message()} ({verdict.failures} of {rb.failure_threshold} consecutive checks)"
+        outcome.conditions.append((HEALTHY, "False", "ChecksFailing", message))
+        if verdict.failures == 1:
+            outcome.events.append(("Warning", "HealthCheckFailed", message))
+    elif problem or any(r.result == "NoData" for r in results):
+        missing = ", ".join(r.name for r in results if r.result == "NoData")
+        outcome.conditions.append((HEALTHY, "Unknown", "NoData", problem or f"no data for {missing}"))
+    else:
+        outcome.conditions.append((HEALTHY, "True", "ChecksPassing", "; ".join(r.describe() for r in results)))
+    if verdict.roll_back and ctx.status.champion is not None:
+        _decide_rollback(
+            ctx,
+            outcome,
+            ctx.status.champion,
+            "HealthCheckFailed",
+            f"{ctx.spec.challenger} failed its health checks: {verdict.message()} "
+            f"({verdict.failures} consecutive checks, {since.total_seconds():.0f}s after promotion); "
+            f"rolling back to {ctx.status.champion}",
+        )
+        return 0.0
+    return interval
+
+
+# -- carrying out ---------------------------------------------------------------------
+
+
+async def carry_out(ctx: Context, outcome: Outcome) -> float:
+    """Do the decided rollback (idempotent); seconds until the next step."""
+    target = ctx.status.rollback_target
+    assert target is not None
+    assert ctx.status.decision is not None
+    split, deployment = await split_to(ctx, target)
+    router = ctx.router()
+    if int(deployment["spec"].get("replicas") or 0) == 0:
+        warm = (deployment["metadata"].get("annotations") or {}).get(WARM_REPLICAS_ANNOTATION)
+        failed = await ctx.kube.get(DEPLOYMENTS, ctx.namespace, split.challenger.deployment)
+        replicas = int(warm or ((failed or {}).get("spec") or {}).get("replicas") or 1)
+
+        def scale_up(obj: dict[str, Any]) -> None:
+            obj["spec"]["replicas"] = replicas
+
+        await ctx.kube.modify(DEPLOYMENTS, ctx.namespace, split.champion.deployment, scale_up)
+        outcome.conditions.append(
+            (
+                ROLLING_BACK,
+                "True",
+                "ScalingUp",
+                f"{target} was released: scaling {split.champion.deployment} to {replicas}",
+            )
+        )
+        return 1.0
+    ready, words = workloads.ready(deployment)
+    if not ready and ctx.spec.routing.provider != "replicas":
+        outcome.conditions.append((ROLLING_BACK, "True", "WaitingForReady", f"{split.champion.deployment}: {words}"))
+        return 1.0
+    await router.set_weights(split, 0)
+    await router.finalize(split, "champion")
+    await ctx.kube.delete(DEPLOYMENTS, ctx.namespace, split.challenger.deployment)
+    if ctx.spec.routing.provider != "replicas":
+        await ctx.kube.delete(SERVICES, ctx.namespace, split.challenger.service)
+    weights = await _weights(ctx, split, outcome)
+    decision = ctx.status.decision
+    versions = await _versions(ctx)
+    triggered_by = (
+        f"abexperiment/{ctx.name} health checks"
+        if decision.reason == "HealthCheckFailed"
+        else f"{ROLLBACK_ANNOTATION} on abexperiment/{ctx.name}"
+    )
+    failed_version = _version(versions, ctx.spec.challenger)
+    if failed_version is not None:
+        await _version_phase(
+            ctx,
+            failed_version,
+            "RolledBack",
+            action="RolledBack",
+            reason=decision.reason or "RolledBack",
+            message=decision.message or "",
+            triggered_by=triggered_by,
+            from_version=ctx.spec.challenger,
+            to_version=target,
+        )
+    target_version = _version(versions, target)
+    if target_version is not None:
+        await _version_phase(
+            ctx,
+            target_version,
+            "Champion",
+            action="Promoted",
+            reason="RolledBack",
+            message=f"champion again after {ctx.spec.challenger} was rolled back: {decision.message or ''}",
+            triggered_by=triggered_by,
+            from_version=ctx.spec.challenger,
+            to_version=target,
+        )
+    took = ""
+    if decision.time is not None:
+        took = f" {(datetime.datetime.now(datetime.UTC) - decision.time).total_seconds():.1f}s after the decision"
+    outcome.status["phase"] = "RolledBack"
+    outcome.conditions.append((ROLLING_BACK, "False", "RolledBack", f"traffic on {target}"))
+    outcome.events.append(
+        (
+            "Warning",
+            "RolledBack",
+            f"{target} serves {100 - weights}% of traffic again{took}; {ctx.spec.challenger} removed "
+            f"({decision.reason})",
+        )
+    )
+    return 0.0
+
+
+async def step(ctx: Context, outcome: Outcome) -> float | None:
+    """A promoted experiment's turn: carry out a decided rollback, else watch."""
+    if ctx.status.decision is not None and ctx.status.decision.outcome == "RollBack":
+        return await carry_out(ctx, outcome)
+    return await watch(ctx, outcome)

@@ -1,0 +1,59 @@
+"""Fixtures of the integration tests that run experiments on served models."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ab_server import GROUP, MODEL, VERSION, serving, versions
+from kubernetes import client
+from relearn.sandbox.processes import start_operator, stop_operator
+from relearn.sandbox.testing import ControlPlane
+
+
+@dataclass
+class Served:
+    """A served model (1.0.0 champion, 1.1.0 registered) in ``namespace``, and the operator for it."""
+
+    namespace: str
+    kubeconfig: Path
+    log: Path
+    operator: subprocess.Popen[bytes]
+
+    def restart_operator(self) -> None:
+        """Stop the operator (SIGTERM, as a rolling update does) and start another."""
+        assert stop_operator(self.operator) == 0, self.log.read_text()
+        self.operator = start_operator(self.kubeconfig, [self.namespace], self.log)
+
+
+@pytest.fixture
+def served(
+    control_plane: ControlPlane,
+    sandbox: Any,
+    namespace: str,
+    relearn_crds: None,
+    api_client: client.ApiClient,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[Served]:
+    if sandbox.prometheus_url is None:
+        pytest.skip("prometheus is not installed (make test installs it with apt)")
+    accuracy = request.param
+    extra_env = accuracy.pop("env", {}) if isinstance(accuracy, dict) else {}
+    apps, core, custom = client.AppsV1Api(api_client), client.CoreV1Api(api_client), client.CustomObjectsApi(api_client)
+    deployment, service, route = serving(MODEL, accuracy, env=extra_env)
+    apps.create_namespaced_deployment(namespace, deployment)
+    core.create_namespaced_service(namespace, service)
+    custom.create_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace, "httproutes", route)
+    for body in versions(namespace):
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "modelversions", body)
+    log = tmp_path / "operator.log"
+    running = Served(
+        namespace, control_plane.kubeconfig, log, start_operator(control_plane.kubeconfig, [namespace], log)
+    )
+    yield running
+    assert stop_operator(running.operator) == 0, log.read_text()
