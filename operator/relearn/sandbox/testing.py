@@ -101,8 +101,8 @@ def namespace(api_client: client.ApiClient) -> Iterator[str]:
     core.delete_namespace(name)
 
 
-@pytest.fixture(scope="session")
-def relearn_crds(api_client: client.ApiClient) -> None:
+def install_crds(api_client: client.ApiClient) -> None:
+    """Create or replace Relearn's CRDs and wait until they are established."""
     extensions = client.ApiextensionsV1Api(api_client)
     repo = Path(__file__).resolve().parent.parent / "crds"
     for path in sorted(repo.glob("*.yaml")):
@@ -120,4 +120,9 @@ def relearn_crds(api_client: client.ApiClient) -> None:
         wait_for(extensions.list_custom_resource_definition, established(name), timeout=30)
 
 
-__all__ = ["ControlPlane", "Kubectl", "condition", "wait_for"]
+@pytest.fixture(scope="session")
+def relearn_crds(api_client: client.ApiClient) -> None:
+    install_crds(api_client)
+
+
+__all__ = ["ControlPlane", "Kubectl", "condition", "install_crds", "wait_for"]
