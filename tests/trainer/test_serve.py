@@ -136,3 +136,32 @@ def test_a_causal_language_model_serves_its_labels(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_the_fault_switch_fails_requests_and_counts_them_only_when_enabled(base: Path, tmp_path: Path) -> None:
+    process, url = start(base, tmp_path, RELEARN_FAULT_INJECTION="true")
+    try:
+        wait_healthy(process, url)
+        assert post(f"{url}/predict", {"input": "invoice total due"})["version"] == "1.0.0"
+        assert post(f"{url}/admin/fault", {"failing": True}) == {"failing": True}
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            post(f"{url}/predict", {"input": "invoice total due"})
+        assert failed.value.code == 500
+        metrics = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
+        errors = next(f for f in text_string_to_metric_families(metrics) if f.name == "relearn_model_errors")
+        assert errors.samples[0].value == 1
+        urllib.request.urlopen(f"{url}/healthz", timeout=5)  # still alive: only the model's answers fail
+        post(f"{url}/admin/fault", {"failing": False})
+        assert post(f"{url}/predict", {"input": "invoice total due"})["version"] == "1.0.0"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    process, url = start(base, tmp_path)  # off by default: no such endpoint
+    try:
+        wait_healthy(process, url)
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            post(f"{url}/admin/fault", {"failing": True})
+        assert missing.value.code in (404, 405)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

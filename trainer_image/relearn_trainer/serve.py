@@ -16,6 +16,9 @@ manifest must match it, or the server refuses to start),
 appended as JSONL), ``RELEARN_MODEL_TASK`` (``sequence-classification`` or
 ``causal-lm``; a causal LM takes its labels from the adapter's
 ``labels.json`` or ``RELEARN_LABELS``) and ``PORT``.
+``RELEARN_FAULT_INJECTION=true`` adds ``POST /admin/fault {"failing": true}``,
+which makes every request answer 500 (counted as errors) until switched off:
+a rollback drill.
 
 Features for drift monitoring are computed from the input text: ``length``
 (words) and ``unknown_ratio`` (the share of words the tokenizer does not
@@ -60,6 +63,7 @@ class ServerConfig:
     port: int = 8080
     task: str = "sequence-classification"
     labels: tuple[str, ...] = ()
+    fault_injection: bool = False
 
     @classmethod
     def from_environment(cls, **overrides: Any) -> ServerConfig:
@@ -74,6 +78,7 @@ class ServerConfig:
             "port": int(env.get("PORT", "8080")),
             "task": env.get("RELEARN_MODEL_TASK") or "sequence-classification",
             "labels": tuple(label for label in env.get("RELEARN_LABELS", "").split(",") if label),
+            "fault_injection": env.get("RELEARN_FAULT_INJECTION", "").lower() in ("1", "true", "yes"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         missing = [k for k in ("model", "version", "base_model_uri") if not values[k]]
@@ -140,6 +145,7 @@ class ModelServer:
         )
         self.log = DatasetLog(config.dataset_uri, config.version)
         self._served: collections.OrderedDict[str, str] = collections.OrderedDict()  # input hash -> prediction
+        self.failing = False  # the fault switch (RELEARN_FAULT_INJECTION): every request answers 500
         self._lock = threading.Lock()
 
     def _labels(self, config: ServerConfig, base: Any) -> dict[str, int]:
@@ -213,7 +219,24 @@ class ModelServer:
         app.router.add_post("/feedback", self._feedback)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
+        if self.config.fault_injection:
+            app.router.add_post("/admin/fault", self._fault)
+        app.middlewares.append(self._inject_faults)
         return app
+
+    @web.middleware
+    async def _inject_faults(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.failing and request.path in ("/predict", "/feedback"):
+            with self.metrics.time_request():
+                self.metrics.error()
+            return web.json_response({"error": "fault injected"}, status=500)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    async def _fault(self, request: web.Request) -> web.Response:
+        """``POST /admin/fault {"failing": true|false}``: rollback drills; only with RELEARN_FAULT_INJECTION."""
+        self.failing = bool((await _json(request)).get("failing", True))
+        return web.json_response({"failing": self.failing})
 
     async def _predict(self, request: web.Request) -> web.Response:
         body = await _json(request)
