@@ -1,12 +1,13 @@
 """``relearn demo``: Relearn in the local sandbox, step by step on a timeline.
 
-What ``make demo`` runs. Today it shows the part of the loop that exists:
-the sandbox control plane comes up, the CRDs install, the operator starts,
-the invoice-classifier CRs are applied and judged (by admission and by the
-operator); then a tiny model is served with live traffic, drift is injected,
-the DriftPolicy notices, a LoRA Job retrains and a new ModelVersion is
-registered with its ABExperiment (:mod:`relearn.demo_loop`). A/B promotion
-and rollback join the timeline as they are built. Every process it starts is stopped on exit or Ctrl-C, unless
+What ``make demo`` runs: the sandbox control plane comes up, the CRDs
+install, the operator starts, the invoice-classifier CRs are applied and
+judged (by admission and by the operator); then the whole loop on a tiny
+model served with live traffic (:mod:`relearn.demo_loop`): drift injected,
+the DriftPolicy noticing, a LoRA Job retraining, the new ModelVersion
+registered, its ABExperiment promoting it on live traffic, a fault in the new
+champion and the automatic rollback. A summary table and where to look
+follow. Every process it starts is stopped on exit or Ctrl-C, unless
 ``--keep`` leaves the sandbox and operator running to explore.
 """
 
@@ -180,7 +181,9 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
                 state,
                 namespace,
             )
-            console.out(kubectl(kubeconfig, "get", "mv,dp,abx,jobs", "-n", namespace).stdout, highlight=False)
+            console.out(
+                kubectl(kubeconfig, "get", "mv,dp,abx,jobs,deployments", "-n", namespace).stdout, highlight=False
+            )
 
         events = sorted(core.list_namespaced_event(namespace).items, key=lambda e: e.metadata.creation_timestamp)
         table = Table(title="Events the operator posted", show_lines=False)
@@ -202,14 +205,22 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
             summary.add_row(title, f"{took:.1f}")
         console.print(summary)
         if loop is not None:
+            decisions = Table(title="Decisions the operator took (with the numbers behind them)")
+            decisions.add_column("decision")
+            decisions.add_column("why")
+            for what, why in loop["decisions"]:
+                decisions.add_row(what, why)
+            console.print(decisions)
             console.print(
-                f"Traffic: {loop['requests']} requests, {loop['corrections']} human corrections; "
-                f"{loop['version']} reached {loop['accuracy']:.2f} held-out accuracy where the champion "
-                f"had {loop['championAccuracy']:.2f}."
+                f"Traffic: {loop['requests']} requests, {loop['corrections']} human corrections. "
+                f"{loop['version']} reached {loop['accuracy']:.2f} held-out accuracy where the champion had "
+                f"{loop['championAccuracy']:.2f}; on live traffic its lift was {loop['lift']:+.3f} "
+                f"[{loop['ciLower']:+.3f}, {loop['ciUpper']:+.3f}] after {loop['samples']:.0f} samples; "
+                f"after the fault, traffic was back on 1.0.0 in {loop['rollbackSeconds']:.0f} s."
             )
-        console.print("Next on this timeline as they land: A/B promotion on live traffic → fault → automatic rollback.")
         console.print(
-            f"Look around:  export KUBECONFIG={kubeconfig}; kubectl get relearn; kubectl describe dp documents"
+            f"Look around:  export KUBECONFIG={kubeconfig}; kubectl get mv,dp,abx; "
+            "kubectl describe abx documents-1.1.0; kubectl get events"
         )
         api.close()
         return 0

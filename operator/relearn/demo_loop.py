@@ -1,8 +1,10 @@
 """The loop part of ``relearn demo``: a tiny document classifier served by
 the reference model server, live traffic with human corrections through the
 gateway, drift injected (a supplier's new document template), the
-DriftPolicy noticing, a LoRA Job retraining on the corrections, and the new
-ModelVersion registered with an ABExperiment created for it.
+DriftPolicy noticing, a LoRA Job retraining on the corrections, the new
+ModelVersion registered, its ABExperiment on live traffic promoting it with
+the lift and its interval, then a fault injected into the new champion and
+the automatic rollback to the previous one.
 
 Runs in the sandbox the demo started; needs the ``trainer`` extra (torch,
 transformers, peft) to build the tiny model.
@@ -14,6 +16,7 @@ import json
 import os
 import random
 import threading
+import time
 import urllib.request
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -88,6 +91,7 @@ def objects(workdir: Path, prometheus: str) -> tuple[list[dict[str, Any]], list[
         "RELEARN_MODEL_VERSION": "1.0.0",
         "RELEARN_BASE_MODEL_URI": str(base),
         "RELEARN_DATASET_URI": str(data),
+        "RELEARN_FAULT_INJECTION": "true",  # the rollback drill's fault switch (POST /admin/fault)
     }
     server = {
         "name": "server",
@@ -139,7 +143,13 @@ def objects(workdir: Path, prometheus: str) -> tuple[list[dict[str, Any]], list[
                     "backoffLimit": 1,
                     "lora": {"targetModules": ["query", "value"], "epochs": 8, "learningRate": 0.005},
                 },
-                "experiment": {"workload": {"name": MODEL}, "routing": {"provider": "gateway-api", "target": MODEL}},
+                "experiment": {
+                    "workload": {"name": MODEL},
+                    "routing": {"provider": "gateway-api", "target": MODEL},
+                    "traffic": {"weight": 50},
+                    "analysis": {"interval": "2s", "minSamplesPerArm": 100},
+                    "rollback": {"interval": "2s", "failureThreshold": 2, "checkWindow": "10s"},
+                },
             },
         },
     ]
@@ -213,20 +223,74 @@ def run_loop(
             f"{version['status']['phase']}, held-out accuracy {metrics['accuracy']:.2f} vs champion "
             f"{metrics['championAccuracy']:.2f} on {metrics['samples']} samples"
         )
-        with step(f"ABExperiment {MODEL}-{record['modelVersion']} created from the policy's template"):
-            wait_for(
+        name = f"{MODEL}-{record['modelVersion']}"
+
+        def experiment(predicate: Callable[[dict[str, Any]], bool], timeout: float = 240) -> dict[str, Any]:
+            return wait_for(
                 custom.list_namespaced_custom_object,
-                lambda a: a["metadata"]["name"] == f"{MODEL}-{record['modelVersion']}",
+                lambda a: a["metadata"]["name"] == name and predicate(a.get("status") or {}),
                 group=GROUP,
                 version=VERSION,
                 namespace=namespace,
                 plural="abexperiments",
-                timeout=60,
+                timeout=timeout,
             )
+
+        with step(f"ABExperiment {name} created from the policy's template"):
+            experiment(lambda s: True, timeout=60)
+        with step(f"challenger {record['modelVersion']} runs beside champion 1.0.0 and takes live traffic"):
+            started = experiment(lambda s: s.get("phase") == "Progressing")
+        say(
+            f"Deployment {started['status']['workloads']['challenger']} (a copy of {MODEL} with the new adapter); "
+            f"weights {started['status']['weights']}"
+        )
+        with step("sequential test on human feedback decides: promotion"):
+            promoted = experiment(lambda s: s.get("phase") == "Promoted")
+        statistic, arms = promoted["status"]["statistic"], promoted["status"]["arms"]
+        say(
+            f"promoted {record['modelVersion']}: lift {statistic['lift']:+.3f} "
+            f"[{statistic['ciLower']:+.3f}, {statistic['ciUpper']:+.3f}], p={statistic['pValue']:.2g}; "
+            f"champion {arms['champion']['rate']:.2f} on {arms['champion']['samples']:.0f}, "
+            f"challenger {arms['challenger']['rate']:.2f} on {arms['challenger']['samples']:.0f} samples"
+        )
+        with step(f"fault injected: the new champion {record['modelVersion']} fails every request"):
+            experiment(lambda s: (s.get("health") or {}).get("lastCheckTime") is not None, timeout=60)
+            pod = (
+                client.CoreV1Api(api)
+                .list_namespaced_pod(namespace, label_selector=f"relearn.dev/version={record['modelVersion']}")
+                .items[0]
+            )
+            port = json.loads(pod.metadata.annotations["sandbox.relearn.dev/ports"])["8080"]
+            fault = urllib.request.Request(
+                f"http://127.0.0.1:{port}/admin/fault",
+                data=b'{"failing": true}',
+                method="POST",
+                headers={"Content-Type": "application/json"},
+            )
+            urllib.request.urlopen(fault, timeout=10)
+            injected = time.monotonic()
+        with step("health checks fail: automatic rollback to 1.0.0"):
+            rolled = experiment(lambda s: s.get("phase") == "RolledBack", timeout=120)
+            reverted = time.monotonic() - injected
+        say(rolled["status"]["decision"]["message"])
         return {
             "requests": traffic.sent,
             "corrections": traffic.corrections,
             "version": record["modelVersion"],
             "accuracy": metrics["accuracy"],
             "championAccuracy": metrics["championAccuracy"],
+            "lift": statistic["lift"],
+            "ciLower": statistic["ciLower"],
+            "ciUpper": statistic["ciUpper"],
+            "samples": arms["challenger"]["samples"],
+            "rollbackSeconds": reverted,
+            "decisions": [
+                ("retrain", f"Job {running['status']['lastRetraining']['job']}"),
+                (
+                    "register",
+                    f"{record['modelVersion']} at {metrics['accuracy']:.2f} vs {metrics['championAccuracy']:.2f}",
+                ),
+                ("promote", promoted["status"]["decision"]["message"]),
+                ("roll back", rolled["status"]["decision"]["message"]),
+            ],
         }

@@ -35,7 +35,7 @@ def demo_dir(tmp_path: Path, control_plane: ControlPlane) -> Path:
 
 def test_demo_runs_the_loop_and_cleans_up(demo_dir: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "relearn", "demo", "--dir", str(demo_dir)], capture_output=True, text=True, timeout=240
+        [sys.executable, "-m", "relearn", "demo", "--dir", str(demo_dir)], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stdout + result.stderr
     for step in (
@@ -49,6 +49,12 @@ def test_demo_runs_the_loop_and_cleans_up(demo_dir: Path) -> None:
         "Drifted=True: length: PSI",
         "documents 1.1.0 Registered, held-out accuracy",
         "ABExperiment documents-1.1.0 created",
+        "challenger 1.1.0 runs beside champion 1.0.0",
+        "promoted 1.1.0: lift +",
+        "fault injected: the new champion 1.1.0 fails every request",
+        "automatic rollback to 1.0.0",
+        "1.1.0 failed its health checks: error-rate",
+        "Decisions the operator took",
     ):
         assert step in result.stdout
     assert "invoice-classifier-1.0.0   invoice-classifier   1.0.0" in result.stdout

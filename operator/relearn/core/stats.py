@@ -204,6 +204,7 @@ def decide(
         def width(v: float) -> float:
             return half_width(v, tau2, alpha)
 
+    lower, upper = max(-1.0, lower), min(1.0, upper)  # a difference of rates lies in [-1, 1]
     # Samples to a decision at the current effect: to significance when the
     # lift is worth promoting, else to ruling the minimum improvement out.
     gap = lift if lift >= delta else delta - lift
