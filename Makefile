@@ -2,7 +2,7 @@
 #   make test   set up .venv (torch CPU first, then the package with its
 #               trainer and dev extras), Prometheus if missing, then ruff,
 #               mypy and pytest.
-#   make demo   the main job in the local sandbox, as far as it exists today.
+#   make demo   the main job: the whole loop in the local sandbox.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: test demo setup prometheus lint typecheck pytest crds clean
+.PHONY: test demo setup prometheus lint typecheck pytest crds docs clean
 
 setup: $(STAMP)
 
@@ -46,9 +46,13 @@ test: $(STAMP) prometheus lint typecheck pytest
 demo: $(STAMP) prometheus
 	$(BIN)/relearn demo
 
-# Copy crds/ into the chart after editing a CRD (a test fails when they differ).
-crds:
+# After editing a CRD: copy crds/ into the chart and regenerate the CRD
+# reference (a test fails when either is stale).
+crds: docs
 	cp crds/*.yaml charts/relearn/crds/
+
+docs: $(STAMP)
+	$(BIN)/python -m relearn.api.reference > docs/reference.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -34,7 +34,7 @@ RETRAININGS = Counter(
 )
 DECISIONS = Counter(
     "relearn_decisions_total",
-    "Decisions the operator took, by kind (experiment, rollback, retraining) and outcome.",
+    "Decisions the operator took, by kind (retraining, registration, experiment, rollback) and outcome.",
     ["kind", "outcome"],
 )
 EXPERIMENT_PHASE = Gauge(

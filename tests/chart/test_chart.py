@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "relearn"
 KUBERNETES_VERSIONS = ("1.30.0", "1.33.0")
 # Kinds outside core Kubernetes that the chart may render, and their schemas' owners.
-CUSTOM_KINDS = {"ServiceMonitor", "ClusterKopfPeering", "KopfPeering"}
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "ClusterKopfPeering", "KopfPeering"}
 
 VALUE_SETS = {
     "defaults": None,
@@ -26,6 +26,8 @@ VALUE_SETS = {
         "replicaCount": 2,
         "metrics": {"serviceMonitor": {"enabled": True}},
         "podDisruptionBudget": {"enabled": True},
+        "grafanaDashboard": {"enabled": True},
+        "prometheusRule": {"enabled": True},
     },
     "namespaced-peering": {"rbac": {"clusterWide": False}, "peering": {"enabled": True}},
 }
@@ -134,7 +136,7 @@ def test_peering_renders_its_object_and_rights() -> None:
 
 def test_optional_objects_are_off_by_default() -> None:
     kinds = {d["kind"] for d in render(None)}
-    assert not kinds & {"ServiceMonitor", "PodDisruptionBudget", "ClusterKopfPeering"}
+    assert not kinds & {"ServiceMonitor", "PodDisruptionBudget", "ClusterKopfPeering", "PrometheusRule", "ConfigMap"}
 
 
 def test_unknown_value_is_refused_by_the_schema() -> None:
@@ -166,3 +168,38 @@ def test_default_prometheus_reaches_the_operator_and_bad_urls_are_refused() -> N
     )
     with pytest.raises(Exception, match="prometheusUrl"):
         render({"operator": {"prometheusUrl": "prometheus:9090"}})
+
+
+def test_dashboard_and_alerts_use_only_metrics_the_operator_exports(tmp_path: Path) -> None:
+    import json
+    import re
+    import shutil
+    import subprocess
+
+    import relearn.metrics  # noqa: F401  (registers the operator's metrics)
+    from prometheus_client import REGISTRY
+
+    exported = {m.name for m in REGISTRY.collect() if m.name.startswith("relearn_")}
+    docs = render(VALUE_SETS["everything-on"])
+    dashboard = json.loads(only(docs, "ConfigMap")["data"]["relearn.json"])
+    rule = only(docs, "PrometheusRule")
+    expressions = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    expressions += [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    used = {
+        re.sub(r"_(total|bucket|count|sum)$", "", name)
+        for e in expressions
+        for name in re.findall(r"relearn_[a-z_]+", e)
+    }
+    assert used, "no Relearn metric used"
+    assert used <= exported, f"unknown metrics: {sorted(used - exported)}"
+    assert {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]} >= {
+        "RelearnChampionRolledBack",
+        "RelearnRetrainingFailed",
+    }
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool (the prometheus package) is not installed: alert syntax not checked")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(rule["spec"]))
+    checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

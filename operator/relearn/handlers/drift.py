@@ -44,7 +44,7 @@ from relearn.core.drift_policy import Assessment, WindowCounts, WindowData
 from relearn.core.durations import parse_duration
 from relearn.handlers import retraining
 from relearn.handlers.outcome import Outcome, apply, post_event
-from relearn.metrics import DRIFT_CHECKS, DRIFT_SCORE, HANDLER_SECONDS
+from relearn.metrics import DECISIONS, DRIFT_CHECKS, DRIFT_SCORE, HANDLER_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -276,6 +276,7 @@ def _decide(
         outcome.status["lastRetraining"] = record.to_wire()
         outcome.conditions.append((RETRAINING, "True", "Requested", f"retraining {job} requested: {decision.why}"))
         outcome.events.append(("Normal", "RetrainingRequested", f"{job}: " + "; ".join(decision.reasons)))
+        DECISIONS.labels("retraining", "Requested").inc()
     elif status.last_retraining is None:
         outcome.conditions.append((RETRAINING, "False", "NotRequested", decision.why))
 

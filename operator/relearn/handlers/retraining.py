@@ -19,7 +19,7 @@ from relearn.api.modelversion import HistoryAction, HistoryEntry
 from relearn.core import retraining, semver
 from relearn.core.drift_policy import ACTIVE_OUTCOMES, champion
 from relearn.core.jobs import retraining_job
-from relearn.metrics import RETRAININGS
+from relearn.metrics import DECISIONS, RETRAININGS
 
 RETRAINING = "Retraining"
 
@@ -177,6 +177,7 @@ async def _register(
 
     await kube.update_status("modelversions", namespace, mv_name, registered)
     RETRAININGS.labels("succeeded").inc()
+    DECISIONS.labels("registration", "Registered" if passed else "Rejected").inc()
     progress.set(outcome="Succeeded", finished_at=now, model_version=version)
     progress.condition = (RETRAINING, "False", "Succeeded", f"{mv_name} registered: {verdict}")
     progress.events.append(
