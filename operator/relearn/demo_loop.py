@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -34,53 +32,6 @@ GROUP, VERSION = "relearn.dev", "v1alpha1"
 MODEL = "documents"
 HOST = "documents.demo.local"
 LENGTH_EDGES = [5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0]  # the reference server's `length` edges
-
-
-class Traffic:
-    """Requests and human corrections against the model, through the gateway."""
-
-    def __init__(self, gateway: str) -> None:
-        self.gateway = gateway
-        self.drifted = False
-        self.sent = 0
-        self.corrections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
-
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        request = urllib.request.Request(
-            f"{self.gateway}{path}",
-            data=json.dumps(body).encode(),
-            method="POST",
-            headers={"Host": HOST, "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return dict(json.loads(response.read()))
-
-    def _run(self) -> None:
-        from relearn_trainer import synthetic
-
-        rng = random.Random(7)
-        while not self._stop.is_set():
-            label = rng.choice(synthetic.LABELS)
-            text = synthetic.document(label, rng, drifted=self.drifted)
-            try:
-                self._post("/predict", {"input": text})
-                self.sent += 1
-                if rng.random() < 0.5:  # half the documents get a human verdict
-                    self._post("/feedback", {"input": text, "label": label})
-                    self.corrections += 1
-            except OSError:
-                self._stop.wait(0.2)  # the server is (re)starting
-            self._stop.wait(0.01)
 
 
 def objects(workdir: Path, prometheus: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -195,7 +146,7 @@ def run_loop(
             namespace=namespace,
             timeout=120,
         )
-    with Traffic(state["gateway"]) as traffic:
+    with synthetic.Traffic(state["gateway"], host=HOST) as traffic:
         with step("DriftPolicy watching live traffic (predictions, human corrections): no drift"):
             kubectl(kubeconfig, "apply", "-n", namespace, "-f", "-", input=json.dumps(relearn_objects[1]))
             policy(lambda p: condition(p, "Drifted", "False"))

@@ -55,6 +55,15 @@ def test_job_requests_the_gpu_and_scheduling_as_configured() -> None:
     assert args["task"] == "sequence-classification"  # the champion's baseModel.task
     assert json.loads(args["baseline-edges"]) == {"amount": [10, 50, 100, 500, 1000, 5000]}
     assert args["checkpoint-dir"] == "/models/adapters/invoice-classifier/.checkpoints/invoice-classifier-rt-1a2b3c4d"
+    # the claims the paths live on are mounted
+    assert pod["volumes"] == [
+        {"name": "models", "persistentVolumeClaim": {"claimName": "relearn-models", "readOnly": False}},
+        {"name": "data", "persistentVolumeClaim": {"claimName": "relearn-data", "readOnly": True}},
+    ]
+    assert container["volumeMounts"] == [
+        {"name": "models", "mountPath": "/models", "readOnly": False},
+        {"name": "data", "mountPath": "/data", "readOnly": True},
+    ]
 
 
 def test_next_minor_version() -> None:

@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     tiny = commands.add_parser("tiny-model", help="write a tiny document classifier and datasets (tests, demo)")
     tiny.add_argument("directory", type=Path)
+
+    traffic = commands.add_parser("traffic", help="send the tiny model's documents and human feedback (e2e, demo)")
+    traffic.add_argument("--url", required=True, help="the model server or gateway, e.g. http://documents")
+    traffic.add_argument("--host", help="Host header (a gateway route's hostname)")
+    traffic.add_argument("--clean-seconds", type=float, default=60.0, help="unchanged documents first (default 60)")
+    traffic.add_argument("--seconds", type=float, default=3600.0, help="then drifted documents until this total")
     return parser
 
 
@@ -154,6 +160,22 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _traffic(args: argparse.Namespace) -> int:
+    import time
+
+    from relearn_trainer.synthetic import Traffic
+
+    started = time.monotonic()
+    with Traffic(args.url, host=args.host) as traffic:
+        while (elapsed := time.monotonic() - started) < args.seconds:
+            if not traffic.drifted and elapsed >= args.clean_seconds:
+                traffic.drifted = True
+                print(json.dumps({"drifted": True, "sent": traffic.sent}), flush=True)
+            time.sleep(1.0)
+    print(json.dumps({"sent": traffic.sent, "corrections": traffic.corrections, "failed": traffic.failed}))
+    return 0
+
+
 def _tiny_model(directory: Path) -> int:
     from relearn_trainer import synthetic
 
@@ -173,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _train(args)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "traffic":
+        return _traffic(args)
     return _tiny_model(args.directory)
 
 

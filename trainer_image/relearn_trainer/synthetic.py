@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime
 import json
 import random
+import threading
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -217,3 +219,55 @@ def workspace(directory: Path, task: str = "sequence-classification") -> tuple[P
         now=datetime.datetime.now(datetime.UTC),
     )
     return base, directory / "data"
+
+
+class Traffic:
+    """Live traffic for a served tiny model: documents to ``POST /predict`` and,
+    for a share of them, a human verdict to ``POST /feedback``, until stopped.
+    ``drifted`` switches to the new document template. ``host`` sets the Host
+    header (to reach a route through a gateway). Used by the demo and by the
+    end-to-end test's traffic Job (``python -m relearn_trainer traffic``)."""
+
+    def __init__(self, url: str, host: str | None = None, feedback_share: float = 0.5, seed: int = 7) -> None:
+        self.url = url.rstrip("/")
+        self.host = host
+        self.feedback_share = feedback_share
+        self.drifted = False
+        self.sent = 0
+        self.corrections = 0
+        self.failed = 0
+        self._rng = random.Random(seed)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="relearn-traffic", daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json", **({"Host": self.host} if self.host else {})}
+        request = urllib.request.Request(
+            f"{self.url}{path}", data=json.dumps(body).encode(), method="POST", headers=headers
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return dict(json.loads(response.read()))
+
+    def _run(self) -> None:
+        rng = self._rng
+        while not self._stop.is_set():
+            label = rng.choice(LABELS)
+            text = document(label, rng, drifted=self.drifted)
+            try:
+                self._post("/predict", {"input": text})
+                self.sent += 1
+                if rng.random() < self.feedback_share:
+                    self._post("/feedback", {"input": text, "label": label})
+                    self.corrections += 1
+            except OSError:  # the server is (re)starting, or failing on purpose
+                self.failed += 1
+                self._stop.wait(0.2)
+            self._stop.wait(0.01)

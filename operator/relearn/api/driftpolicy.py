@@ -12,6 +12,7 @@ from pydantic import Field
 
 from relearn.api.abexperiment import ExperimentTemplate
 from relearn.api.base import (
+    CheckName,
     Duration,
     FeatureName,
     FeatureType,
@@ -104,6 +105,13 @@ class BaseModelUri(SpecModel):
     uri: Uri
 
 
+class ClaimMount(SpecModel):
+    name: CheckName
+    claim_name: Annotated[str, Field(min_length=1, max_length=253)]
+    mount_path: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^/")]
+    read_only: bool = False
+
+
 class Retraining(SpecModel):
     enabled: bool = True
     image: Annotated[str, Field(min_length=1, max_length=1024)]
@@ -119,6 +127,7 @@ class Retraining(SpecModel):
     backoff_limit: Annotated[int, Field(ge=0, le=20)] = 2
     gate_tolerance: Annotated[float, Field(ge=0, lt=1)] = 0.01
     base_model: BaseModelUri | None = None
+    volumes: Annotated[list[ClaimMount], Field(max_length=8), UniqueNames] | None = None
 
 
 class DriftPolicySpec(SpecModel):

@@ -111,6 +111,14 @@ def retraining_job(
         ],
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
     }
+    if retraining.volumes:
+        pod["volumes"] = [
+            {"name": v.name, "persistentVolumeClaim": {"claimName": v.claim_name, "readOnly": v.read_only}}
+            for v in retraining.volumes
+        ]
+        pod["containers"][0]["volumeMounts"] = [
+            {"name": v.name, "mountPath": v.mount_path, "readOnly": v.read_only} for v in retraining.volumes
+        ]
     if retraining.service_account_name:
         pod["serviceAccountName"] = retraining.service_account_name
     if retraining.node_selector:
