@@ -157,7 +157,7 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
                 plural="abexperiments",
                 timeout=60,
             )
-        (verdict,) = flagged["status"]["conditions"]
+        verdict = next(c for c in flagged["status"]["conditions"] if c["type"] == "Ready")
         console.print(f"    [yellow]Ready=False {verdict['reason']}: {verdict['message']}[/yellow]")
 
         loop: dict[str, Any] | None = None

@@ -69,7 +69,7 @@ def test_every_example_gets_conditions_and_observed_generation(operator: str, ap
         apply(custom, operator, doc)
     for doc in docs:
         obj = settled(custom, operator, doc["kind"], doc["metadata"]["name"], lambda o: condition(o, "Ready"))
-        (ready,) = obj["status"]["conditions"]
+        ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
         assert ready["reason"] == "SpecAccepted"
         assert ready["observedGeneration"] == 1
     core = client.CoreV1Api(api_client)
