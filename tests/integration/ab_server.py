@@ -17,10 +17,13 @@ import json
 import subprocess
 import sys
 import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
 from relearn.sandbox.manifests import served_model
+from relearn.sandbox.processes import start_operator, stop_operator
 from relearn.sandbox.testing import ControlPlane, wait_for
 
 SERVER = """
@@ -249,3 +252,18 @@ def deleted(custom: client.CustomObjectsApi, namespace: str, name: str, timeout:
     finally:
         stream.stop()
     raise TimeoutError(f"ABExperiment {name} still exists after {timeout}s")
+
+
+@dataclass
+class Served:
+    """A served model (1.0.0 champion, 1.1.0 registered) in ``namespace``, and the operator for it."""
+
+    namespace: str
+    kubeconfig: Path
+    log: Path
+    operator: subprocess.Popen[bytes]
+
+    def restart_operator(self) -> None:
+        """Stop the operator (SIGTERM, as a rolling update does) and start another."""
+        assert stop_operator(self.operator) == 0, self.log.read_text()
+        self.operator = start_operator(self.kubeconfig, [self.namespace], self.log)

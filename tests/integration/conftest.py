@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ab_server import GROUP, MODEL, VERSION, serving, versions
+from ab_server import GROUP, MODEL, VERSION, Served, serving, versions
 from kubernetes import client
 from relearn.sandbox.processes import start_operator, stop_operator
 from relearn.sandbox.testing import ControlPlane
-
-
-@dataclass
-class Served:
-    """A served model (1.0.0 champion, 1.1.0 registered) in ``namespace``, and the operator for it."""
-
-    namespace: str
-    kubeconfig: Path
-    log: Path
-    operator: subprocess.Popen[bytes]
-
-    def restart_operator(self) -> None:
-        """Stop the operator (SIGTERM, as a rolling update does) and start another."""
-        assert stop_operator(self.operator) == 0, self.log.read_text()
-        self.operator = start_operator(self.kubeconfig, [self.namespace], self.log)
 
 
 @pytest.fixture

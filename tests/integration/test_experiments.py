@@ -15,6 +15,7 @@ from ab_server import (
     GROUP,
     MODEL,
     VERSION,
+    Served,
     deleted,
     experiment,
     experiments,
@@ -24,7 +25,6 @@ from ab_server import (
     phase_of,
     relearn,
 )
-from conftest import Served
 from kubernetes import client
 from relearn.sandbox.testing import ControlPlane, condition, wait_for
 

@@ -13,8 +13,7 @@ import urllib.request
 from typing import Any
 
 import pytest
-from ab_server import GROUP, MODEL, VERSION, experiment, experiments, finish, load, phase_of, relearn
-from conftest import Served
+from ab_server import GROUP, MODEL, VERSION, Served, experiment, experiments, finish, load, phase_of, relearn
 from kubernetes import client
 from relearn.sandbox.testing import ControlPlane, condition, wait_for
 
