@@ -95,7 +95,7 @@ def test_a_failing_new_champion_is_rolled_back_automatically(
 
 
 @pytest.mark.parametrize("served", [{"1.0.0": 0.8, "1.1.0": 0.97, "env": {"STARTUP_DELAY": "2"}}], indirect=True)
-def test_manual_rollback_scales_the_released_champion_up_and_survives_a_restart(
+def test_manual_rollback_by_annotation_scales_the_released_champion_up_and_survives_a_restart(
     served: Served, api_client: client.ApiClient, sandbox: Any, control_plane: ControlPlane
 ) -> None:
     namespace = served.namespace
@@ -122,9 +122,15 @@ def test_manual_rollback_scales_the_released_champion_up_and_survives_a_restart(
     assert bad_target.returncode == 1
     assert "no ModelVersion of ranker has version 9.9.9" in bad_target.stderr
 
-    asked = relearn(control_plane, "rollback", MODEL, "-n", namespace)
-    assert asked.returncode == 0, asked.stderr
-    assert "rolling back ranker 1.1.0 to 1.0.0" in asked.stdout
+    # The GitOps way: the annotation, committed and applied (relearn rollback sets the same).
+    custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "abexperiments",
+        f"{MODEL}-1.1.0",
+        {"metadata": {"annotations": {"relearn.dev/rollback": "previous"}}},
+    )
     # The operator restarts in the middle: the decision is written, the released
     # champion (2 s to start) is not serving yet.
     experiments(custom, namespace, lambda a: (a["status"].get("decision") or {}).get("outcome") == "RollBack")
@@ -137,6 +143,8 @@ def test_manual_rollback_scales_the_released_champion_up_and_survives_a_restart(
     assert len(rolled_back) == 1
     assert rolled_back[0]["triggeredBy"] == f"relearn.dev/rollback on abexperiment/{MODEL}-1.1.0"
     assert len(events(api_client, namespace, "RolledBack")) == 1
-    twice = relearn(control_plane, "rollback", MODEL, "-n", namespace)
-    assert twice.returncode == 0, twice.stderr
-    assert "to 1.0.0 done" in twice.stdout
+    for _ in range(2):  # the CLI asked again: the same rollback, not a new one
+        again = relearn(control_plane, "rollback", MODEL, "-n", namespace)
+        assert again.returncode == 0, again.stderr
+        assert "to 1.0.0 done" in again.stdout
+    assert len([h for h in history(custom, namespace, "1.1.0") if h["action"] == "RolledBack"]) == 1

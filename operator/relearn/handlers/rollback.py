@@ -212,6 +212,17 @@ async def _check(ctx: Context) -> tuple[list[health.CheckResult], str | None]:
     return results, problem
 
 
+async def _refresh_weights(ctx: Context, outcome: Outcome) -> None:
+    """Weights as the router reports them now (the replicas router's move as pods become ready)."""
+    if ctx.status.champion is None:
+        return
+    try:
+        split, _ = await split_to(ctx, ctx.status.champion)
+        await _weights(ctx, split, outcome)
+    except (Wait, RouterError):
+        return  # the previous champion's workload is gone: nothing to compare with
+
+
 async def watch(ctx: Context, outcome: Outcome) -> float | None:
     """One look at a promoted champion; None when there is nothing more to watch."""
     rb = ctx.spec.rollback
@@ -235,6 +246,7 @@ async def watch(ctx: Context, outcome: Outcome) -> float | None:
         outcome.conditions.append((HEALTHY, "Unknown", "NotMonitored", why))
         outcome.status["health"] = {**(state.to_wire() if state else {}), "previousChampionWarm": warm}
         return max(interval, IDLE_POLL) if since > parse_duration(rb.window) else interval
+    await _refresh_weights(ctx, outcome)
     results, problem = await _check(ctx)
     verdict = health.assess(results, (state.consecutive_failures if state else None) or 0, rb.failure_threshold)
     outcome.status["health"] = {
