@@ -135,23 +135,24 @@ async def _champion_deployment(ctx: Context, version: str) -> dict[str, Any]:
     return declared
 
 
-async def _champion_service(ctx: Context, router: Router, deployment: dict[str, Any]) -> str:
-    """The Service the router sends the champion's traffic to: one routed by
-    the target that selects the champion's pods (the most weighted one)."""
+async def service_for(ctx: Context, router: Router, deployment: dict[str, Any]) -> str:
+    """The Service in front of a Deployment's pods: the most weighted one the
+    router sends to, else any that selects them (a released champion's);
+    the target itself for the replicas router."""
+    if ctx.spec.routing.provider == "replicas":
+        return router.target
     labels = workloads.pod_labels(deployment)
-    routed = await router.services()
-    candidates = [
+    candidates = sorted(
         s["metadata"]["name"]
         for s in await ctx.kube.list_objects(SERVICES, ctx.namespace)
-        if s["metadata"]["name"] in routed and workloads.selects((s.get("spec") or {}).get("selector"), labels)
-    ]
+        if workloads.selects((s.get("spec") or {}).get("selector"), labels)
+    )
     if not candidates:
         raise RouterError(
-            "NoChampionBackend",
-            f"no Service routed by {ctx.spec.routing.target or ctx.spec.workload.name} selects the pods of "
-            f"Deployment {deployment['metadata']['name']}",
+            "NoChampionBackend", f"no Service selects the pods of Deployment {deployment['metadata']['name']}"
         )
-    return str(max(sorted(candidates), key=lambda name: routed[name]))
+    routed = await router.services()
+    return str(max(candidates, key=lambda name: routed.get(name, -1)))
 
 
 async def resolve(ctx: Context) -> tuple[Split, dict[str, Any], dict[str, Any]]:
@@ -171,10 +172,8 @@ async def resolve(ctx: Context) -> tuple[Split, dict[str, Any], dict[str, Any]]:
     deployment = await _champion_deployment(ctx, champion_version)
     name = workloads.workload_name(ctx.spec.workload.name, ctx.spec.challenger)
     router = ctx.router()
-    if ctx.spec.routing.provider == "replicas":
-        champion_service = challenger_service = router.target
-    else:
-        champion_service, challenger_service = await _champion_service(ctx, router, deployment), name
+    champion_service = await service_for(ctx, router, deployment)
+    challenger_service = router.target if ctx.spec.routing.provider == "replicas" else name
     split = Split(
         Backend(champion_version, deployment["metadata"]["name"], champion_service),
         Backend(ctx.spec.challenger, name, challenger_service),
@@ -441,9 +440,9 @@ async def turn(ctx: Context, outcome: Outcome) -> float:
     if abort is not None:
         _conclude(ctx, outcome, "Abort", "Aborted", f"aborted by annotation {ABORT_ANNOTATION}={abort!r}")
         return 0.0
+    first = (ctx.spec.traffic.steps or [ctx.spec.traffic.weight])[0]
     try:
         split, champion, version = await resolve(ctx)
-        first = (ctx.spec.traffic.steps or [ctx.spec.traffic.weight])[0]
         challenger = await ensure_challenger(ctx, split, champion, version, first)
     except (Wait, RouterError) as waiting:
         outcome.conditions.append((CHALLENGER_READY, "False", waiting.reason, waiting.message))
@@ -461,7 +460,6 @@ async def turn(ctx: Context, outcome: Outcome) -> float:
         return PENDING_POLL
     outcome.conditions.append((CHALLENGER_READY, "True", "Ready", words))
     if phase == "Pending":
-        first = (ctx.spec.traffic.steps or [ctx.spec.traffic.weight])[0]
         await ctx.router().set_weights(split, first)
         await _weights(ctx, split, outcome)
         outcome.status.update(phase="Progressing", startTime=rfc3339(ctx.now))

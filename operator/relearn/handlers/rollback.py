@@ -33,7 +33,7 @@ from typing import Any
 
 from relearn.adapters.kube import DEPLOYMENTS, SERVICES
 from relearn.adapters.prometheus import PrometheusClient, PrometheusError, render
-from relearn.adapters.routers import Backend, Router, RouterError, Split
+from relearn.adapters.routers import Backend, RouterError, Split
 from relearn.api.base import rfc3339
 from relearn.core import health, workloads
 from relearn.core.durations import parse_duration
@@ -47,6 +47,7 @@ from relearn.handlers.experiments import (
     _version_phase,
     _versions,
     _weights,
+    service_for,
 )
 from relearn.handlers.outcome import Outcome
 from relearn.metrics import DECISIONS
@@ -68,23 +69,6 @@ async def _deployment_of(ctx: Context, version: str) -> dict[str, Any] | None:
     return None
 
 
-async def _service_of(ctx: Context, router: Router, deployment: dict[str, Any]) -> str:
-    """The Service in front of a version's pods: the most weighted one the router
-    sends to, else any that selects them (a released champion's)."""
-    if ctx.spec.routing.provider == "replicas":
-        return router.target
-    labels = workloads.pod_labels(deployment)
-    candidates = sorted(
-        s["metadata"]["name"]
-        for s in await ctx.kube.list_objects(SERVICES, ctx.namespace)
-        if workloads.selects((s.get("spec") or {}).get("selector"), labels)
-    )
-    if not candidates:
-        raise Wait("ServiceNotFound", f"no Service selects the pods of Deployment {deployment['metadata']['name']}")
-    routed = await router.services()
-    return str(max(candidates, key=lambda name: routed.get(name, -1)))
-
-
 async def split_to(ctx: Context, target: str) -> tuple[Split, dict[str, Any]]:
     """Rollback split: 'champion' is the version traffic returns to, 'challenger' the failed one."""
     router = ctx.router()
@@ -96,7 +80,7 @@ async def split_to(ctx: Context, target: str) -> tuple[Split, dict[str, Any]]:
     )
     failed_service = router.target if ctx.spec.routing.provider == "replicas" else failed_name
     split = Split(
-        Backend(target, deployment["metadata"]["name"], await _service_of(ctx, router, deployment)),
+        Backend(target, deployment["metadata"]["name"], await service_for(ctx, router, deployment)),
         Backend(ctx.spec.challenger, failed_name, failed_service),
     )
     return split, deployment
