@@ -26,9 +26,11 @@ def served(
     if sandbox.prometheus_url is None:
         pytest.skip("prometheus is not installed (make test installs it with apt)")
     accuracy = request.param
-    extra_env = accuracy.pop("env", {}) if isinstance(accuracy, dict) else {}
+    accuracy = dict(accuracy)
+    extra_env = accuracy.pop("env", {})
+    replicas = int(accuracy.pop("replicas", 1))
     apps, core, custom = client.AppsV1Api(api_client), client.CoreV1Api(api_client), client.CustomObjectsApi(api_client)
-    deployment, service, route = serving(MODEL, accuracy, env=extra_env)
+    deployment, service, route = serving(MODEL, accuracy, replicas=replicas, env=extra_env)
     apps.create_namespaced_deployment(namespace, deployment)
     core.create_namespaced_service(namespace, service)
     custom.create_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace, "httproutes", route)

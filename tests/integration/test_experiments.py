@@ -199,3 +199,35 @@ def test_abort_and_deletion_send_all_traffic_back_to_the_champion(
     deleted(custom, namespace, name)
     assert route_of() == original
     assert [d.metadata.name for d in apps.list_namespaced_deployment(namespace).items] == [MODEL]
+
+
+@pytest.mark.parametrize("served", [{"1.0.0": 0.8, "1.1.0": 0.97, "replicas": 2}], indirect=True)
+def test_replicas_router_splits_by_ready_pods_and_promotes(
+    served: Served, api_client: client.ApiClient, sandbox: Any
+) -> None:
+    """No mesh, no gateway weights: one Service over both Deployments."""
+    namespace = served.namespace
+    custom, core, apps = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+    body = experiment(sandbox.prometheus_url, minSamplesPerArm=200)
+    body["spec"]["routing"] = {"provider": "replicas", "target": MODEL}
+    body["spec"]["traffic"] = {"weight": 50}
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "abexperiments", body)
+    experiments(
+        custom,
+        namespace,
+        lambda a: (a.get("status") or {}).get("weights") == {"champion": 50, "challenger": 50},
+    )
+    assert apps.read_namespaced_deployment(MODEL, namespace).spec.replicas == 1
+    assert apps.read_namespaced_deployment(f"{MODEL}-1-1-0", namespace).spec.replicas == 1
+    assert "relearn.dev/version" not in core.read_namespaced_service(MODEL, namespace).spec.selector
+    generator = load(sandbox.gateway_url, f"{MODEL}.test", seconds=180)
+    try:
+        experiments(custom, namespace, lambda a: a["status"].get("phase") == "Promoted", timeout=150)
+        settled = experiments(
+            custom, namespace, lambda a: a["status"].get("weights") == {"champion": 0, "challenger": 100}, timeout=60
+        )
+    finally:
+        finish(generator, stop=True)
+    assert settled["status"]["decision"]["outcome"] == "Promote"
+    assert apps.read_namespaced_deployment(MODEL, namespace).spec.replicas == 0
+    assert apps.read_namespaced_deployment(f"{MODEL}-1-1-0", namespace).spec.replicas == 2
