@@ -39,6 +39,7 @@ from kubernetes import client, config, watch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
 from ab_server import GROUP, MODEL, VERSION, experiment, finish, load, serving, versions
 from relearn.sandbox.cluster import SandboxConfig, SandboxThread
+from relearn.sandbox.kubelet import pod_url
 from relearn.sandbox.processes import start_operator, stop_operator
 from relearn.sandbox.testing import install_crds, wait_for
 
@@ -92,10 +93,10 @@ def one_run(api: client.ApiClient, sandbox: Any, kubeconfig: Path, namespace: st
 
         abx(lambda a: (a.get("status") or {}).get("health", {}).get("lastCheckTime") is not None)
         pod = core.list_namespaced_pod(namespace, label_selector="relearn.dev/version=1.1.0").items[0]
-        port = json.loads(pod.metadata.annotations["sandbox.relearn.dev/ports"])["8080"]
+        url = pod_url(pod.metadata.annotations)
         listing = custom.list_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace, "httproutes")
         injected = time.time()
-        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/fault", method="POST"), timeout=5)
+        urllib.request.urlopen(urllib.request.Request(f"{url}/fault", method="POST"), timeout=5)
         stream = watch.Watch()
         reverted = None
         for event in stream.stream(

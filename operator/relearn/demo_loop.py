@@ -24,6 +24,7 @@ from typing import Any
 from kubernetes import client
 
 from relearn.sandbox.cluster import TRAINER_IMAGE
+from relearn.sandbox.kubelet import pod_url
 from relearn.sandbox.manifests import served_model
 from relearn.sandbox.waiting import condition, wait_for
 from relearn.serving import histogram_counts
@@ -211,9 +212,9 @@ def run_loop(
                 .list_namespaced_pod(namespace, label_selector=f"relearn.dev/version={record['modelVersion']}")
                 .items[0]
             )
-            port = json.loads(pod.metadata.annotations["sandbox.relearn.dev/ports"])["8080"]
+            url = pod_url(pod.metadata.annotations)
             fault = urllib.request.Request(
-                f"http://127.0.0.1:{port}/admin/fault",
+                f"{url}/admin/fault",
                 data=b'{"failing": true}',
                 method="POST",
                 headers={"Content-Type": "application/json"},

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
+from relearn.sandbox.kubelet import pod_url
 from relearn.sandbox.manifests import served_model
 from relearn.sandbox.processes import start_operator, stop_operator
 from relearn.sandbox.testing import ControlPlane, wait_for
@@ -213,8 +214,8 @@ def phase_of(custom: client.CustomObjectsApi, namespace: str, version: str) -> s
 def feedback_counters(core: client.CoreV1Api, namespace: str, version: str) -> tuple[float, float]:
     """(correct, total) feedback as the version's server counts it."""
     pod = core.list_namespaced_pod(namespace, label_selector=f"relearn.dev/version={version}").items[0]
-    port = json.loads(pod.metadata.annotations["sandbox.relearn.dev/ports"])["8080"]
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    url = pod_url(pod.metadata.annotations)
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
     counts = {"correct": 0.0, "incorrect": 0.0}
     for line in text.splitlines():
         if line.startswith("relearn_model_feedback_total{"):

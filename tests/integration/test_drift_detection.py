@@ -8,7 +8,6 @@ starts the sandbox's Prometheus."""
 
 from __future__ import annotations
 
-import json
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 from model_server import baseline_features, model_server
+from relearn.sandbox.kubelet import pod_url
 from relearn.sandbox.processes import start_operator, stop_operator
 from relearn.sandbox.testing import ControlPlane, condition, wait_for
 
@@ -121,8 +121,8 @@ def test_drift_is_detected_in_the_shifted_feature_and_outages_are_survived(
     assert policy["status"]["reference"] == "baseline of fraud-1.0.0"
 
     pod = core.list_namespaced_pod(monitored, label_selector="app=fraud").items[0]
-    port = json.loads(pod.metadata.annotations["sandbox.relearn.dev/ports"])["8080"]
-    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/shift", method="POST"), timeout=5)
+    url = pod_url(pod.metadata.annotations)
+    urllib.request.urlopen(urllib.request.Request(f"{url}/shift", method="POST"), timeout=5)
 
     after_shift = 0
     for policy in checks(custom, monitored, timeout=60):

@@ -8,13 +8,13 @@ Sandbox-only: the servers are local processes with a fault switch."""
 
 from __future__ import annotations
 
-import json
 import urllib.request
 from typing import Any
 
 import pytest
 from ab_server import GROUP, MODEL, VERSION, Served, experiment, experiments, finish, load, phase_of, relearn
 from kubernetes import client
+from relearn.sandbox.kubelet import pod_url
 from relearn.sandbox.testing import ControlPlane, condition, wait_for
 
 
@@ -61,8 +61,8 @@ def test_a_failing_new_champion_is_rolled_back_automatically(
 
         # The new champion's server starts failing every request.
         pod = core.list_namespaced_pod(namespace, label_selector="relearn.dev/version=1.1.0").items[0]
-        port = json.loads(pod.metadata.annotations["sandbox.relearn.dev/ports"])["8080"]
-        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/fault", method="POST"), timeout=5)
+        url = pod_url(pod.metadata.annotations)
+        urllib.request.urlopen(urllib.request.Request(f"{url}/fault", method="POST"), timeout=5)
 
         rolled = experiments(custom, namespace, lambda a: a["status"].get("phase") == "RolledBack", timeout=90)
     finally:

@@ -491,6 +491,42 @@ async def _version_phase(ctx: Context, version: dict[str, Any], phase: str, **hi
     await ctx.kube.update_status("modelversions", ctx.namespace, name, change)
 
 
+async def hand_over(
+    ctx: Context,
+    versions: list[dict[str, Any]],
+    *,
+    outgoing: str,
+    incoming: str,
+    outgoing_phase: str,
+    outgoing_action: str,
+    outgoing_reason: str,
+    outgoing_message: str,
+    incoming_reason: str,
+    incoming_message: str,
+    triggered_by: str,
+) -> None:
+    """The champion changes hands: ``outgoing`` leaves with its phase, ``incoming``
+    becomes Champion; both get a history entry naming what triggered it."""
+    changes = (
+        (outgoing, outgoing_phase, outgoing_action, outgoing_reason, outgoing_message),
+        (incoming, "Champion", "Promoted", incoming_reason, incoming_message),
+    )
+    for version, phase, action, reason, message in changes:
+        found = _version(versions, version)
+        if found is not None:
+            await _version_phase(
+                ctx,
+                found,
+                phase,
+                action=action,
+                reason=reason,
+                message=message,
+                triggered_by=triggered_by,
+                from_version=outgoing,
+                to_version=incoming,
+            )
+
+
 async def _disown(ctx: Context, resource: Any, name: str) -> None:
     def disown(obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
@@ -528,29 +564,18 @@ async def settle(ctx: Context, outcome: Outcome) -> None:
         for resource, name in ((DEPLOYMENTS, split.challenger.deployment), (SERVICES, split.challenger.service)):
             if resource is DEPLOYMENTS or ctx.spec.routing.provider != "replicas":
                 await _disown(ctx, resource, name)
-        previous = _version(versions, split.champion.version)
-        if previous is not None:
-            await _version_phase(
-                ctx,
-                previous,
-                "Archived",
-                action="Demoted",
-                reason="ChallengerPromoted",
-                message=f"replaced by {split.challenger.version}: {message}",
-                triggered_by=triggered_by,
-                from_version=split.champion.version,
-                to_version=split.challenger.version,
-            )
-        await _version_phase(
+        await hand_over(
             ctx,
-            challenger,
-            "Champion",
-            action="Promoted",
-            reason="ChallengerBetter",
-            message=message,
+            versions,
+            outgoing=split.champion.version,
+            incoming=split.challenger.version,
+            outgoing_phase="Archived",
+            outgoing_action="Demoted",
+            outgoing_reason="ChallengerPromoted",
+            outgoing_message=f"replaced by {split.challenger.version}: {message}",
+            incoming_reason="ChallengerBetter",
+            incoming_message=message,
             triggered_by=triggered_by,
-            from_version=split.champion.version,
-            to_version=split.challenger.version,
         )
         weights = await _weights(ctx, split, outcome)
         outcome.status.update(phase="Promoted", promotionTime=rfc3339(ctx.now))

@@ -44,9 +44,9 @@ from relearn.handlers.experiments import (
     _prometheus,
     _value,
     _version,
-    _version_phase,
     _versions,
     _weights,
+    hand_over,
     service_for,
 )
 from relearn.handlers.outcome import Outcome
@@ -316,32 +316,19 @@ async def carry_out(ctx: Context, outcome: Outcome) -> float:
         if decision.reason == "HealthCheckFailed"
         else f"{ROLLBACK_ANNOTATION} on abexperiment/{ctx.name}"
     )
-    failed_version = _version(versions, ctx.spec.challenger)
-    if failed_version is not None:
-        await _version_phase(
-            ctx,
-            failed_version,
-            "RolledBack",
-            action="RolledBack",
-            reason=decision.reason or "RolledBack",
-            message=decision.message or "",
-            triggered_by=triggered_by,
-            from_version=ctx.spec.challenger,
-            to_version=target,
-        )
-    target_version = _version(versions, target)
-    if target_version is not None:
-        await _version_phase(
-            ctx,
-            target_version,
-            "Champion",
-            action="Promoted",
-            reason="RolledBack",
-            message=f"champion again after {ctx.spec.challenger} was rolled back: {decision.message or ''}",
-            triggered_by=triggered_by,
-            from_version=ctx.spec.challenger,
-            to_version=target,
-        )
+    await hand_over(
+        ctx,
+        versions,
+        outgoing=ctx.spec.challenger,
+        incoming=target,
+        outgoing_phase="RolledBack",
+        outgoing_action="RolledBack",
+        outgoing_reason=decision.reason or "RolledBack",
+        outgoing_message=decision.message or "",
+        incoming_reason="RolledBack",
+        incoming_message=f"champion again after {ctx.spec.challenger} was rolled back: {decision.message or ''}",
+        triggered_by=triggered_by,
+    )
     took = ""
     if decision.time is not None:
         took = f" {(datetime.datetime.now(datetime.UTC) - decision.time).total_seconds():.1f}s after the decision"

@@ -740,6 +740,14 @@ class Kubelet:
             await asyncio.sleep(0.2)
 
 
+def pod_url(annotations: Mapping[str, str] | None, container_port: int = 8080) -> str:
+    """``http://127.0.0.1:<port>`` where the sandbox runs a pod's ``container_port``."""
+    ports = json.loads((annotations or {}).get(PORTS_ANNOTATION, "{}"))
+    if str(container_port) not in ports:
+        raise LookupError(f"the pod has no container port {container_port} in the sandbox")
+    return f"http://127.0.0.1:{ports[str(container_port)]}"
+
+
 def container_port(spec: Mapping[str, Any], ports: Mapping[int, int], port: Any) -> int | None:
     """The host port behind a container port given by number or name."""
     if isinstance(port, str) and not port.isdigit():
