@@ -133,16 +133,19 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("prometheus") is None:
         raise SystemExit("prometheus is not installed (apt-get install prometheus)")
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        thread = SandboxThread(SandboxConfig(workdir=workdir, prometheus=True, bookmark_interval=1.0))
-        sandbox = thread.start()
-        try:
-            api = config.new_client_from_config(config_file=str(sandbox.kubeconfig))
-            install_crds(api)
-            runs = [one_run(api, sandbox, sandbox.kubeconfig, f"bench-{i}", workdir) for i in range(args.runs)]
-        finally:
-            thread.stop()
+    runs = []
+    for number in range(args.runs):  # a fresh sandbox each run: no series left from the last one
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            thread = SandboxThread(SandboxConfig(workdir=workdir, prometheus=True, bookmark_interval=1.0))
+            sandbox = thread.start()
+            try:
+                api = config.new_client_from_config(config_file=str(sandbox.kubeconfig))
+                install_crds(api)
+                runs.append(one_run(api, sandbox, sandbox.kubeconfig, f"bench-{number}", workdir))
+                print(f"run {number + 1}: " + ", ".join(f"{k} {v:.2f} s" for k, v in runs[-1].items()), flush=True)
+            finally:
+                thread.stop()
     detect = statistics.median(r["detect_to_revert"] for r in runs)
     routing = statistics.median(r["routing_change"] for r in runs)
     print(f"runs: {args.runs} (median)")
