@@ -72,6 +72,7 @@ _ARM = '{model="{{model}}",version="{{version}}"'
 SUCCESS_QUERY = f'sum(increase({FEEDBACK}_total{_ARM},outcome="correct"}}[{{{{window}}}}]))'
 TOTAL_QUERY = f"sum(increase({FEEDBACK}_total{_ARM}}}[{{{{window}}}}]))"
 PENDING_POLL = 2.0  # seconds between looks while the challenger starts
+FIX_POLL = 10.0  # seconds between looks while the spec names something missing
 
 
 class Wait(Exception):
@@ -444,10 +445,10 @@ async def turn(ctx: Context, outcome: Outcome) -> float:
     try:
         split, champion, version = await resolve(ctx)
         challenger = await ensure_challenger(ctx, split, champion, version, first)
-    except (Wait, RouterError) as waiting:
+    except (Wait, RouterError) as waiting:  # something a person has to fix: look again less often
         outcome.conditions.append((CHALLENGER_READY, "False", waiting.reason, waiting.message))
         outcome.status.setdefault("phase", phase)
-        return PENDING_POLL
+        return FIX_POLL
     outcome.status["workloads"] = {"champion": split.champion.deployment, "challenger": split.challenger.deployment}
     outcome.status["champion"] = split.champion.version
     ready, words = workloads.ready(challenger)
