@@ -189,8 +189,15 @@ def test_abort_and_deletion_send_all_traffic_back_to_the_champion(
     assert phase_of(custom, namespace, "1.1.0") == "Rejected"
     assert "aborted already" in relearn(control_plane, "abort", name, "-n", namespace).stdout
 
-    # Deleting a running experiment aborts it too: the finalizer restores routing.
+    # Routing changes later (say, another experiment promoted a version);
+    # deleting the ended experiment leaves it as it is.
+    later = [{"name": MODEL, "port": 80, "weight": 30}, {"name": "someone-else", "port": 80, "weight": 70}]
+    set_route(custom, namespace, later)
     deleted(custom, namespace, name)
+    assert route_of() == later
+    set_route(custom, namespace, original)
+
+    # Deleting a running experiment aborts it too: the finalizer restores routing.
     custom.create_namespaced_custom_object(
         GROUP, VERSION, namespace, "abexperiments", experiment(sandbox.prometheus_url)
     )
@@ -231,3 +238,10 @@ def test_replicas_router_splits_by_ready_pods_and_promotes(
     assert settled["status"]["decision"]["outcome"] == "Promote"
     assert apps.read_namespaced_deployment(MODEL, namespace).spec.replicas == 0
     assert apps.read_namespaced_deployment(f"{MODEL}-1-1-0", namespace).spec.replicas == 2
+
+
+def set_route(custom: client.CustomObjectsApi, namespace: str, refs: list[dict[str, Any]]) -> None:
+    """Edit the HTTPRoute's backendRefs as someone else (a later experiment, a GitOps sync) would."""
+    route = custom.get_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace, "httproutes", MODEL)
+    route["spec"]["rules"][0]["backendRefs"] = refs
+    custom.replace_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace, "httproutes", MODEL, route)

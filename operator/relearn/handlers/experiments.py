@@ -671,8 +671,9 @@ def register(registry: kopf.OperatorRegistry) -> None:
                     if status.phase == "Promoted":
                         wait = await rollback.step(ctx, outcome)  # health checks and rollback
                     elif status.phase in TERMINAL_PHASES:
-                        await settle(ctx, outcome)  # redone after a restart: idempotent
-                        wait = None
+                        # Done: the end phase is written only after its actions.
+                        # Redoing them now could undo what later experiments did.
+                        return
                     elif status.phase == "Promoting" or decision in ENDS:
                         await settle(ctx, outcome)
                         wait = 0.0
@@ -688,15 +689,21 @@ def register(registry: kopf.OperatorRegistry) -> None:
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, id="restore-routing", registry=registry)
     async def restore(*, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
-        """Deleting a running experiment aborts it: all traffic back to the champion."""
+        """Deleting a running experiment aborts it: all traffic back to the champion.
+        A decision under way is finished first (a promotion keeps its new
+        champion); an ended experiment leaves routing as it is now."""
         status = ABExperimentStatus.model_validate(dict(body.status or {}))
-        if status.phase in ("Promoted", "RolledBack", "Promoting"):
+        if status.phase in TERMINAL_PHASES:
             return
         try:
             spec = ABExperimentSpec.model_validate(dict(body.spec))
         except ValidationError:
             return
         ctx = Context(memo["kube"], _snapshot(body), spec, status, datetime.datetime.now(datetime.UTC), logger, None)
+        if status.phase == "Promoting" or (status.decision is not None and status.decision.outcome in ENDS):
+            await settle(ctx, Outcome())
+            logger.info("experiment deleted during its %s: carried out", status.decision and status.decision.outcome)
+            return
         try:
             split, _, _ = await resolve(ctx)
         except (Wait, RouterError) as error:
