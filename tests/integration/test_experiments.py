@@ -202,7 +202,27 @@ def test_abort_and_deletion_send_all_traffic_back_to_the_champion(
         GROUP, VERSION, namespace, "abexperiments", experiment(sandbox.prometheus_url)
     )
     experiments(custom, namespace, lambda a: (a.get("status") or {}).get("phase") == "Progressing")
-    assert len(route_of()) == 2
+    running_route = route_of()
+    assert len(running_route) == 2
+
+    # One experiment per model at a time: a second one waits, and deleting it touches nothing.
+    second = experiment(sandbox.prometheus_url)
+    second["metadata"]["name"] = f"{MODEL}-second"
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "abexperiments", second)
+    waiting = wait_for(
+        custom.list_namespaced_custom_object,
+        lambda a: a["metadata"]["name"] == f"{MODEL}-second" and condition(a, "ChallengerReady", "False"),
+        group=GROUP,
+        version=VERSION,
+        namespace=namespace,
+        plural="abexperiments",
+    )
+    reason = next(c for c in waiting["status"]["conditions"] if c["type"] == "ChallengerReady")["reason"]
+    assert reason == "AnotherExperimentRunning"
+    deleted(custom, namespace, f"{MODEL}-second")
+    assert route_of() == running_route
+    assert apps.read_namespaced_deployment(f"{MODEL}-1-1-0", namespace).metadata.owner_references
+
     deleted(custom, namespace, name)
     assert route_of() == original
     assert [d.metadata.name for d in apps.list_namespaced_deployment(namespace).items] == [MODEL]

@@ -43,7 +43,7 @@ from kubernetes.client import ApiException
 from pydantic import ValidationError
 
 from relearn.adapters import webhooks
-from relearn.adapters.kube import DEPLOYMENTS, SERVICES, KubeClient
+from relearn.adapters.kube import ABEXPERIMENTS, DEPLOYMENTS, SERVICES, KubeClient
 from relearn.adapters.prometheus import PrometheusAuth, PrometheusClient, PrometheusError, render
 from relearn.adapters.routers import Backend, Router, RouterError, Split, router_for
 from relearn.api import GROUP, VERSION
@@ -434,6 +434,30 @@ async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
     return interval
 
 
+async def _one_at_a_time(ctx: Context) -> None:
+    """One running experiment per model: two would fight over the same routing.
+    Among those starting at once the oldest goes first (then the name decides)."""
+    mine = (ctx.body["metadata"].get("creationTimestamp") or "", ctx.name)
+    for other in await ctx.kube.list_objects(ABEXPERIMENTS, ctx.namespace):
+        status = other.get("status") or {}
+        meta = other["metadata"]
+        if other["spec"].get("model") != ctx.spec.model or meta["name"] == ctx.name:
+            continue
+        phase = status.get("phase") or "Pending"
+        running = phase in ("Progressing", "Promoting") or (
+            phase == "Promoted" and (status.get("decision") or {}).get("outcome") == "RollBack"
+        )
+        starting = any(
+            c.get("type") == CHALLENGER_READY and c.get("reason") == "NotReady" for c in status.get("conditions") or ()
+        )  # an older experiment stuck on something to fix does not hold this one
+        ahead = phase == "Pending" and starting and (meta.get("creationTimestamp") or "", meta["name"]) < mine
+        if running or ahead:
+            raise Wait(
+                "AnotherExperimentRunning",
+                f"ABExperiment {meta['name']} is {phase} for model {ctx.spec.model}; this one starts when it ends",
+            )
+
+
 async def turn(ctx: Context, outcome: Outcome) -> float:
     """Move a non-final experiment on; returns seconds until the next turn."""
     phase = ctx.status.phase or "Pending"
@@ -443,6 +467,8 @@ async def turn(ctx: Context, outcome: Outcome) -> float:
         return 0.0
     first = (ctx.spec.traffic.steps or [ctx.spec.traffic.weight])[0]
     try:
+        if phase == "Pending":
+            await _one_at_a_time(ctx)
         split, champion, version = await resolve(ctx)
         challenger = await ensure_challenger(ctx, split, champion, version, first)
     except (Wait, RouterError) as waiting:  # something a person has to fix: look again less often
@@ -541,6 +567,23 @@ async def _disown(ctx: Context, resource: Any, name: str) -> None:
     await ctx.kube.modify(resource, ctx.namespace, name, disown)
 
 
+async def withdraw(ctx: Context, split: Split) -> bool:
+    """All traffic back to the champion and the challenger's workload removed,
+    when this experiment created that workload (False, and nothing touched,
+    when it did not: an experiment that never started must not undo another's)."""
+    challenger = await ctx.kube.get(DEPLOYMENTS, ctx.namespace, split.challenger.deployment)
+    owners = ((challenger or {}).get("metadata") or {}).get("ownerReferences") or ()
+    ours = challenger is not None and any(o.get("uid") == ctx.body["metadata"]["uid"] for o in owners)
+    # Absent: ours if it ever took traffic (removed by an earlier, interrupted try).
+    if not ours and (challenger is not None or ctx.status.start_time is None):
+        return False
+    await ctx.router().finalize(split, "champion")
+    await ctx.kube.delete(DEPLOYMENTS, ctx.namespace, split.challenger.deployment)
+    if ctx.spec.routing.provider != "replicas":
+        await ctx.kube.delete(SERVICES, ctx.namespace, split.challenger.service)
+    return True
+
+
 async def settle(ctx: Context, outcome: Outcome) -> None:
     """Carry out a decision (idempotent: redone after a restart until the end
     phase is written)."""
@@ -584,12 +627,10 @@ async def settle(ctx: Context, outcome: Outcome) -> None:
             ("Normal", "Promoted", f"{split.challenger.version} is champion ({weights}% of traffic): {message}")
         )
         return
-    await router.finalize(split, "champion")
-    await ctx.kube.delete(DEPLOYMENTS, ctx.namespace, split.challenger.deployment)
-    if ctx.spec.routing.provider != "replicas":
-        await ctx.kube.delete(SERVICES, ctx.namespace, split.challenger.service)
-    await _weights(ctx, split, outcome)
     outcome.status["phase"] = phase
+    if not await withdraw(ctx, split):
+        return  # it never ran (aborted while another experiment held the model): nothing to undo
+    await _weights(ctx, split, outcome)
     if phase == "Inconclusive":
         await _version_phase(ctx, challenger, "Registered")
     else:
@@ -709,8 +750,5 @@ def register(registry: kopf.OperatorRegistry) -> None:
         except (Wait, RouterError) as error:
             logger.info("nothing to restore: %s", error)
             return
-        await ctx.router().finalize(split, "champion")
-        await ctx.kube.delete(DEPLOYMENTS, ctx.namespace, split.challenger.deployment)
-        if spec.routing.provider != "replicas":
-            await ctx.kube.delete(SERVICES, ctx.namespace, split.challenger.service)
-        logger.info("experiment deleted: all traffic back to champion %s", split.champion.version)
+        if await withdraw(ctx, split):
+            logger.info("experiment deleted: all traffic back to champion %s", split.champion.version)
