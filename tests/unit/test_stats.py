@@ -45,12 +45,25 @@ def test_mixture_likelihood_ratio_matches_its_integral(lift: float, variance: fl
     assert stats.likelihood_ratio(lift, variance, tau2) == pytest.approx(reference, rel=1e-7)
 
 
-def test_confidence_sequence_is_where_the_ratio_stays_below_one_over_alpha() -> None:
+@pytest.mark.parametrize(("lift", "variance", "tau2"), [(0.05, 2e-4, 5e-4), (-0.01, 1e-3, 1e-4), (0.02, 5e-5, 2e-3)])
+def test_one_sided_ratio_is_the_half_normal_mixture(lift: float, variance: float, tau2: float) -> None:
+    """Lambda+ = integral over theta > 0 of the likelihood ratio, theta ~ 2 N(0, tau^2) restricted to theta > 0."""
+    sd = math.sqrt(variance)
+
+    def integrand(theta: float) -> float:
+        return float(2 * norm.pdf(lift, theta, sd) / norm.pdf(lift, 0, sd) * norm.pdf(theta, 0, math.sqrt(tau2)))
+
+    reference, _ = integrate.quad(integrand, 0, 1, points=[max(lift, 1e-9)], limit=200)
+    assert stats.one_sided_ratio(lift, variance, tau2) == pytest.approx(reference, rel=1e-7)
+
+
+def test_bounds_are_where_the_one_sided_ratio_reaches_one_over_alpha() -> None:
     variance, tau2, alpha, lift = 3e-4, 5e-4, 0.05, 0.04
-    half = stats.half_width(variance, tau2, alpha)
-    for edge in (lift - half, lift + half):
-        assert stats.likelihood_ratio(lift, variance, tau2, theta0=edge) == pytest.approx(1 / alpha, rel=1e-9)
-    assert stats.likelihood_ratio(lift, variance, tau2, theta0=lift) < 1 / alpha
+    distance = stats.one_sided_distance(variance, tau2, alpha)
+    assert stats.one_sided_ratio(lift, variance, tau2, theta0=lift - distance) == pytest.approx(1 / alpha, rel=1e-9)
+    # one-sided bounds are tighter than the two-sided sequence, and the closed form is close
+    assert distance < stats.half_width(variance, tau2, alpha)
+    assert stats._approximate_distance(variance, tau2, alpha) == pytest.approx(distance, rel=0.02)
 
 
 def test_worked_example_sequential() -> None:
@@ -60,22 +73,24 @@ def test_worked_example_sequential() -> None:
     verdict = stats.decide(champion, challenger, settings)
     variance = champion.variance / 1000 + challenger.variance / 1000
     tau2 = stats.mixing_variance(0.05, 0.02)
-    by_hand = math.sqrt(variance / (variance + tau2)) * math.exp(tau2 * 0.05**2 / (2 * variance * (variance + tau2)))
-    assert verdict.p_value == pytest.approx(1 / by_hand, rel=1e-12)
+    two_sided = math.sqrt(variance / (variance + tau2)) * math.exp(tau2 * 0.05**2 / (2 * variance * (variance + tau2)))
+    by_hand = 2 * two_sided * norm.cdf(math.sqrt(tau2) * 0.05 / math.sqrt(variance * (variance + tau2)))
+    assert verdict.p_value == pytest.approx(1 / by_hand, rel=1e-9)
     assert verdict.outcome == "Promote"
     assert verdict.ci_lower > 0
+    assert verdict.ci_upper - verdict.lift == pytest.approx(verdict.lift - verdict.ci_lower)
     # the always-valid p-value never rises again
     assert stats.decide(champion, Arm(860, 1000), settings, previous_p_value=verdict.p_value).p_value == verdict.p_value
 
 
 def test_mixing_variance_comes_from_the_expected_sample_size() -> None:
-    """tau^2 makes the confidence sequence narrowest at the fixed-horizon variance."""
+    """tau^2 puts the bounds closest to the lift at the fixed-horizon variance."""
     alpha, delta = 0.05, 0.02
     tau2 = stats.mixing_variance(alpha, delta)
     expected = delta**2 / (norm.ppf(1 - alpha) + norm.ppf(0.8)) ** 2
-    at_best = stats.half_width(expected, tau2, alpha)
-    assert at_best < stats.half_width(expected, tau2 * 3, alpha)
-    assert at_best < stats.half_width(expected, tau2 / 3, alpha)
+    at_best = stats.one_sided_distance(expected, tau2, alpha)
+    assert at_best < stats.one_sided_distance(expected, tau2 * 3, alpha)
+    assert at_best < stats.one_sided_distance(expected, tau2 / 3, alpha)
 
 
 def test_decisions_name_their_numbers() -> None:

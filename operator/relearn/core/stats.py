@@ -12,27 +12,34 @@ champion's (``lift`` = challenger rate - champion rate):
   ``bench/ab_stats.py``).
 - ``sequential`` (the default): the mixture sequential probability ratio
   test (mSPRT; Robbins 1970, Johari et al. 2017 "Peeking at A/B tests") on
-  the normal approximation of the lift, with a normal mixing distribution
-  N(0, tau^2). Its p-value and confidence sequence are *always valid*: the
-  chance that they ever wrongly exclude the truth, however often and for
-  however long one looks, is at most alpha.
+  the normal approximation of the lift, one-sided. Its p-value and bounds
+  are *always valid*: the chance that they ever wrongly exclude the truth,
+  however often and for however long one looks, is at most alpha.
 
-  With V the variance of the estimated lift, the mixture likelihood ratio
-  against lift = theta0 is
+  With V the variance of the estimated lift and d = lift - theta0, the
+  likelihood ratio of "the lift is theta" against "it is theta0", mixed over
+  theta0 + |N(0, tau^2)| (a half-normal: only lifts above theta0), is
 
-      Lambda = sqrt(V / (V + tau^2)) * exp(tau^2 (lift - theta0)^2 / (2 V (V + tau^2)))
+      Lambda+(d) = 2 Lambda(d) Phi(tau d / sqrt(V (V + tau^2)))
+      Lambda(d)  = sqrt(V / (V + tau^2)) exp(tau^2 d^2 / (2 V (V + tau^2)))
 
-  the always-valid p-value is the running minimum of 1/Lambda(0), and the
-  confidence sequence is every theta0 with Lambda(theta0) < 1/alpha (the
-  challenger is significantly better when it excludes 0 at the current look):
+  (Lambda is the two-sided mixture over N(0, tau^2); ``tests/unit`` checks
+  both against numerical integration). Under "the lift is at most theta0"
+  it is a nonnegative supermartingale, so by Ville's inequality it exceeds
+  1/alpha with probability at most alpha, ever. Hence:
 
-      lift +- sqrt(V (V + tau^2) / tau^2 * (2 log(1/alpha) + log((V + tau^2) / V)))
+  - the always-valid p-value that the challenger is better: the running
+    minimum of 1/Lambda+(lift);
+  - the lower bound of the lift: lift - h, with Lambda+(h) = 1/alpha; the
+    challenger is significantly better when it is above 0 at the current look;
+  - the upper bound: lift + h, the mirror image (lifts below theta0), used
+    for futility; each bound holds with probability 1 - alpha.
 
   tau^2 is fixed before the experiment from its *expected sample size*: the
   fixed-horizon sample size that detects ``minImprovement`` with power 0.8
   makes V* = minImprovement^2 / (z_alpha + z_0.8)^2, and tau^2 = r* V* with
-  r* minimising the confidence sequence's width at V* (so the test is
-  sharpest where a decision is expected).
+  r* minimising the bound's distance h at V* (so the test is sharpest where
+  a decision is expected).
 
 Both methods stop for *futility* when the upper confidence bound of the lift
 is below ``minImprovement``: the data rule out an improvement worth
@@ -118,8 +125,9 @@ def fixed_horizon(base_rate: float, lift: float, alpha: float = 0.05, power: flo
 
 
 def _width_factor(r: float, alpha: float) -> float:
-    """Squared half-width of the confidence sequence in units of V, for tau^2 = r V."""
-    return (1.0 + 1.0 / r) * (2.0 * math.log(1.0 / alpha) + math.log1p(r))
+    """Squared distance of the one-sided bound in units of V, for tau^2 = r V
+    (the large-distance form: Phi(.) = 1, exact within 2% at the boundary)."""
+    return (1.0 + 1.0 / r) * (2.0 * math.log(1.0 / (2.0 * alpha)) + math.log1p(r))
 
 
 @functools.lru_cache(maxsize=64)
@@ -133,16 +141,44 @@ def mixing_variance(alpha: float, min_improvement: float, power: float = POWER) 
 
 
 def likelihood_ratio(lift: float, variance: float, tau2: float, theta0: float = 0.0) -> float:
-    """The mixture likelihood ratio Lambda (closed form)."""
+    """The two-sided mixture likelihood ratio Lambda (closed form)."""
     exponent = tau2 * (lift - theta0) ** 2 / (2.0 * variance * (variance + tau2))
     return math.sqrt(variance / (variance + tau2)) * math.exp(min(exponent, 700.0))
 
 
+def one_sided_ratio(lift: float, variance: float, tau2: float, theta0: float = 0.0) -> float:
+    """Lambda+: the mixture over lifts above ``theta0`` only (closed form)."""
+    z = math.sqrt(tau2) * (lift - theta0) / math.sqrt(variance * (variance + tau2))
+    return 2.0 * likelihood_ratio(lift, variance, tau2, theta0) * 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
 def half_width(variance: float, tau2: float, alpha: float) -> float:
-    """Half-width of the (1 - alpha) confidence sequence around the lift."""
+    """Half-width of the two-sided (1 - alpha) confidence sequence (Lambda < 1/alpha)."""
     return math.sqrt(
         variance * (variance + tau2) / tau2 * (2.0 * math.log(1.0 / alpha) + math.log((variance + tau2) / variance))
     )
+
+
+def one_sided_distance(variance: float, tau2: float, alpha: float) -> float:
+    """h with Lambda+(h) = 1/alpha: how far below (or above) the lift its
+    always-valid one-sided bound lies. Lambda+ rises with h from below 1 at 0,
+    and reaches 1/alpha by the two-sided half-width (where Lambda = 1/alpha
+    and Phi >= 1/2), so bisection between them finds it."""
+    low, high = 0.0, half_width(variance, tau2, alpha)
+    target = 1.0 / alpha
+    for _ in range(48):
+        middle = (low + high) / 2.0
+        if one_sided_ratio(middle, variance, tau2) < target:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+def _approximate_distance(variance: float, tau2: float, alpha: float) -> float:
+    """One-sided distance in closed form (Phi taken as 1: at most 2% short);
+    fast enough for the many evaluations a samples-needed estimate makes."""
+    return half_width(variance, tau2, 2.0 * alpha)
 
 
 def _scale_needed(variance: float, gap: float, width: Callable[[float], float]) -> float | None:
@@ -194,15 +230,15 @@ def decide(
 
     else:
         tau2 = mixing_variance(alpha, delta)
-        p_value = min(previous_p_value, 1.0, 1.0 / likelihood_ratio(lift, variance, tau2))
-        half = half_width(variance, tau2, alpha)
+        p_value = min(previous_p_value, 1.0, 1.0 / one_sided_ratio(lift, variance, tau2))
+        half = one_sided_distance(variance, tau2, alpha)
         lower, upper = lift - half, lift + half
-        # Promote on this look's evidence: the confidence sequence excludes 0
-        # now (1/Lambda(0) < alpha), so the interval users read agrees with it.
+        # Promote on this look's evidence: the lower bound is above 0 now
+        # (1/Lambda+(lift) < alpha), so the bound users read agrees with it.
         significant = lower > 0
 
         def width(v: float) -> float:
-            return half_width(v, tau2, alpha)
+            return _approximate_distance(v, tau2, alpha)
 
     lower, upper = max(-1.0, lower), min(1.0, upper)  # a difference of rates lies in [-1, 1]
     # Samples to a decision at the current effect: to significance when the
