@@ -21,7 +21,7 @@ from kubernetes import client, config
 from relearn.api import GROUP, VERSION
 from relearn.api.abexperiment import TERMINAL_PHASES
 from relearn.core.drift_policy import champion as current_champion
-from relearn.handlers.experiments import ABORT_ANNOTATION, APPROVE_ANNOTATION
+from relearn.handlers.experiments import ABORT_ANNOTATION, APPROVE_ANNOTATION, REQUESTED_BY_ANNOTATION
 from relearn.handlers.rollback import FAILED_PHASES, ROLLBACK_ANNOTATION
 
 
@@ -74,8 +74,10 @@ def _experiment(target: Target, name: str) -> dict[str, Any]:
 
 
 def _annotate(target: Target, name: str, key: str, value: str) -> None:
+    """The decision's annotation, and who asked (the operator names them in status and history)."""
+    annotations = {key: value, REQUESTED_BY_ANNOTATION: who()}
     target.custom.patch_namespaced_custom_object(
-        GROUP, VERSION, target.namespace, "abexperiments", name, {"metadata": {"annotations": {key: value}}}
+        GROUP, VERSION, target.namespace, "abexperiments", name, {"metadata": {"annotations": annotations}}
     )
 
 

@@ -150,7 +150,8 @@ def test_manual_promotion_waits_for_relearn_promote(
         promoted = experiments(custom, namespace, lambda a: a["status"].get("phase") == "Promoted", timeout=60)
     finally:
         finish(generator, stop=True)
-    assert promoted["status"]["decision"]["message"].endswith("(approved)")
+    assert "(approved by " in promoted["status"]["decision"]["message"]
+    assert promoted["status"]["decision"]["message"].endswith("(relearn CLI))")
     assert promoted["metadata"]["annotations"]["relearn.dev/approve"] == "1.1.0"
     again = relearn(control_plane, "promote", f"{MODEL}-1.1.0", "-n", namespace)  # twice = once
     assert again.returncode == 0, again.stderr

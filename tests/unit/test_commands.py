@@ -62,7 +62,10 @@ def test_rollback_annotates_the_experiment_that_promoted_the_champion_once() -> 
     )
     said = commands.rollback(target(fake), "docs")
     assert said.startswith("rolling back docs 1.1.0 to 1.0.0 (relearn.dev/rollback on abexperiment/docs-1.1.0")
-    assert fake.patches == [("docs-1.1.0", {"metadata": {"annotations": {"relearn.dev/rollback": "previous"}}})]
+    ((name, body),) = fake.patches
+    assert name == "docs-1.1.0"
+    assert body["metadata"]["annotations"]["relearn.dev/rollback"] == "previous"
+    assert "relearn CLI" in body["metadata"]["annotations"]["relearn.dev/requested-by"]
     commands.rollback(target(fake), "docs")
     assert len(fake.patches) == 1  # twice = once
     with pytest.raises(Refused, match=r"0.9.0 failed its own checks \(RolledBack\)"):
@@ -98,7 +101,8 @@ def test_promote_and_abort_annotate_and_refuse_with_reasons() -> None:
         ]
     )
     assert commands.promote(target(fake), "docs-1.1.0").startswith("approved: docs-1.1.0 promotes 1.1.0")
-    assert fake.patches[-1] == ("docs-1.1.0", {"metadata": {"annotations": {"relearn.dev/approve": "1.1.0"}}})
+    assert fake.patches[-1][0] == "docs-1.1.0"
+    assert fake.patches[-1][1]["metadata"]["annotations"]["relearn.dev/approve"] == "1.1.0"
     commands.promote(target(fake), "docs-1.1.0")
     assert len(fake.patches) == 1
     with pytest.raises(Refused, match="promotes automatically"):
@@ -111,6 +115,10 @@ def test_promote_and_abort_annotate_and_refuse_with_reasons() -> None:
     name, body = fake.patches[-1]
     assert name == "docs-1.2.0"
     assert "relearn CLI" in body["metadata"]["annotations"]["relearn.dev/abort"]
+    assert (
+        body["metadata"]["annotations"]["relearn.dev/requested-by"]
+        == body["metadata"]["annotations"]["relearn.dev/abort"]
+    )
     commands.abort(target(fake), "docs-1.2.0")
     assert len(fake.patches) == 2
     with pytest.raises(Refused, match="is Rejected: nothing to abort"):

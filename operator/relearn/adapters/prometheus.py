@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
 
+from relearn.api.base import PrometheusSource
 from relearn.core.drift_policy import WindowCounts
 from relearn.core.durations import format_duration, parse_duration
 from relearn.serving.contract import FEATURE_CATEGORY, FEATURE_VALUE, FEEDBACK
@@ -113,6 +114,27 @@ class PrometheusAuth:
 
     def __repr__(self) -> str:  # never print credentials
         return f"PrometheusAuth(bearer={'***' if self.bearer_token else None}, user={self.username})"
+
+
+async def auth_for(
+    source: PrometheusSource, read_secret: Callable[[str], Awaitable[Mapping[str, str]]]
+) -> PrometheusAuth:
+    """The credentials a CR's ``prometheus`` section names: bearer ``token`` or
+    ``username``/``password`` from ``authSecretRef``, ``ca.crt`` from
+    ``caSecretRef`` (``read_secret`` reads a Secret of the CR's namespace)."""
+    values: Mapping[str, str] = {}
+    ca_pem = None
+    if source.auth_secret_ref:
+        values = await read_secret(source.auth_secret_ref.name)
+    if source.ca_secret_ref:
+        ca_pem = (await read_secret(source.ca_secret_ref.name)).get("ca.crt")
+    return PrometheusAuth(
+        bearer_token=values.get("token"),
+        username=values.get("username"),
+        password=values.get("password"),
+        ca_pem=ca_pem,
+        insecure_skip_verify=source.insecure_skip_verify,
+    )
 
 
 class PrometheusClient:

@@ -30,6 +30,7 @@ from relearn.adapters.prometheus import (
     PrometheusClient,
     PrometheusError,
     arrange,
+    auth_for,
     label_matcher,
     render,
     window_query,
@@ -61,23 +62,10 @@ class CheckFailed(Exception):
 
 
 async def _auth(kube: KubeClient, namespace: str, spec: DriftPolicySpec) -> PrometheusAuth:
-    source = spec.prometheus
-    values: dict[str, str] = {}
-    ca_pem = None
     try:
-        if source.auth_secret_ref:
-            values = await kube.read_secret(namespace, source.auth_secret_ref.name)
-        if source.ca_secret_ref:
-            ca_pem = (await kube.read_secret(namespace, source.ca_secret_ref.name)).get("ca.crt")
+        return await auth_for(spec.prometheus, lambda name: kube.read_secret(namespace, name))
     except ApiException as error:
         raise CheckFailed("SecretUnavailable", f"cannot read the Prometheus credentials: {error.reason}") from None
-    return PrometheusAuth(
-        bearer_token=values.get("token"),
-        username=values.get("username"),
-        password=values.get("password"),
-        ca_pem=ca_pem,
-        insecure_skip_verify=source.insecure_skip_verify,
-    )
 
 
 async def _baseline(kube: KubeClient, namespace: str, version: dict[str, Any]) -> WindowData:

@@ -44,7 +44,7 @@ from pydantic import ValidationError
 
 from relearn.adapters import webhooks
 from relearn.adapters.kube import ABEXPERIMENTS, DEPLOYMENTS, SERVICES, KubeClient
-from relearn.adapters.prometheus import PrometheusAuth, PrometheusClient, PrometheusError, render
+from relearn.adapters.prometheus import PrometheusAuth, PrometheusClient, PrometheusError, auth_for, render
 from relearn.adapters.routers import Backend, Router, RouterError, Split, router_for
 from relearn.api import GROUP, VERSION
 from relearn.api.abexperiment import TERMINAL_PHASES, ABExperimentSpec, ABExperimentStatus
@@ -60,6 +60,7 @@ from relearn.serving.contract import FEEDBACK
 
 PLURAL = "abexperiments"
 ABORT_ANNOTATION, APPROVE_ANNOTATION = "relearn.dev/abort", "relearn.dev/approve"
+REQUESTED_BY_ANNOTATION = "relearn.dev/requested-by"  # who asked, set by the relearn CLI
 CHALLENGER_READY, METRICS_AVAILABLE, INCONCLUSIVE, AWAITING_APPROVAL = (
     "ChallengerReady",
     "MetricsAvailable",
@@ -122,18 +123,23 @@ def _version(versions: list[dict[str, Any]], version: str) -> dict[str, Any] | N
     return next((v for v in versions if v["spec"].get("version") == version), None)
 
 
-async def _champion_deployment(ctx: Context, version: str) -> dict[str, Any]:
-    """The Deployment serving ``version``: labelled with the model and running
-    that version (a promoted challenger), else ``spec.workload.name``."""
+async def deployment_of(ctx: Context, version: str, fallback: str | None) -> dict[str, Any] | None:
+    """The Deployment running ``version`` of the model: labelled with the model
+    and whose pods carry that version (a promoted challenger), else ``fallback``."""
     selector = f"{workloads.MODEL_LABEL}={ctx.spec.model}"
     for deployment in await ctx.kube.list_objects(DEPLOYMENTS, ctx.namespace, selector):
         labels = workloads.pod_labels(deployment)
         if labels.get(workloads.VERSION_LABEL) == version and not deployment["metadata"].get("deletionTimestamp"):
             return deployment
-    declared = await ctx.kube.get(DEPLOYMENTS, ctx.namespace, ctx.spec.workload.name)
-    if declared is None:
+    return await ctx.kube.get(DEPLOYMENTS, ctx.namespace, fallback) if fallback else None
+
+
+async def _champion_deployment(ctx: Context, version: str) -> dict[str, Any]:
+    """The champion's Deployment, else the one ``spec.workload.name`` declares."""
+    found = await deployment_of(ctx, version, ctx.spec.workload.name)
+    if found is None:
         raise Wait("WorkloadNotFound", f"Deployment {ctx.spec.workload.name} (spec.workload.name) does not exist")
-    return declared
+    return found
 
 
 async def service_for(ctx: Context, router: Router, deployment: dict[str, Any]) -> str:
@@ -257,6 +263,7 @@ async def _pin(ctx: Context, split: Split, champion: dict[str, Any], service: di
 
 
 async def _prometheus(ctx: Context) -> tuple[PrometheusSource, PrometheusAuth]:
+    """Where the arms are read: spec.prometheus, else the operator's --prometheus-url."""
     source = ctx.spec.prometheus
     if source is None:
         if not ctx.prometheus_url:
@@ -264,20 +271,7 @@ async def _prometheus(ctx: Context) -> tuple[PrometheusSource, PrometheusAuth]:
                 "Unreachable", "no Prometheus: set spec.prometheus or the operator's --prometheus-url"
             )
         source = PrometheusSource(url=ctx.prometheus_url)
-    values: dict[str, str] = {}
-    ca_pem = None
-    if source.auth_secret_ref:
-        values = await ctx.kube.read_secret(ctx.namespace, source.auth_secret_ref.name)
-    if source.ca_secret_ref:
-        ca_pem = (await ctx.kube.read_secret(ctx.namespace, source.ca_secret_ref.name)).get("ca.crt")
-    auth = PrometheusAuth(
-        bearer_token=values.get("token"),
-        username=values.get("username"),
-        password=values.get("password"),
-        ca_pem=ca_pem,
-        insecure_skip_verify=source.insecure_skip_verify,
-    )
-    return source, auth
+    return source, await auth_for(source, lambda name: ctx.kube.read_secret(ctx.namespace, name))
 
 
 async def _value(prometheus: PrometheusClient, query: str) -> float | None:
@@ -417,7 +411,10 @@ async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
             if waiting is None or waiting.status != "True":
                 outcome.events.append(("Normal", "AwaitingApproval", judgement.message))
             return interval
-        how = "approved" if ctx.spec.promotion == "Manual" else "automatic"
+        how = "automatic"
+        if ctx.spec.promotion == "Manual":
+            by = ctx.annotations.get(REQUESTED_BY_ANNOTATION)
+            how = f"approved by {by}" if by else "approved"
         if ctx.spec.promotion == "Manual":
             outcome.conditions.append((AWAITING_APPROVAL, "False", "Approved", "approved"))
         _conclude(ctx, outcome, "Promote", judgement.reason, f"{judgement.message} ({how})")

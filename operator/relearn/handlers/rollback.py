@@ -31,6 +31,8 @@ import datetime
 import math
 from typing import Any
 
+from kubernetes.client import ApiException
+
 from relearn.adapters.kube import DEPLOYMENTS, SERVICES
 from relearn.adapters.prometheus import PrometheusClient, PrometheusError, render
 from relearn.adapters.routers import Backend, RouterError, Split
@@ -38,6 +40,7 @@ from relearn.api.base import rfc3339
 from relearn.core import health, workloads
 from relearn.core.durations import parse_duration
 from relearn.handlers.experiments import (
+    REQUESTED_BY_ANNOTATION,
     Context,
     Wait,
     _decision,
@@ -46,6 +49,7 @@ from relearn.handlers.experiments import (
     _version,
     _versions,
     _weights,
+    deployment_of,
     hand_over,
     service_for,
 )
@@ -59,20 +63,11 @@ FAILED_PHASES = ("RolledBack", "Rejected")
 IDLE_POLL = 30.0  # seconds between looks once the rollback window is over
 
 
-async def _deployment_of(ctx: Context, version: str) -> dict[str, Any] | None:
-    selector = f"{workloads.MODEL_LABEL}={ctx.spec.model}"
-    for deployment in await ctx.kube.list_objects(DEPLOYMENTS, ctx.namespace, selector):
-        if workloads.pod_labels(deployment).get(workloads.VERSION_LABEL) == version:
-            return deployment
-    if version == ctx.status.champion and ctx.status.workloads and ctx.status.workloads.champion:
-        return await ctx.kube.get(DEPLOYMENTS, ctx.namespace, ctx.status.workloads.champion)
-    return None
-
-
 async def split_to(ctx: Context, target: str) -> tuple[Split, dict[str, Any]]:
     """Rollback split: 'champion' is the version traffic returns to, 'challenger' the failed one."""
     router = ctx.router()
-    deployment = await _deployment_of(ctx, target)
+    previous = ctx.status.workloads.champion if ctx.status.workloads else None
+    deployment = await deployment_of(ctx, target, previous if target == ctx.status.champion else None)
     if deployment is None:
         raise Wait("NoWorkload", f"no Deployment of {ctx.spec.model} runs version {target} to roll back to")
     failed_name = (ctx.status.workloads.challenger if ctx.status.workloads else None) or workloads.workload_name(
@@ -122,13 +117,10 @@ async def _requested(ctx: Context, outcome: Outcome, request: str, versions: lis
         outcome.conditions.append((ROLLING_BACK, "False", "RollbackRefused", message))
         return False
     assert target is not None
-    who = request if request.strip() not in ("", "true", "previous") else "annotation"
+    by = ctx.annotations.get(REQUESTED_BY_ANNOTATION)
+    asked = f"{ROLLBACK_ANNOTATION}: {request.strip() or 'previous'}" + (f", by {by}" if by else "")
     _decide_rollback(
-        ctx,
-        outcome,
-        target,
-        "ManualRollback",
-        f"rollback of {ctx.spec.challenger} to {target} asked for ({ROLLBACK_ANNOTATION}: {who})",
+        ctx, outcome, target, "ManualRollback", f"rollback of {ctx.spec.challenger} to {target} asked for ({asked})"
     )
     return True
 
@@ -191,6 +183,10 @@ async def _check(ctx: Context) -> tuple[list[health.CheckResult], str | None]:
                 values[c.name] = await _value(prometheus, render(c.query, labels, rb.check_window))
     except PrometheusError as error:
         problem = error.message
+    except ApiException as error:  # the credentials Secret
+        problem = f"cannot read the Prometheus credentials: {error.reason}"
+    except ValueError as error:  # a check's query that cannot be rendered safely
+        problem = str(error)
     for c in checks:
         results.append(health.judge_check(c.name, values[c.name], c.max, rb.fail_on_no_data))
     return results, problem
@@ -311,10 +307,11 @@ async def carry_out(ctx: Context, outcome: Outcome) -> float:
     weights = await _weights(ctx, split, outcome)
     decision = ctx.status.decision
     versions = await _versions(ctx)
+    by = ctx.annotations.get(REQUESTED_BY_ANNOTATION)
     triggered_by = (
         f"abexperiment/{ctx.name} health checks"
         if decision.reason == "HealthCheckFailed"
-        else f"{ROLLBACK_ANNOTATION} on abexperiment/{ctx.name}"
+        else f"{ROLLBACK_ANNOTATION} on abexperiment/{ctx.name}" + (f" by {by}" if by else "")
     )
     await hand_over(
         ctx,
