@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -281,28 +282,43 @@ async def _value(prometheus: PrometheusClient, query: str) -> float | None:
     return sum(values) if values else None
 
 
+async def read_values(
+    ctx: Context, queries: Sequence[tuple[str, str, Mapping[str, str]]], window: str
+) -> dict[str, float | None]:
+    """Each ``(key, PromQL template, labels)`` rendered for ``window`` and read
+    as one number (None: no data), through the experiment's Prometheus."""
+    source, auth = await _prometheus(ctx)
+    timeout = parse_duration(source.timeout).total_seconds()
+    async with PrometheusClient(source.url, timeout=timeout, auth=auth) as prometheus:
+        return {key: await _value(prometheus, render(query, labels, window)) for key, query, labels in queries}
+
+
 async def measure(ctx: Context, split: Split) -> judging.Look:
     """Both arms and the guardrails over the time since the challenger took traffic."""
     assert ctx.status.start_time is not None
     elapsed = ctx.now - ctx.status.start_time
     window = f"{max(1, math.ceil(elapsed.total_seconds()))}s"
     analysis = ctx.spec.analysis
-    source, auth = await _prometheus(ctx)
-    timeout = parse_duration(source.timeout).total_seconds()
-    arms = []
-    async with PrometheusClient(source.url, timeout=timeout, auth=auth) as prometheus:
-        for version in (split.champion.version, split.challenger.version):
-            labels = {"model": ctx.spec.model, "version": version}
-            successes = await _value(prometheus, render(analysis.success_query or SUCCESS_QUERY, labels, window))
-            samples = await _value(prometheus, render(analysis.total_query or TOTAL_QUERY, labels, window))
-            samples = samples or 0.0
-            arms.append(stats.Arm(min(successes or 0.0, samples), samples))
-        labels = {"model": ctx.spec.model, "version": split.challenger.version}
-        guardrails = [
-            judging.GuardrailValue(g.name, await _value(prometheus, render(g.query, labels, window)), g.max)
-            for g in analysis.guardrails or ()
+    arms = {"champion": split.champion.version, "challenger": split.challenger.version}
+    queries: list[tuple[str, str, Mapping[str, str]]] = []
+    for arm, version in arms.items():
+        labels = {"model": ctx.spec.model, "version": version}
+        queries += [
+            (f"{arm}.successes", analysis.success_query or SUCCESS_QUERY, labels),
+            (f"{arm}.samples", analysis.total_query or TOTAL_QUERY, labels),
         ]
-    return judging.Look(arms[0], arms[1], guardrails, elapsed)
+    challenger = {"model": ctx.spec.model, "version": split.challenger.version}
+    queries += [(f"guardrail.{g.name}", g.query, challenger) for g in analysis.guardrails or ()]
+    values = await read_values(ctx, queries, window)
+
+    def arm_of(arm: str) -> stats.Arm:
+        samples = values[f"{arm}.samples"] or 0.0
+        return stats.Arm(min(values[f"{arm}.successes"] or 0.0, samples), samples)
+
+    guardrails = [
+        judging.GuardrailValue(g.name, values[f"guardrail.{g.name}"], g.max) for g in analysis.guardrails or ()
+    ]
+    return judging.Look(arm_of("champion"), arm_of("challenger"), guardrails, elapsed)
 
 
 # -- deciding -------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from typing import Any
 from kubernetes.client import ApiException
 
 from relearn.adapters.kube import DEPLOYMENTS, SERVICES
-from relearn.adapters.prometheus import PrometheusClient, PrometheusError, render
+from relearn.adapters.prometheus import PrometheusError
 from relearn.adapters.routers import Backend, RouterError, Split
 from relearn.api.base import rfc3339
 from relearn.core import health, workloads
@@ -44,13 +44,12 @@ from relearn.handlers.experiments import (
     Context,
     Wait,
     _decision,
-    _prometheus,
-    _value,
     _version,
     _versions,
     _weights,
     deployment_of,
     hand_over,
+    read_values,
     service_for,
 )
 from relearn.handlers.outcome import Outcome
@@ -175,12 +174,7 @@ async def _check(ctx: Context) -> tuple[list[health.CheckResult], str | None]:
     problem = None
     values: dict[str, float | None] = {c.name: None for c in checks}
     try:
-        source, auth = await _prometheus(ctx)
-        async with PrometheusClient(
-            source.url, timeout=parse_duration(source.timeout).total_seconds(), auth=auth
-        ) as prometheus:
-            for c in checks:
-                values[c.name] = await _value(prometheus, render(c.query, labels, rb.check_window))
+        values = await read_values(ctx, [(c.name, c.query, labels) for c in checks], rb.check_window)
     except PrometheusError as error:
         problem = error.message
     except ApiException as error:  # the credentials Secret
