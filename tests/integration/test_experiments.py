@@ -230,8 +230,8 @@ def test_abort_and_deletion_send_all_traffic_back_to_the_champion(
 
 
 @pytest.mark.parametrize("served", [{"1.0.0": 0.8, "1.1.0": 0.97, "replicas": 2}], indirect=True)
-def test_replicas_router_splits_by_ready_pods_and_promotes(
-    served: Served, api_client: client.ApiClient, sandbox: Any
+def test_replicas_router_splits_by_ready_pods_promotes_and_rolls_back(
+    served: Served, api_client: client.ApiClient, sandbox: Any, control_plane: ControlPlane
 ) -> None:
     """No mesh, no gateway weights: one Service over both Deployments."""
     namespace = served.namespace
@@ -259,6 +259,18 @@ def test_replicas_router_splits_by_ready_pods_and_promotes(
     assert settled["status"]["decision"]["outcome"] == "Promote"
     assert apps.read_namespaced_deployment(MODEL, namespace).spec.replicas == 0
     assert apps.read_namespaced_deployment(f"{MODEL}-1-1-0", namespace).spec.replicas == 2
+
+    # A manual rollback by CLI, asked twice: the previous champion is scaled up, then takes all traffic.
+    for _ in range(2):
+        asked = relearn(control_plane, "rollback", MODEL, "-n", namespace)
+        assert asked.returncode == 0, asked.stderr
+    rolled = experiments(custom, namespace, lambda a: a["status"].get("phase") == "RolledBack", timeout=60)
+    assert rolled["status"]["weights"] == {"champion": 100, "challenger": 0}
+    assert "relearn CLI" in rolled["status"]["decision"]["message"]
+    assert apps.read_namespaced_deployment(MODEL, namespace).spec.replicas == 2
+    assert [d.metadata.name for d in apps.list_namespaced_deployment(namespace).items] == [MODEL]
+    assert phase_of(custom, namespace, "1.0.0") == "Champion"
+    assert phase_of(custom, namespace, "1.1.0") == "RolledBack"
 
 
 def set_route(custom: client.CustomObjectsApi, namespace: str, refs: list[dict[str, Any]]) -> None:

@@ -290,7 +290,7 @@ async def carry_out(ctx: Context, outcome: Outcome) -> float:
         )
         return 1.0
     ready, words = workloads.ready(deployment)
-    if not ready and ctx.spec.routing.provider != "replicas":
+    if not ready:
         outcome.conditions.append((ROLLING_BACK, "True", "WaitingForReady", f"{split.champion.deployment}: {words}"))
         return 1.0
     await router.set_weights(split, 0)
