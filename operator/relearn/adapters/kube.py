@@ -36,7 +36,6 @@ DEPLOYMENTS = Resource("apps", "v1", "deployments")
 SERVICES = Resource("", "v1", "services")
 HTTPROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes")
 VIRTUALSERVICES = Resource("networking.istio.io", "v1", "virtualservices")
-MODELVERSIONS = Resource(GROUP, VERSION, "modelversions")
 ABEXPERIMENTS = Resource(GROUP, VERSION, "abexperiments")
 
 

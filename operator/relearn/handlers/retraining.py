@@ -15,9 +15,10 @@ from typing import Any
 from relearn.adapters.kube import KubeClient
 from relearn.api.conditions import ConditionStatus
 from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
-from relearn.api.modelversion import HistoryAction, HistoryEntry
+from relearn.api.modelversion import HistoryAction
 from relearn.core import retraining, semver
 from relearn.core.drift_policy import ACTIVE_OUTCOMES, champion
+from relearn.core.experiment import version_change
 from relearn.core.jobs import retraining_job
 from relearn.metrics import DECISIONS, RETRAININGS
 
@@ -162,19 +163,15 @@ async def _register(
     await kube.create_custom(namespace, "modelversions", body)
     passed, verdict = retraining.gate(result, spec.retraining.gate_tolerance)
     phase: HistoryAction = "Registered" if passed else "Rejected"
-    entry = HistoryEntry(
-        time=now,
+    registered = version_change(
+        phase,
         action=phase,
-        to_version=version,
+        now=now,
         reason="OfflineGate",
         message=verdict,
         triggered_by=f"DriftPolicy/{policy}",
-    ).to_wire()
-
-    def registered(status: dict[str, Any]) -> dict[str, Any]:
-        history = [h for h in status.get("history") or [] if h.get("action") not in ("Registered", "Rejected")]
-        return {**status, "phase": status.get("phase") or phase, "history": [*history, entry][-50:]}
-
+        to_version=version,
+    )
     await kube.update_status("modelversions", namespace, mv_name, registered)
     RETRAININGS.labels("succeeded").inc()
     DECISIONS.labels("registration", "Registered" if passed else "Rejected").inc()
