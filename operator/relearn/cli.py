@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
 
     demo = commands.add_parser("demo", help="Relearn in the local sandbox, step by step (what `make demo` runs)")
-    demo.add_argument("--dir", type=Path, default=Path(".relearn/demo"), help="state folder (%(default)s)")
+    demo.add_argument("--dir", type=absolute_path, default=".relearn/demo", help="state folder (%(default)s)")
     demo.add_argument("--keep", action="store_true", help="leave the sandbox and operator running to explore")
 
     sandbox = commands.add_parser("sandbox", help="a local control plane to try Relearn without a cluster")
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("status", "say whether the sandbox runs and where"),
     ):
         command = sandbox_commands.add_parser(verb, help=text)
-        command.add_argument("--dir", type=Path, default=Path(".relearn/sandbox"), help="state folder (%(default)s)")
+        command.add_argument("--dir", type=absolute_path, default=".relearn/sandbox", help="state folder (%(default)s)")
         if verb in ("up", "serve"):
             command.add_argument("--api-port", type=int, default=0, help="API server port (default: any free one)")
             command.add_argument("--gateway-port", type=int, default=0, help="gateway port (default: any free one)")
@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders of YAML")
     return parser
+
+
+def absolute_path(text: str) -> Path:
+    """A folder argument, made absolute against the working directory where the command runs: pods and
+    libraries run elsewhere (the sandbox's pods in their own folders) and must get the same place."""
+    return Path(text).expanduser().resolve()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -44,12 +44,15 @@ class Timeline:
         self.console = console
         self.started = time.monotonic()
         self.steps: list[tuple[str, float]] = []
+        self.current = ""  # the step under way: named when it fails
 
     @contextmanager
     def step(self, title: str) -> Iterator[None]:
         begun = time.monotonic()
+        self.current = title
         with self.console.status(title):
             yield
+        self.current = ""
         took = time.monotonic() - begun
         self.steps.append((title, took))
         self.console.print(
@@ -81,6 +84,79 @@ def kubectl(
     return result
 
 
+LOG_LINES = 15  # the last lines of each log shown when a step fails
+
+
+def tail(text: str, lines: int = LOG_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def explain_failure(api: client.ApiClient, namespace: str, workdir: Path) -> list[tuple[str, str]]:
+    """What a user needs to see when a step did not happen: (title, text) for every pod that is not
+    ready or has restarted (its state and the last lines of its log), every Job, every Relearn object's
+    conditions that are not what the loop waits for, and the operator's log."""
+    core, batch, custom = client.CoreV1Api(api), client.BatchV1Api(api), client.CustomObjectsApi(api)
+    found: list[tuple[str, str]] = []
+    try:
+        pods = core.list_namespaced_pod(namespace).items
+        jobs = batch.list_namespaced_job(namespace).items
+        relearn = [
+            (kind, item)
+            for kind, plural in PLURALS.items()
+            for item in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)["items"]
+        ]
+    except Exception as error:  # the API server itself may be what failed
+        return [("the API server", f"could not be read: {error}")]
+    for pod in pods:
+        statuses = pod.status.container_statuses or []
+        restarts = sum(s.restart_count or 0 for s in statuses)
+        ready = bool(statuses) and all(s.ready for s in statuses)
+        if ready and not restarts and pod.status.phase in ("Running", "Succeeded"):
+            continue
+        states = []
+        for s in statuses:
+            terminated = s.state.terminated or (s.last_state.terminated if s.last_state else None)
+            waiting = s.state.waiting
+            if terminated is not None:
+                states.append(
+                    f"{s.name}: exited {terminated.exit_code} {terminated.reason or ''} {terminated.message or ''}"
+                )
+            elif waiting is not None:
+                states.append(f"{s.name}: waiting {waiting.reason or ''} {waiting.message or ''}")
+        try:
+            log = tail(core.read_namespaced_pod_log(pod.metadata.name, namespace))
+        except Exception as error:
+            log = f"(no log: {error})"
+        found.append(
+            (
+                f"pod/{pod.metadata.name} ({pod.status.phase}, {restarts} restarts)",
+                "\n".join([*(x.strip() for x in states), log]),
+            )
+        )
+    for job in jobs:
+        conditions = "; ".join(
+            f"{c.type}={c.status} {c.reason or ''} {c.message or ''}" for c in job.status.conditions or []
+        )
+        found.append((f"job/{job.metadata.name}", conditions or "running, no condition yet"))
+    for kind, item in relearn:
+        status = item.get("status") or {}
+        lines = [
+            f"{c.get('type')}={c.get('status')} {c.get('reason', '')}: {c.get('message', '')}"
+            for c in status.get("conditions") or ()
+        ]
+        phase = status.get("phase")
+        found.append(
+            (
+                f"{kind.lower()}/{item['metadata']['name']}" + (f" ({phase})" if phase else ""),
+                "\n".join(lines) or "no status yet",
+            )
+        )
+    operator_log = workdir / "operator.log"
+    if operator_log.exists():
+        found.append((f"operator log ({operator_log})", tail(operator_log.read_text(errors="replace"))))
+    return found
+
+
 def ready_is(name: str, status: str = "True") -> Callable[[dict[str, Any]], bool]:
     return lambda obj: obj["metadata"]["name"] == name and condition(obj, "Ready", status)
 
@@ -88,11 +164,13 @@ def ready_is(name: str, status: str = "True") -> Callable[[dict[str, Any]], bool
 def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = None) -> int:
     # Wide enough for `kubectl get` lines when the output is not a terminal.
     console = console or Console(width=None if sys.stdout.isatty() else 160)
+    workdir = workdir.resolve()  # the model's paths go to pods, which run in folders of their own
     repo = repo_root()
     examples = repo / "examples" / "invoice-classifier"
     namespace = "default"
     timeline = Timeline(console)
     operator: subprocess.Popen[bytes] | None = None
+    api: client.ApiClient | None = None
     console.rule("[bold]Relearn demo")
     try:
         with timeline.step("sandbox control plane up (API server, kubelet, gateway, Prometheus)"):
@@ -121,6 +199,7 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
                 wait_for(
                     custom.list_namespaced_custom_object,
                     ready_is(doc["metadata"]["name"]),
+                    what=f"{doc['kind']} {doc['metadata']['name']} to be accepted (Ready=True)",
                     group=GROUP,
                     version=VERSION,
                     namespace=namespace,
@@ -151,6 +230,7 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
             flagged: dict[str, Any] = wait_for(
                 custom.list_namespaced_custom_object,
                 ready_is(bad["metadata"]["name"], "False"),
+                what=f"ABExperiment {bad['metadata']['name']} to be flagged (Ready=False)",
                 group=GROUP,
                 version=VERSION,
                 namespace=namespace,
@@ -222,9 +302,23 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
             f"Look around:  export KUBECONFIG={kubeconfig}; kubectl get mv,dp,abx; "
             "kubectl describe abx documents-1.1.0; kubectl get events"
         )
-        api.close()
         return 0
+    except (TimeoutError, RuntimeError) as failure:
+        # A step that did not happen: say which, and show the logs and conditions that explain why.
+        console.print(f"[bold red]the demo failed at: {timeline.current or 'start-up'}[/bold red]")
+        console.print(f"[red]{failure}[/red]")
+        if api is not None:
+            for title, text in explain_failure(api, namespace, workdir):
+                console.rule(title, align="left", style="dim")
+                console.out(text, highlight=False)
+        console.print(
+            "Run `relearn demo --keep` to leave the sandbox and the operator running after a failure, "
+            f"then: export KUBECONFIG={workdir / 'kubeconfig'}; kubectl get pods,jobs,mv,dp,abx"
+        )
+        return 1
     finally:
+        if api is not None:
+            api.close()
         if keep and operator is not None:
             console.print(
                 f"[bold]--keep:[/bold] sandbox left running (relearn sandbox down --dir {workdir}); "

@@ -124,10 +124,11 @@ def run_loop(
 
     custom = client.CustomObjectsApi(api)
 
-    def policy(predicate: Callable[[dict[str, Any]], bool], timeout: float = 180) -> dict[str, Any]:
+    def policy(predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = 180) -> dict[str, Any]:
         return wait_for(
             custom.list_namespaced_custom_object,
             lambda p: p["metadata"]["name"] == MODEL and predicate(p),
+            what=f"DriftPolicy {MODEL}: {what}",
             group=GROUP,
             version=VERSION,
             namespace=namespace,
@@ -144,22 +145,27 @@ def run_loop(
         wait_for(
             client.AppsV1Api(api).list_namespaced_deployment,
             lambda d: d["metadata"]["name"] == MODEL and d.get("status", {}).get("availableReplicas") == 1,
+            what=f"Deployment {MODEL} to have 1 available replica (the champion's server)",
             namespace=namespace,
             timeout=120,
         )
     with synthetic.Traffic(state["gateway"], host=HOST) as traffic:
         with step("DriftPolicy watching live traffic (predictions, human corrections): no drift"):
             kubectl(kubeconfig, "apply", "-n", namespace, "-f", "-", input=json.dumps(relearn_objects[1]))
-            policy(lambda p: condition(p, "Drifted", "False"))
+            policy(lambda p: condition(p, "Drifted", "False"), "a first check, Drifted=False")
         with step("drift injected: a supplier switches to a new document template"):
             traffic.drifted = True
-            drifted = policy(lambda p: condition(p, "Drifted"))
+            drifted = policy(lambda p: condition(p, "Drifted"), "Drifted=True")
         message = next(c["message"] for c in drifted["status"]["conditions"] if c["type"] == "Drifted")
         say(f"Drifted=True: {message}")
         with step("LoRA Job retrains on the corrections and confident predictions"):
-            running = policy(lambda p: (p["status"].get("lastRetraining") or {}).get("outcome") == "Running")
+            running = policy(
+                lambda p: (p["status"].get("lastRetraining") or {}).get("outcome") == "Running",
+                "a retraining Job running (status.lastRetraining.outcome=Running)",
+            )
             done = policy(
                 lambda p: (p["status"].get("lastRetraining") or {}).get("outcome") in ("Succeeded", "Failed"),
+                "the retraining Job to end (status.lastRetraining.outcome Succeeded or Failed)",
                 timeout=300,
             )
         record = done["status"]["lastRetraining"]
@@ -177,10 +183,11 @@ def run_loop(
         )
         name = f"{MODEL}-{record['modelVersion']}"
 
-        def experiment(predicate: Callable[[dict[str, Any]], bool], timeout: float = 240) -> dict[str, Any]:
+        def experiment(predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = 240) -> dict[str, Any]:
             return wait_for(
                 custom.list_namespaced_custom_object,
                 lambda a: a["metadata"]["name"] == name and predicate(a.get("status") or {}),
+                what=f"ABExperiment {name}: {what}",
                 group=GROUP,
                 version=VERSION,
                 namespace=namespace,
@@ -189,15 +196,15 @@ def run_loop(
             )
 
         with step(f"ABExperiment {name} created from the policy's template"):
-            experiment(lambda s: True, timeout=60)
+            experiment(lambda s: True, "to be created by the DriftPolicy", timeout=60)
         with step(f"challenger {record['modelVersion']} runs beside champion 1.0.0 and takes live traffic"):
-            started = experiment(lambda s: s.get("phase") == "Progressing")
+            started = experiment(lambda s: s.get("phase") == "Progressing", "phase Progressing")
         say(
             f"Deployment {started['status']['workloads']['challenger']} (a copy of {MODEL} with the new adapter); "
             f"weights {started['status']['weights']}"
         )
         with step("sequential test on human feedback decides: promotion"):
-            promoted = experiment(lambda s: s.get("phase") == "Promoted")
+            promoted = experiment(lambda s: s.get("phase") == "Promoted", "phase Promoted")
         statistic, arms = promoted["status"]["statistic"], promoted["status"]["arms"]
         say(
             f"promoted {record['modelVersion']}: lift {statistic['lift']:+.3f} "
@@ -206,7 +213,9 @@ def run_loop(
             f"challenger {arms['challenger']['rate']:.2f} on {arms['challenger']['samples']:.0f} samples"
         )
         with step(f"fault injected: the new champion {record['modelVersion']} fails every request"):
-            experiment(lambda s: (s.get("health") or {}).get("lastCheckTime") is not None, timeout=60)
+            experiment(
+                lambda s: (s.get("health") or {}).get("lastCheckTime") is not None, "a first health check", timeout=60
+            )
             pod = (
                 client.CoreV1Api(api)
                 .list_namespaced_pod(namespace, label_selector=f"relearn.dev/version={record['modelVersion']}")
@@ -222,7 +231,7 @@ def run_loop(
             urllib.request.urlopen(fault, timeout=10)
             injected = time.monotonic()
         with step("health checks fail: automatic rollback to 1.0.0"):
-            rolled = experiment(lambda s: s.get("phase") == "RolledBack", timeout=120)
+            rolled = experiment(lambda s: s.get("phase") == "RolledBack", "phase RolledBack", timeout=120)
             reverted = time.monotonic() - injected
         say(rolled["status"]["decision"]["message"])
         return {

@@ -62,6 +62,10 @@ class SandboxConfig:
     # Changes kept for watches to resume from; older versions get 410 Gone.
     history: int = 20_000
 
+    def __post_init__(self) -> None:
+        # Pods run in folders of their own: every path handed to them must not depend on this process's cwd.
+        self.workdir = Path(self.workdir).resolve()
+
 
 class Sandbox:
     def __init__(self, config: SandboxConfig) -> None:

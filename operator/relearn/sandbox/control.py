@@ -89,6 +89,7 @@ async def serve(config: SandboxConfig) -> None:
 
 def up(directory: Path, serve_args: list[str], timeout: float = 90.0) -> dict[str, Any]:
     """Start ``relearn sandbox serve`` detached; return its state once ready."""
+    directory = directory.resolve()
     running = read_state(directory)
     if running is not None:
         return running

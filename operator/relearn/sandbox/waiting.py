@@ -21,12 +21,18 @@ def established(name: str) -> Callable[[dict[str, Any]], bool]:
 
 
 def wait_for(
-    list_fn: Callable[..., Any], predicate: Callable[[dict[str, Any]], bool], *, timeout: float = 30, **kwargs: Any
+    list_fn: Callable[..., Any],
+    predicate: Callable[[dict[str, Any]], bool],
+    *,
+    timeout: float = 30,
+    what: str = "",
+    **kwargs: Any,
 ) -> dict[str, Any]:
     """The first object (as a dict) from ``list_fn``'s list or watch that satisfies ``predicate``.
 
     Lists once, then watches from that list's resourceVersion: an awaited
-    event, not a sleep. Raises TimeoutError naming what it waited for.
+    event, not a sleep. Raises TimeoutError naming what it waited for
+    (``what``, else the list call and its arguments).
     """
     listing = list_fn(_preload_content=False, **kwargs)
     data = yaml.safe_load(listing.data)
@@ -47,4 +53,6 @@ def wait_for(
                 return dict(obj)
     finally:
         stream.stop()
-    raise TimeoutError(f"no object satisfied the condition within {timeout}s")
+    where = ", ".join(f"{key}={value}" for key, value in kwargs.items() if not key.startswith("_"))
+    awaited = what or f"an object of {getattr(list_fn, '__name__', 'the list')}({where}) satisfying the condition"
+    raise TimeoutError(f"waited {timeout:.0f}s for {awaited}; it did not happen")
