@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--gateway-port", type=int, default=0, help="gateway port (default: any free one)")
             command.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
             command.add_argument("--secure", action="store_true", help="HTTPS with a generated CA and a bearer token")
+        if verb == "up":
+            command.add_argument(
+                "--example",
+                action="store_true",
+                help="also write a model to apply by hand (DIR/example: kubectl apply -k DIR/example), "
+                "whose traffic drifts so the whole loop runs (needs the trainer extra)",
+            )
 
     validate = commands.add_parser(
         "validate", help="check Relearn CRs in YAML files against the CRDs and the operator's rules"
@@ -194,6 +201,15 @@ def _sandbox(args: argparse.Namespace) -> int:
             print(f"relearn sandbox: {error}", file=sys.stderr)
             return 1
         _print_state(state)
+        if args.example:
+            try:
+                from relearn.demo_loop import write_example
+
+                example = write_example(args.dir / "example", state)
+            except ImportError as error:
+                print(f"relearn sandbox: --example needs the trainer extra (torch, transformers, peft): {error}")
+                return 1
+            print(f"example:     kubectl apply -k {example}   (then: relearn run -n default; kubectl get relearn -w)")
         return 0
     if args.sandbox_command == "down":
         stopped = control.down(args.dir)

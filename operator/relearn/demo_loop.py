@@ -21,6 +21,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client
 
 from relearn.sandbox.cluster import TRAINER_IMAGE
@@ -108,6 +109,74 @@ def objects(workdir: Path, prometheus: str) -> tuple[list[dict[str, Any]], list[
     return kubernetes_objects, relearn_objects
 
 
+def build_champion(workdir: Path) -> None:
+    """The champion 1.0.0's base model and an empty served-data folder, under ``workdir/model``."""
+    from relearn_trainer import synthetic
+
+    synthetic.build_tiny_model(workdir / "model" / "base", pretrain_on=synthetic.samples(400, seed=1))
+    (workdir / "model" / "data").mkdir(parents=True, exist_ok=True)
+
+
+def traffic_deployment(gateway: str, clean_seconds: float) -> dict[str, Any]:
+    """Live traffic as a pod (``relearn_trainer traffic``): documents and human corrections through the
+    gateway, unchanged wording for ``clean_seconds``, then the supplier's new template (drift)."""
+    labels = {"app": "traffic"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "traffic", "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "traffic",
+                            "image": f"{TRAINER_IMAGE}:0.1.0",
+                            "args": [
+                                "traffic",
+                                f"--url={gateway}",
+                                f"--host={HOST}",
+                                f"--clean-seconds={clean_seconds:g}",
+                                "--seconds=86400",
+                            ],
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def write_example(directory: Path, state: dict[str, Any], clean_seconds: float = 30.0) -> Path:
+    """The demo's model as files a user applies by hand to a running sandbox (``relearn sandbox up
+    --example``): its champion built under ``directory``, and a kustomization of the served model,
+    its ModelVersion and DriftPolicy (with this sandbox's Prometheus) and a traffic pod that brings
+    drift after ``clean_seconds``. The loop then runs by itself: ``kubectl get relearn -w``."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    directory = directory.resolve()
+    build_champion(directory)
+    kube_objects, relearn_objects = objects(directory, state["prometheus"])
+    files = {
+        "serving.yaml": kube_objects,
+        "relearn.yaml": relearn_objects,
+        "traffic.yaml": [traffic_deployment(state["gateway"], clean_seconds)],
+    }
+    for name, docs in files.items():
+        (directory / name).write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": "default",
+        "resources": list(files),
+    }
+    header = "# The demo's model for this sandbox, written by `relearn sandbox up --example`.\n"
+    (directory / "kustomization.yaml").write_text(header + yaml.safe_dump(kustomization, sort_keys=False))
+    return directory
+
+
 def run_loop(
     step: Callable[[str], AbstractContextManager[None]],
     say: Callable[[str], None],
@@ -138,8 +207,7 @@ def run_loop(
 
     kube_objects, relearn_objects = objects(workdir, state["prometheus"])
     with step("champion 1.0.0 served: a tiny document classifier behind the reference server and the gateway"):
-        synthetic.build_tiny_model(workdir / "model" / "base", pretrain_on=synthetic.samples(400, seed=1))
-        (workdir / "model" / "data").mkdir(parents=True, exist_ok=True)
+        build_champion(workdir)
         for body in kube_objects + relearn_objects[:1]:
             kubectl(kubeconfig, "apply", "-n", namespace, "-f", "-", input=json.dumps(body))
         wait_for(

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,3 +47,33 @@ def served(
     )
     yield running
     assert stop_operator(running.operator) == 0, log.read_text()
+
+
+@pytest.fixture
+def fresh_clone(tmp_path: Path, repo: Path, control_plane: ControlPlane) -> Path:
+    """A clone of this repository's HEAD, as a newcomer gets it, sharing this run's virtualenv.
+
+    Installing a second virtualenv would take minutes: the clone's `.venv` is a link to this one
+    (whose stamp `make` checks, so it installs nothing), and PYTHONPATH (set by the test) puts the
+    clone's own code before this checkout's editable install.
+    """
+    if not control_plane.is_sandbox:
+        pytest.skip("the demo runs its own sandbox; nothing to check against a real cluster")
+    if shutil.which("git") is None or shutil.which("make") is None or not (repo / ".git").exists():
+        pytest.skip("needs git, make and a git checkout")
+    clone = tmp_path / "relearn"
+    subprocess.run(["git", "clone", "--quiet", str(repo), str(clone)], check=True, timeout=120)
+    stamp = hashlib.sha256((clone / "pyproject.toml").read_bytes()).hexdigest()[:12]
+    if not (Path(sys.prefix) / f".installed-{stamp}").exists():
+        # `make` would reinstall into this virtualenv, pointed at a folder about to be deleted.
+        pytest.skip("this virtualenv was not set up by `make` from the committed pyproject.toml (commit it first)")
+    (clone / ".venv").symlink_to(sys.prefix)
+    return clone
+
+
+def clone_env(clone: Path) -> dict[str, str]:
+    """The environment a newcomer's shell has in ``clone``: its code first, no make flags of ours."""
+    env = {**os.environ, "PYTHONPATH": f"{clone / 'operator'}:{clone / 'trainer_image'}"}
+    env.pop("MAKEFLAGS", None)
+    env.pop("KUBECONFIG", None)
+    return env

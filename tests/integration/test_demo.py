@@ -4,9 +4,7 @@ does not happen is named, with the logs that explain it."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import clone_env
 from relearn.sandbox.testing import ControlPlane
 
 
@@ -37,32 +36,10 @@ def demo_dir(tmp_path: Path, control_plane: ControlPlane) -> Path:
     return tmp_path / "demo"
 
 
-@pytest.fixture
-def fresh_clone(tmp_path: Path, repo: Path, control_plane: ControlPlane) -> Path:
-    """A clone of this repository's HEAD, as a newcomer gets it, sharing this run's virtualenv.
-
-    Installing a second virtualenv would take minutes: the clone's `.venv` is a link to this one
-    (whose stamp `make` checks, so it installs nothing), and PYTHONPATH (set by the test) puts the
-    clone's own code before this checkout's editable install.
-    """
-    if not control_plane.is_sandbox:
-        pytest.skip("the demo runs its own sandbox; nothing to check against a real cluster")
-    if shutil.which("git") is None or shutil.which("make") is None or not (repo / ".git").exists():
-        pytest.skip("needs git, make and a git checkout")
-    clone = tmp_path / "relearn"
-    subprocess.run(["git", "clone", "--quiet", str(repo), str(clone)], check=True, timeout=120)
-    stamp = hashlib.sha256((clone / "pyproject.toml").read_bytes()).hexdigest()[:12]
-    if not (Path(sys.prefix) / f".installed-{stamp}").exists():
-        # `make` would reinstall into this virtualenv, pointed at a folder about to be deleted.
-        pytest.skip("this virtualenv was not set up by `make` from the committed pyproject.toml (commit it first)")
-    (clone / ".venv").symlink_to(sys.prefix)
-    return clone
-
-
 def test_make_demo_on_a_fresh_clone_runs_the_loop_and_cleans_up(fresh_clone: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": f"{fresh_clone / 'operator'}:{fresh_clone / 'trainer_image'}"}
-    env.pop("MAKEFLAGS", None)
-    result = subprocess.run(["make", "demo"], cwd=fresh_clone, env=env, capture_output=True, text=True, timeout=420)
+    result = subprocess.run(
+        ["make", "demo"], cwd=fresh_clone, env=clone_env(fresh_clone), capture_output=True, text=True, timeout=420
+    )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     demo_dir = fresh_clone / ".relearn" / "demo"
     for step in (

@@ -118,3 +118,32 @@ def test_registry_checks_every_kind_on_create_update_and_resume() -> None:
     for kind in KINDS:
         for reason in ("create", "update", "resume"):
             assert (kind.plural, reason) in covered, (kind.plural, reason, covered)
+
+
+def test_the_declared_champion_is_champion_from_its_first_check() -> None:
+    champion = stored("modelversion-1.0.0.yaml")
+
+    result = check_spec(kind_named("mv"), champion, now=T0, versions=[champion])
+
+    assert result.status_patch["phase"] == "Champion"
+
+
+def test_a_new_version_is_registered_and_never_takes_an_existing_champions_place() -> None:
+    champion = after(stored("modelversion-1.0.0.yaml"), {"phase": "Champion"})
+    challenger = stored("modelversion-1.1.0.yaml")
+    late_declared = stored("modelversion-1.0.0.yaml")
+    late_declared["metadata"]["name"] = "invoice-classifier-0.9.0"
+
+    assert check_spec(kind_named("mv"), challenger, now=T0, versions=[champion]).status_patch["phase"] == "Registered"
+    assert (
+        check_spec(kind_named("mv"), late_declared, now=T0, versions=[champion]).status_patch["phase"] == "Registered"
+    )
+
+
+def test_a_version_with_a_phase_keeps_it_and_an_invalid_one_gets_none() -> None:
+    archived = after(stored("modelversion-1.0.0.yaml"), {"phase": "Archived"})
+    broken = stored("modelversion-1.1.0.yaml")
+    broken["spec"]["version"] = "not-semver"
+
+    assert "phase" not in check_spec(kind_named("mv"), archived, now=T0, versions=[]).status_patch
+    assert "phase" not in check_spec(kind_named("mv"), broken, now=T0, versions=[]).status_patch

@@ -10,7 +10,7 @@ rules) and for clusters whose CRDs are older than the operator.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -73,11 +73,34 @@ def summarize(kind: Kind, spec: SpecModel) -> str:
     )
 
 
-def check_spec(kind: Kind, body: Mapping[str, Any], now: datetime.datetime) -> SpecCheck:
+def first_phase(body: Mapping[str, Any], versions: Sequence[Mapping[str, Any]]) -> str | None:
+    """The phase a ModelVersion starts its life in, or None when it has one already.
+
+    The version declared champion from Git (a fresh install) is ``Champion``
+    while its model has no Champion yet; every other version is
+    ``Registered``. ``versions`` are the model's ModelVersions as stored.
+    """
+    if (body.get("status") or {}).get("phase"):
+        return None
+    name = (body.get("metadata") or {}).get("name")
+    spec = body.get("spec") or {}
+    has_champion = any(
+        (v.get("status") or {}).get("phase") == "Champion"
+        for v in versions
+        if (v.get("metadata") or {}).get("name") != name and (v.get("spec") or {}).get("model") == spec.get("model")
+    )
+    return "Champion" if spec.get("declaredChampion") is True and not has_champion else "Registered"
+
+
+def check_spec(
+    kind: Kind, body: Mapping[str, Any], now: datetime.datetime, versions: Sequence[Mapping[str, Any]] = ()
+) -> SpecCheck:
     """Validate ``body['spec']`` and say what status and Events should show.
 
     An Event is posted once per generation: when the operator restarts and sees
-    an object whose ``observedGeneration`` is current, it says nothing new.
+    an object whose ``observedGeneration`` is current, it says nothing new. A
+    valid ModelVersion without a phase gets its first one (:func:`first_phase`,
+    from the model's ``versions``), so `kubectl get mv` shows it from the start.
     """
     generation = body.get("metadata", {}).get("generation")
     status = body.get("status") or {}
@@ -106,5 +129,8 @@ def check_spec(kind: Kind, body: Mapping[str, Any], now: datetime.datetime) -> S
         now=now,
     )
     event = Event(event_type, reason, message) if first_look else None
-    status_patch = {"observedGeneration": generation, "conditions": [c.to_wire() for c in conditions]}
+    status_patch: dict[str, Any] = {"observedGeneration": generation, "conditions": [c.to_wire() for c in conditions]}
+    phase = first_phase(body, versions) if kind.kind == "ModelVersion" and spec is not None else None
+    if phase is not None:
+        status_patch["phase"] = phase
     return SpecCheck(spec, errors, status_patch, event)

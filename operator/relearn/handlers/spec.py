@@ -30,11 +30,13 @@ def make_spec_handler(kind: Kind) -> Any:
         kube: KubeClient = memo["kube"]
         now = datetime.datetime.now(datetime.UTC)
         checked: list[SpecCheck] = []
+        versions: list[dict[str, Any]] = []
+        if kind.kind == "ModelVersion" and not dict(body.status).get("phase"):
+            versions = await kube.list_model_versions(namespace or "", str(body.spec.get("model", "")))
 
         def change(status: dict[str, Any]) -> dict[str, Any]:
-            checked.append(
-                check_spec(kind, {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": status}, now=now)
-            )
+            current = {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": status}
+            checked.append(check_spec(kind, current, now=now, versions=versions))
             return checked[-1].status_patch
 
         with HANDLER_SECONDS.labels(kind.kind, "spec").time():
