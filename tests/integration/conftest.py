@@ -68,6 +68,8 @@ def fresh_clone(tmp_path: Path, repo: Path, control_plane: ControlPlane) -> Path
         # `make` would reinstall into this virtualenv, pointed at a folder about to be deleted.
         pytest.skip("this virtualenv was not set up by `make` from the committed pyproject.toml (commit it first)")
     (clone / ".venv").symlink_to(sys.prefix)
+    installed = (Path(sys.prefix) / f".installed-{stamp}").stat().st_mtime
+    os.utime(clone / "pyproject.toml", (installed - 1, installed - 1))  # make: installed after the clone's pyproject
     return clone
 
 

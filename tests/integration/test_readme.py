@@ -26,7 +26,7 @@ def test_try_it_without_a_cluster_reaches_a_promoted_challenger(fresh_clone: Pat
     lines[watch[0]] = f"timeout 420 {command} | grep -m1 -w Promoted"
     script = "\n".join(
         [
-            "set -e",
+            "set -ex",
             # whatever fails, nothing stays behind
             "trap 'kill %1 2>/dev/null; relearn sandbox down >/dev/null 2>&1 || true' EXIT",
             *lines,
@@ -36,7 +36,10 @@ def test_try_it_without_a_cluster_reaches_a_promoted_challenger(fresh_clone: Pat
         ["bash", "-c", script], cwd=fresh_clone, env=clone_env(fresh_clone), capture_output=True, text=True, timeout=600
     )
     output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-6000:]
+    operator_log = fresh_clone / ".relearn" / "operator.log"
+    assert result.returncode == 0, f"exit {result.returncode}\n{output[-6000:]}\n--- operator log\n" + (
+        operator_log.read_text()[-3000:] if operator_log.exists() else "none"
+    )
     assert re.search(r"documents-1\.1\.0\s+documents\s+1\.0\.0\s+1\.1\.0\s+100\s.*Promoted", output), output[-4000:]
     assert re.search(r"modelversion\.relearn\.dev/documents-1\.1\.0\s+documents\s+1\.1\.0\s+Champion", output)
     assert re.search(r"modelversion\.relearn\.dev/documents-1\.0\.0\s+documents\s+1\.0\.0\s+Archived", output)
