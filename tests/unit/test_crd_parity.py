@@ -50,7 +50,12 @@ def _numeric_bounds(node: dict[str, Any], *, openapi: bool) -> dict[str, Any]:
     return bounds
 
 
-def compare(crd: dict[str, Any], model: dict[str, Any], defs: dict[str, Any], path: str) -> list[str]:
+def compare(
+    crd: dict[str, Any], model: dict[str, Any], defs: dict[str, Any], path: str, in_list: bool = False
+) -> list[str]:
+    """Differences between a CRD schema node and its model's. Inside list items the CRD stores no
+    default (kubectl's client-side apply replaces whole lists: a stored default there makes every
+    re-apply a change), so there only the model's default counts."""
     model = _resolve(model, defs)
     problems: list[str] = []
 
@@ -70,7 +75,10 @@ def compare(crd: dict[str, Any], model: dict[str, Any], defs: dict[str, Any], pa
         differ("format", crd.get("format"), model.get("format"))
 
     crd_default, model_default = crd.get("default"), model.get("default")
-    if crd_default == {} and crd.get("type") == "object":
+    if in_list:
+        if crd_default is not None:
+            problems.append(f"{path}: a default inside a list item (make it the model's alone)")
+    elif crd_default == {} and crd.get("type") == "object":
         # An object defaulted to {} is a model field with a default factory.
         if model.get("x-required"):
             problems.append(f"{path}: defaulted to {{}} in the CRD but required in the model")
@@ -88,15 +96,15 @@ def compare(crd: dict[str, Any], model: dict[str, Any], defs: dict[str, Any], pa
         differ("required", sorted(crd.get("required", [])), sorted(required))
         for name in sorted(set(crd_props) & set(model_props)):
             sub = {**model_props[name], "x-required": name in required}
-            problems += compare(crd_props[name], sub, defs, f"{path}.{name}")
+            problems += compare(crd_props[name], sub, defs, f"{path}.{name}", in_list)
         if "additionalProperties" in crd or "additionalProperties" in model:
             crd_extra, model_extra = crd.get("additionalProperties"), model.get("additionalProperties")
             if isinstance(crd_extra, dict) and isinstance(model_extra, dict):
-                problems += compare(crd_extra, model_extra, defs, f"{path}.*")
+                problems += compare(crd_extra, model_extra, defs, f"{path}.*", in_list)
             elif not (crd_extra in (None, False) and model_extra in (None, False)):
                 problems.append(f"{path}: additionalProperties differ: {crd_extra!r} vs {model_extra!r}")
     if crd.get("type") == "array":
-        problems += compare(crd["items"], model["items"], defs, f"{path}[]")
+        problems += compare(crd["items"], model["items"], defs, f"{path}[]", in_list=True)
     return problems
 
 
