@@ -28,7 +28,7 @@ def test_try_it_without_a_cluster_reaches_a_promoted_challenger(fresh_clone: Pat
         [
             "set -ex",
             # whatever fails, nothing stays behind
-            "trap 'kill %1 2>/dev/null; relearn sandbox down >/dev/null 2>&1 || true' EXIT",
+            "trap 'kill %1 2>/dev/null || true; relearn sandbox down >/dev/null 2>&1 || true' EXIT",
             *lines,
         ]
     )
