@@ -28,7 +28,7 @@ from typing import Any
 
 from relearn.api import openapi
 from relearn.api.base import rfc3339
-from relearn.sandbox import errors
+from relearn.sandbox import errors, strategies
 from relearn.sandbox.patching import PatchError, apply_patch
 from relearn.sandbox.resources import BUILTINS, ResourceType, from_crd
 from relearn.sandbox.selectors import Predicate
@@ -244,6 +244,7 @@ class Store:
         obj = self._admit(rt, obj, None)
         metadata = obj["metadata"]
         metadata.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(), generation=1)
+        strategies.prepare(rt, obj)
         for transient in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             metadata.pop(transient, None)
         if key == CRD_KEY:
@@ -338,6 +339,7 @@ class Store:
                 else:
                     meta.pop(fixed, None)
         new["metadata"]["resourceVersion"] = old_meta["resourceVersion"]
+        strategies.prepare(rt, new)
         new = self._admit(rt, new, current)
         if new == current:
             return self._present(rt, current)  # a no-op write changes nothing, not even the version
@@ -412,10 +414,22 @@ class Store:
                 self.delete(rt, meta.get("namespace"), meta["name"])
 
     def delete_collection(
-        self, rt: ResourceType, namespace: str | None, labels: Predicate, fields: Predicate
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        labels: Predicate,
+        fields: Predicate,
+        *,
+        propagation: str | None = None,
+        dry_run: bool = False,
     ) -> list[dict[str, Any]]:
         items, _ = self.list_objects(rt, namespace, labels, fields)
-        return [self.delete(rt, i["metadata"].get("namespace"), i["metadata"]["name"]) for i in items]
+        return [
+            self.delete(
+                rt, i["metadata"].get("namespace"), i["metadata"]["name"], propagation=propagation, dry_run=dry_run
+            )
+            for i in items
+        ]
 
     # -- CRDs -----------------------------------------------------------
 

@@ -193,24 +193,37 @@ def row_of(rt: ResourceType, obj: Mapping[str, Any]) -> list[Any]:
     return [meta.get("name"), *extra, age(meta.get("creationTimestamp"))]
 
 
+def _row_object(obj: Mapping[str, Any], include: str) -> dict[str, Any] | None:
+    if include == "Object":
+        return dict(obj)
+    if include == "None":
+        return None
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata", {})}
+
+
 def table(
-    rt: ResourceType, objects: Sequence[Mapping[str, Any]], resource_version: str | None, *, with_columns: bool = True
+    rt: ResourceType,
+    objects: Sequence[Mapping[str, Any]],
+    resource_version: str | None,
+    *,
+    with_columns: bool = True,
+    include: str = "Metadata",
 ) -> dict[str, Any]:
+    """A ``meta.k8s.io/v1`` Table. ``include`` is the request's ``includeObject``:
+    kubectl asks for ``Object`` to ``--sort-by`` a field outside metadata, and
+    sorts the rows by that field of each row's object."""
+    rows = []
+    for o in objects:
+        row: dict[str, Any] = {"cells": row_of(rt, o)}
+        row_object = _row_object(o, include)
+        if row_object is not None:
+            row["object"] = row_object
+        rows.append(row)
     result: dict[str, Any] = {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": resource_version or ""},
-        "rows": [
-            {
-                "cells": row_of(rt, o),
-                "object": {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": o.get("metadata", {}),
-                },
-            }
-            for o in objects
-        ],
+        "rows": rows,
     }
     if with_columns:
         result["columnDefinitions"] = columns_of(rt)

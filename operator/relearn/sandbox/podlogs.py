@@ -1,0 +1,108 @@
+"""``kubectl logs`` options and what they select from a container's output.
+
+:mod:`.apiserver` parses the query of ``pods/NAME/log`` into
+:class:`LogOptions`; :meth:`.kubelet.Kubelet.logs` keeps each container run's
+output with the time each line arrived (:class:`TimedLog`) and applies them
+with :func:`select`, as the kubelet does from its CRI log files.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from relearn.sandbox import errors
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    container: str | None = None
+    follow: bool = False
+    previous: bool = False
+    tail_lines: int | None = None
+    since: datetime.datetime | None = None  # from sinceSeconds or sinceTime
+    timestamps: bool = False
+    limit_bytes: int | None = None
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str], now: datetime.datetime | None = None) -> LogOptions:
+        """The options of a ``GET pods/NAME/log`` request (400 on a malformed one, as a real server)."""
+
+        def flag(name: str) -> bool:
+            return query.get(name) in ("true", "1")
+
+        def number(name: str, minimum: int) -> int | None:
+            raw = query.get(name)
+            if raw is None:
+                return None
+            try:
+                value = int(raw)
+            except ValueError as error:
+                raise errors.bad_request(f"{name}: Invalid value: {raw!r}: must be an integer") from error
+            if value < minimum:
+                raise errors.bad_request(f"{name}: Invalid value: {value}: must be greater than or equal to {minimum}")
+            return value
+
+        since = None
+        seconds = number("sinceSeconds", 1)
+        if seconds is not None and query.get("sinceTime"):
+            raise errors.bad_request("at most one of sinceTime or sinceSeconds may be specified")
+        if seconds is not None:
+            since = (now or datetime.datetime.now(datetime.UTC)) - datetime.timedelta(seconds=seconds)
+        elif query.get("sinceTime"):
+            try:
+                since = datetime.datetime.fromisoformat(query["sinceTime"].replace("Z", "+00:00"))
+            except ValueError as error:
+                raise errors.bad_request(f"sinceTime: Invalid value: {query['sinceTime']!r}") from error
+        return cls(
+            container=query.get("container") or None,
+            follow=flag("follow"),
+            previous=flag("previous"),
+            tail_lines=number("tailLines", 0),
+            since=since,
+            timestamps=flag("timestamps"),
+            limit_bytes=number("limitBytes", 1),
+        )
+
+
+@dataclass
+class TimedLog:
+    """One container run's output lines and when each line began to arrive."""
+
+    lines: list[bytes] = field(default_factory=list)
+    times: list[datetime.datetime] = field(default_factory=list)
+    partial: bool = False  # the last line has no newline yet
+
+    def append(self, chunk: bytes, at: datetime.datetime) -> None:
+        for piece in chunk.splitlines(keepends=True):
+            if self.partial:
+                self.lines[-1] += piece
+            else:
+                self.lines.append(piece)
+                self.times.append(at)
+            self.partial = not piece.endswith(b"\n")
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+def stamp(at: datetime.datetime) -> bytes:
+    """The kubelet's ``--timestamps`` prefix: RFC 3339 with nanoseconds."""
+    return at.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z ").encode()
+
+
+def select(log: TimedLog, options: LogOptions, start: int = 0, *, complete_only: bool = False) -> tuple[bytes, int]:
+    """The bytes ``options`` select from lines ``start:`` of ``log`` (``tailLines``
+    and ``sinceTime``/``sinceSeconds``, with ``timestamps`` prefixes), and the
+    index of the next line to read. ``complete_only`` holds back a line still
+    being written (while following a running container). ``limitBytes`` is the
+    caller's: it counts across follow-up reads."""
+    end = len(log.lines) - (1 if complete_only and log.partial else 0)
+    first = start
+    if options.since is not None:
+        first = next((i for i in range(start, end) if log.times[i] >= options.since), end)
+    if options.tail_lines is not None and start == 0:
+        first = max(first, end - options.tail_lines)
+    data = b"".join((stamp(log.times[i]) if options.timestamps else b"") + log.lines[i] for i in range(first, end))
+    return data, max(end, start)
