@@ -104,6 +104,11 @@ def _ports(o: Mapping[str, Any]) -> str:
     return ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in ports) or "<none>"
 
 
+def _last_seen(o: Mapping[str, Any]) -> str | None:
+    last = o.get("lastTimestamp") or o.get("eventTime") or o.get("metadata", {}).get("creationTimestamp")
+    return str(last) if last else None
+
+
 def _involved(o: Mapping[str, Any]) -> str:
     ref = o.get("involvedObject") or {}
     return f"{str(ref.get('kind', '')).lower()}/{ref.get('name', '')}"
@@ -141,6 +146,7 @@ BUILTIN_COLUMNS: dict[str, list[Column]] = {
     ],
     "Namespace": [("Status", "string", "phase", lambda o: o.get("status", {}).get("phase", ""))],
     "Event": [
+        ("Last Seen", "string", "when the event last happened", lambda o: age(_last_seen(o))),
         ("Type", "string", "event type", lambda o: o.get("type", "")),
         ("Reason", "string", "reason", lambda o: o.get("reason", "")),
         ("Object", "string", "involved object", _involved),
@@ -179,6 +185,8 @@ def columns_of(rt: ResourceType) -> list[dict[str, Any]]:
         {"name": n, "type": t, "format": "", "description": d, "priority": 0}
         for n, t, d, _ in BUILTIN_COLUMNS.get(rt.kind, [])
     ]
+    if rt.kind == "Event":  # as a real server prints events: LAST SEEN first, the name only with -o wide
+        return [*extra, {**name, "priority": 1}]
     return [name, *extra, {"name": "Age", "type": "string", "format": "", "description": "age", "priority": 0}]
 
 
@@ -190,6 +198,8 @@ def row_of(rt: ResourceType, obj: Mapping[str, Any]) -> list[Any]:
         )
         return [meta.get("name"), *cells]
     extra = [fn(obj) for _, _, _, fn in BUILTIN_COLUMNS.get(rt.kind, [])]
+    if rt.kind == "Event":
+        return [*extra, meta.get("name")]
     return [meta.get("name"), *extra, age(meta.get("creationTimestamp"))]
 
 
