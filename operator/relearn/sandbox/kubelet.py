@@ -428,18 +428,16 @@ class Kubelet:
                 for p in service["spec"].get("ports") or ()
                 if (port := pod_port(pod, p.get("targetPort", p.get("port")))) is not None
             ]
-            address = {
-                "ip": "127.0.0.1",
-                "targetRef": {
-                    "kind": "Pod",
-                    "name": pod["metadata"]["name"],
-                    "namespace": namespace,
-                    "uid": pod["metadata"]["uid"],
-                },
+            target_ref = {
+                "kind": "Pod",
+                "name": pod["metadata"]["name"],
+                "namespace": namespace,
+                "uid": pod["metadata"]["uid"],
             }
+            address = {"ip": "127.0.0.1", "targetRef": target_ref}
             key = "addresses" if self._pod_ready(pod) else "notReadyAddresses"
             subsets.append({key: [address], "ports": ports})
-            slice_endpoints.append((ports, address["targetRef"], self._pod_ready(pod)))
+            slice_endpoints.append((ports, target_ref, self._pod_ready(pod)))
         self._sync_endpoint_slices(service, slice_endpoints)
         body = {
             "apiVersion": "v1",
@@ -487,7 +485,7 @@ class Kubelet:
                 with contextlib.suppress(ApiError):
                     self.store.delete(slices_rt, namespace, existing["metadata"]["name"])
         for slice_name, (ports, slice_endpoints) in wanted.items():
-            body = {
+            body: dict[str, Any] = {
                 "apiVersion": "discovery.k8s.io/v1",
                 "kind": "EndpointSlice",
                 "metadata": {

@@ -9,10 +9,13 @@ with :func:`select`, as the kubelet does from its CRI log files.
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from relearn.sandbox import errors
+
+_NEWLINE_PIECES = re.compile(rb"[^\n]*\n|[^\n]+")
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,8 @@ class TimedLog:
     partial: bool = False  # the last line has no newline yet
 
     def append(self, chunk: bytes, at: datetime.datetime) -> None:
-        for piece in chunk.splitlines(keepends=True):
+        # Lines end at "\n" only, as the kubelet's: a "\r" (progress bars) stays inside a line.
+        for piece in _NEWLINE_PIECES.findall(chunk):
             if self.partial:
                 self.lines[-1] += piece
             else:
