@@ -2,11 +2,14 @@
 
 Serves discovery (``/api``, ``/apis``, group/version resource lists), the
 REST verbs on every resource path (``/api/v1/namespaces/NS/pods/NAME``,
-``/apis/GROUP/VERSION/...``, subresources ``status`` and pod ``log``),
-watches as chunked JSON lines with resume, timeouts and bookmarks, Table
-output for ``kubectl get``, ``dryRun=All``, strict field validation for custom
-resources, and optional bearer-token authentication. kubectl, the
-``kubernetes`` client and kopf all speak to it as to a cluster.
+``/apis/GROUP/VERSION/...``, subresources ``status``, pod ``log``,
+deployment ``scale``), watches as chunked JSON lines with resume, timeouts
+and bookmarks, Table output for ``kubectl get`` (``includeObject`` for
+``--sort-by``), server-side dry-run from the query or the DeleteOptions body,
+JSON, YAML and (for built-in kinds, see :mod:`.protobuf`) protobuf request
+bodies, strict field validation for custom resources, and optional
+bearer-token authentication. It reports itself as v1.33. kubectl 1.30-1.33,
+the ``kubernetes`` client and kopf all speak to it as to a cluster.
 """
 
 from __future__ import annotations

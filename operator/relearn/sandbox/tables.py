@@ -109,6 +109,24 @@ def _last_seen(o: Mapping[str, Any]) -> str | None:
     return str(last) if last else None
 
 
+def _slice_ports(o: Mapping[str, Any]) -> str:
+    return ",".join(str(p.get("port")) for p in o.get("ports") or ()) or "<unset>"
+
+
+def _slice_endpoints(o: Mapping[str, Any]) -> str:
+    return ",".join(a for e in o.get("endpoints") or () for a in e.get("addresses") or ()) or "<unset>"
+
+
+def _endpoints(o: Mapping[str, Any]) -> str:
+    pairs = [
+        f"{a.get('ip')}:{p.get('port')}"
+        for subset in o.get("subsets") or ()
+        for a in subset.get("addresses") or ()
+        for p in subset.get("ports") or ()
+    ]
+    return ",".join(pairs) or "<none>"
+
+
 def _involved(o: Mapping[str, Any]) -> str:
     ref = o.get("involvedObject") or {}
     return f"{str(ref.get('kind', '')).lower()}/{ref.get('name', '')}"
@@ -144,6 +162,12 @@ BUILTIN_COLUMNS: dict[str, list[Column]] = {
         ("Cluster-IP", "string", "cluster IP", lambda o: o.get("spec", {}).get("clusterIP", "<none>")),
         ("Port(s)", "string", "ports", _ports),
     ],
+    "EndpointSlice": [
+        ("AddressType", "string", "address type", lambda o: o.get("addressType", "")),
+        ("Ports", "string", "ports", _slice_ports),
+        ("Endpoints", "string", "addresses", _slice_endpoints),
+    ],
+    "Endpoints": [("Endpoints", "string", "ready addresses and ports", _endpoints)],
     "Namespace": [("Status", "string", "phase", lambda o: o.get("status", {}).get("phase", ""))],
     "Event": [
         ("Last Seen", "string", "when the event last happened", lambda o: age(_last_seen(o))),
