@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -108,7 +107,7 @@ def deployment(name: str, command: list[str], port: int | None = None) -> dict[s
 HTTP_SERVER = [
     "sh",
     "-c",
-    f'exec {sys.executable} -m http.server "${{PORT:-8000}}" --bind "${{RELEARN_BIND:-0.0.0.0}}"',
+    'exec python3 -m http.server "${PORT:-8000}" --bind "${RELEARN_BIND:-0.0.0.0}"',
 ]
 
 
@@ -243,7 +242,19 @@ def test_logs_previous_tail_timestamps_since_and_limit(kubectl_at: Kubectl, api_
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": "crasher"},
-            "spec": {"containers": [{"name": "main", "image": "python:3.11", "command": ["python3", "-c", CRASHER]}]},
+            "spec": {
+                # The run count survives restarts in an emptyDir (in the sandbox: the container's own folder).
+                "volumes": [{"name": "state", "emptyDir": {}}],
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "python:3.11",
+                        "command": ["python3", "-c", CRASHER],
+                        "workingDir": "/state",
+                        "volumeMounts": [{"name": "state", "mountPath": "/state"}],
+                    }
+                ],
+            },
         }
     )
 

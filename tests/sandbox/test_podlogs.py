@@ -69,3 +69,17 @@ def test_since_seconds_counts_back_from_now() -> None:
     options = LogOptions.from_query({"sinceSeconds": "60", "previous": "true"}, now=START)
     assert options.since == START - datetime.timedelta(seconds=60)
     assert options.previous
+
+
+@given(output=lines)
+def test_a_follower_reads_every_line_once_while_old_ones_are_let_go(output: list[bytes]) -> None:
+    log = TimedLog(max_bytes=100)
+    read, position = b"", 0
+    for line in output:
+        log.append(line, START)
+        data, position = select(log, LogOptions(), position)
+        read += data
+    assert read == b"".join(output)
+    assert log.size <= 100
+    kept, _ = select(log, LogOptions(tail_lines=1000))
+    assert b"".join(output).endswith(kept)

@@ -666,7 +666,8 @@ class Kubelet:
         if container.pump is not None:
             # The last output may still be in the pipe; a daemon child may hold it open.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(container.pump), 2.0)
+                async with asyncio.timeout(2.0):
+                    await asyncio.shield(container.pump)
         if runtime.stopping:
             return
         message = container.termination_path.read_bytes()[:MAX_TERMINATION_MESSAGE].decode(errors="replace")

@@ -69,13 +69,23 @@ class LogOptions:
         )
 
 
+MAX_LOG_BYTES = 10 * 1024 * 1024  # the kubelet's default containerLogMaxSize
+
+
 @dataclass
 class TimedLog:
-    """One container run's output lines and when each line began to arrive."""
+    """One container run's output lines and when each line began to arrive.
+
+    Line positions are absolute: once past ``max_bytes`` the oldest lines
+    are let go (as the kubelet rotates its log files), and ``dropped``
+    counts them, so a follower's position stays valid."""
 
     lines: list[bytes] = field(default_factory=list)
     times: list[datetime.datetime] = field(default_factory=list)
     partial: bool = False  # the last line has no newline yet
+    dropped: int = 0
+    size: int = 0
+    max_bytes: int = MAX_LOG_BYTES
 
     def append(self, chunk: bytes, at: datetime.datetime) -> None:
         # Lines end at "\n" only, as the kubelet's: a "\r" (progress bars) stays inside a line.
@@ -86,9 +96,24 @@ class TimedLog:
                 self.lines.append(piece)
                 self.times.append(at)
             self.partial = not piece.endswith(b"\n")
+            self.size += len(piece)
+        if self.size > self.max_bytes:
+            self._let_oldest_go()
 
-    def __len__(self) -> int:
-        return len(self.lines)
+    def _let_oldest_go(self) -> None:
+        # Down to half the limit at once, so trimming costs O(1) per line on average.
+        count, freed = 0, 0
+        while count < len(self.lines) - 1 and self.size - freed > self.max_bytes // 2:
+            freed += len(self.lines[count])
+            count += 1
+        del self.lines[:count], self.times[:count]
+        self.dropped += count
+        self.size -= freed
+
+    @property
+    def end(self) -> int:
+        """The position after the last line."""
+        return self.dropped + len(self.lines)
 
 
 def stamp(at: datetime.datetime) -> bytes:
@@ -99,14 +124,14 @@ def stamp(at: datetime.datetime) -> bytes:
 def select(log: TimedLog, options: LogOptions, start: int = 0, *, complete_only: bool = False) -> tuple[bytes, int]:
     """The bytes ``options`` select from lines ``start:`` of ``log`` (``tailLines``
     and ``sinceTime``/``sinceSeconds``, with ``timestamps`` prefixes), and the
-    index of the next line to read. ``complete_only`` holds back a line still
+    position of the next line to read. ``complete_only`` holds back a line still
     being written (while following a running container). ``limitBytes`` is the
     caller's: it counts across follow-up reads."""
     end = len(log.lines) - (1 if complete_only and log.partial else 0)
-    first = start
+    first = max(0, start - log.dropped)
     if options.since is not None:
-        first = next((i for i in range(start, end) if log.times[i] >= options.since), end)
+        first = next((i for i in range(first, end) if log.times[i] >= options.since), end)
     if options.tail_lines is not None and start == 0:
         first = max(first, end - options.tail_lines)
     data = b"".join((stamp(log.times[i]) if options.timestamps else b"") + log.lines[i] for i in range(first, end))
-    return data, max(end, start)
+    return data, max(log.dropped + end, start)
