@@ -350,6 +350,24 @@ def test_dry_run_in_delete_options_deletes_nothing(core: client.CoreV1Api, names
     assert refused.value.status == 400
 
 
+def test_dry_run_crd_serves_nothing(api_client: client.ApiClient) -> None:
+    crd = {
+        "metadata": {"name": "gadgets.dry.example.com"},
+        "spec": {
+            "group": "dry.example.com",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "scope": "Namespaced",
+            "versions": [
+                {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {"type": "object"}}}
+            ],
+        },
+    }
+    answered = client.ApiextensionsV1Api(api_client).create_custom_resource_definition(crd, dry_run="All")
+    assert [c.type for c in answered.status.conditions] == ["NamesAccepted", "Established"]
+    groups = {g.name for g in client.ApisApi(api_client).get_api_versions().groups}
+    assert "dry.example.com" not in groups
+
+
 # -- what the registry strategies add ---------------------------------------------------
 
 

@@ -125,6 +125,18 @@ def test_deployment_replicas_keep_their_value_and_sign(replicas: int) -> None:
     assert decode(body)["spec"] == {"replicas": replicas}
 
 
+def test_a_go_controllers_lease_keeps_its_micro_time_and_holder() -> None:
+    renew = field(1, 1767225600) + field(2, 123456000)  # 2026-01-01T00:00:00.123456Z
+    spec = field(1, b"controller-7d9f") + field(2, 15) + field(4, renew) + field(5, 0)
+    body = envelope("coordination.k8s.io/v1", "Lease", field(1, field(1, b"leader")) + field(2, spec))
+    assert decode(body)["spec"] == {
+        "holderIdentity": "controller-7d9f",
+        "leaseDurationSeconds": 15,
+        "renewTime": "2026-01-01T00:00:00.123456Z",
+        "leaseTransitions": 0,
+    }
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [

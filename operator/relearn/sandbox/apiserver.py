@@ -449,7 +449,7 @@ class ApiServer:
         wanted_rv = (wanted.get("metadata") or {}).get("resourceVersion")
         if wanted_rv and wanted_rv != deployment["metadata"]["resourceVersion"]:
             raise errors.conflict(rt, name)
-        replicas = (wanted.get("spec") or {}).get("replicas")
+        replicas = (wanted.get("spec") or {}).get("replicas", 0)  # omitempty in Go: absent is 0
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
             from relearn.api.openapi import FieldError
 

@@ -3,7 +3,8 @@ form the store keeps.
 
 kubectl 1.32 and later send built-in objects (``kubectl create configmap``,
 ``secret``, ``namespace``, ``job``, ``deployment``, ``service`` ...) as
-``application/vnd.kubernetes.protobuf``, and client-go does not fall back to
+``application/vnd.kubernetes.protobuf``, as does any client-go program's
+typed clientset (a Go controller's leader-election Lease, its Events), and client-go does not fall back to
 JSON when a server answers 415: its fallback is for CBOR only (client-go
 ``rest/client.go``, ``requestClientContentConfigProvider.UnsupportedMediaType``:
 "generated clients accessing built-in kube resources are forced to protobuf").
@@ -13,8 +14,11 @@ for custom resources; :mod:`.apiserver` does the same with this module.
 The envelope is the magic ``k8s\\x00`` then a ``runtime.Unknown`` message
 (``typeMeta`` 1, ``raw`` 2). ``raw`` is the object, decoded by the schema
 below: each kind's message with its field numbers, JSON names and types, the
-wire contract of k8s.io/api's ``generated.proto`` for the kinds this sandbox
-serves. The protobuf library needs compiled descriptors that no maintained
+wire contract of k8s.io/api's ``generated.proto`` for the built-in kinds this
+sandbox serves (ConfigMap, Secret, Namespace, ServiceAccount, Service, Pod,
+Event, Endpoints, Job, Deployment, ReplicaSet, Lease, EndpointSlice, the
+autoscaling/v1 Scale) and DeleteOptions. A message name that two API groups
+share is qualified (``discovery.v1.EndpointPort``). The protobuf library needs compiled descriptors that no maintained
 package ships for Kubernetes, hence this small reader.
 
 Go's JSON rules are kept: a scalar at its zero value is dropped unless the
@@ -71,22 +75,7 @@ LoadBalancerStatus: 1 ingress *LoadBalancerIngress
 LoadBalancerIngress: 1 ip s; 2 hostname s; 3 ipMode s!; 4 ports *PortStatus
 PortStatus: 1 port i!; 2 protocol s!; 3 error s!
 Condition: 1 type s!; 2 status s!; 3 observedGeneration i; 4 lastTransitionTime Time; 5 reason s!; 6 message s!
-Job: 1 metadata ObjectMeta; 2 spec JobSpec; 3 status JobStatus
-JobSpec: 1 parallelism i!; 2 completions i!; 3 activeDeadlineSeconds i!; 11 podFailurePolicy PodFailurePolicy;
-    16 successPolicy SuccessPolicy; 7 backoffLimit i!; 12 backoffLimitPerIndex i!; 13 maxFailedIndexes i!; 4
-    selector LabelSelector; 5 manualSelector b!; 6 template PodTemplateSpec; 8 ttlSecondsAfterFinished i!; 9
-    completionMode s!; 10 suspend b!; 14 podReplacementPolicy s!; 15 managedBy s!; 17 scheduling
-    JobSchedulingConfiguration
-PodFailurePolicy: 1 rules *PodFailurePolicyRule
-PodFailurePolicyRule: 1 action s!; 2 onExitCodes PodFailurePolicyOnExitCodesRequirement; 3 onPodConditions
-    *PodFailurePolicyOnPodConditionsPattern
-PodFailurePolicyOnExitCodesRequirement: 1 containerName s!; 2 operator s!; 3 values *i
-PodFailurePolicyOnPodConditionsPattern: 1 type s!; 2 status s!
-SuccessPolicy: 1 rules *SuccessPolicyRule
-SuccessPolicyRule: 1 succeededIndexes s!; 2 succeededCount i!
-LabelSelector: 1 matchLabels {s; 2 matchExpressions *LabelSelectorRequirement
-LabelSelectorRequirement: 1 key s!; 2 operator s!; 3 values *s
-PodTemplateSpec: 1 metadata ObjectMeta; 2 spec PodSpec
+Pod: 1 metadata ObjectMeta; 2 spec PodSpec; 3 status PodStatus
 PodSpec: 1 volumes *Volume; 20 initContainers *Container; 2 containers *Container; 34 ephemeralContainers
     *EphemeralContainer; 3 restartPolicy s; 4 terminationGracePeriodSeconds i!; 5 activeDeadlineSeconds i!; 6
     dnsPolicy s; 7 nodeSelector {s; 8 serviceAccountName s; 9 serviceAccount s; 21 automountServiceAccountToken
@@ -154,6 +143,8 @@ ConfigMapProjection: 1 - LocalObjectReference; 2 items *KeyToPath; 4 optional b!
 ServiceAccountTokenProjection: 1 audience s; 2 expirationSeconds i!; 3 path s!; 4 user i!
 ClusterTrustBundleProjection: 1 name s!; 2 signerName s!; 3 labelSelector LabelSelector; 5 optional b!; 4 path
     s!; 6 user i!
+LabelSelector: 1 matchLabels {s; 2 matchExpressions *LabelSelectorRequirement
+LabelSelectorRequirement: 1 key s!; 2 operator s!; 3 values *s
 PodCertificateProjection: 1 signerName s; 2 keyType s; 3 maxExpirationSeconds i!; 4 credentialBundlePath s; 5
     keyPath s; 6 certificateChainPath s; 7 userAnnotations {s; 8 user i!
 PortworxVolumeSource: 1 volumeID s!; 2 fsType s; 3 readOnly b
@@ -217,7 +208,7 @@ WindowsSecurityContextOptions: 1 gmsaCredentialSpecName s!; 2 gmsaCredentialSpec
     hostProcess b!
 SeccompProfile: 1 type s!; 2 localhostProfile s!
 AppArmorProfile: 1 type s!; 2 localhostProfile s!
-EphemeralContainer: 1 ephemeralContainerCommon EphemeralContainerCommon; 2 targetContainerName s
+EphemeralContainer: 1 - EphemeralContainerCommon; 2 targetContainerName s
 EphemeralContainerCommon: 1 name s!; 2 image s; 3 command *s; 4 args *s; 5 workingDir s; 6 ports *ContainerPort;
     19 envFrom *EnvFromSource; 7 env *EnvVar; 8 resources ResourceRequirements; 23 resizePolicy
     *ContainerResizePolicy; 24 restartPolicy s!; 25 restartPolicyRules *ContainerRestartRule; 9 volumeMounts
@@ -255,6 +246,66 @@ PodSchedulingGate: 1 name s!
 PodResourceClaim: 1 name s!; 3 resourceClaimName s!; 4 resourceClaimTemplateName s!
 PodSchedulingGroup: 1 podGroupName s!
 EvictionResponder: 1 name s!; 2 priority i!
+PodStatus: 17 observedGeneration i; 1 phase s; 2 conditions *PodCondition; 3 message s; 4 reason s; 11
+    nominatedNodeName s; 5 hostIP s; 16 hostIPs *HostIP; 6 podIP s; 12 podIPs *PodIP; 7 startTime Time; 10
+    initContainerStatuses *ContainerStatus; 8 containerStatuses *ContainerStatus; 9 qosClass s; 13
+    ephemeralContainerStatuses *ContainerStatus; 14 resize s; 15 resourceClaimStatuses *PodResourceClaimStatus;
+    18 extendedResourceClaimStatus PodExtendedResourceClaimStatus; 19 allocatedResources {Quantity; 20 resources
+    ResourceRequirements; 21 nodeAllocatableResourceClaimStatuses *NodeAllocatableResourceClaimStatus; 22
+    volumeHealth *PodVolumeHealth
+PodCondition: 1 type s!; 7 observedGeneration i; 2 status s!; 3 lastProbeTime Time; 4 lastTransitionTime Time; 5
+    reason s; 6 message s
+HostIP: 1 ip s!
+PodIP: 1 ip s!
+ContainerStatus: 1 name s!; 2 state ContainerState; 3 lastState ContainerState; 4 ready b!; 5 restartCount i!; 6
+    image s!; 7 imageID s!; 8 containerID s; 9 started b!; 10 allocatedResources {Quantity; 11 resources
+    ResourceRequirements; 12 volumeMounts *VolumeMountStatus; 13 user ContainerUser; 14 allocatedResourcesStatus
+    *ResourceStatus; 15 stopSignal s!
+ContainerState: 1 waiting ContainerStateWaiting; 2 running ContainerStateRunning; 3 terminated
+    ContainerStateTerminated
+ContainerStateWaiting: 1 reason s; 2 message s
+ContainerStateRunning: 1 startedAt Time
+ContainerStateTerminated: 1 exitCode i!; 2 signal i; 3 reason s; 4 message s; 5 startedAt Time; 6 finishedAt
+    Time; 7 containerID s
+VolumeMountStatus: 1 name s!; 2 mountPath s!; 3 readOnly b; 4 recursiveReadOnly s!; 5 volumeStatus VolumeStatus
+VolumeStatus: 1 image ImageVolumeStatus
+ImageVolumeStatus: 1 imageRef s
+ContainerUser: 1 linux LinuxContainerUser
+LinuxContainerUser: 1 uid i!; 2 gid i!; 3 supplementalGroups *i
+ResourceStatus: 1 name s!; 2 resources *ResourceHealth
+ResourceHealth: 1 resourceID s!; 2 health s; 6 message s!
+PodResourceClaimStatus: 1 name s!; 2 resourceClaimName s!
+PodExtendedResourceClaimStatus: 1 requestMappings *ContainerExtendedResourceRequest; 2 resourceClaimName s!
+ContainerExtendedResourceRequest: 1 containerName s!; 2 resourceName s!; 3 requestName s!
+NodeAllocatableResourceClaimStatus: 1 resourceClaimName s!; 2 containers *s; 4 mapping
+    *NodeAllocatableMappedResources; 5 overhead *NodeAllocatableOverheadResources
+NodeAllocatableMappedResources: 1 name s!; 2 quantity Quantity
+NodeAllocatableOverheadResources: 1 name s!; 2 perPod Quantity; 3 perContainer Quantity
+PodVolumeHealth: 1 name s!; 2 healthConditions *VolumeHealthCondition; 3 lastTransitionTime Time
+VolumeHealthCondition: 1 status s!; 2 reason s!; 3 message s
+Event: 1 metadata ObjectMeta; 2 involvedObject ObjectReference; 3 reason s; 4 message s; 5 source EventSource; 6
+    firstTimestamp Time; 7 lastTimestamp Time; 8 count i; 9 type s; 10 eventTime MicroTime; 11 series
+    EventSeries; 12 action s; 13 related ObjectReference; 14 reportingComponent s!; 15 reportingInstance s!
+EventSource: 1 component s; 2 host s
+EventSeries: 1 count i; 2 lastObservedTime MicroTime
+Endpoints: 1 metadata ObjectMeta; 2 subsets *EndpointSubset
+EndpointSubset: 1 addresses *EndpointAddress; 2 notReadyAddresses *EndpointAddress; 3 ports *EndpointPort
+EndpointAddress: 1 ip s!; 3 hostname s; 4 nodeName s!; 2 targetRef ObjectReference
+EndpointPort: 1 name s; 2 port i!; 3 protocol s; 4 appProtocol s!
+Job: 1 metadata ObjectMeta; 2 spec JobSpec; 3 status JobStatus
+JobSpec: 1 parallelism i!; 2 completions i!; 3 activeDeadlineSeconds i!; 11 podFailurePolicy PodFailurePolicy;
+    16 successPolicy SuccessPolicy; 7 backoffLimit i!; 12 backoffLimitPerIndex i!; 13 maxFailedIndexes i!; 4
+    selector LabelSelector; 5 manualSelector b!; 6 template PodTemplateSpec; 8 ttlSecondsAfterFinished i!; 9
+    completionMode s!; 10 suspend b!; 14 podReplacementPolicy s!; 15 managedBy s!; 17 scheduling
+    JobSchedulingConfiguration
+PodFailurePolicy: 1 rules *PodFailurePolicyRule
+PodFailurePolicyRule: 1 action s!; 2 onExitCodes PodFailurePolicyOnExitCodesRequirement; 3 onPodConditions
+    *PodFailurePolicyOnPodConditionsPattern
+PodFailurePolicyOnExitCodesRequirement: 1 containerName s!; 2 operator s!; 3 values *i
+PodFailurePolicyOnPodConditionsPattern: 1 type s!; 2 status s!
+SuccessPolicy: 1 rules *SuccessPolicyRule
+SuccessPolicyRule: 1 succeededIndexes s!; 2 succeededCount i!
+PodTemplateSpec: 1 metadata ObjectMeta; 2 spec PodSpec
 JobSchedulingConfiguration:
 JobStatus: 1 conditions *JobCondition; 2 startTime Time; 3 completionTime Time; 4 active i; 5 succeeded i; 6
     failed i; 11 terminating i!; 7 completedIndexes s; 10 failedIndexes s!; 8 uncountedTerminatedPods
@@ -271,9 +322,29 @@ DeploymentStatus: 1 observedGeneration i; 2 replicas i; 3 updatedReplicas i; 7 r
     collisionCount i!
 DeploymentCondition: 1 type s!; 2 status s!; 6 lastUpdateTime Time; 7 lastTransitionTime Time; 4 reason s; 5
     message s
-DeleteOptions: 1 gracePeriodSeconds i!; 2 preconditions Preconditions; 3 orphanDependents b!; 4
+ReplicaSet: 1 metadata ObjectMeta; 2 spec ReplicaSetSpec; 3 status ReplicaSetStatus
+ReplicaSetSpec: 1 replicas i!; 4 minReadySeconds i; 2 selector LabelSelector; 3 template PodTemplateSpec
+ReplicaSetStatus: 1 replicas i!; 2 fullyLabeledReplicas i; 4 readyReplicas i; 5 availableReplicas i; 7
+    terminatingReplicas i!; 3 observedGeneration i; 6 conditions *ReplicaSetCondition
+ReplicaSetCondition: 1 type s!; 2 status s!; 3 lastTransitionTime Time; 4 reason s; 5 message s
+Lease: 1 metadata ObjectMeta; 2 spec LeaseSpec
+LeaseSpec: 1 holderIdentity s!; 2 leaseDurationSeconds i!; 3 acquireTime MicroTime; 4 renewTime MicroTime; 5
+    leaseTransitions i!; 6 strategy s!; 7 preferredHolder s!
+EndpointSlice: 1 metadata ObjectMeta; 4 addressType s!; 2 endpoints *Endpoint; 3 ports
+    *discovery.v1.EndpointPort
+Endpoint: 1 addresses *s; 2 conditions EndpointConditions; 3 hostname s!; 4 targetRef ObjectReference; 5
+    deprecatedTopology {s; 6 nodeName s!; 7 zone s!; 8 hints EndpointHints
+EndpointConditions: 1 ready b!; 2 serving b!; 3 terminating b!
+EndpointHints: 1 forZones *ForZone; 2 forNodes *ForNode
+ForZone: 1 name s!
+ForNode: 1 name s!
+discovery.v1.EndpointPort: 1 name s!; 2 protocol s!; 3 port i!; 4 appProtocol s!
+Scale: 1 metadata ObjectMeta; 2 spec ScaleSpec; 3 status ScaleStatus
+ScaleSpec: 1 replicas i
+ScaleStatus: 1 replicas i!; 2 selector s
+DeleteOptions: 1 gracePeriodSeconds i!; 2 preconditions meta.v1.Preconditions; 3 orphanDependents b!; 4
     propagationPolicy s!; 5 dryRun *s; 6 ignoreStoreReadErrorWithClusterBreakingPotential b!
-Preconditions: 1 uid s!; 2 resourceVersion s!
+meta.v1.Preconditions: 1 uid s!; 2 resourceVersion s!
 """
 
 

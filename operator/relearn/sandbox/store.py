@@ -248,12 +248,15 @@ class Store:
         for transient in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             metadata.pop(transient, None)
         if key == CRD_KEY:
-            self._accept_crd(obj)
+            from_crd(obj)  # a CRD this server could not serve fails here, dry run or not
+            _establish(obj)
         elif key == NAMESPACE_KEY:
             obj.setdefault("spec", {"finalizers": ["kubernetes"]})
             obj["status"] = {"phase": "Active"}
         if dry_run:
             return self._present(rt, obj)
+        if key == CRD_KEY:
+            self._accept_crd(obj)
         metadata["resourceVersion"] = self._next_rv()
         self._objects[key][(ns, name)] = obj
         self._record(key, "ADDED", obj, None)
@@ -440,19 +443,7 @@ class Store:
         self._types.pop(key, None)
         for rt in types:
             self._register(rt)
-        names = crd["spec"]["names"]
-        stamp = now_rfc3339()
-        crd["status"] = {
-            "acceptedNames": names,
-            "storedVersions": [v["name"] for v in crd["spec"]["versions"] if v.get("storage")],
-            "conditions": [
-                {"type": t, "status": "True", "reason": r, "message": m, "lastTransitionTime": stamp}
-                for t, r, m in (
-                    ("NamesAccepted", "NoConflicts", "no conflicts found"),
-                    ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
-                )
-            ],
-        }
+        _establish(crd)
 
     def _forget_crd(self, crd: dict[str, Any]) -> None:
         key = (crd["spec"]["group"], crd["spec"]["names"]["plural"])
@@ -474,3 +465,20 @@ class Store:
 def _essence(obj: Mapping[str, Any]) -> dict[str, Any]:
     """What ``generation`` tracks: everything but metadata and status."""
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+def _establish(crd: dict[str, Any]) -> None:
+    """The status the apiextensions controller writes: names accepted, Established."""
+    names = crd["spec"]["names"]
+    stamp = now_rfc3339()
+    crd["status"] = {
+        "acceptedNames": names,
+        "storedVersions": [v["name"] for v in crd["spec"]["versions"] if v.get("storage")],
+        "conditions": [
+            {"type": t, "status": "True", "reason": r, "message": m, "lastTransitionTime": stamp}
+            for t, r, m in (
+                ("NamesAccepted", "NoConflicts", "no conflicts found"),
+                ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+            )
+        ],
+    }
