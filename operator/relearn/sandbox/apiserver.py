@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from relearn.api.openapi import FieldError
 from relearn.sandbox import errors, protobuf, tables
 from relearn.sandbox.errors import ApiError
 from relearn.sandbox.kubelet import PORTS_ANNOTATION
@@ -333,7 +334,7 @@ class ApiServer:
         """``fieldValidation=Strict``: unknown fields of a custom resource are errors, not pruned."""
         if rt.schema is None or query.get("fieldValidation") != "Strict" or not isinstance(body, Mapping):
             return
-        from relearn.api.openapi import FieldError, unknown_fields
+        from relearn.api.openapi import unknown_fields
 
         unknown = unknown_fields(rt.schema, body)
         if unknown:
@@ -451,8 +452,6 @@ class ApiServer:
             raise errors.conflict(rt, name)
         replicas = (wanted.get("spec") or {}).get("replicas", 0)  # omitempty in Go: absent is 0
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            from relearn.api.openapi import FieldError
-
             raise errors.invalid(rt, name, [FieldError("spec.replicas", "must be a non-negative integer", replicas)])
         scaled = self.store.patch(rt, namespace, name, MERGE_PATCH, {"spec": {"replicas": replicas}}, dry_run=dry_run)
         return web.json_response(_scale_of(scaled))
@@ -549,8 +548,10 @@ async def _body(request: web.Request, rt: ResourceType | None = None, *, optiona
             )
         try:
             return protobuf.decode(raw)
+        except protobuf.UnsupportedKind as error:
+            raise errors.unsupported_media_type(str(error)) from error
         except protobuf.ProtobufError as error:
-            raise errors.unsupported_media_type(f"the body of the request cannot be decoded: {error}") from error
+            raise errors.bad_request(f"the request body is not valid protobuf: {error}") from error
     try:
         if "yaml" in content_type:
             return yaml.safe_load(raw)

@@ -349,7 +349,11 @@ meta.v1.Preconditions: 1 uid s!; 2 resourceVersion s!
 
 
 class ProtobufError(ValueError):
-    """A body that is not Kubernetes protobuf, or of a kind this schema lacks."""
+    """A body that is not Kubernetes protobuf (the API server answers 400)."""
+
+
+class UnsupportedKind(ProtobufError):
+    """Protobuf of a kind with no message here: custom resources (415, as a real server)."""
 
 
 @dataclass(frozen=True)
@@ -524,7 +528,10 @@ def decode(body: bytes) -> dict[str, Any]:
     type_meta = {number: bytes(value).decode() for number, wire, value in _fields(envelope.get(1, b"")) if wire == 2}
     api_version, kind = type_meta.get(1, ""), type_meta.get(2, "")
     if kind not in MESSAGES:
-        raise ProtobufError(f"protobuf is not supported for {kind or 'this kind'} here")
+        raise UnsupportedKind(
+            f"the body of the request was in an unknown format - protobuf is not served for {kind or 'this kind'}; "
+            "accepted media types include: application/json, application/yaml"
+        )
     obj = decode_message(kind, envelope.get(2, b""))
     return {"apiVersion": api_version, "kind": kind, **obj}
 
@@ -533,4 +540,4 @@ def is_protobuf(content_type: str) -> bool:
     return content_type.split(";")[0].strip() == MEDIA_TYPE
 
 
-__all__ = ["MEDIA_TYPE", "MESSAGES", "ProtobufError", "decode", "is_protobuf"]
+__all__ = ["MEDIA_TYPE", "MESSAGES", "ProtobufError", "UnsupportedKind", "decode", "is_protobuf"]
