@@ -223,6 +223,22 @@ def test_logs_of_a_job_are_its_own_pods(kubectl_at: Kubectl) -> None:
         assert kubectl_at("logs", f"job/{name}").stdout == f"from {name}\n"
 
 
+def test_logs_of_a_container_that_cannot_start_say_why(kubectl_at: Kubectl, sandbox: Any) -> None:
+    kubectl_at("create", "deployment", "idle", "--image=busybox")  # no command: no entrypoint in the sandbox
+    kubectl_at(
+        "wait",
+        "pods",
+        "-l",
+        "app=idle",
+        "--for=jsonpath={.status.containerStatuses[0].state.waiting.reason}=ImageNotEmulated",
+        "--timeout=30s",
+    )
+    result = kubectl_at("logs", "deployment/idle", check=False)
+    assert result.returncode != 0
+    assert 'container "busybox" in pod "idle-' in result.stderr
+    assert "is waiting to start: ImageNotEmulated: image 'busybox' has no entrypoint" in result.stderr
+
+
 CRASHER = (
     "import os, time\n"
     "runs = len(open('runs').read()) if os.path.exists('runs') else 0\n"

@@ -804,12 +804,19 @@ class Kubelet:
         ``-f``, which follows until the container exits."""
         runtime = self._pods.get((namespace, name))
         if runtime is None:
-            return
+            pod = self.store.try_get("", "pods", namespace, name) or {}
+            specs: list[dict[str, Any]] = list((pod.get("spec") or {}).get("containers") or ())
+            first = str(specs[0].get("name", "")) if specs else ""
+            raise _waiting(options.container or first, name, "ContainerCreating")
         names = list(runtime.containers)
         chosen = options.container or (names[0] if names else None)
         container = runtime.containers.get(chosen or "")
         if container is None:
             raise ApiError(400, "BadRequest", f"container {chosen} is not valid for pod {name}; choose one of: {names}")
+        if not options.previous and container.started_at is None and container.waiting:
+            # Never started (ImageNotEmulated, StartError): the kubelet's answer, with why.
+            waiting = container.waiting
+            raise _waiting(container.name, name, f"{waiting.get('reason')}: {waiting.get('message', '')}")
         log = container.previous_log if options.previous else container.log
         if log is None:
             raise ApiError(400, "BadRequest", f'previous terminated container "{chosen}" in pod "{name}" not found')
@@ -826,6 +833,10 @@ class Kubelet:
             if not options.follow or options.previous or budget == 0 or not active:
                 return
             await asyncio.sleep(0.2)
+
+
+def _waiting(container: str, pod: str, why: str) -> ApiError:
+    return ApiError(400, "BadRequest", f'container "{container}" in pod "{pod}" is waiting to start: {why}')
 
 
 def pod_url(annotations: Mapping[str, str] | None, container_port: int = 8080) -> str:
