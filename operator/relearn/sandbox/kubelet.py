@@ -1,5 +1,6 @@
 """The sandbox's process kubelet and the controllers it needs: Deployments and
-Jobs get pods, pods run as local processes, Services get Endpoints.
+Jobs get pods, pods run as local processes, Services get Endpoints and
+EndpointSlices.
 
 - A pod's containers run from their ``command``/``args``/``env`` (``$(VAR)``
   expanded as the kubelet does). The image is recorded, not pulled; a
@@ -10,6 +11,9 @@ Jobs get pods, pods run as local processes, Services get Endpoints.
   first one) and recorded in the pod's annotation ``sandbox.relearn.dev/ports``.
 - Readiness comes from the HTTP ``readinessProbe`` (or from running, when
   there is none); restarts back off 1 s, 2 s, 4 s ... up to 30 s.
+- A container's output comes through a pipe into ``output.log``, with the
+  time each line arrived (:mod:`.podlogs`: ``kubectl logs --timestamps``,
+  ``--since``); a restart moves it to ``previous.log`` (``--previous``).
 - ``terminationMessagePath`` is a file per container, named to the process
   by ``RELEARN_TERMINATION_MESSAGE_PATH``; its content (4 KiB at most)
   becomes ``state.terminated.message``.
