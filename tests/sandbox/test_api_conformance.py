@@ -5,6 +5,7 @@ RELEARN_TEST_KUBECONFIG is set."""
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Iterator
@@ -336,6 +337,94 @@ def test_dry_run_stores_nothing(core: client.CoreV1Api, namespace: str) -> None:
     answered = core.create_namespaced_config_map(namespace, configmap("dry"), dry_run="All")
     assert answered.metadata.name == "dry"
     assert core.list_namespaced_config_map(namespace).items == []
+
+
+def test_dry_run_in_delete_options_deletes_nothing(core: client.CoreV1Api, namespace: str) -> None:
+    core.create_namespaced_config_map(namespace, configmap("kept", {"app": "a"}))
+    options = client.V1DeleteOptions(dry_run=["All"])
+    core.delete_namespaced_config_map("kept", namespace, body=options)
+    core.delete_collection_namespaced_config_map(namespace, label_selector="app=a", body=options)
+    assert [c.metadata.name for c in core.list_namespaced_config_map(namespace).items] == ["kept"]
+    with pytest.raises(client.ApiException) as refused:
+        core.delete_namespaced_config_map("kept", namespace, dry_run="Some")
+    assert refused.value.status == 400
+
+
+def test_dry_run_crd_serves_nothing(api_client: client.ApiClient) -> None:
+    crd = {
+        "metadata": {"name": "gadgets.dry.example.com"},
+        "spec": {
+            "group": "dry.example.com",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "scope": "Namespaced",
+            "versions": [
+                {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {"type": "object"}}}
+            ],
+        },
+    }
+    answered = client.ApiextensionsV1Api(api_client).create_custom_resource_definition(crd, dry_run="All")
+    assert [c.type for c in answered.status.conditions] == ["NamesAccepted", "Established"]
+    groups = {g.name for g in client.ApisApi(api_client).get_api_versions().groups}
+    assert "dry.example.com" not in groups
+
+
+# -- what the registry strategies add ---------------------------------------------------
+
+
+def test_secret_string_data_is_merged_into_data_on_create_and_patch(core: client.CoreV1Api, namespace: str) -> None:
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "auth"}, "data": {"user": "YWRh"}, "stringData": {"password": "pw"}}
+    )
+    core.patch_namespaced_secret("auth", namespace, {"stringData": {"token": "t0k"}})
+    secret = core.read_namespaced_secret("auth", namespace)
+    assert secret.string_data is None
+    assert {k: base64.b64decode(v).decode() for k, v in secret.data.items()} == {
+        "user": "ada",
+        "password": "pw",
+        "token": "t0k",
+    }
+
+
+def job(name: str, **spec: Any) -> dict[str, Any]:
+    template = {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}
+    return {"metadata": {"name": name}, "spec": {"template": template, **spec}}
+
+
+def test_job_selects_its_own_pods_unless_manual(api_client: client.ApiClient, namespace: str) -> None:
+    batch = client.BatchV1Api(api_client)
+    made = batch.create_namespaced_job(namespace, job("auto"))
+    uid = made.metadata.uid
+    assert made.spec.selector.match_labels == {"batch.kubernetes.io/controller-uid": uid}
+    assert made.spec.template.metadata.labels["batch.kubernetes.io/controller-uid"] == uid
+    assert made.spec.template.metadata.labels["job-name"] == "auto"
+    manual = job("manual", manualSelector=True, selector={"matchLabels": {"mine": "yes"}})
+    manual["spec"]["template"]["metadata"] = {"labels": {"mine": "yes"}}
+    assert batch.create_namespaced_job(namespace, manual).spec.selector.match_labels == {"mine": "yes"}
+
+
+def test_deployment_scale_subresource(api_client: client.ApiClient, namespace: str) -> None:
+    apps = client.AppsV1Api(api_client)
+    labels = {"app": "s"}
+    apps.create_namespaced_deployment(
+        namespace,
+        {
+            "metadata": {"name": "s"},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
+            },
+        },
+    )
+    scale = apps.read_namespaced_deployment_scale("s", namespace)
+    assert (scale.spec.replicas, scale.status.selector) == (0, "app=s")
+    apps.patch_namespaced_deployment_scale("s", namespace, {"spec": {"replicas": 2}}, dry_run="All")
+    assert apps.read_namespaced_deployment("s", namespace).spec.replicas == 0
+    scale.spec.replicas = 0
+    apps.replace_namespaced_deployment_scale("s", namespace, scale)
+    with pytest.raises(client.ApiException) as negative:
+        apps.patch_namespaced_deployment_scale("s", namespace, {"spec": {"replicas": -1}})
+    assert negative.value.status == 422
 
 
 # -- custom resources: schema admission ---------------------------------------------------

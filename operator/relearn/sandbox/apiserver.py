@@ -2,11 +2,14 @@
 
 Serves discovery (``/api``, ``/apis``, group/version resource lists), the
 REST verbs on every resource path (``/api/v1/namespaces/NS/pods/NAME``,
-``/apis/GROUP/VERSION/...``, subresources ``status`` and pod ``log``),
-watches as chunked JSON lines with resume, timeouts and bookmarks, Table
-output for ``kubectl get``, ``dryRun=All``, strict field validation for custom
-resources, and optional bearer-token authentication. kubectl, the
-``kubernetes`` client and kopf all speak to it as to a cluster.
+``/apis/GROUP/VERSION/...``, subresources ``status``, pod ``log``,
+deployment ``scale``), watches as chunked JSON lines with resume, timeouts
+and bookmarks, Table output for ``kubectl get`` (``includeObject`` for
+``--sort-by``), server-side dry-run from the query or the DeleteOptions body,
+JSON, YAML and (for built-in kinds, see :mod:`.protobuf`) protobuf request
+bodies, strict field validation for custom resources, and optional
+bearer-token authentication. It reports itself as v1.33. kubectl 1.30-1.33,
+the ``kubernetes`` client and kopf all speak to it as to a cluster.
 """
 
 from __future__ import annotations
@@ -22,22 +25,25 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from relearn.sandbox import errors, tables
+from relearn.api.openapi import FieldError
+from relearn.sandbox import errors, protobuf, tables
 from relearn.sandbox.errors import ApiError
-from relearn.sandbox.patching import APPLY_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
+from relearn.sandbox.kubelet import PORTS_ANNOTATION
+from relearn.sandbox.patching import APPLY_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, PatchError, apply_patch
+from relearn.sandbox.podlogs import LogOptions
 from relearn.sandbox.resources import ResourceType
 from relearn.sandbox.selectors import SelectorError, parse_field_selector, parse_label_selector
 from relearn.sandbox.store import Store, Watch
 
 logger = logging.getLogger(__name__)
 
-# (namespace, pod, container, follow, tail_lines) -> chunks of the pod's output
-LogSource = Callable[[str, str, str | None, bool, int | None], AsyncIterator[bytes]]
+# (namespace, pod, options) -> chunks of the pod's output
+LogSource = Callable[[str, str, LogOptions], AsyncIterator[bytes]]
 
 VERSION_INFO = {
     "major": "1",
-    "minor": "30",
-    "gitVersion": "v1.30.0-relearn-sandbox",
+    "minor": "33",
+    "gitVersion": "v1.33.1-relearn-sandbox",
     "gitCommit": "",
     "gitTreeState": "clean",
     "buildDate": "2026-01-01T00:00:00Z",
@@ -90,6 +96,8 @@ class ApiServer:
         try:
             self._authenticate(request)
             parts = [p for p in request.path.split("/") if p]
+            if request.method == "GET" and parts == ["openapi", "v2"]:
+                return _openapi_v2(request)
             if request.method == "GET":
                 discovery = self._discovery(parts)
                 if discovery is not None:
@@ -177,7 +185,7 @@ class ApiServer:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         return {
             "openapi": "3.0.0",
-            "info": {"title": "Kubernetes (relearn sandbox)", "version": "v1.30.0"},
+            "info": {"title": "Kubernetes (relearn sandbox)", "version": VERSION_INFO["gitVersion"]},
             "paths": paths,
             "components": {"schemas": {}},
         }
@@ -213,7 +221,8 @@ class ApiServer:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         name = rest[1] if len(rest) > 1 else None
         subresource = rest[2] if len(rest) > 2 else None
-        if subresource not in (None, "status", "log", "finalize") or (subresource == "status" and not rt.has_status):
+        known = (None, "finalize", *(("status",) if rt.has_status else ()), *rt.extra_subresources)
+        if subresource not in known:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         return Target(rt, namespace, name, subresource)
 
@@ -221,7 +230,7 @@ class ApiServer:
 
     async def _serve(self, request: web.Request, target: Target) -> web.StreamResponse:
         query = request.query
-        dry_run = query.get("dryRun") == "All"
+        dry_run = _dry_run(query.getall("dryRun", []))
         rt, namespace, name = target.rt, target.namespace, target.name
         method = request.method
         if name is None:
@@ -232,7 +241,7 @@ class ApiServer:
             if method == "GET":
                 items, rv = self.store.list_objects(rt, namespace, labels, fields)
                 if _wants_table(request):
-                    return web.json_response(tables.table(rt, items, rv))
+                    return web.json_response(tables.table(rt, items, rv, include=_include(query)))
                 return web.json_response(
                     {
                         "kind": f"{rt.kind}List",
@@ -242,25 +251,39 @@ class ApiServer:
                     }
                 )
             if method == "POST":
-                body = await _body(request)
+                body = await _body(request, rt)
                 self._check_fields(rt, body, query)
                 return web.json_response(self.store.create(rt, namespace, body, dry_run=dry_run), status=201)
             if method == "DELETE":
-                deleted = self.store.delete_collection(rt, namespace, labels, fields)
+                options = await _body(request, optional=True)
+                deleted = self.store.delete_collection(
+                    rt,
+                    namespace,
+                    labels,
+                    fields,
+                    propagation=query.get("propagationPolicy") or options.get("propagationPolicy"),
+                    dry_run=dry_run or _dry_run(options.get("dryRun") or []),
+                )
                 return web.json_response(
                     {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": {}, "items": deleted}
                 )
             raise errors.method_not_allowed(f"{method} is not allowed on a collection")
         if target.subresource == "log":
             return await self._log(request, target)
+        if target.subresource == "scale":
+            return await self._scale(request, target, dry_run)
+        if target.subresource == "portforward":
+            raise self._no_port_forward(target)
         subresource = target.subresource if target.subresource == "status" else None
         if method == "GET":
             obj = self.store.get(rt, namespace, name)
             if _wants_table(request):
-                return web.json_response(tables.table(rt, [obj], obj["metadata"].get("resourceVersion")))
+                return web.json_response(
+                    tables.table(rt, [obj], obj["metadata"].get("resourceVersion"), include=_include(query))
+                )
             return web.json_response(obj)
         if method == "PUT":
-            body = await _body(request)
+            body = await _body(request, rt)
             self._check_fields(rt, body, query)
             return web.json_response(
                 self.store.update(rt, namespace, name, body, subresource=subresource, dry_run=dry_run)
@@ -268,9 +291,11 @@ class ApiServer:
         if method == "PATCH":
             return await self._patch(request, target, dry_run)
         if method == "DELETE":
+            # kubectl sends DeleteOptions in the body: dryRun there counts as in the query.
             options = await _body(request, optional=True)
             propagation = query.get("propagationPolicy") or options.get("propagationPolicy")
             precondition = (options.get("preconditions") or {}).get("resourceVersion")
+            dry_run = dry_run or _dry_run(options.get("dryRun") or [])
             return web.json_response(
                 self.store.delete(
                     rt, namespace, name, propagation=propagation, precondition_rv=precondition, dry_run=dry_run
@@ -286,7 +311,7 @@ class ApiServer:
         if content_type == APPLY_PATCH:
             # Server-side apply, approximated: create when absent, else merge
             # (no managed fields, no conflict detection; see docs/sandbox.md).
-            body = await _body(request)
+            body = await _body(request, rt)
             self._check_fields(rt, body, request.query)
             try:
                 self.store.get(rt, namespace, name)
@@ -309,7 +334,7 @@ class ApiServer:
         """``fieldValidation=Strict``: unknown fields of a custom resource are errors, not pruned."""
         if rt.schema is None or query.get("fieldValidation") != "Strict" or not isinstance(body, Mapping):
             return
-        from relearn.api.openapi import FieldError, unknown_fields
+        from relearn.api.openapi import unknown_fields
 
         unknown = unknown_fields(rt.schema, body)
         if unknown:
@@ -320,6 +345,7 @@ class ApiServer:
         rt = target.rt
         query = request.query
         as_table = _wants_table(request)
+        include = _include(query)
         watch = Watch((rt.group, rt.plural), target.namespace, labels, fields)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
@@ -339,7 +365,7 @@ class ApiServer:
             presented = self.store._present(rt, obj)
             if as_table:
                 presented = tables.table(
-                    rt, [presented], presented["metadata"].get("resourceVersion"), with_columns=first
+                    rt, [presented], presented["metadata"].get("resourceVersion"), with_columns=first, include=include
                 )
             first = False
             return {"type": type_, "object": presented}
@@ -389,34 +415,145 @@ class ApiServer:
         self.store.get(target.rt, target.namespace, target.name)
         if self.log_source is None:
             raise ApiError(404, "NotFound", "this sandbox runs no kubelet: pods have no logs")
-        tail = request.query.get("tailLines")
+        options = LogOptions.from_query(request.query)
+        chunks = aiter(self.log_source(target.namespace, target.name, options))
+        # The first read raises the kubelet's errors (no such container, no previous run) as a Status.
+        first = await anext(chunks, b"")
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(request)
         with contextlib.suppress(ConnectionResetError):
-            async for chunk in self.log_source(
-                target.namespace,
-                target.name,
-                request.query.get("container"),
-                request.query.get("follow") in ("true", "1"),
-                int(tail) if tail else None,
-            ):
+            await response.write(first)
+            async for chunk in chunks:
                 await response.write(chunk)
             await response.write_eof()
         return response
+
+    async def _scale(self, request: web.Request, target: Target, dry_run: bool) -> web.StreamResponse:
+        """``deployments/NAME/scale``: an ``autoscaling/v1`` Scale over ``spec.replicas`` (``kubectl scale``)."""
+        rt, namespace, name = target.rt, target.namespace, target.name
+        assert name is not None
+        deployment = self.store.get(rt, namespace, name)
+        if request.method == "GET":
+            return web.json_response(_scale_of(deployment))
+        if request.method == "PUT":
+            wanted = await _body(request)
+        elif request.method == "PATCH":
+            content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+            if content_type == APPLY_PATCH:
+                content_type = MERGE_PATCH
+            try:
+                wanted = apply_patch(content_type, _scale_of(deployment), await _body(request))
+            except PatchError as error:
+                raise ApiError(422, "Invalid", str(error)) from error
+        else:
+            raise errors.method_not_allowed(f"{request.method} is not allowed on {rt.plural}/{name}/scale")
+        wanted_rv = (wanted.get("metadata") or {}).get("resourceVersion")
+        if wanted_rv and wanted_rv != deployment["metadata"]["resourceVersion"]:
+            raise errors.conflict(rt, name)
+        replicas = (wanted.get("spec") or {}).get("replicas", 0)  # omitempty in Go: absent is 0
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise errors.invalid(rt, name, [FieldError("spec.replicas", "must be a non-negative integer", replicas)])
+        scaled = self.store.patch(rt, namespace, name, MERGE_PATCH, {"spec": {"replicas": replicas}}, dry_run=dry_run)
+        return web.json_response(_scale_of(scaled))
+
+    def _no_port_forward(self, target: Target) -> ApiError:
+        """``kubectl port-forward`` needs a SPDY or WebSocket stream; this
+        sandbox's pods are processes already listening on 127.0.0.1, so the
+        answer names where to connect instead."""
+        assert target.name is not None
+        pod = self.store.get(target.rt, target.namespace, target.name)
+        ports = json.loads((pod["metadata"].get("annotations") or {}).get(PORTS_ANNOTATION, "{}"))
+        where = ", ".join(f"container port {port} is 127.0.0.1:{local}" for port, local in ports.items())
+        return errors.bad_request(
+            f"the relearn sandbox does not forward ports: pod {target.name} is a process on this machine"
+            + (f"; its {where}: connect there directly" if where else " and listens on no container port")
+        )
+
+
+OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+
+
+def _openapi_v2(request: web.Request) -> web.Response:
+    """An OpenAPI v2 document with no definitions. kubectl validates a kind
+    that the v3 document lacks (a custom resource applied before its CRD)
+    against v2, which it fetches as protobuf; finding no schema there it skips
+    validation, so the user sees the REST mapping's "no matches for kind"
+    ("ensure CRDs are installed first") as from a real server."""
+    info = {"title": "Kubernetes (relearn sandbox)", "version": VERSION_INFO["gitVersion"]}
+    if OPENAPI_V2_PROTOBUF in request.headers.get("Accept", ""):
+        title, version = (text.encode() for text in info.values())
+        encoded_info = b"\x0a" + bytes([len(title)]) + title + b"\x12" + bytes([len(version)]) + version
+        # openapi_v2.Document: swagger (1) "2.0", info (2).
+        body = b"\x0a\x032.0\x12" + bytes([len(encoded_info)]) + encoded_info
+        return web.Response(body=body, content_type="application/octet-stream")  # as kube-openapi serves it
+    return web.json_response({"swagger": "2.0", "info": info, "paths": {}, "definitions": {}})
+
+
+def _scale_of(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    meta = deployment["metadata"]
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in meta
+        },
+        "spec": {"replicas": int(spec.get("replicas", 1))},
+        "status": {
+            "replicas": int(status.get("replicas", 0)),
+            "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items())),
+        },
+    }
 
 
 def _wants_table(request: web.Request) -> bool:
     return "as=Table" in request.headers.get("Accept", "")
 
 
-async def _body(request: web.Request, *, optional: bool = False) -> Any:
+def _include(query: Mapping[str, str]) -> str:
+    """What each Table row carries: ``Metadata`` (the default), ``Object`` (kubectl
+    asks for it to ``--sort-by`` any field) or ``None``."""
+    include = query.get("includeObject") or "Metadata"
+    if include not in ("Metadata", "Object", "None"):
+        raise errors.bad_request(
+            f'includeObject: Unsupported value: "{include}": supported values: "Metadata", "Object", "None"'
+        )
+    return include
+
+
+def _dry_run(values: Any) -> bool:
+    """``dryRun`` from the query or from DeleteOptions: only ``All`` is defined."""
+    if isinstance(values, str):
+        values = [values]
+    for value in values:
+        if value != "All":
+            raise errors.bad_request(f'Invalid dry run option: Unsupported value: "{value}": supported values: "All"')
+    return bool(values)
+
+
+async def _body(request: web.Request, rt: ResourceType | None = None, *, optional: bool = False) -> Any:
+    """The request's object: JSON, YAML, or protobuf for built-in kinds (kubectl 1.32+ sends it)."""
     raw = await request.read()
     if not raw:
         if optional:
             return {}
         raise errors.bad_request("the request has no body")
+    content_type = request.headers.get("Content-Type", "")
+    if protobuf.is_protobuf(content_type):
+        if rt is not None and rt.is_custom:
+            raise errors.unsupported_media_type(
+                "the body of the request was in an unknown format - accepted media types include: "
+                "application/json, application/yaml"
+            )
+        try:
+            return protobuf.decode(raw)
+        except protobuf.UnsupportedKind as error:
+            raise errors.unsupported_media_type(str(error)) from error
+        except protobuf.ProtobufError as error:
+            raise errors.bad_request(f"the request body is not valid protobuf: {error}") from error
     try:
-        if "yaml" in request.headers.get("Content-Type", ""):
+        if "yaml" in content_type:
             return yaml.safe_load(raw)
         return json.loads(raw)
     except (ValueError, yaml.YAMLError) as error:

@@ -1,5 +1,6 @@
 """The sandbox's process kubelet and the controllers it needs: Deployments and
-Jobs get pods, pods run as local processes, Services get Endpoints.
+Jobs get pods, pods run as local processes, Services get Endpoints and
+EndpointSlices.
 
 - A pod's containers run from their ``command``/``args``/``env`` (``$(VAR)``
   expanded as the kubelet does). The image is recorded, not pulled; a
@@ -10,6 +11,9 @@ Jobs get pods, pods run as local processes, Services get Endpoints.
   first one) and recorded in the pod's annotation ``sandbox.relearn.dev/ports``.
 - Readiness comes from the HTTP ``readinessProbe`` (or from running, when
   there is none); restarts back off 1 s, 2 s, 4 s ... up to 30 s.
+- A container's output comes through a pipe into ``output.log``, with the
+  time each line arrived (:mod:`.podlogs`: ``kubectl logs --timestamps``,
+  ``--since``); a restart moves it to ``previous.log`` (``--previous``).
 - ``terminationMessagePath`` is a file per container, named to the process
   by ``RELEARN_TERMINATION_MESSAGE_PATH``; its content (4 KiB at most)
   becomes ``state.terminated.message``.
@@ -42,6 +46,7 @@ from typing import Any
 import aiohttp
 
 from relearn.sandbox.errors import ApiError
+from relearn.sandbox.podlogs import LogOptions, TimedLog, select
 from relearn.sandbox.processes import die_with_parent, free_port, terminate_group
 from relearn.sandbox.selectors import parse_label_selector
 from relearn.sandbox.store import Change, Store, now_rfc3339
@@ -49,6 +54,7 @@ from relearn.sandbox.store import Change, Store, now_rfc3339
 logger = logging.getLogger(__name__)
 
 PORTS_ANNOTATION = "sandbox.relearn.dev/ports"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 TERMINATION_ENV = "RELEARN_TERMINATION_MESSAGE_PATH"
 MAX_TERMINATION_MESSAGE = 4096
 ORDER = ("deployment", "job", "pod", "service")
@@ -84,10 +90,22 @@ class Container:
     terminated: dict[str, Any] | None = None
     waiting: dict[str, Any] | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    # This run's output, and the previous run's (``kubectl logs --previous``).
+    log: TimedLog = field(default_factory=TimedLog)
+    previous_log: TimedLog | None = None
+    pump: asyncio.Task[None] | None = None
+
+    @property
+    def pump_running(self) -> bool:
+        return self.pump is not None and not self.pump.done()
 
     @property
     def log_path(self) -> Path:
         return self.directory / "output.log"
+
+    @property
+    def previous_log_path(self) -> Path:
+        return self.directory / "previous.log"
 
     @property
     def termination_path(self) -> Path:
@@ -405,6 +423,7 @@ class Kubelet:
             return
         matches = parse_label_selector(",".join(f"{k}={v}" for k, v in selector.items()))
         subsets = []
+        slice_endpoints: list[tuple[list[dict[str, Any]], dict[str, Any], bool]] = []
         for pod in self.store.objects("", "pods", namespace):
             if not matches(pod) or pod["metadata"].get("deletionTimestamp") or self._pod_phase(pod) != "Running":
                 continue
@@ -413,17 +432,17 @@ class Kubelet:
                 for p in service["spec"].get("ports") or ()
                 if (port := pod_port(pod, p.get("targetPort", p.get("port")))) is not None
             ]
-            address = {
-                "ip": "127.0.0.1",
-                "targetRef": {
-                    "kind": "Pod",
-                    "name": pod["metadata"]["name"],
-                    "namespace": namespace,
-                    "uid": pod["metadata"]["uid"],
-                },
+            target_ref = {
+                "kind": "Pod",
+                "name": pod["metadata"]["name"],
+                "namespace": namespace,
+                "uid": pod["metadata"]["uid"],
             }
+            address = {"ip": "127.0.0.1", "targetRef": target_ref}
             key = "addresses" if self._pod_ready(pod) else "notReadyAddresses"
             subsets.append({key: [address], "ports": ports})
+            slice_endpoints.append((ports, target_ref, self._pod_ready(pod)))
+        self._sync_endpoint_slices(service, slice_endpoints)
         body = {
             "apiVersion": "v1",
             "kind": "Endpoints",
@@ -443,6 +462,65 @@ class Kubelet:
                     "metadata": {**existing["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]},
                 },
             )
+
+    def _sync_endpoint_slices(
+        self, service: dict[str, Any], endpoints: list[tuple[list[dict[str, Any]], dict[str, Any], bool]]
+    ) -> None:
+        """``discovery.k8s.io/v1`` EndpointSlices beside the Endpoints (kubectl
+        1.32+ ``describe svc`` reads these): one slice per distinct port list,
+        since every pod here is 127.0.0.1 on its own ports."""
+        meta = service["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        slices_rt = self.store.type_for("discovery.k8s.io", "endpointslices")
+        grouped: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+        for ports, target, ready in endpoints:
+            key = template_hash({"ports": ports})[:5]
+            entry = {
+                "addresses": ["127.0.0.1"],
+                "conditions": {"ready": ready, "serving": ready, "terminating": False},
+                "nodeName": "sandbox",
+                "targetRef": target,
+            }
+            grouped.setdefault(key, (ports, []))[1].append(entry)
+        wanted = {f"{name}-{key}": value for key, value in grouped.items()}
+        for existing in self.store.objects("discovery.k8s.io", "endpointslices", namespace):
+            labels = existing["metadata"].get("labels") or {}
+            if labels.get(SERVICE_NAME_LABEL) == name and existing["metadata"]["name"] not in wanted:
+                with contextlib.suppress(ApiError):
+                    self.store.delete(slices_rt, namespace, existing["metadata"]["name"])
+        for slice_name, (ports, slice_endpoints) in wanted.items():
+            body: dict[str, Any] = {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {
+                    "name": slice_name,
+                    "namespace": namespace,
+                    "labels": {
+                        **(meta.get("labels") or {}),
+                        SERVICE_NAME_LABEL: name,
+                        "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+                    },
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "v1",
+                            "kind": "Service",
+                            "name": name,
+                            "uid": meta["uid"],
+                            "controller": True,
+                            "blockOwnerDeletion": True,
+                        }
+                    ],
+                },
+                "addressType": "IPv4",
+                "endpoints": slice_endpoints,
+                "ports": ports,
+            }
+            current = self.store.try_get("discovery.k8s.io", "endpointslices", namespace, slice_name)
+            if current is None:
+                self.store.create(slices_rt, namespace, body)
+            elif (current.get("endpoints"), current.get("ports")) != (slice_endpoints, ports):
+                body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                self.store.update(slices_rt, namespace, slice_name, body)
 
     # -- pods -> processes -----------------------------------------------------------
 
@@ -551,23 +629,26 @@ class Kubelet:
             command = list(entrypoint)
         argv = [expand(str(part), env) for part in command + list(spec.get("args") or ())]
         container.termination_path.write_text("")
-        log = container.log_path.open("ab")
+        if container.restarts and container.log_path.exists():
+            # A restart starts a new log; the kubelet keeps the last run's for --previous.
+            container.log_path.replace(container.previous_log_path)
+            container.previous_log, container.log = container.log, TimedLog()
         try:
             container.process = await asyncio.create_subprocess_exec(
                 *argv,
                 cwd=container.directory,
                 env=env,
-                stdout=log,
+                stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
                 start_new_session=True,
                 preexec_fn=die_with_parent,
             )
         except OSError as error:
-            log.close()
             container.waiting = {"reason": "StartError", "message": str(error)}
             return
-        log.close()
+        assert container.process.stdout is not None
+        container.pump = asyncio.create_task(self._pump(container, container.process.stdout, container.log))
         container.waiting = None
         container.terminated = None
         container.started_at = now_rfc3339()
@@ -576,9 +657,21 @@ class Kubelet:
         if "readinessProbe" in spec:
             container.tasks.append(asyncio.create_task(self._probe(runtime, container)))
 
+    async def _pump(self, container: Container, stream: asyncio.StreamReader, log: TimedLog) -> None:
+        """Copy a run's output to its log file, noting when each line arrived (``--timestamps``, ``--since``)."""
+        with container.log_path.open("ab", buffering=0) as handle:
+            while chunk := await stream.read(65536):
+                handle.write(chunk)
+                log.append(chunk, datetime.datetime.now(datetime.UTC))
+
     async def _watch_exit(self, runtime: PodRuntime, container: Container) -> None:
         assert container.process is not None
         code = await container.process.wait()
+        if container.pump is not None:
+            # The last output may still be in the pipe; a daemon child may hold it open.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await asyncio.shield(container.pump)
         if runtime.stopping:
             return
         message = container.termination_path.read_bytes()[:MAX_TERMINATION_MESSAGE].decode(errors="replace")
@@ -704,40 +797,50 @@ class Kubelet:
                 task.cancel()
             if container.process is not None:
                 await terminate_group(container.process, grace)
+            if container.pump is not None:
+                container.pump.cancel()
 
     # -- logs ------------------------------------------------------------------
 
-    async def logs(
-        self, namespace: str, name: str, container: str | None, follow: bool, tail_lines: int | None
-    ) -> AsyncIterator[bytes]:
-        """A container's output, for ``kubectl logs`` (``-f`` follows until it exits)."""
-        directory = self.workdir / "pods" / namespace / name
-        names = sorted(p.name for p in directory.iterdir()) if directory.exists() else []
-        chosen = container or (names[0] if names else None)
-        path = directory / (chosen or "") / "output.log"
-        if chosen is None or not path.exists():
-            return
-        data = path.read_bytes()
-        if tail_lines is not None:
-            data = b"".join(data.splitlines(keepends=True)[-tail_lines:]) if tail_lines else b""
-        yield data
-        offset = path.stat().st_size
-        while follow:
-            runtime = self._pods.get((namespace, name))
-            running = (
-                runtime is not None
-                and not runtime.stopping
-                and any(c.process is not None for c in runtime.containers.values())
-            )
-            size = path.stat().st_size if path.exists() else offset
-            if size > offset:
-                with path.open("rb") as handle:
-                    handle.seek(offset)
-                    yield handle.read(size - offset)
-                offset = size
-            elif not running:
+    async def logs(self, namespace: str, name: str, options: LogOptions) -> AsyncIterator[bytes]:
+        """A container's output for ``kubectl logs``: ``--previous``, ``--tail``,
+        ``--since``/``--since-time``, ``--timestamps``, ``--limit-bytes``, and
+        ``-f``, which follows until the container exits."""
+        runtime = self._pods.get((namespace, name))
+        if runtime is None:
+            pod = self.store.try_get("", "pods", namespace, name) or {}
+            specs: list[dict[str, Any]] = list((pod.get("spec") or {}).get("containers") or ())
+            first = str(specs[0].get("name", "")) if specs else ""
+            raise _waiting(options.container or first, name, "ContainerCreating")
+        names = list(runtime.containers)
+        chosen = options.container or (names[0] if names else None)
+        container = runtime.containers.get(chosen or "")
+        if container is None:
+            raise ApiError(400, "BadRequest", f"container {chosen} is not valid for pod {name}; choose one of: {names}")
+        if not options.previous and container.started_at is None and container.waiting:
+            # Never started (ImageNotEmulated, StartError): the kubelet's answer, with why.
+            waiting = container.waiting
+            raise _waiting(container.name, name, f"{waiting.get('reason')}: {waiting.get('message', '')}")
+        log = container.previous_log if options.previous else container.log
+        if log is None:
+            raise ApiError(400, "BadRequest", f'previous terminated container "{chosen}" in pod "{name}" not found')
+        budget = options.limit_bytes
+        index = 0
+        while True:
+            # Read after deciding: output that arrives once the run is over is already in `log`.
+            active = container.log is log and (container.process is not None or container.pump_running)
+            data, index = select(log, options, index, complete_only=options.follow and active)
+            if budget is not None:
+                data, budget = data[:budget], budget - min(budget, len(data))
+            if data:
+                yield data
+            if not options.follow or options.previous or budget == 0 or not active:
                 return
             await asyncio.sleep(0.2)
+
+
+def _waiting(container: str, pod: str, why: str) -> ApiError:
+    return ApiError(400, "BadRequest", f'container "{container}" in pod "{pod}" is waiting to start: {why}')
 
 
 def pod_url(annotations: Mapping[str, str] | None, container_port: int = 8080) -> str:

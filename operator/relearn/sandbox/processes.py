@@ -44,7 +44,11 @@ async def terminate_group(process: asyncio.subprocess.Process, grace: float) -> 
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:
-        await asyncio.wait_for(process.wait(), timeout=max(grace, 0.1))
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+        # cancellation that arrives as the process exits, and the kubelet's
+        # worker, cancelled at shutdown, would then wait on forever.
+        async with asyncio.timeout(max(grace, 0.1)):
+            await process.wait()
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)

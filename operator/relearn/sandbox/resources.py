@@ -57,16 +57,21 @@ class ResourceType:
         entries = [main]
         subresources = (("status",) if self.has_status else ()) + self.extra_subresources
         for sub in subresources:
-            verbs = ["get"] if sub == "log" else ["get", "patch", "update"]
-            entries.append(
-                {
-                    "name": f"{self.plural}/{sub}",
-                    "singularName": "",
-                    "namespaced": self.namespaced,
-                    "kind": "Pod" if sub == "log" else self.kind,
-                    "verbs": verbs,
-                }
-            )
+            entry: dict[str, Any] = {
+                "name": f"{self.plural}/{sub}",
+                "singularName": "",
+                "namespaced": self.namespaced,
+                "kind": self.kind,
+                "verbs": ["get", "patch", "update"],
+            }
+            if sub == "log":
+                entry.update(kind="Pod", verbs=["get"])
+            elif sub == "portforward":
+                entry.update(kind="PodPortForwardOptions", verbs=["create", "get"])
+            elif sub == "scale":
+                # kubectl's scale client reads the Scale kind's group and version from here.
+                entry.update(kind="Scale", group="autoscaling", version="v1")
+            entries.append(entry)
         return entries
 
 
@@ -98,16 +103,17 @@ def _builtin(
 
 BUILTINS: tuple[ResourceType, ...] = (
     _builtin("", "v1", "namespaces", "Namespace", namespaced=False, short=["ns"], categories=()),
-    _builtin("", "v1", "pods", "Pod", short=["po"], extra=["log"]),
+    _builtin("", "v1", "pods", "Pod", short=["po"], extra=["log", "portforward"]),
     _builtin("", "v1", "services", "Service", short=["svc"]),
     _builtin("", "v1", "endpoints", "Endpoints", short=["ep"], categories=(), status=False),
     _builtin("", "v1", "events", "Event", short=["ev"], categories=(), status=False),
     _builtin("", "v1", "configmaps", "ConfigMap", short=["cm"], categories=(), status=False),
     _builtin("", "v1", "secrets", "Secret", categories=(), status=False),
     _builtin("", "v1", "serviceaccounts", "ServiceAccount", short=["sa"], categories=(), status=False),
-    _builtin("apps", "v1", "deployments", "Deployment", short=["deploy"]),
+    _builtin("apps", "v1", "deployments", "Deployment", short=["deploy"], extra=["scale"]),
     _builtin("apps", "v1", "replicasets", "ReplicaSet", short=["rs"]),
     _builtin("batch", "v1", "jobs", "Job"),
+    _builtin("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", categories=(), status=False),
     _builtin("coordination.k8s.io", "v1", "leases", "Lease", categories=(), status=False),
     _builtin(
         "apiextensions.k8s.io",

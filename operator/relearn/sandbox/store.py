@@ -28,7 +28,7 @@ from typing import Any
 
 from relearn.api import openapi
 from relearn.api.base import rfc3339
-from relearn.sandbox import errors
+from relearn.sandbox import errors, strategies
 from relearn.sandbox.patching import PatchError, apply_patch
 from relearn.sandbox.resources import BUILTINS, ResourceType, from_crd
 from relearn.sandbox.selectors import Predicate
@@ -244,15 +244,19 @@ class Store:
         obj = self._admit(rt, obj, None)
         metadata = obj["metadata"]
         metadata.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(), generation=1)
+        strategies.prepare(rt, obj)
         for transient in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             metadata.pop(transient, None)
         if key == CRD_KEY:
-            self._accept_crd(obj)
+            from_crd(obj)  # a CRD this server could not serve fails here, dry run or not
+            _establish(obj)
         elif key == NAMESPACE_KEY:
             obj.setdefault("spec", {"finalizers": ["kubernetes"]})
             obj["status"] = {"phase": "Active"}
         if dry_run:
             return self._present(rt, obj)
+        if key == CRD_KEY:
+            self._accept_crd(obj)
         metadata["resourceVersion"] = self._next_rv()
         self._objects[key][(ns, name)] = obj
         self._record(key, "ADDED", obj, None)
@@ -338,6 +342,7 @@ class Store:
                 else:
                     meta.pop(fixed, None)
         new["metadata"]["resourceVersion"] = old_meta["resourceVersion"]
+        strategies.prepare(rt, new)
         new = self._admit(rt, new, current)
         if new == current:
             return self._present(rt, current)  # a no-op write changes nothing, not even the version
@@ -412,10 +417,22 @@ class Store:
                 self.delete(rt, meta.get("namespace"), meta["name"])
 
     def delete_collection(
-        self, rt: ResourceType, namespace: str | None, labels: Predicate, fields: Predicate
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        labels: Predicate,
+        fields: Predicate,
+        *,
+        propagation: str | None = None,
+        dry_run: bool = False,
     ) -> list[dict[str, Any]]:
         items, _ = self.list_objects(rt, namespace, labels, fields)
-        return [self.delete(rt, i["metadata"].get("namespace"), i["metadata"]["name"]) for i in items]
+        return [
+            self.delete(
+                rt, i["metadata"].get("namespace"), i["metadata"]["name"], propagation=propagation, dry_run=dry_run
+            )
+            for i in items
+        ]
 
     # -- CRDs -----------------------------------------------------------
 
@@ -426,19 +443,7 @@ class Store:
         self._types.pop(key, None)
         for rt in types:
             self._register(rt)
-        names = crd["spec"]["names"]
-        stamp = now_rfc3339()
-        crd["status"] = {
-            "acceptedNames": names,
-            "storedVersions": [v["name"] for v in crd["spec"]["versions"] if v.get("storage")],
-            "conditions": [
-                {"type": t, "status": "True", "reason": r, "message": m, "lastTransitionTime": stamp}
-                for t, r, m in (
-                    ("NamesAccepted", "NoConflicts", "no conflicts found"),
-                    ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
-                )
-            ],
-        }
+        _establish(crd)
 
     def _forget_crd(self, crd: dict[str, Any]) -> None:
         key = (crd["spec"]["group"], crd["spec"]["names"]["plural"])
@@ -460,3 +465,20 @@ class Store:
 def _essence(obj: Mapping[str, Any]) -> dict[str, Any]:
     """What ``generation`` tracks: everything but metadata and status."""
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+def _establish(crd: dict[str, Any]) -> None:
+    """The status the apiextensions controller writes: names accepted, Established."""
+    names = crd["spec"]["names"]
+    stamp = now_rfc3339()
+    crd["status"] = {
+        "acceptedNames": names,
+        "storedVersions": [v["name"] for v in crd["spec"]["versions"] if v.get("storage")],
+        "conditions": [
+            {"type": t, "status": "True", "reason": r, "message": m, "lastTransitionTime": stamp}
+            for t, r, m in (
+                ("NamesAccepted", "NoConflicts", "no conflicts found"),
+                ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+            )
+        ],
+    }

@@ -104,6 +104,29 @@ def _ports(o: Mapping[str, Any]) -> str:
     return ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in ports) or "<none>"
 
 
+def _last_seen(o: Mapping[str, Any]) -> str | None:
+    last = o.get("lastTimestamp") or o.get("eventTime") or o.get("metadata", {}).get("creationTimestamp")
+    return str(last) if last else None
+
+
+def _slice_ports(o: Mapping[str, Any]) -> str:
+    return ",".join(str(p.get("port")) for p in o.get("ports") or ()) or "<unset>"
+
+
+def _slice_endpoints(o: Mapping[str, Any]) -> str:
+    return ",".join(a for e in o.get("endpoints") or () for a in e.get("addresses") or ()) or "<unset>"
+
+
+def _endpoints(o: Mapping[str, Any]) -> str:
+    pairs = [
+        f"{a.get('ip')}:{p.get('port')}"
+        for subset in o.get("subsets") or ()
+        for a in subset.get("addresses") or ()
+        for p in subset.get("ports") or ()
+    ]
+    return ",".join(pairs) or "<none>"
+
+
 def _involved(o: Mapping[str, Any]) -> str:
     ref = o.get("involvedObject") or {}
     return f"{str(ref.get('kind', '')).lower()}/{ref.get('name', '')}"
@@ -139,8 +162,15 @@ BUILTIN_COLUMNS: dict[str, list[Column]] = {
         ("Cluster-IP", "string", "cluster IP", lambda o: o.get("spec", {}).get("clusterIP", "<none>")),
         ("Port(s)", "string", "ports", _ports),
     ],
+    "EndpointSlice": [
+        ("AddressType", "string", "address type", lambda o: o.get("addressType", "")),
+        ("Ports", "string", "ports", _slice_ports),
+        ("Endpoints", "string", "addresses", _slice_endpoints),
+    ],
+    "Endpoints": [("Endpoints", "string", "ready addresses and ports", _endpoints)],
     "Namespace": [("Status", "string", "phase", lambda o: o.get("status", {}).get("phase", ""))],
     "Event": [
+        ("Last Seen", "string", "when the event last happened", lambda o: age(_last_seen(o))),
         ("Type", "string", "event type", lambda o: o.get("type", "")),
         ("Reason", "string", "reason", lambda o: o.get("reason", "")),
         ("Object", "string", "involved object", _involved),
@@ -179,6 +209,8 @@ def columns_of(rt: ResourceType) -> list[dict[str, Any]]:
         {"name": n, "type": t, "format": "", "description": d, "priority": 0}
         for n, t, d, _ in BUILTIN_COLUMNS.get(rt.kind, [])
     ]
+    if rt.kind == "Event":  # as a real server prints events: LAST SEEN first, the name only with -o wide
+        return [*extra, {**name, "priority": 1}]
     return [name, *extra, {"name": "Age", "type": "string", "format": "", "description": "age", "priority": 0}]
 
 
@@ -190,27 +222,42 @@ def row_of(rt: ResourceType, obj: Mapping[str, Any]) -> list[Any]:
         )
         return [meta.get("name"), *cells]
     extra = [fn(obj) for _, _, _, fn in BUILTIN_COLUMNS.get(rt.kind, [])]
+    if rt.kind == "Event":
+        return [*extra, meta.get("name")]
     return [meta.get("name"), *extra, age(meta.get("creationTimestamp"))]
 
 
+def _row_object(obj: Mapping[str, Any], include: str) -> dict[str, Any] | None:
+    if include == "Object":
+        return dict(obj)
+    if include == "None":
+        return None
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata", {})}
+
+
 def table(
-    rt: ResourceType, objects: Sequence[Mapping[str, Any]], resource_version: str | None, *, with_columns: bool = True
+    rt: ResourceType,
+    objects: Sequence[Mapping[str, Any]],
+    resource_version: str | None,
+    *,
+    with_columns: bool = True,
+    include: str = "Metadata",
 ) -> dict[str, Any]:
+    """A ``meta.k8s.io/v1`` Table. ``include`` is the request's ``includeObject``:
+    kubectl asks for ``Object`` to ``--sort-by`` a field outside metadata, and
+    sorts the rows by that field of each row's object."""
+    rows = []
+    for o in objects:
+        row: dict[str, Any] = {"cells": row_of(rt, o)}
+        row_object = _row_object(o, include)
+        if row_object is not None:
+            row["object"] = row_object
+        rows.append(row)
     result: dict[str, Any] = {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": resource_version or ""},
-        "rows": [
-            {
-                "cells": row_of(rt, o),
-                "object": {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": o.get("metadata", {}),
-                },
-            }
-            for o in objects
-        ],
+        "rows": rows,
     }
     if with_columns:
         result["columnDefinitions"] = columns_of(rt)
