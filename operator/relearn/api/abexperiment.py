@@ -181,13 +181,14 @@ class Workloads(StatusModel):
     challenger: str | None = None
 
 
-HealthResult = Literal["Healthy", "Failing", "NoData"]
+HealthResult = Literal["Healthy", "Failing", "NoData", "NotEnoughData"]
 
 
 class CheckStatus(StatusModel):
     name: str
     value: float | None = None
     max: float | None = None
+    samples: float | None = None
     result: HealthResult
 
 

@@ -172,6 +172,7 @@ class ConceptDrift(StatusModel):
 
 class RetrainingRecord(StatusModel):
     job: str | None = None
+    sequence: int | None = None
     requested_at: Timestamp | None = None
     finished_at: Timestamp | None = None
     reasons: list[str] | None = None

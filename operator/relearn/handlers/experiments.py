@@ -55,6 +55,8 @@ from relearn.core import experiment as judging
 from relearn.core import stats, workloads
 from relearn.core.drift_policy import champion as current_champion
 from relearn.core.durations import parse_duration
+from relearn.errors import DecisionError
+from relearn.handlers.guard import Guard, keep_turning
 from relearn.handlers.outcome import Outcome, apply, post_event
 from relearn.metrics import DECISIONS, EXPERIMENT_PHASE, EXPERIMENT_WEIGHT, HANDLER_SECONDS
 from relearn.serving.contract import FEEDBACK
@@ -408,7 +410,16 @@ async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
     p_before = (ctx.status.statistic.p_value if ctx.status.statistic else None) or 1.0
     if ctx.spec.analysis.method != "sequential":
         p_before = 1.0
-    judgement = judging.judge(ctx.spec, look, p_before)
+    try:
+        judgement = judging.judge(ctx.spec, look, p_before)
+    except DecisionError as refused:  # the decision core refused what was measured: no decision
+        message = f"no decision: {refused.message}; weights unchanged"
+        previous = get_condition(ctx.status.conditions or [], INCONCLUSIVE)
+        outcome.conditions.append((INCONCLUSIVE, "True", refused.reason, message))
+        if previous is None or previous.reason != refused.reason:
+            outcome.events.append(("Warning", refused.reason, message))
+        await _weights(ctx, split, outcome)
+        return interval
     outcome.status.update(_status_numbers(look, judgement, ctx.spec.analysis.method))
     if judgement.missing:
         outcome.conditions.append(
@@ -471,7 +482,7 @@ async def _one_at_a_time(ctx: Context) -> None:
             )
 
 
-async def turn(ctx: Context, outcome: Outcome) -> float:
+async def advance_experiment(ctx: Context, outcome: Outcome) -> float:
     """Move a non-final experiment on; returns seconds until the next turn."""
     phase = ctx.status.phase or "Pending"
     abort = ctx.annotations.get(ABORT_ANNOTATION)
@@ -545,11 +556,13 @@ async def hand_over(
     incoming_message: str,
     triggered_by: str,
 ) -> None:
-    """The champion changes hands: ``outgoing`` leaves with its phase, ``incoming``
-    becomes Champion; both get a history entry naming what triggered it."""
+    """The champion changes hands: ``incoming`` becomes Champion, then
+    ``outgoing`` leaves with its phase; both get a history entry naming what
+    triggered it. In this order a turn cut short in between leaves two
+    champions for a moment (the next turn finishes), never none."""
     changes = (
-        (outgoing, outgoing_phase, outgoing_action, outgoing_reason, outgoing_message),
         (incoming, "Champion", "Promoted", incoming_reason, incoming_message),
+        (outgoing, outgoing_phase, outgoing_action, outgoing_reason, outgoing_message),
     )
     for version, phase, action, reason, message in changes:
         found = _version(versions, version)
@@ -702,44 +715,62 @@ def _snapshot(body: kopf.Body) -> dict[str, Any]:
     return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": dict(body.metadata)}
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
+async def run(
+    *,
+    stopped: kopf.DaemonStopped,
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    memo: Any,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """The daemon of one ABExperiment: its phases, then the health checks
+    after promotion, guarded so that no error stops it."""
     from relearn.handlers import rollback  # it builds on this module
 
-    @kopf.daemon(GROUP, VERSION, PLURAL, id="experiment", registry=registry, cancellation_timeout=10)
-    async def run(*, stopped: kopf.DaemonStopped, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
-        kube: KubeClient = memo["kube"]
-        status = ABExperimentStatus.model_validate(dict(body.status or {}))
-        while not stopped:
+    kube: KubeClient = memo["kube"]
+    assert namespace is not None  # ABExperiment is namespaced
+    guard = Guard(kube, PLURAL, namespace, name, body, logger)
+    status = ABExperimentStatus.model_validate(dict(body.status or {}))
+
+    async def turn() -> float | None:
+        nonlocal status
+        try:
+            spec = ABExperimentSpec.model_validate(dict(body.spec))
+        except ValidationError:
+            return 30.0  # the spec handler reports it
+        now = datetime.datetime.now(datetime.UTC)
+        ctx = Context(kube, _snapshot(body), spec, status, now, logger, memo.get("prometheus_url"))
+        outcome = Outcome()
+        decision = status.decision.outcome if status.decision else None
+        wait: float | None = PENDING_POLL
+        with HANDLER_SECONDS.labels("ABExperiment", "experiment").time():
             try:
-                spec = ABExperimentSpec.model_validate(dict(body.spec))
-            except ValidationError:
-                await stopped.wait(30)  # the spec handler reports it
-                continue
-            now = datetime.datetime.now(datetime.UTC)
-            ctx = Context(kube, _snapshot(body), spec, status, now, logger, memo.get("prometheus_url"))
-            outcome = Outcome()
-            decision = status.decision.outcome if status.decision else None
-            wait: float | None = PENDING_POLL
-            with HANDLER_SECONDS.labels("ABExperiment", "experiment").time():
-                try:
-                    if status.phase == "Promoted":
-                        wait = await rollback.step(ctx, outcome)  # health checks and rollback
-                    elif status.phase in TERMINAL_PHASES:
-                        # Done: the end phase is written only after its actions.
-                        # Redoing them now could undo what later experiments did.
-                        return
-                    elif status.phase == "Promoting" or decision in ENDS:
-                        await settle(ctx, outcome)
-                        wait = 0.0
-                    else:
-                        wait = await turn(ctx, outcome)
-                    status = await write(ctx, outcome)
-                except (ApiException, RouterError, Wait) as error:
-                    logger.warning("experiment turn not finished, retrying: %s", getattr(error, "reason", error))
-                    wait = PENDING_POLL
-            if wait is None:
-                return  # nothing more to do for this experiment
-            await stopped.wait(wait)
+                if status.phase == "Promoted":
+                    wait = await rollback.step(ctx, outcome)  # health checks and rollback
+                elif status.phase in TERMINAL_PHASES:
+                    # Done: the end phase is written only after its actions.
+                    # Redoing them now could undo what later experiments did.
+                    return None
+                elif status.phase == "Promoting" or decision in ENDS:
+                    await settle(ctx, outcome)
+                    wait = 0.0
+                else:
+                    wait = await advance_experiment(ctx, outcome)
+                guard.settle(outcome, status.conditions)
+                status = await write(ctx, outcome)
+                guard.finished()
+            except (RouterError, Wait) as error:
+                logger.warning("experiment turn not finished, retrying: %s", getattr(error, "reason", error))
+                wait = PENDING_POLL
+        return wait
+
+    await keep_turning(stopped, guard, turn)
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    kopf.daemon(GROUP, VERSION, PLURAL, id="experiment", registry=registry, cancellation_timeout=10)(run)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, id="restore-routing", registry=registry)
     async def restore(*, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
