@@ -29,6 +29,7 @@ unless ``rollback.failOnNoData``. A rollback is due after
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -79,16 +80,22 @@ def counts(errors: float, samples: float) -> Counts:
     return Counts(min(errors, samples), samples)
 
 
+@functools.lru_cache(maxsize=16)
+def _z(confidence: float) -> float:
+    return float(scipy_stats.norm.ppf(confidence))
+
+
 def wilson_bound(errors: float, samples: float, confidence: float, upper: bool) -> float:
     """A one-sided Wilson score bound of a rate (valid for non-integer counts)."""
     if not 0.5 <= confidence < 1:
         raise InvalidSetting(f"confidence {confidence} is outside [0.5, 1)")
     if samples <= 0:
         return 1.0 if upper else 0.0
-    z = float(scipy_stats.norm.ppf(confidence))
+    z = _z(confidence)
     p = min(max(errors / samples, 0.0), 1.0)
-    centre = (p + z * z / (2 * samples)) / (1 + z * z / samples)
-    spread = z * math.sqrt(p * (1 - p) / samples + z * z / (4 * samples * samples)) / (1 + z * z / samples)
+    # The usual formula multiplied through by the samples: no division by a tiny count.
+    centre = (p * samples + z * z / 2) / (samples + z * z)
+    spread = z * math.sqrt(p * (1 - p) * samples + z * z / 4) / (samples + z * z)
     return min(1.0, centre + spread) if upper else max(0.0, centre - spread)
 
 
