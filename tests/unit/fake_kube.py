@@ -7,6 +7,7 @@ drive a daemon through what goes wrong on a real cluster."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import itertools
 import time
@@ -162,10 +163,8 @@ class Stopped:
         self._event.set()
 
     async def wait(self, timeout: float | None = None) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), timeout)
-        except TimeoutError:
-            pass
 
 
 def condition(obj: Mapping[str, Any], type_: str) -> dict[str, Any] | None:
