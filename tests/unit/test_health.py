@@ -20,8 +20,8 @@ anything = st.floats(allow_nan=True, allow_infinity=True)
 def test_default_checks_are_one_query_each_and_name_the_version() -> None:
     names = {c.name: c for c in health.default_checks()}
     assert set(names) == {"error-rate", "p99-latency"}
-    assert "{{version}}" in names["error-rate"].query
-    assert "{{version}}" in health.FEEDBACK_TOTAL_QUERY
+    assert "{{selector}}" in names["error-rate"].query  # model, version and namespace
+    assert "{{selector}}" in health.FEEDBACK_TOTAL_QUERY
 
 
 def test_the_limit_is_three_times_the_upper_bound_of_the_rate_at_promotion() -> None:

@@ -48,9 +48,9 @@ MIN_LIMIT = 0.01
 MIN_FEEDBACK_SAMPLES = 30
 PROMOTION_CONFIDENCE = 0.95  # one-sided upper bound of the rate at promotion
 CURRENT_CONFIDENCE = 0.99  # one-sided lower bound of the current rate, looked at every interval
-_SEL = '{model="{{model}}",version="{{version}}"}'
+_SEL = "{{{selector}}}"  # model, version and namespace (adapters.prometheus.render)
 _W = "{{window}}"
-_FEEDBACK_CORRECT = '{model="{{model}}",version="{{version}}",outcome="correct"}'
+_FEEDBACK_CORRECT = '{{{selector}},outcome="correct"}'
 # The feedback counts the feedback-error-rate check reads (model, version, window filled in).
 FEEDBACK_CORRECT_QUERY = f"sum(increase({FEEDBACK}_total{_FEEDBACK_CORRECT}[{_W}]))"
 FEEDBACK_TOTAL_QUERY = f"sum(increase({FEEDBACK}_total{_SEL}[{_W}]))"

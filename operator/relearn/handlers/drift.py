@@ -33,6 +33,7 @@ from relearn.adapters.prometheus import (
     auth_for,
     label_matcher,
     render,
+    scope,
     window_query,
 )
 from relearn.api import GROUP, VERSION
@@ -106,7 +107,7 @@ async def check(
         champion = drift_policy.champion(await kube.list_model_versions(namespace, spec.model))
     except ApiException as error:
         raise CheckFailed("KubernetesAPIError", f"cannot list the model's ModelVersions: {error.reason}") from None
-    labels = {"model": spec.model}
+    labels = scope(namespace, spec.prometheus, model=spec.model)  # this namespace's series only
     if champion is not None:
         labels["version"] = champion["spec"]["version"]
     try:

@@ -45,7 +45,7 @@ from pydantic import ValidationError
 
 from relearn.adapters import webhooks
 from relearn.adapters.kube import ABEXPERIMENTS, DEPLOYMENTS, SERVICES, KubeClient
-from relearn.adapters.prometheus import PrometheusAuth, PrometheusClient, PrometheusError, auth_for, render
+from relearn.adapters.prometheus import PrometheusAuth, PrometheusClient, PrometheusError, auth_for, render, scope
 from relearn.adapters.routers import Backend, Router, RouterError, Split, router_for
 from relearn.api import GROUP, VERSION
 from relearn.api.abexperiment import TERMINAL_PHASES, ABExperimentSpec, ABExperimentStatus
@@ -72,7 +72,7 @@ CHALLENGER_READY, METRICS_AVAILABLE, INCONCLUSIVE, AWAITING_APPROVAL = (
 )
 PHASES = ("Pending", "Progressing", "Promoting", *TERMINAL_PHASES)
 # The metric contract's feedback counter; {{...}} are filled by adapters.prometheus.render.
-_ARM = '{model="{{model}}",version="{{version}}"'
+_ARM = "{{{selector}}"  # model, version and namespace
 SUCCESS_QUERY = f'sum(increase({FEEDBACK}_total{_ARM},outcome="correct"}}[{{{{window}}}}]))'
 TOTAL_QUERY = f"sum(increase({FEEDBACK}_total{_ARM}}}[{{{{window}}}}]))"
 PENDING_POLL = 2.0  # seconds between looks while the challenger starts
@@ -304,12 +304,12 @@ async def measure(ctx: Context, split: Split) -> judging.Look:
     arms = {"champion": split.champion.version, "challenger": split.challenger.version}
     queries: list[tuple[str, str, Mapping[str, str]]] = []
     for arm, version in arms.items():
-        labels = {"model": ctx.spec.model, "version": version}
+        labels = scope(ctx.namespace, ctx.spec.prometheus, model=ctx.spec.model, version=version)
         queries += [
             (f"{arm}.successes", analysis.success_query or SUCCESS_QUERY, labels),
             (f"{arm}.samples", analysis.total_query or TOTAL_QUERY, labels),
         ]
-    challenger = {"model": ctx.spec.model, "version": split.challenger.version}
+    challenger = scope(ctx.namespace, ctx.spec.prometheus, model=ctx.spec.model, version=split.challenger.version)
     queries += [(f"guardrail.{g.name}", g.query, challenger) for g in analysis.guardrails or ()]
     values = await read_values(ctx, queries, window)
 

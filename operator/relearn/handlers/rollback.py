@@ -34,7 +34,7 @@ from typing import Any
 from kubernetes.client import ApiException
 
 from relearn.adapters.kube import DEPLOYMENTS, SERVICES
-from relearn.adapters.prometheus import PrometheusError
+from relearn.adapters.prometheus import PrometheusError, scope
 from relearn.adapters.routers import Backend, RouterError, Split
 from relearn.api.base import rfc3339
 from relearn.core import health, workloads
@@ -173,7 +173,7 @@ async def _check(ctx: Context) -> tuple[list[health.CheckResult], str | None]:
         )
     arm = ctx.status.arms.challenger if ctx.status.arms else None
     checks = rb.checks or health.default_checks()
-    labels = {"model": ctx.spec.model, "version": ctx.spec.challenger}
+    labels = scope(ctx.namespace, ctx.spec.prometheus, model=ctx.spec.model, version=ctx.spec.challenger)
     queries = [(c.name, c.query, labels) for c in checks]
     at_promotion = None
     if not rb.checks and arm is not None and arm.samples is not None and arm.successes is not None:
