@@ -24,6 +24,7 @@ from relearn.api import API_VERSION
 from relearn.api.abexperiment import ExperimentTemplate
 from relearn.api.base import PrometheusSource
 from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
+from relearn.core.labels import labelled
 
 JobState = Literal["Running", "Succeeded", "Failed"]
 # Phases a version reaches after registration: registering again never returns it to Registered.
@@ -156,6 +157,11 @@ def gate(result: TrainerResult, tolerance: float) -> tuple[bool, str]:
     )
 
 
+def _metadata(name: str, values: Mapping[str, str]) -> dict[str, Any]:
+    labels, annotations = labelled(values)
+    return {"name": name, "labels": labels, **({"annotations": annotations} if annotations else {})}
+
+
 def model_version(
     *,
     name: str,
@@ -187,7 +193,7 @@ def model_version(
     body: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": "ModelVersion",
-        "metadata": {"name": name, "labels": {"relearn.dev/model": spec.model, "relearn.dev/policy": policy_name}},
+        "metadata": _metadata(name, {"relearn.dev/model": spec.model, "relearn.dev/policy": policy_name}),
         "spec": {
             "model": spec.model,
             "version": version,
@@ -222,6 +228,6 @@ def experiment(
     return {
         "apiVersion": API_VERSION,
         "kind": "ABExperiment",
-        "metadata": {"name": name, "labels": {"relearn.dev/model": model, "relearn.dev/policy": policy_name}},
+        "metadata": _metadata(name, {"relearn.dev/model": model, "relearn.dev/policy": policy_name}),
         "spec": spec,
     }

@@ -132,7 +132,8 @@ async def deployment_of(ctx: Context, version: str, fallback: str | None) -> dic
     selector = f"{workloads.MODEL_LABEL}={ctx.spec.model}"
     for deployment in await ctx.kube.list_objects(DEPLOYMENTS, ctx.namespace, selector):
         labels = workloads.pod_labels(deployment)
-        if labels.get(workloads.VERSION_LABEL) == version and not deployment["metadata"].get("deletionTimestamp"):
+        running = labels.get(workloads.VERSION_LABEL) == workloads.version_label(version)
+        if running and not deployment["metadata"].get("deletionTimestamp"):
             return deployment
     return await ctx.kube.get(DEPLOYMENTS, ctx.namespace, fallback) if fallback else None
 
@@ -248,16 +249,17 @@ async def _pin(ctx: Context, split: Split, champion: dict[str, Any], service: di
     selector = (service.get("spec") or {}).get("selector") or {}
     if workloads.VERSION_LABEL in selector:
         return
-    if workloads.pod_labels(champion).get(workloads.VERSION_LABEL) != split.champion.version:
+    pinned = workloads.version_label(split.champion.version)
+    if workloads.pod_labels(champion).get(workloads.VERSION_LABEL) != pinned:
         raise Wait(
             "WorkloadNotVersioned",
             f"the pods of Deployment {split.champion.deployment} must carry the label "
-            f"{workloads.VERSION_LABEL}={split.champion.version} so that Service {split.champion.service} "
+            f"{workloads.VERSION_LABEL}={pinned} so that Service {split.champion.service} "
             "can select the champion's pods only",
         )
 
     def pin(obj: dict[str, Any]) -> None:
-        obj["spec"].setdefault("selector", {})[workloads.VERSION_LABEL] = split.champion.version
+        obj["spec"].setdefault("selector", {})[workloads.VERSION_LABEL] = pinned
 
     await ctx.kube.modify(SERVICES, ctx.namespace, split.champion.service, pin)
 

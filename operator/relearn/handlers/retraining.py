@@ -61,7 +61,12 @@ async def advance(
         else:
             await _start(kube, progress, name=name, namespace=namespace, uid=uid, spec=spec)
         return progress
-    version = job["metadata"].get("labels", {}).get("relearn.dev/version") or record.model_version
+    meta = job["metadata"]
+    version = (
+        (meta.get("annotations") or {}).get("relearn.dev/version")  # the full value, when the label is shortened
+        or (meta.get("labels") or {}).get("relearn.dev/version")
+        or record.model_version
+    )
     state, reason = retraining.job_state(job)
     if state == "Running":
         if record.outcome != "Running" or record.model_version != version:
