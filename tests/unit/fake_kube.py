@@ -16,13 +16,15 @@ from typing import Any
 
 from kubernetes.client import ApiException
 from relearn.adapters.kube import APIUnreachable, Resource
+from relearn.core.consent import Use, check_secret
 
 
 class FakeKube:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
-        self.secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self.secrets: dict[tuple[str, str], tuple[dict[str, str], dict[str, str]]] = {}  # (data, annotations)
+        self.secret_reads: list[str] = []
         self.outage_until = 0.0  # time.monotonic() before which every call fails
         self.failing_status_writes: dict[str, int] = {}  # plural -> writes still to fail
         self.status_writes: list[tuple[float, str, str, dict[str, Any]]] = []
@@ -57,11 +59,15 @@ class FakeKube:
         self._check()
         return [copy.deepcopy(v) for v in self.of("modelversions", namespace) if v["spec"].get("model") == model]
 
-    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+    async def read_secret(self, namespace: str, name: str, use: Use) -> dict[str, str]:
+        """As the adapter: the data only when the Secret consents to ``use``."""
         self._check()
         if (namespace, name) not in self.secrets:
             raise ApiException(status=404, reason="Not Found")
-        return dict(self.secrets[(namespace, name)])
+        data, annotations = self.secrets[(namespace, name)]
+        check_secret(name, annotations, use)
+        self.secret_reads.append(name)
+        return dict(data)
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, str]:
         self._check()

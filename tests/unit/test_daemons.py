@@ -116,7 +116,12 @@ def drifted(query: str) -> list[tuple[dict[str, str], float]]:
 
 
 async def run_daemon(
-    daemon: Any, body: dict[str, Any], kube: FakeKube, until: Callable[[], bool], timeout: float
+    daemon: Any,
+    body: dict[str, Any],
+    kube: FakeKube,
+    until: Callable[[], bool],
+    timeout: float,
+    memo: dict[str, Any] | None = None,
 ) -> None:
     """Run a daemon as kopf does until ``until()`` holds; fails if the daemon ends by itself."""
     stopped = Stopped()
@@ -128,7 +133,7 @@ async def run_daemon(
             namespace=meta["namespace"],
             uid=meta["uid"],
             body=kopf.Body(body),
-            memo={"kube": kube, "prometheus_url": None},
+            memo={"kube": kube, "prometheus_url": None, **(memo or {})},
             logger=LOGGER,
         )
     )

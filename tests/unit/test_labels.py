@@ -39,9 +39,9 @@ def _all_labels(node: Any) -> list[dict[str, str]]:
     found = []
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in ("labels", "matchLabels") and isinstance(value, dict):
-                found.append(value)
-            elif key == "selector" and isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            if (key in ("labels", "matchLabels") and isinstance(value, dict)) or (
+                key == "selector" and isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+            ):
                 found.append(value)
             else:
                 found += _all_labels(value)

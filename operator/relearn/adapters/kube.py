@@ -25,6 +25,7 @@ from kubernetes import client, config
 
 from relearn.api import GROUP, VERSION
 from relearn.api.base import rfc3339
+from relearn.core.consent import Use, check_secret
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,11 @@ class KubeClient:
         listing = await self._run(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, "modelversions")
         return [item for item in listing["items"] if item.get("spec", {}).get("model") == model]
 
-    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+    async def read_secret(self, namespace: str, name: str, use: Use) -> dict[str, str]:
+        """A Secret's data, only when the Secret allows ``use``
+        (:func:`relearn.core.consent.check_secret`; else :class:`UseRefused`)."""
         secret = await self._run(self.core.read_namespaced_secret, name, namespace)
+        check_secret(name, (secret.metadata.annotations if secret.metadata else None), use)
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, str]:

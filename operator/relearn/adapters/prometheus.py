@@ -30,6 +30,7 @@ from typing import Any, Literal
 import aiohttp
 
 from relearn.api.base import NAMESPACE_LABEL, PrometheusSource
+from relearn.core.consent import UseRefused, check_prometheus_url
 from relearn.core.drift_policy import WindowCounts
 from relearn.core.durations import format_duration, parse_duration
 from relearn.serving.contract import FEATURE_CATEGORY, FEATURE_VALUE, FEEDBACK
@@ -37,7 +38,9 @@ from relearn.serving.contract import FEATURE_CATEGORY, FEATURE_VALUE, FEEDBACK
 LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.:+-]{1,253}$")
 DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 
-FailureReason = Literal["Unreachable", "Timeout", "BadQuery", "ServerError", "Unauthorized", "BadResponse"]
+FailureReason = Literal[
+    "Unreachable", "Timeout", "BadQuery", "ServerError", "Unauthorized", "BadResponse", "NotAllowed"
+]
 
 
 class PrometheusError(Exception):
@@ -152,17 +155,26 @@ class PrometheusAuth:
 
 
 async def auth_for(
-    source: PrometheusSource, read_secret: Callable[[str], Awaitable[Mapping[str, str]]]
+    source: PrometheusSource,
+    read_secret: Callable[[str], Awaitable[Mapping[str, str]]],
+    allowed_urls: Sequence[str] = (),
 ) -> PrometheusAuth:
     """The credentials a CR's ``prometheus`` section names: bearer ``token`` or
     ``username``/``password`` from ``authSecretRef``, ``ca.crt`` from
-    ``caSecretRef`` (``read_secret`` reads a Secret of the CR's namespace)."""
+    ``caSecretRef`` (``read_secret`` reads a Secret of the CR's namespace,
+    which must allow the use ``prometheus``). A URL outside ``allowed_urls``
+    or a Secret without consent: ``PrometheusError("NotAllowed")``, before
+    any Secret is read or any query sent."""
     values: Mapping[str, str] = {}
     ca_pem = None
-    if source.auth_secret_ref:
-        values = await read_secret(source.auth_secret_ref.name)
-    if source.ca_secret_ref:
-        ca_pem = (await read_secret(source.ca_secret_ref.name)).get("ca.crt")
+    try:
+        check_prometheus_url(source.url, allowed_urls)
+        if source.auth_secret_ref:
+            values = await read_secret(source.auth_secret_ref.name)
+        if source.ca_secret_ref:
+            ca_pem = (await read_secret(source.ca_secret_ref.name)).get("ca.crt")
+    except UseRefused as refused:
+        raise PrometheusError("NotAllowed", refused.message) from None
     return PrometheusAuth(
         bearer_token=values.get("token"),
         username=values.get("username"),

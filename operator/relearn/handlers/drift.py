@@ -42,6 +42,7 @@ from relearn.api.conditions import get_condition
 from relearn.api.driftpolicy import DriftPolicySpec, DriftPolicyStatus, RetrainingRecord
 from relearn.api.modelversion import ModelVersionSpec
 from relearn.core import drift_policy
+from relearn.core.consent import Allowlist
 from relearn.core.drift_policy import Assessment, WindowCounts, WindowData
 from relearn.core.durations import parse_duration
 from relearn.core.retraining import next_sequence, request_name
@@ -54,6 +55,7 @@ from relearn.metrics import DECISIONS, DRIFT_CHECKS, DRIFT_SCORE, HANDLER_SECOND
 logger = logging.getLogger(__name__)
 
 METRICS_AVAILABLE, DRIFTED, RETRAINING = "MetricsAvailable", "Drifted", "Retraining"
+NO_LIMITS = Allowlist()
 
 
 class CheckFailed(Exception):
@@ -65,9 +67,13 @@ class CheckFailed(Exception):
         self.message = message
 
 
-async def _auth(kube: KubeClient, namespace: str, spec: DriftPolicySpec) -> PrometheusAuth:
+async def _auth(kube: KubeClient, namespace: str, spec: DriftPolicySpec, allowed: Allowlist) -> PrometheusAuth:
     try:
-        return await auth_for(spec.prometheus, lambda name: kube.read_secret(namespace, name))
+        return await auth_for(
+            spec.prometheus, lambda name: kube.read_secret(namespace, name, "prometheus"), allowed.prometheus_urls
+        )
+    except PrometheusError as refused:  # a Secret without consent, a URL not allowed: nothing is sent
+        raise CheckFailed(f"Prometheus{refused.reason}", refused.message) from None
     except ApiException as error:
         raise CheckFailed("SecretUnavailable", f"cannot read the Prometheus credentials: {error.reason}") from None
 
@@ -100,6 +106,7 @@ async def check(
     spec: DriftPolicySpec,
     status: DriftPolicyStatus,
     now: datetime.datetime,
+    allowed: Allowlist = NO_LIMITS,
 ) -> Outcome:
     """One drift check of a policy, as status updates and Events."""
     outcome = Outcome()
@@ -128,7 +135,7 @@ async def check(
 
     timeout = parse_duration(spec.prometheus.timeout).total_seconds()
     async with PrometheusClient(
-        spec.prometheus.url, timeout=timeout, auth=await _auth(kube, namespace, spec)
+        spec.prometheus.url, timeout=timeout, auth=await _auth(kube, namespace, spec, allowed)
     ) as prometheus:
         try:
             current_window = await read_window(prometheus, spec, labels, now)
@@ -290,6 +297,7 @@ async def monitor(
     """The daemon of one DriftPolicy: a drift check (and the retraining it
     drives) every ``spec.interval``, guarded so that no error stops it."""
     kube: KubeClient = memo["kube"]
+    allowed: Allowlist = memo.get("allowed") or NO_LIMITS
     assert namespace is not None  # DriftPolicy is namespaced
     guard = Guard(kube, "driftpolicies", namespace, name, body, logger)
 
@@ -302,7 +310,7 @@ async def monitor(
         status = DriftPolicyStatus.model_validate(dict(body.status or {}))
         generation = body.metadata.get("generation")
         with HANDLER_SECONDS.labels("DriftPolicy", "drift-check").time():
-            outcome = await _drift_check(kube, name, namespace, uid, spec, status, now, logger)
+            outcome = await _drift_check(kube, name, namespace, uid, spec, status, now, logger, allowed)
         requested = "lastRetraining" in outcome.status
         if not requested:
             await _advance_retraining(kube, outcome, name, namespace, uid, spec, status, now, logger)
@@ -330,10 +338,11 @@ async def _drift_check(
     status: DriftPolicyStatus,
     now: datetime.datetime,
     logger: kopf.Logger,
+    allowed: Allowlist,
 ) -> Outcome:
     """One check as an Outcome; a check without a decision says why (MetricsAvailable, Drifted)."""
     try:
-        outcome = await check(kube, name, namespace, uid, spec, status, now)
+        outcome = await check(kube, name, namespace, uid, spec, status, now, allowed)
         DRIFT_CHECKS.labels(_result(outcome)).inc()
     except DecisionError as refused:  # the decision core refused what was measured
         outcome = Outcome(

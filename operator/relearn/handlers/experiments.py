@@ -36,7 +36,7 @@ from __future__ import annotations
 import datetime
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -53,6 +53,7 @@ from relearn.api.base import PrometheusSource, rfc3339
 from relearn.api.conditions import get_condition
 from relearn.core import experiment as judging
 from relearn.core import stats, workloads
+from relearn.core.consent import Allowlist, UseRefused, check_webhook_url
 from relearn.core.drift_policy import champion as current_champion
 from relearn.core.durations import parse_duration
 from relearn.errors import DecisionError
@@ -70,6 +71,7 @@ CHALLENGER_READY, METRICS_AVAILABLE, INCONCLUSIVE, AWAITING_APPROVAL = (
     "Inconclusive",
     "AwaitingApproval",
 )
+NOTIFICATIONS_ALLOWED = "NotificationsAllowed"
 PHASES = ("Pending", "Progressing", "Promoting", *TERMINAL_PHASES)
 # The metric contract's feedback counter; {{...}} are filled by adapters.prometheus.render.
 _ARM = "{{{selector}}"  # model, version and namespace
@@ -97,6 +99,7 @@ class Context:
     now: datetime.datetime
     logger: kopf.Logger
     prometheus_url: str | None
+    allowed: Allowlist = field(default_factory=Allowlist)  # where credentials may go (core.consent)
 
     @property
     def name(self) -> str:
@@ -276,7 +279,8 @@ async def _prometheus(ctx: Context) -> tuple[PrometheusSource, PrometheusAuth]:
                 "Unreachable", "no Prometheus: set spec.prometheus or the operator's --prometheus-url"
             )
         source = PrometheusSource(url=ctx.prometheus_url)
-    return source, await auth_for(source, lambda name: ctx.kube.read_secret(ctx.namespace, name))
+    read = lambda name: ctx.kube.read_secret(ctx.namespace, name, "prometheus")  # noqa: E731
+    return source, await auth_for(source, read, ctx.allowed.prometheus_urls)
 
 
 async def _value(prometheus: PrometheusClient, query: str) -> float | None:
@@ -678,8 +682,38 @@ async def settle(ctx: Context, outcome: Outcome) -> None:
 # -- kopf glue ---------------------------------------------------------------------------
 
 
-def _notify(ctx: Context, decision: str, message: str) -> None:
+async def _refused_webhooks(ctx: Context, outcome: Outcome) -> set[str]:
+    """The webhooks whose Secret or host may not be used: a condition and an
+    Event each, and they are sent nothing (core.consent)."""
     hooks = (ctx.spec.notifications.webhooks if ctx.spec.notifications else None) or []
+    refused: set[str] = set()
+    problems = []
+    for hook in hooks:
+        try:
+            url = (await ctx.kube.read_secret(ctx.namespace, hook.url_secret_ref.name, "webhook")).get(
+                hook.url_secret_ref.key, ""
+            )
+            check_webhook_url(hook.name, url, ctx.allowed.webhook_hosts)
+        except UseRefused as refusal:
+            refused.add(hook.name)
+            problems.append(refusal)
+        except ApiException:
+            continue  # unreadable now: the sender retries and counts the failure
+    if problems:
+        message = "; ".join(p.message for p in problems)
+        previous = get_condition(ctx.status.conditions or [], NOTIFICATIONS_ALLOWED)
+        outcome.conditions.append((NOTIFICATIONS_ALLOWED, "False", problems[0].reason, message))
+        if previous is None or previous.message != message:
+            outcome.events.append(("Warning", "WebhookRefused", message))
+    elif hooks and get_condition(ctx.status.conditions or [], NOTIFICATIONS_ALLOWED) is not None:
+        outcome.conditions.append((NOTIFICATIONS_ALLOWED, "True", "Allowed", "every webhook may be used"))
+    return refused
+
+
+def _notify(ctx: Context, decision: str, message: str, refused: set[str]) -> None:
+    hooks = [
+        h for h in (ctx.spec.notifications.webhooks if ctx.spec.notifications else None) or [] if h.name not in refused
+    ]
     if not hooks:
         return
     payload = {
@@ -695,18 +729,19 @@ def _notify(ctx: Context, decision: str, message: str) -> None:
     }
 
     async def read(name: str) -> dict[str, str]:
-        return await ctx.kube.read_secret(ctx.namespace, name)
+        return await ctx.kube.read_secret(ctx.namespace, name, "webhook")
 
-    webhooks.notify(hooks, payload, read)
+    webhooks.notify(hooks, payload, read, ctx.allowed.webhook_hosts)
 
 
 async def write(ctx: Context, outcome: Outcome) -> ABExperimentStatus:
+    refused = await _refused_webhooks(ctx, outcome) if outcome.notification is not None else set()
     for type_, reason, message in outcome.events:
         await post_event(ctx.kube, ctx.body, type_, reason, message, ctx.logger)
     generation = ctx.body["metadata"].get("generation")
     written = await ctx.kube.update_status(PLURAL, ctx.namespace, ctx.name, apply(outcome, generation, ctx.now))
     if outcome.notification is not None:
-        _notify(ctx, *outcome.notification)
+        _notify(ctx, *outcome.notification, refused)
     status = ABExperimentStatus.model_validate(written.get("status") or {})
     for phase in PHASES:
         EXPERIMENT_PHASE.labels(ctx.namespace, ctx.name, phase).set(1 if status.phase == phase else 0)
@@ -743,7 +778,16 @@ async def run(
         except ValidationError:
             return 30.0  # the spec handler reports it
         now = datetime.datetime.now(datetime.UTC)
-        ctx = Context(kube, _snapshot(body), spec, status, now, logger, memo.get("prometheus_url"))
+        ctx = Context(
+            kube,
+            _snapshot(body),
+            spec,
+            status,
+            now,
+            logger,
+            memo.get("prometheus_url"),
+            memo.get("allowed") or Allowlist(),
+        )
         outcome = Outcome()
         decision = status.decision.outcome if status.decision else None
         wait: float | None = PENDING_POLL
