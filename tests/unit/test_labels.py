@@ -32,7 +32,8 @@ versions = st.from_regex(SEMVER_PATTERN.replace("^", r"\A").replace("$", r"\Z"))
 def label_values_are_valid(obj: dict[str, Any]) -> None:
     for labels in _all_labels(obj):
         for key, value in labels.items():
-            assert len(value) <= 63 and KUBERNETES_LABEL_VALUE.fullmatch(value), (key, value)
+            assert len(value) <= 63, (key, value)
+            assert KUBERNETES_LABEL_VALUE.fullmatch(value), (key, value)
 
 
 def _all_labels(node: Any) -> list[dict[str, str]]:
