@@ -31,6 +31,7 @@ class FakeKube:
         self.created: list[tuple[float, str, str]] = []  # (time, plural, name) of each create
         self.bodies: dict[tuple[str, str, str], dict[str, Any]] = {}  # live raw bodies kopf would update
         self._versions = itertools.count(1)
+        self._event_keys: set[tuple[Any, str, str]] = set()
 
     # -- arranging ------------------------------------------------------------
 
@@ -124,10 +125,18 @@ class FakeKube:
         change(found)
         return copy.deepcopy(found)
 
-    async def post_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    async def post_event(
+        self, involved: Mapping[str, Any], type_: str, reason: str, message: str, key: str | None = None
+    ) -> bool:
+        """As the adapter: an Event with a key is posted once per (object, reason, key)."""
         self._check()
         meta = involved.get("metadata") or {}
+        if key is not None:
+            if (meta.get("uid"), reason, key) in self._event_keys:
+                return False
+            self._event_keys.add((meta.get("uid"), reason, key))
         self.events.append({"object": meta.get("name"), "type": type_, "reason": reason, "message": message})
+        return True
 
     async def update_status(
         self,

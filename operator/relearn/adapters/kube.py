@@ -15,6 +15,7 @@ import asyncio
 import base64
 import copy
 import datetime
+import hashlib
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -215,12 +216,23 @@ class KubeClient:
                     raise
         raise AssertionError("unreachable")
 
-    async def post_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        """A core/v1 Event about ``involved`` (an object as the API returns it), written before returning."""
+    async def post_event(
+        self, involved: Mapping[str, Any], type_: str, reason: str, message: str, key: str | None = None
+    ) -> bool:
+        """A core/v1 Event about ``involved`` (an object as the API returns it),
+        written before returning. With a ``key`` the Event's name derives from
+        the object, the reason and the key, so posting it again (a turn redone
+        after a kill or a lost status write) is a 409 and no second Event;
+        False then."""
         meta = involved.get("metadata") or {}
         now = rfc3339(datetime.datetime.now(datetime.UTC))
+        if key is None:
+            naming: dict[str, Any] = {"generateName": f"{meta.get('name', 'relearn')}."}
+        else:
+            digest = hashlib.sha256(f"{meta.get('uid')}/{reason}/{key}".encode()).hexdigest()[:16]
+            naming = {"name": f"{str(meta.get('name', 'relearn'))[:200]}.{digest}"}
         body = {
-            "metadata": {"generateName": f"{meta.get('name', 'relearn')}.", "namespace": meta.get("namespace")},
+            "metadata": {**naming, "namespace": meta.get("namespace")},
             "involvedObject": {
                 "apiVersion": involved.get("apiVersion"),
                 "kind": involved.get("kind"),
@@ -238,7 +250,13 @@ class KubeClient:
             "lastTimestamp": now,
             "count": 1,
         }
-        await self._run(self.core.create_namespaced_event, meta.get("namespace") or "default", body)
+        try:
+            await self._run(self.core.create_namespaced_event, meta.get("namespace") or "default", body)
+        except client.ApiException as error:
+            if error.status == 409 and key is not None:
+                return False
+            raise
+        return True
 
     async def update_status(
         self,

@@ -49,7 +49,7 @@ from relearn.core.retraining import next_sequence, request_name
 from relearn.errors import DecisionError
 from relearn.handlers import retraining
 from relearn.handlers.guard import Guard, interval_seconds, keep_turning
-from relearn.handlers.outcome import Outcome, apply, post_event
+from relearn.handlers.outcome import Outcome, apply, event_basis, post_event
 from relearn.metrics import DECISIONS, DRIFT_CHECKS, DRIFT_SCORE, HANDLER_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -387,8 +387,9 @@ async def _write(
     """Events, then status; None when the policy was deleted meanwhile."""
     # Events first: a turn cut short before its status write is redone
     # next turn (an Event twice), never an Event lost.
+    basis = event_basis(status.to_wire())
     for type_, reason, message in outcome.events:
-        await post_event(kube, body, type_, reason, message, logger)
+        await post_event(kube, body, type_, reason, message, logger, basis)
     guard.settle(outcome, status.conditions)
     try:
         written = await kube.update_status("driftpolicies", namespace, name, apply(outcome, generation, now))

@@ -58,7 +58,7 @@ from relearn.core.drift_policy import champion as current_champion
 from relearn.core.durations import parse_duration
 from relearn.errors import DecisionError
 from relearn.handlers.guard import Guard, keep_turning
-from relearn.handlers.outcome import Outcome, apply, post_event
+from relearn.handlers.outcome import Outcome, apply, event_basis, post_event
 from relearn.metrics import DECISIONS, EXPERIMENT_PHASE, EXPERIMENT_WEIGHT, HANDLER_SECONDS
 from relearn.serving.contract import FEEDBACK
 
@@ -736,8 +736,9 @@ def _notify(ctx: Context, decision: str, message: str, refused: set[str]) -> Non
 
 async def write(ctx: Context, outcome: Outcome) -> ABExperimentStatus:
     refused = await _refused_webhooks(ctx, outcome) if outcome.notification is not None else set()
+    basis = event_basis(ctx.status.to_wire())
     for type_, reason, message in outcome.events:
-        await post_event(ctx.kube, ctx.body, type_, reason, message, ctx.logger)
+        await post_event(ctx.kube, ctx.body, type_, reason, message, ctx.logger, basis)
     generation = ctx.body["metadata"].get("generation")
     written = await ctx.kube.update_status(PLURAL, ctx.namespace, ctx.name, apply(outcome, generation, ctx.now))
     if outcome.notification is not None:

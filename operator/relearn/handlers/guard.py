@@ -36,9 +36,9 @@ from relearn.adapters.kube import APIUnreachable, KubeClient
 from relearn.api.conditions import Condition
 from relearn.core.durations import parse_duration
 from relearn.errors import DecisionError
-from relearn.handlers.outcome import Outcome, apply, post_event
+from relearn.handlers.outcome import STALLED, Outcome, apply, post_event
 
-STALLED = "Stalled"
+__all__ = ["STALLED", "Failure", "Guard", "classify", "interval_seconds", "keep_turning"]
 MIN_INTERVAL = 1.0  # seconds: no daemon turns faster, whatever an old object says
 MAX_WAIT = 366 * 86400.0  # seconds: the longest wait a duration may ask for
 API_RETRY = 1.0  # seconds: an API restart of a few seconds pauses a daemon about as long
