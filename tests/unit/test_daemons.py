@@ -381,3 +381,36 @@ async def test_a_promoted_champion_recorded_otherwise_is_champion_again_and_stil
     champions = [v["metadata"]["name"] for v in kube.of("modelversions") if v["status"].get("phase") == "Champion"]
     assert champions == ["ranker-1.1.0"]
     assert "ChampionRestored" in [e["reason"] for e in kube.events]
+
+
+async def test_an_api_outage_of_a_few_seconds_pauses_health_checks_for_no_longer(
+    prometheus: Callable[[Answer], Any],
+) -> None:
+    kube = FakeKube()
+    _, url = await prometheus(lambda q: [({}, 0.0)])
+    body = promoted_experiment(kube, url)
+    writes = lambda: [t for t, plural, *_ in kube.status_writes if plural == "abexperiments"]  # noqa: E731
+    stopped = Stopped()
+    task = asyncio.create_task(
+        experiments.run(
+            stopped=stopped,
+            name="ranker-1.1.0",
+            namespace="default",
+            body=kopf.Body(copy.deepcopy(body)),
+            memo={"kube": kube},
+            logger=LOGGER,
+        )
+    )
+    try:
+        while not writes():
+            await asyncio.sleep(0.05)
+        kube.outage(3.0)
+        ended = kube.outage_until
+        while not [t for t in writes() if t > ended]:
+            assert not task.done()
+            assert time.monotonic() < ended + 10, "no health check after the outage"
+            await asyncio.sleep(0.05)
+    finally:
+        stopped.set()
+        await asyncio.wait_for(task, 5)
+    assert min(t for t in writes() if t > ended) - ended <= 5.0

@@ -819,7 +819,7 @@ async def run(
 def register(registry: kopf.OperatorRegistry) -> None:
     kopf.daemon(GROUP, VERSION, PLURAL, id="experiment", registry=registry, cancellation_timeout=10)(run)
 
-    @kopf.on.delete(GROUP, VERSION, PLURAL, id="restore-routing", registry=registry)
+    @kopf.on.delete(GROUP, VERSION, PLURAL, id="restore-routing", registry=registry, backoff=2.0)
     async def restore(*, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
         """Deleting a running experiment aborts it: all traffic back to the champion.
         A decision under way is finished first (a promotion keeps its new
