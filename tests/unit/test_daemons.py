@@ -325,7 +325,7 @@ async def test_registering_a_trained_version_again_never_moves_it_back_from_cham
     register the version again, while it has since become champion."""
     kube = FakeKube()
     champion_version(kube, phase="Archived")
-    job = "ranker-drift-rt1-abcdef"
+    job = "ranker-drift-rt-1-abcdef"
     kube.add(
         "modelversions",
         {

@@ -37,7 +37,7 @@ def request_name(policy: str, policy_uid: str, sequence: int) -> str:
     for the same request, different for a recreated policy (another uid);
     63 characters at most, so it is a valid label value too."""
     digest = hashlib.sha256(f"{policy_uid}/{sequence}".encode()).hexdigest()[:6]
-    suffix = f"-rt{sequence}-{digest}"
+    suffix = f"-rt-{sequence}-{digest}"
     return f"{policy[: 63 - len(suffix)].rstrip('-')}{suffix}"
 
 
