@@ -414,3 +414,26 @@ async def test_an_api_outage_of_a_few_seconds_pauses_health_checks_for_no_longer
         stopped.set()
         await asyncio.wait_for(task, 5)
     assert min(t for t in writes() if t > ended) - ended <= 5.0
+
+
+@pytest.mark.parametrize(
+    ("error", "reason", "retry"),
+    [
+        (guard.APIUnreachable("the Kubernetes API is unreachable (ConnectionResetError)"), "APIUnreachable", 1.0),
+        (guard.ApiException(status=403, reason="Forbidden"), "KubernetesAPIError", 2.0),
+        (OverflowError("date value out of range"), "InvalidSetting", 10.0),
+        (KeyError("metadata"), "TurnFailed", 10.0),
+    ],
+)
+def test_every_failure_of_a_turn_has_a_reason_and_a_retry_within_seconds(
+    error: Exception, reason: str, retry: float
+) -> None:
+    failure = guard.classify(error)
+    assert (failure.reason, failure.retry) == (reason, retry)
+    assert failure.message
+
+
+def test_a_zero_or_huge_interval_never_hot_loops_or_overflows() -> None:
+    assert guard.interval_seconds("0s") == 1.0
+    assert guard.interval_seconds("99999999999d") == guard.MAX_WAIT
+    assert guard.interval_seconds("not a duration") == guard.FAILED_RETRY

@@ -24,6 +24,7 @@ with the error's reason.
 from __future__ import annotations
 
 import datetime
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -33,8 +34,8 @@ import kopf
 from kubernetes.client import ApiException
 
 from relearn.adapters.kube import APIUnreachable, KubeClient
+from relearn.api.base import duration_seconds
 from relearn.api.conditions import Condition
-from relearn.core.durations import parse_duration
 from relearn.errors import DecisionError
 from relearn.handlers.outcome import STALLED, Outcome, apply, post_event
 
@@ -43,6 +44,7 @@ MIN_INTERVAL = 1.0  # seconds: no daemon turns faster, whatever an old object sa
 MAX_WAIT = 366 * 86400.0  # seconds: the longest wait a duration may ask for
 API_RETRY = 1.0  # seconds: an API restart of a few seconds pauses a daemon about as long
 FAILED_RETRY = 10.0  # seconds: a failing turn is not retried in a hot loop
+DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$")
 
 
 @dataclass(frozen=True)
@@ -137,11 +139,9 @@ def interval_seconds(text: str) -> float:
     """A spec interval as the seconds to wait, within [1 s, a year]; an
     interval that cannot be read waits :data:`FAILED_RETRY` (the spec check
     reports it)."""
-    try:
-        seconds = parse_duration(text).total_seconds()
-    except (ValueError, OverflowError):
+    if not DURATION.fullmatch(text):
         return FAILED_RETRY
-    return min(max(seconds, MIN_INTERVAL), MAX_WAIT)
+    return min(max(duration_seconds(text), MIN_INTERVAL), MAX_WAIT)  # seconds as a float: no overflow
 
 
 async def keep_turning(
