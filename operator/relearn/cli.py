@@ -68,6 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="Prometheus for ABExperiments without spec.prometheus (env RELEARN_PROMETHEUS_URL)",
     )
+    run.add_argument(
+        "--allowed-prometheus-url",
+        action="append",
+        default=[u for u in os.environ.get("RELEARN_ALLOWED_PROMETHEUS_URLS", "").split(",") if u],
+        metavar="URL",
+        help="only query Prometheus under this URL prefix (repeatable; default: any)",
+    )
+    run.add_argument(
+        "--allowed-webhook-host",
+        action="append",
+        default=[h for h in os.environ.get("RELEARN_ALLOWED_WEBHOOK_HOSTS", "").split(",") if h],
+        metavar="HOST",
+        help="only send notifications to this host or *.domain (repeatable; default: any)",
+    )
     run.add_argument("--log-format", choices=LOG_FORMATS, default="full", help="log line format")
     run.add_argument("-v", "--verbose", action="store_true", help="log debug details of handling")
 
@@ -257,6 +271,8 @@ def _run(args: argparse.Namespace) -> int:
     log_format = {"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}
     kopf.configure(verbose=args.verbose, log_format=log_format[args.log_format])
     os.environ["RELEARN_PROMETHEUS_URL"] = args.prometheus_url  # read at start-up into the handlers' memo
+    os.environ["RELEARN_ALLOWED_PROMETHEUS_URLS"] = ",".join(args.allowed_prometheus_url)
+    os.environ["RELEARN_ALLOWED_WEBHOOK_HOSTS"] = ",".join(args.allowed_webhook_host)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_address)
     logging.getLogger("relearn").info(

@@ -203,3 +203,67 @@ def test_dashboard_and_alerts_use_only_metrics_the_operator_exports(tmp_path: Pa
     rules.write_text(yaml.safe_dump(rule["spec"]))
     checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# What the operator calls, by code path (group, resource, verb). The chart
+# must grant exactly these, in both install modes: nothing missing (a call
+# refused on a real cluster), nothing more (a permission no code path uses).
+USED = {
+    # kopf: watches every Relearn kind, patches its annotations and finalizer, posts Events.
+    *{("relearn.dev", r, v) for r in ("modelversions", "driftpolicies", "abexperiments") for v in ("list", "watch")},
+    *{("relearn.dev", r, "patch") for r in ("modelversions", "driftpolicies", "abexperiments")},
+    ("", "events", "create"),
+    # KubeClient.update_status: get, then patch the status subresource.
+    *{("relearn.dev", r, "get") for r in ("modelversions", "driftpolicies", "abexperiments")},
+    *{("relearn.dev", f"{r}/status", "patch") for r in ("modelversions", "driftpolicies", "abexperiments")},
+    # handlers.retraining: the Job (create once, read back), its pods, the ModelVersion and ABExperiment it starts.
+    ("batch", "jobs", "create"),
+    ("batch", "jobs", "get"),
+    ("", "pods", "list"),
+    ("relearn.dev", "modelversions", "create"),
+    ("relearn.dev", "abexperiments", "create"),
+    # handlers.drift: a large baseline's ConfigMap; credentials (core.consent decides their use).
+    ("", "configmaps", "get"),
+    ("", "secrets", "get"),
+    # handlers.experiments/rollback and the routers: challenger workloads and routes.
+    *{("apps", "deployments", v) for v in ("get", "list", "create", "update", "delete")},
+    *{("", "services", v) for v in ("get", "list", "create", "update", "delete")},
+    ("gateway.networking.k8s.io", "httproutes", "get"),
+    ("gateway.networking.k8s.io", "httproutes", "update"),
+    ("networking.istio.io", "virtualservices", "get"),
+    ("networking.istio.io", "virtualservices", "update"),
+}
+# kopf observes CRDs in both modes (cluster-scoped by nature).
+CRD_OBSERVER = {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")}
+
+
+def granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+@pytest.mark.parametrize("mode", ["defaults", "namespaced"])
+def test_rbac_grants_exactly_what_the_operator_calls(mode: str) -> None:
+    docs = render(VALUE_SETS[mode])
+    kind = "ClusterRole" if mode == "defaults" else "Role"
+    for role in (d for d in docs if d["kind"] == kind and not d["metadata"]["name"].endswith("crd-observer")):
+        rights = granted(role["rules"])
+        assert rights - USED == set(), f"granted but never used: {sorted(rights - USED)}"
+        assert USED - rights == set(), f"used but not granted: {sorted(USED - rights)}"
+    observer = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("crd-observer"))
+    assert granted(observer["rules"]) == CRD_OBSERVER
+
+
+def test_the_chart_limits_where_credentials_go() -> None:
+    docs = render(
+        {
+            "security": {
+                "allowedPrometheusUrls": ["https://prom.monitoring:9090"],
+                "allowedWebhookHosts": ["*.slack.com"],
+            }
+        }
+    )
+    args = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--allowed-prometheus-url=https://prom.monitoring:9090" in args
+    assert "--allowed-webhook-host=*.slack.com" in args
+    defaults = only(render(None), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in defaults if a.startswith("--allowed-")]

@@ -267,13 +267,3 @@ def test_health_checks_count_consecutive_failures_and_no_data_is_not_a_failure()
     down = health.availability(1, 2)
     assert down.result == "Failing"
     assert down.describe() == "availability: 50% of replicas available"
-
-
-def test_default_checks_take_the_accuracy_limit_from_before_promotion() -> None:
-    from relearn.core import health
-
-    names = {c.name: c for c in health.default_checks(0.04)}
-    assert set(names) == {"error-rate", "p99-latency", "feedback-error-rate"}
-    assert names["feedback-error-rate"].max == pytest.approx(0.12)  # 3x the error rate it was promoted with
-    assert "{{version}}" in names["error-rate"].query
-    assert "feedback-error-rate" not in {c.name for c in health.default_checks(None)}

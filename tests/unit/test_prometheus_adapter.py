@@ -19,8 +19,10 @@ from relearn.adapters.prometheus import (
     label_matcher,
     promql_string,
     render,
+    scope,
     window_query,
 )
+from relearn.api.base import PrometheusSource
 
 
 class Stub:
@@ -139,3 +141,30 @@ def test_user_queries_replace_a_feature_and_the_feedback() -> None:
 
 def test_string_literals_are_escaped() -> None:
     assert promql_string('a"b\\c') == '"a\\"b\\\\c"'
+
+
+def test_every_query_selects_the_objects_namespace() -> None:
+    labels = scope("team-a", None, model="ranker", version="1.1.0")
+    assert label_matcher(labels) == '{model="ranker",version="1.1.0",namespace="team-a"}'
+    assert 'namespace="team-a"' in window_query(labels, "1h")
+    assert render("sum(x{ {{selector}} }[{{window}}])", labels, "5m") == (
+        'sum(x{ model="ranker",version="1.1.0",namespace="team-a" }[5m])'
+    )
+    assert (
+        render('x{model="{{model}}",namespace="{{namespace}}"}', labels, "5m") == 'x{model="ranker",namespace="team-a"}'
+    )
+
+
+def test_a_user_query_that_would_count_other_namespaces_is_refused() -> None:
+    labels = scope("team-a", None, model="ranker", version="1.1.0")
+    with pytest.raises(ValueError, match="does not select the namespace"):
+        render('sum(x{model="{{model}}",version="{{version}}"})', labels, "5m")
+
+
+def test_the_namespace_label_can_be_renamed_or_turned_off() -> None:
+    renamed = PrometheusSource(url="http://p:9090", namespace_label="kubernetes_namespace")
+    assert label_matcher(scope("team-a", renamed, model="m")) == '{model="m",kubernetes_namespace="team-a"}'
+    off = PrometheusSource(url="http://p:9090", namespace_label="")
+    labels = scope("team-a", off, model="m")
+    assert label_matcher(labels) == '{model="m"}'
+    assert render('x{model="{{model}}"}', labels, "5m") == 'x{model="m"}'

@@ -4,58 +4,65 @@ The same rules serve a ClusterRole (rbac.clusterWide=true) or a Role in each
 watched namespace (false); templates/rbac.yaml places them.
 */}}
 {{- define "relearn.rules" }}
-# Relearn's own resources: kopf watches them (get, list, watch) and patches
-# its progress annotations and finalizer (patch). A DriftPolicy registers the
-# ModelVersions its Jobs produce and starts their ABExperiments (create).
+# Relearn's own resources: kopf lists and watches them, and patches its
+# progress annotations and finalizer (list, watch, patch); every status write
+# reads the object first (get).
 - apiGroups: [relearn.dev]
   resources: [modelversions, driftpolicies, abexperiments]
-  verbs: [get, list, watch, patch, create]
+  verbs: [get, list, watch, patch]
+# A DriftPolicy registers the ModelVersion its Job trained and starts its
+# ABExperiment (create). Nothing creates DriftPolicies.
+- apiGroups: [relearn.dev]
+  resources: [modelversions, abexperiments]
+  verbs: [create]
 # Conditions, decisions and the numbers behind them are written to status.
 - apiGroups: [relearn.dev]
   resources: [modelversions/status, driftpolicies/status, abexperiments/status]
-  verbs: [get, patch]
-# Every decision is also an Event (kopf posts core/v1 Events).
+  verbs: [patch]
+# Every decision is also an Event (the operator and kopf post core/v1 Events).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
-# Retraining: the LoRA trainer runs as a Job (create); its state is watched
-# (get, list, watch); a Job superseded by a spec change is removed (delete).
+# Retraining: the LoRA trainer runs as a Job, created once per request
+# (create) and read back by its name (get); never listed, watched or deleted.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, delete]
-# The trainer's result is read from its Pod's termination message.
+  verbs: [get, create]
+# The trainer's result is read from its Pod's termination message (list by job-name).
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
+  verbs: [list]
 # Challengers run as copies of the serving Deployment (create); they are
 # scaled by the replicas router, disowned on promotion and re-read then
-# replaced with their resourceVersion (update); a rejected or aborted
+# replaced with their resourceVersion (get, update); a rejected or aborted
 # challenger is removed (delete); the champion's is found by label (list).
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, update, delete]
+  verbs: [get, list, create, update, delete]
 # Each challenger gets a Service like the champion's (create, delete); the
 # champion's is pinned to its version, or opened to both arms by the
-# replicas router (update); the champion's is found among them (list).
+# replicas router (get, update); the champion's is found among them (list).
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, list, watch, create, update, delete]
-# Traffic weights of the gateway-api router: HTTPRoute backendRefs, read
-# then replaced with their resourceVersion (update).
+  verbs: [get, list, create, update, delete]
+# Traffic weights of the gateway-api and istio routers: the HTTPRoute's
+# backendRefs or the VirtualService's routes, read then replaced with their
+# resourceVersion (get, update).
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [get, list, watch, update]
-# Traffic weights of the istio router: VirtualService routes (update).
+  verbs: [get, update]
+# (the istio router's VirtualServices, the same way)
 - apiGroups: [networking.istio.io]
   resources: [virtualservices]
-  verbs: [get, list, watch, update]
-# Large drift baselines are kept in ConfigMaps (get to read, create to write).
+  verbs: [get, update]
+# Large drift baselines are read from the ConfigMap a ModelVersion names (get).
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [get, create]
+  verbs: [get]
 # Prometheus credentials named by a DriftPolicy's or ABExperiment's
 # authSecretRef/caSecretRef, and experiment webhook URLs (urlSecretRef):
-# read one by name (get), never listed or watched.
+# read one by name (get), never listed or watched; used only when the Secret
+# allows it (annotation relearn.dev/allowed-uses).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]

@@ -3,7 +3,10 @@ and status writes they need, each run in a worker thread so no blocking call
 touches kopf's event loop.
 
 Built on the official ``kubernetes`` client, configured in-cluster (service
-account) or from the kubeconfig, like kopf itself.
+account) or from the kubeconfig, like kopf itself. Every call has a request
+timeout, and a transport failure (connection refused or reset, a timeout, the
+API server answering 502/503/504 while it restarts) is raised as
+:class:`APIUnreachable`, so handlers never test urllib3's exceptions.
 """
 
 from __future__ import annotations
@@ -12,15 +15,18 @@ import asyncio
 import base64
 import copy
 import datetime
+import hashlib
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 
 from relearn.api import GROUP, VERSION
 from relearn.api.base import rfc3339
+from relearn.core.consent import Use, check_secret
 
 
 @dataclass(frozen=True)
@@ -37,11 +43,29 @@ SERVICES = Resource("", "v1", "services")
 HTTPROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes")
 VIRTUALSERVICES = Resource("networking.istio.io", "v1", "virtualservices")
 ABEXPERIMENTS = Resource(GROUP, VERSION, "abexperiments")
+REQUEST_TIMEOUT = 30.0  # seconds per API call: a hung API server must not hold a daemon
+UNAVAILABLE_STATUSES = (502, 503, 504)
+
+
+class APIUnreachable(Exception):
+    """The Kubernetes API did not answer (transport error, timeout, or a 50x
+    while it restarts); the call may be retried within seconds."""
+
+
+def _unreachable(error: BaseException) -> APIUnreachable:
+    # urllib3's messages name the URL and the cause, never credentials.
+    text = str(error)
+    if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
+        text = f"{type(error.reason).__name__}: {error.reason}"
+    elif isinstance(error, client.ApiException):
+        text = f"{error.status} {error.reason}"
+    return APIUnreachable(f"the Kubernetes API is unreachable ({text[:300]})")
 
 
 class KubeClient:
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, request_timeout: float = REQUEST_TIMEOUT) -> None:
         self.api = api
+        self.request_timeout = request_timeout
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
@@ -55,23 +79,37 @@ class KubeClient:
             config.load_kube_config()
         return cls(client.ApiClient())
 
+    async def _run(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One API call in a worker thread, with the request timeout; transport
+        failures become :class:`APIUnreachable`."""
+        kwargs.setdefault("_request_timeout", self.request_timeout)
+        try:
+            return await asyncio.to_thread(method, *args, **kwargs)
+        except client.ApiException as error:
+            if error.status in UNAVAILABLE_STATUSES:
+                raise _unreachable(error) from None
+            raise
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise _unreachable(error) from None
+
     async def list_model_versions(self, namespace: str, model: str) -> list[dict[str, Any]]:
-        listing = await asyncio.to_thread(
-            self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, "modelversions"
-        )
+        listing = await self._run(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, "modelversions")
         return [item for item in listing["items"] if item.get("spec", {}).get("model") == model]
 
-    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
-        secret = await asyncio.to_thread(self.core.read_namespaced_secret, name, namespace)
+    async def read_secret(self, namespace: str, name: str, use: Use) -> dict[str, str]:
+        """A Secret's data, only when the Secret allows ``use``
+        (:func:`relearn.core.consent.check_secret`; else :class:`UseRefused`)."""
+        secret = await self._run(self.core.read_namespaced_secret, name, namespace)
+        check_secret(name, (secret.metadata.annotations if secret.metadata else None), use)
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, str]:
-        config_map = await asyncio.to_thread(self.core.read_namespaced_config_map, name, namespace)
+        config_map = await self._run(self.core.read_namespaced_config_map, name, namespace)
         return dict(config_map.data or {})
 
     async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            job = await asyncio.to_thread(self.batch.read_namespaced_job, name, namespace)
+            job = await self._run(self.batch.read_namespaced_job, name, namespace)
         except client.ApiException as error:
             if error.status == 404:
                 return None
@@ -82,7 +120,7 @@ class KubeClient:
     async def create_job(self, namespace: str, body: dict[str, Any]) -> bool:
         """Create a Job; False when one of that name exists already (never a second one)."""
         try:
-            await asyncio.to_thread(self.batch.create_namespaced_job, namespace, body)
+            await self._run(self.batch.create_namespaced_job, namespace, body)
         except client.ApiException as error:
             if error.status == 409:
                 return False
@@ -90,15 +128,13 @@ class KubeClient:
         return True
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-        pods = await asyncio.to_thread(self.core.list_namespaced_pod, namespace, label_selector=label_selector)
+        pods = await self._run(self.core.list_namespaced_pod, namespace, label_selector=label_selector)
         return [self.api.sanitize_for_serialization(p) for p in pods.items]
 
     async def create_custom(self, namespace: str, plural: str, body: dict[str, Any]) -> bool:
         """Create a Relearn object; False when one of that name exists already."""
         try:
-            await asyncio.to_thread(
-                self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body
-            )
+            await self._run(self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body)
         except client.ApiException as error:
             if error.status == 409:
                 return False
@@ -125,22 +161,20 @@ class KubeClient:
 
     async def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self._plain(await asyncio.to_thread(self._call, resource, "read", namespace, name))
+            return self._plain(await self._run(self._call, resource, "read", namespace, name))
         except client.ApiException as error:
             if error.status == 404:
                 return None
             raise
 
     async def list_objects(self, resource: Resource, namespace: str, label_selector: str = "") -> list[dict[str, Any]]:
-        listing = self._plain(
-            await asyncio.to_thread(self._call, resource, "list", namespace, label_selector=label_selector)
-        )
+        listing = self._plain(await self._run(self._call, resource, "list", namespace, label_selector=label_selector))
         return list(listing.get("items") or ())
 
     async def create(self, resource: Resource, namespace: str, body: dict[str, Any]) -> bool:
         """Create; False when an object of that name exists already."""
         try:
-            await asyncio.to_thread(self._call, resource, "create", namespace, body)
+            await self._run(self._call, resource, "create", namespace, body)
         except client.ApiException as error:
             if error.status == 409:
                 return False
@@ -150,9 +184,7 @@ class KubeClient:
     async def delete(self, resource: Resource, namespace: str, name: str) -> bool:
         """Delete (background propagation); False when it was gone already."""
         try:
-            await asyncio.to_thread(
-                self._call, resource, "delete", namespace, name, body={"propagationPolicy": "Background"}
-            )
+            await self._run(self._call, resource, "delete", namespace, name, body={"propagationPolicy": "Background"})
         except client.ApiException as error:
             if error.status == 404:
                 return False
@@ -172,24 +204,35 @@ class KubeClient:
         when nothing changed); on a conflict, read again and retry. Raises
         404 when the object does not exist."""
         for attempt in range(attempts):
-            current = self._plain(await asyncio.to_thread(self._call, resource, "read", namespace, name))
+            current = self._plain(await self._run(self._call, resource, "read", namespace, name))
             edited = copy.deepcopy(current)
             change(edited)
             if edited == current:
                 return current
             try:
-                return self._plain(await asyncio.to_thread(self._call, resource, "replace", namespace, name, edited))
+                return self._plain(await self._run(self._call, resource, "replace", namespace, name, edited))
             except client.ApiException as error:
                 if error.status != 409 or attempt == attempts - 1:
                     raise
         raise AssertionError("unreachable")
 
-    async def post_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        """A core/v1 Event about ``involved`` (an object as the API returns it), written before returning."""
+    async def post_event(
+        self, involved: Mapping[str, Any], type_: str, reason: str, message: str, key: str | None = None
+    ) -> bool:
+        """A core/v1 Event about ``involved`` (an object as the API returns it),
+        written before returning. With a ``key`` the Event's name derives from
+        the object, the reason and the key, so posting it again (a turn redone
+        after a kill or a lost status write) is a 409 and no second Event;
+        False then."""
         meta = involved.get("metadata") or {}
         now = rfc3339(datetime.datetime.now(datetime.UTC))
+        if key is None:
+            naming: dict[str, Any] = {"generateName": f"{meta.get('name', 'relearn')}."}
+        else:
+            digest = hashlib.sha256(f"{meta.get('uid')}/{reason}/{key}".encode()).hexdigest()[:16]
+            naming = {"name": f"{str(meta.get('name', 'relearn'))[:200]}.{digest}"}
         body = {
-            "metadata": {"generateName": f"{meta.get('name', 'relearn')}.", "namespace": meta.get("namespace")},
+            "metadata": {**naming, "namespace": meta.get("namespace")},
             "involvedObject": {
                 "apiVersion": involved.get("apiVersion"),
                 "kind": involved.get("kind"),
@@ -207,7 +250,13 @@ class KubeClient:
             "lastTimestamp": now,
             "count": 1,
         }
-        await asyncio.to_thread(self.core.create_namespaced_event, meta.get("namespace") or "default", body)
+        try:
+            await self._run(self.core.create_namespaced_event, meta.get("namespace") or "default", body)
+        except client.ApiException as error:
+            if error.status == 409 and key is not None:
+                return False
+            raise
+        return True
 
     async def update_status(
         self,
@@ -221,7 +270,7 @@ class KubeClient:
         current one, and write it with the read resourceVersion as a
         precondition; on a conflict, read again and retry."""
         for attempt in range(attempts):
-            current: dict[str, Any] = await asyncio.to_thread(
+            current: dict[str, Any] = await self._run(
                 self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
             )
             status = change(dict(current.get("status") or {}))
@@ -229,7 +278,7 @@ class KubeClient:
                 return current  # nothing to change
             body = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}, "status": status}
             try:
-                result: dict[str, Any] = await asyncio.to_thread(
+                result: dict[str, Any] = await self._run(
                     self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, plural, name, body
                 )
                 return result

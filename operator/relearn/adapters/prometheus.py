@@ -6,6 +6,12 @@
 - :func:`label_matcher` and :func:`promql_string`: every label value that
   comes from a custom resource is checked and quoted here, so a CR cannot
   inject PromQL.
+- :class:`Scope` and :func:`scope`: the labels that select one model's
+  series in one namespace: ``model``, ``version`` and the namespace label
+  (``spec.prometheus.namespaceLabel``, ``namespace`` by default), so a model
+  of the same name in another namespace is never counted. A user's query
+  must select it too (``{{namespace}}`` or ``{{selector}}``); one that does
+  not is refused before it is sent.
 - :func:`window_query`: ONE query for all features of a policy and its
   feedback counts over a window (numeric buckets ``by (feature, le)``,
   categories ``by (feature, category)``, feedback ``by (outcome)``), joined
@@ -23,7 +29,8 @@ from typing import Any, Literal
 
 import aiohttp
 
-from relearn.api.base import PrometheusSource
+from relearn.api.base import NAMESPACE_LABEL, PrometheusSource
+from relearn.core.consent import UseRefused, check_prometheus_url
 from relearn.core.drift_policy import WindowCounts
 from relearn.core.durations import format_duration, parse_duration
 from relearn.serving.contract import FEATURE_CATEGORY, FEATURE_VALUE, FEEDBACK
@@ -31,7 +38,9 @@ from relearn.serving.contract import FEATURE_CATEGORY, FEATURE_VALUE, FEEDBACK
 LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.:+-]{1,253}$")
 DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 
-FailureReason = Literal["Unreachable", "Timeout", "BadQuery", "ServerError", "Unauthorized", "BadResponse"]
+FailureReason = Literal[
+    "Unreachable", "Timeout", "BadQuery", "ServerError", "Unauthorized", "BadResponse", "NotAllowed"
+]
 
 
 class PrometheusError(Exception):
@@ -46,6 +55,23 @@ class PrometheusError(Exception):
 def promql_string(value: str) -> str:
     """A PromQL string literal (double-quoted, escaped)."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+class Scope(dict[str, str]):
+    """The labels a query selects, with the name of the one that carries the
+    namespace (None: not scoped by namespace)."""
+
+    namespace_label: str | None = None
+
+
+def scope(namespace: str, source: PrometheusSource | None, **labels: str) -> Scope:
+    """``model``/``version`` labels plus the namespace's, as ``source`` names it."""
+    label = NAMESPACE_LABEL if source is None else source.namespace_label
+    result = Scope(labels)
+    if label:
+        result[label] = namespace
+        result.namespace_label = label
+    return result
 
 
 def label_matcher(labels: Mapping[str, str]) -> str:
@@ -83,10 +109,22 @@ def window_query(labels: Mapping[str, str], window: str, offset: str | None = No
 
 
 def render(template: str, labels: Mapping[str, str], window: str) -> str:
-    """A user's PromQL with ``{{model}}``, ``{{version}}`` and ``{{window}}``
-    filled in (values checked as in :func:`label_matcher`)."""
-    label_matcher(labels)
+    """A user's PromQL with ``{{model}}``, ``{{version}}``, ``{{namespace}}``,
+    ``{{selector}}`` (every label of the scope: ``model="m",version="v",namespace="ns"``)
+    and ``{{window}}`` filled in (values checked as in :func:`label_matcher`).
+    With a :class:`Scope` that names a namespace label, a template that
+    selects neither ``{{namespace}}`` nor ``{{selector}}`` is refused
+    (ValueError): it would count other namespaces' series."""
+    matcher = label_matcher(labels)
+    namespace_label = getattr(labels, "namespace_label", None)
+    if namespace_label and "{{namespace}}" not in template and "{{selector}}" not in template:
+        raise ValueError(
+            f"query {template[:200]!r} does not select the namespace: use {{{{selector}}}} "
+            f'or {namespace_label}="{{{{namespace}}}}" in every selector'
+        )
     text = template.replace("{{window}}", promql_duration(window))
+    text = text.replace("{{selector}}", matcher[1:-1])
+    text = text.replace("{{namespace}}", labels.get(namespace_label, "") if namespace_label else "")
     for name in ("model", "version"):
         text = text.replace("{{" + name + "}}", labels.get(name, ""))
     return text
@@ -117,17 +155,26 @@ class PrometheusAuth:
 
 
 async def auth_for(
-    source: PrometheusSource, read_secret: Callable[[str], Awaitable[Mapping[str, str]]]
+    source: PrometheusSource,
+    read_secret: Callable[[str], Awaitable[Mapping[str, str]]],
+    allowed_urls: Sequence[str] = (),
 ) -> PrometheusAuth:
     """The credentials a CR's ``prometheus`` section names: bearer ``token`` or
     ``username``/``password`` from ``authSecretRef``, ``ca.crt`` from
-    ``caSecretRef`` (``read_secret`` reads a Secret of the CR's namespace)."""
+    ``caSecretRef`` (``read_secret`` reads a Secret of the CR's namespace,
+    which must allow the use ``prometheus``). A URL outside ``allowed_urls``
+    or a Secret without consent: ``PrometheusError("NotAllowed")``, before
+    any Secret is read or any query sent."""
     values: Mapping[str, str] = {}
     ca_pem = None
-    if source.auth_secret_ref:
-        values = await read_secret(source.auth_secret_ref.name)
-    if source.ca_secret_ref:
-        ca_pem = (await read_secret(source.ca_secret_ref.name)).get("ca.crt")
+    try:
+        check_prometheus_url(source.url, allowed_urls)
+        if source.auth_secret_ref:
+            values = await read_secret(source.auth_secret_ref.name)
+        if source.ca_secret_ref:
+            ca_pem = (await read_secret(source.ca_secret_ref.name)).get("ca.crt")
+    except UseRefused as refused:
+        raise PrometheusError("NotAllowed", refused.message) from None
     return PrometheusAuth(
         bearer_token=values.get("token"),
         username=values.get("username"),

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from relearn.api.abexperiment import Webhook
+from relearn.core.consent import check_webhook_url
 from relearn.core.durations import parse_duration
 from relearn.metrics import WEBHOOKS
 
@@ -41,10 +42,15 @@ def slack_text(decision: Mapping[str, Any]) -> str:
     return f"{head} (model {decision['model']}): {decision['message']}"
 
 
-async def send(webhook: Webhook, decision: Mapping[str, Any], read_secret: SecretReader) -> bool:
-    """Deliver one decision to one webhook; True when it answered 2xx."""
+async def send(
+    webhook: Webhook, decision: Mapping[str, Any], read_secret: SecretReader, allowed_hosts: Sequence[str] = ()
+) -> bool:
+    """Deliver one decision to one webhook; True when it answered 2xx. Its
+    URL Secret must allow the use ``webhook`` (``read_secret`` checks) and
+    its host be among ``allowed_hosts`` (when any are given)."""
     try:
         url = (await read_secret(webhook.url_secret_ref.name))[webhook.url_secret_ref.key]
+        check_webhook_url(webhook.name, url, allowed_hosts)
     except Exception as error:
         logger.warning("webhook %s: cannot read its URL Secret: %s", webhook.name, type(error).__name__)
         WEBHOOKS.labels("failed").inc()
@@ -70,9 +76,14 @@ async def send(webhook: Webhook, decision: Mapping[str, Any], read_secret: Secre
     return False
 
 
-def notify(webhooks: Sequence[Webhook], decision: Mapping[str, Any], read_secret: SecretReader) -> None:
+def notify(
+    webhooks: Sequence[Webhook],
+    decision: Mapping[str, Any],
+    read_secret: SecretReader,
+    allowed_hosts: Sequence[str] = (),
+) -> None:
     """Send in the background and return at once."""
     for webhook in webhooks:
-        task = asyncio.create_task(send(webhook, decision, read_secret), name=f"webhook-{webhook.name}")
+        task = asyncio.create_task(send(webhook, decision, read_secret, allowed_hosts), name=f"webhook-{webhook.name}")
         _pending.add(task)
         task.add_done_callback(_pending.discard)

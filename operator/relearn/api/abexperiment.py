@@ -15,6 +15,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from relearn.api.base import (
     CheckName,
     Duration,
+    Interval,
     ModelName,
     ObjectName,
     Probability,
@@ -23,6 +24,7 @@ from relearn.api.base import (
     Semver,
     SpecModel,
     StatusModel,
+    Timeout,
     Timestamp,
     UniqueNames,
     strictly_ascending,
@@ -75,7 +77,7 @@ class MetricCheck(SpecModel):
 
 
 class Analysis(SpecModel):
-    interval: Duration = "1m"
+    interval: Interval = "1m"
     success_query: PromQL | None = None
     total_query: PromQL | None = None
     method: TestMethod = "sequential"
@@ -88,9 +90,9 @@ class Analysis(SpecModel):
 
 class Rollback(SpecModel):
     enabled: bool = True
-    interval: Duration = "10s"
+    interval: Interval = "10s"
     failure_threshold: Annotated[int, Field(ge=1)] = 2
-    check_window: Duration = "1m"
+    check_window: Interval = "1m"
     fail_on_no_data: bool = False
     bake_time: Duration = "10m"
     window: Duration = "24h"
@@ -106,7 +108,7 @@ class Webhook(SpecModel):
     name: CheckName
     format: WebhookFormat = "json"
     url_secret_ref: SecretKeyRef
-    timeout: Duration = "5s"
+    timeout: Timeout = "5s"
 
 
 class Notifications(SpecModel):
@@ -181,13 +183,14 @@ class Workloads(StatusModel):
     challenger: str | None = None
 
 
-HealthResult = Literal["Healthy", "Failing", "NoData"]
+HealthResult = Literal["Healthy", "Failing", "NoData", "NotEnoughData"]
 
 
 class CheckStatus(StatusModel):
     name: str
     value: float | None = None
     max: float | None = None
+    samples: float | None = None
     result: HealthResult
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import re
 from collections.abc import Sequence
 from typing import Annotated, Literal, Protocol, TypeVar
 
@@ -20,12 +21,53 @@ SEMVER_PATTERN = (
     r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
     r"(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
 )
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"
+# At most 7 digits a number and 32 characters: no duration a CR can hold overflows.
+DURATION_PATTERN = r"^([0-9]{1,7}(\.[0-9]{1,9})?(ms|s|m|h|d))+$"
+DURATION_MAX_LENGTH = 32
+UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+YEAR_SECONDS = 365 * 86400.0
+NAMESPACE_LABEL = "namespace"
+LABEL_NAME_PATTERN = r"^([a-zA-Z_][a-zA-Z0-9_]*)?$"
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 FEATURE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 ModelName = Annotated[str, Field(min_length=1, max_length=63, pattern=MODEL_NAME_PATTERN)]
 Semver = Annotated[str, Field(max_length=63, pattern=SEMVER_PATTERN)]
-Duration = Annotated[str, Field(pattern=DURATION_PATTERN)]
+
+
+def duration_seconds(text: str) -> float:
+    """``"1h30m"`` -> 5400.0 (the text already matched :data:`DURATION_PATTERN`)."""
+    return sum(float(number) * UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
+
+
+def _within_a_year(text: str) -> str:
+    if duration_seconds(text) > YEAR_SECONDS:
+        raise ValueError(f"duration {text} is longer than a year (365d)")
+    return text
+
+
+def _at_least_a_second(text: str) -> str:
+    if duration_seconds(text) < 1.0:
+        raise ValueError(f"duration {text} is shorter than 1s")
+    return text
+
+
+def _positive(text: str) -> str:
+    if duration_seconds(text) <= 0:
+        raise ValueError(f"duration {text} must be longer than 0")
+    return text
+
+
+# Every duration: at most a year. Intervals and windows: at least 1s (a 0s
+# interval would hot-loop; a 0s window is no PromQL range). Timeouts and
+# deadlines: more than 0. The CRDs say the same with maxLength, the pattern
+# and CEL rules for the floors; the ceiling is checked here (spec check).
+Duration = Annotated[
+    str, Field(max_length=DURATION_MAX_LENGTH, pattern=DURATION_PATTERN), AfterValidator(_within_a_year)
+]
+Interval = Annotated[Duration, AfterValidator(_at_least_a_second)]
+Timeout = Annotated[Duration, AfterValidator(_positive)]
+LabelName = Annotated[str, Field(max_length=128, pattern=LABEL_NAME_PATTERN)]
 FeatureName = Annotated[str, Field(max_length=128, pattern=FEATURE_NAME_PATTERN)]
 CheckName = Annotated[str, Field(max_length=63, pattern=MODEL_NAME_PATTERN)]
 ObjectName = Annotated[str, Field(max_length=253)]
@@ -106,4 +148,5 @@ class PrometheusSource(SpecModel):
     auth_secret_ref: SecretRef | None = None
     insecure_skip_verify: bool = False
     ca_secret_ref: SecretRef | None = None
-    timeout: Duration = "10s"
+    timeout: Timeout = "10s"
+    namespace_label: LabelName = NAMESPACE_LABEL

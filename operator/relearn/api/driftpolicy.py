@@ -16,6 +16,7 @@ from relearn.api.base import (
     Duration,
     FeatureName,
     FeatureType,
+    Interval,
     ModelName,
     ObjectName,
     Probability,
@@ -23,6 +24,7 @@ from relearn.api.base import (
     PromQL,
     SpecModel,
     StatusModel,
+    Timeout,
     Timestamp,
     UniqueNames,
     Uri,
@@ -123,7 +125,7 @@ class Retraining(SpecModel):
     dataset: Dataset
     lora: LoraSettings = Field(default_factory=LoraSettings)
     output: Output
-    active_deadline: Duration = "8h"
+    active_deadline: Timeout = "8h"
     backoff_limit: Annotated[int, Field(ge=0, le=20)] = 2
     gate_tolerance: Annotated[float, Field(ge=0, lt=1)] = 0.01
     base_model: BaseModelUri | None = None
@@ -133,8 +135,8 @@ class Retraining(SpecModel):
 class DriftPolicySpec(SpecModel):
     model: ModelName
     prometheus: PrometheusSource
-    interval: Duration = "5m"
-    window: Duration = "1h"
+    interval: Interval = "5m"
+    window: Interval = "1h"
     reference: Reference = Field(default_factory=Reference)
     features: Annotated[list[Feature], Field(min_length=1, max_length=256), UniqueNames]
     thresholds: Thresholds = Field(default_factory=Thresholds)
@@ -172,6 +174,7 @@ class ConceptDrift(StatusModel):
 
 class RetrainingRecord(StatusModel):
     job: str | None = None
+    sequence: int | None = None
     requested_at: Timestamp | None = None
     finished_at: Timestamp | None = None
     reasons: list[str] | None = None

@@ -8,19 +8,17 @@ from __future__ import annotations
 import datetime
 import re
 
-from relearn.api.base import DURATION_PATTERN
+from relearn.api.base import duration_seconds
 
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
-_WHOLE = re.compile(DURATION_PATTERN)
+# Any length: the CRDs bound what a user writes; this also reads computed durations.
+_WHOLE = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$")
 
 
 def parse_duration(text: str) -> datetime.timedelta:
     """``"1h30m"`` -> 90 minutes. Raises ``ValueError`` naming the bad text."""
     if not _WHOLE.fullmatch(text):
         raise ValueError(f"invalid duration {text!r}: expected e.g. 30s, 5m, 1h30m, 7d")
-    seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _PART.findall(text))
-    return datetime.timedelta(seconds=seconds)
+    return datetime.timedelta(seconds=duration_seconds(text))
 
 
 def format_duration(delta: datetime.timedelta) -> str:

@@ -9,9 +9,18 @@ Deployment's availability (every replica available). When
 
 - ``error-rate``: failed requests / all requests, max 0.05;
 - ``p99-latency``: the 99th percentile request duration, max 1 s;
-- ``feedback-error-rate``: incorrect / all human feedback, max 3x the rate
-  the version had when it was promoted (the original specification's
-  "accuracy drop of more than 3x the pre-promotion error rate").
+- ``feedback-error-rate``: incorrect / all human feedback over the check
+  window, against 3x the rate the version had when it was promoted (the
+  original specification's "accuracy drop of more than 3x the pre-promotion
+  error rate"), judged from the counts, not the point estimates, so that
+  sampling noise never rolls a healthy champion back: the limit is 3x the
+  *upper* confidence bound (95 %) of the rate at promotion (at least 0.01),
+  the check fails only when the *lower* confidence bound (99 %) of the
+  current rate is above it, and with fewer than
+  :data:`MIN_FEEDBACK_SAMPLES` feedback samples in the window it is
+  ``NotEnoughData`` (neither healthy nor failing). See
+  :func:`feedback_error_rate`; ``bench/health_noise.py`` measures false
+  rollbacks and detection against the point-estimate rule.
 
 A check without data is ``NoData``: reported, neither healthy nor failing,
 unless ``rollback.failOnNoData``. A rollback is due after
@@ -20,21 +29,101 @@ unless ``rollback.failOnNoData``. A rollback is due after
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 from typing import Literal
 
+from scipy import stats as scipy_stats
+
 from relearn.api.abexperiment import MetricCheck
+from relearn.errors import InvalidMetrics, InvalidSetting
 from relearn.serving.contract import ERRORS, FEEDBACK, LATENCY, PREDICTIONS
 
-Result = Literal["Healthy", "Failing", "NoData"]
+Result = Literal["Healthy", "Failing", "NoData", "NotEnoughData"]
 AVAILABILITY = "availability"
+FEEDBACK_ERROR_RATE = "feedback-error-rate"
 ACCURACY_FACTOR = 3.0
-_SEL = '{model="{{model}}",version="{{version}}"}'
+MIN_LIMIT = 0.01
+MIN_FEEDBACK_SAMPLES = 30
+PROMOTION_CONFIDENCE = 0.95  # one-sided upper bound of the rate at promotion
+CURRENT_CONFIDENCE = 0.99  # one-sided lower bound of the current rate, looked at every interval
+_SEL = "{{{selector}}}"  # model, version and namespace (adapters.prometheus.render)
 _W = "{{window}}"
-_FEEDBACK_CORRECT = '{model="{{model}}",version="{{version}}",outcome="correct"}'
+_FEEDBACK_CORRECT = '{{{selector}},outcome="correct"}'
+# The feedback counts the feedback-error-rate check reads (model, version, window filled in).
+FEEDBACK_CORRECT_QUERY = f"sum(increase({FEEDBACK}_total{_FEEDBACK_CORRECT}[{_W}]))"
+FEEDBACK_TOTAL_QUERY = f"sum(increase({FEEDBACK}_total{_SEL}[{_W}]))"
 
 
-def default_checks(error_rate_before: float | None) -> list[MetricCheck]:
+@dataclass(frozen=True)
+class Counts:
+    """Errors out of samples (non-integer: Prometheus extrapolates ``increase``)."""
+
+    errors: float
+    samples: float
+
+    @property
+    def rate(self) -> float:
+        return self.errors / self.samples if self.samples > 0 else math.nan
+
+
+def counts(errors: float, samples: float) -> Counts:
+    """Checked counts, or :class:`InvalidMetrics` for counts that cannot be real."""
+    if not (math.isfinite(errors) and math.isfinite(samples)):
+        raise InvalidMetrics(f"feedback counts are not finite: {errors} errors of {samples}")
+    if errors < 0 or samples < 0:
+        raise InvalidMetrics(f"feedback counts are negative: {errors} errors of {samples}")
+    # increase() extrapolates each series on its own: allow a rounding's worth above.
+    if errors > samples * 1.01 + 1:
+        raise InvalidMetrics(f"more errors than feedback samples: {errors} of {samples}")
+    return Counts(min(errors, samples), samples)
+
+
+@functools.lru_cache(maxsize=16)
+def _z(confidence: float) -> float:
+    return float(scipy_stats.norm.ppf(confidence))
+
+
+def wilson_bound(errors: float, samples: float, confidence: float, upper: bool) -> float:
+    """A one-sided Wilson score bound of a rate (valid for non-integer counts)."""
+    if not 0.5 <= confidence < 1:
+        raise InvalidSetting(f"confidence {confidence} is outside [0.5, 1)")
+    if samples <= 0:
+        return 1.0 if upper else 0.0
+    z = _z(confidence)
+    p = min(max(errors / samples, 0.0), 1.0)
+    # The usual formula multiplied through by the samples: no division by a tiny count.
+    centre = (p * samples + z * z / 2) / (samples + z * z)
+    spread = z * math.sqrt(p * (1 - p) * samples + z * z / 4) / (samples + z * z)
+    return min(1.0, centre + spread) if upper else max(0.0, centre - spread)
+
+
+def feedback_limit(at_promotion: Counts) -> float:
+    """3x the upper confidence bound of the error rate at promotion, within [0.01, 1]."""
+    upper = wilson_bound(at_promotion.errors, at_promotion.samples, PROMOTION_CONFIDENCE, upper=True)
+    return min(1.0, max(MIN_LIMIT, ACCURACY_FACTOR * upper))
+
+
+def feedback_error_rate(current: Counts | None, at_promotion: Counts, fail_on_no_data: bool = False) -> CheckResult:
+    """The feedback-error-rate check from counts: Failing only when the current
+    rate is above the limit beyond sampling noise (its lower confidence bound
+    above :func:`feedback_limit`); ``NotEnoughData`` under
+    :data:`MIN_FEEDBACK_SAMPLES`."""
+    limit = feedback_limit(at_promotion)
+    if current is None or current.samples <= 0:
+        return CheckResult(FEEDBACK_ERROR_RATE, None, limit, "Failing" if fail_on_no_data else "NoData")
+    if current.samples < MIN_FEEDBACK_SAMPLES:
+        return CheckResult(FEEDBACK_ERROR_RATE, current.rate, limit, "NotEnoughData", current.samples)
+    lower = wilson_bound(current.errors, current.samples, CURRENT_CONFIDENCE, upper=False)
+    return CheckResult(
+        FEEDBACK_ERROR_RATE, current.rate, limit, "Failing" if lower > limit else "Healthy", current.samples
+    )
+
+
+def default_checks() -> list[MetricCheck]:
+    """The checks that are one query each (``feedback-error-rate`` is judged
+    from counts by :func:`feedback_error_rate`)."""
     checks = [
         MetricCheck(
             name="error-rate",
@@ -48,17 +137,6 @@ def default_checks(error_rate_before: float | None) -> list[MetricCheck]:
             max=1.0,
         ),
     ]
-    if error_rate_before is not None:
-        checks.append(
-            MetricCheck(
-                name="feedback-error-rate",
-                query=(
-                    f"1 - sum(increase({FEEDBACK}_total{_FEEDBACK_CORRECT}[{_W}]))"
-                    f" / sum(increase({FEEDBACK}_total{_SEL}[{_W}]))"
-                ),
-                max=min(1.0, max(0.01, ACCURACY_FACTOR * error_rate_before)),
-            )
-        )
     return checks
 
 
@@ -68,17 +146,26 @@ class CheckResult:
     value: float | None
     max: float | None
     result: Result
+    samples: float | None = None  # the counts behind a rate, when it is judged from counts
 
     def describe(self) -> str:
         if self.value is None:
             return f"{self.name}: no data"
+        if self.result == "NotEnoughData":
+            return f"{self.name}: {self.samples:.0f} samples, fewer than {MIN_FEEDBACK_SAMPLES}: not judged"
+        if self.samples is not None:
+            relation = "above" if self.result == "Failing" else "not above"
+            return (
+                f"{self.name}: {self.value:.4g} of {self.samples:.0f} samples, {relation} max {self.max:.4g} "
+                "beyond sampling noise"
+            )
         if self.name == AVAILABILITY:
             return f"{self.name}: {self.value:.0%} of replicas available"
         return f"{self.name}: {self.value:.4g} {'>' if self.result == 'Failing' else '<='} max {self.max:g}"
 
 
 def judge_check(name: str, value: float | None, limit: float, fail_on_no_data: bool) -> CheckResult:
-    if value is None:
+    if value is None or math.isnan(value):
         return CheckResult(name, None, limit, "Failing" if fail_on_no_data else "NoData")
     return CheckResult(name, value, limit, "Failing" if value > limit else "Healthy")
 

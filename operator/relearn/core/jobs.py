@@ -13,6 +13,7 @@ from typing import Any
 
 from relearn.api.driftpolicy import DriftPolicySpec
 from relearn.core.durations import parse_duration
+from relearn.core.labels import labelled
 
 TERMINATION_PATH = "/dev/termination-log"
 DISRUPTED = {"type": "DisruptionTarget", "status": "True"}
@@ -84,13 +85,15 @@ def retraining_job(
 ) -> dict[str, Any]:
     retraining = spec.retraining
     assert retraining is not None
-    labels = {
-        "app.kubernetes.io/name": "relearn-trainer",
-        "app.kubernetes.io/managed-by": "relearn",
-        "relearn.dev/model": spec.model,
-        "relearn.dev/policy": policy_name,
-        "relearn.dev/version": version,
-    }
+    labels, annotations = labelled(
+        {
+            "app.kubernetes.io/name": "relearn-trainer",
+            "app.kubernetes.io/managed-by": "relearn",
+            "relearn.dev/model": spec.model,
+            "relearn.dev/policy": policy_name,
+            "relearn.dev/version": version,
+        }
+    )
     resources: dict[str, Any] = {}
     if retraining.resources is not None:
         resources = retraining.resources.model_dump(exclude_none=True)
@@ -132,6 +135,7 @@ def retraining_job(
             "name": name,
             "namespace": namespace,
             "labels": labels,
+            **({"annotations": annotations} if annotations else {}),
             "ownerReferences": [
                 {
                     "apiVersion": "relearn.dev/v1alpha1",
@@ -150,6 +154,9 @@ def retraining_job(
             "podFailurePolicy": {
                 "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
             },
-            "template": {"metadata": {"labels": labels}, "spec": pod},
+            "template": {
+                "metadata": {"labels": labels, **({"annotations": annotations} if annotations else {})},
+                "spec": pod,
+            },
         },
     }

@@ -1,14 +1,22 @@
 """What happens to a retraining request, decided from what the cluster shows.
 
-Pure: the Job's state, the trainer's result (its pod's termination
-message), the ModelVersion to register, the offline gate, and the
+Pure: the request's name, the Job's state, the trainer's result (its pod's
+termination message), the ModelVersion to register, the offline gate, the
+registration (idempotent, never moving a version backwards) and the
 ABExperiment to start. ``relearn.handlers.retraining`` reads and writes.
+
+A request is acted on only once it is recorded: its name derives from the
+policy's uid and the request's sequence number (never the clock), so a
+request redone after a restart, an API outage or a lost status write names
+the same Job, and creating it again is a 409, not a second Job.
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -16,8 +24,57 @@ from relearn.api import API_VERSION
 from relearn.api.abexperiment import ExperimentTemplate
 from relearn.api.base import PrometheusSource
 from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
+from relearn.core.labels import labelled
 
 JobState = Literal["Running", "Succeeded", "Failed"]
+# Phases a version reaches after registration: registering again never returns it to Registered.
+PAST_REGISTRATION = ("Registered", "Challenger", "Champion", "Archived", "RolledBack", "Rejected")
+HISTORY_LIMIT = 50
+
+
+def request_name(policy: str, policy_uid: str, sequence: int) -> str:
+    """The Job name of a policy's ``sequence``-th retraining request: the same
+    for the same request, different for a recreated policy (another uid);
+    63 characters at most, so it is a valid label value too."""
+    digest = hashlib.sha256(f"{policy_uid}/{sequence}".encode()).hexdigest()[:6]
+    suffix = f"-rt-{sequence}-{digest}"
+    return f"{policy[: 63 - len(suffix)].rstrip('-')}{suffix}"
+
+
+def next_sequence(last: RetrainingRecord | None) -> int:
+    """The number of the next request after the last recorded one."""
+    return ((last.sequence if last is not None else None) or 0) + 1
+
+
+def registration(
+    passed: bool, *, verdict: str, policy: str, version: str, now: datetime.datetime
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The ModelVersion status change of registering a trained version:
+    Registered (or Rejected by the offline gate) with one history entry, only
+    when the version has no phase yet. A version already registered, in an
+    experiment, champion or retired keeps its phase: registering again after
+    a lost status write never moves it backwards."""
+    phase = "Registered" if passed else "Rejected"
+
+    def change(status: dict[str, Any]) -> dict[str, Any]:
+        if status.get("phase") in PAST_REGISTRATION:
+            return {}
+        entry = {
+            "time": now.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z"),
+            "action": phase,
+            "reason": "OfflineGate",
+            "message": verdict[:1024],
+            "triggeredBy": f"DriftPolicy/{policy}",
+            "toVersion": version,
+        }
+        return {"phase": phase, "history": [*(status.get("history") or []), entry][-HISTORY_LIMIT:]}
+
+    return change
+
+
+def trained_by(version: Mapping[str, Any], job: str | None) -> bool:
+    """Whether an existing ModelVersion is the one this request's Job trained."""
+    return bool(job) and ((version.get("spec") or {}).get("source") or {}).get("job") == job
 
 
 @dataclass(frozen=True)
@@ -100,6 +157,11 @@ def gate(result: TrainerResult, tolerance: float) -> tuple[bool, str]:
     )
 
 
+def _metadata(name: str, values: Mapping[str, str]) -> dict[str, Any]:
+    labels, annotations = labelled(values)
+    return {"name": name, "labels": labels, **({"annotations": annotations} if annotations else {})}
+
+
 def model_version(
     *,
     name: str,
@@ -131,7 +193,7 @@ def model_version(
     body: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": "ModelVersion",
-        "metadata": {"name": name, "labels": {"relearn.dev/model": spec.model, "relearn.dev/policy": policy_name}},
+        "metadata": _metadata(name, {"relearn.dev/model": spec.model, "relearn.dev/policy": policy_name}),
         "spec": {
             "model": spec.model,
             "version": version,
@@ -166,6 +228,6 @@ def experiment(
     return {
         "apiVersion": API_VERSION,
         "kind": "ABExperiment",
-        "metadata": {"name": name, "labels": {"relearn.dev/model": model, "relearn.dev/policy": policy_name}},
+        "metadata": _metadata(name, {"relearn.dev/model": model, "relearn.dev/policy": policy_name}),
         "spec": spec,
     }

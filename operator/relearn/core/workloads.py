@@ -12,7 +12,8 @@ challenger:
 - labels ``relearn.dev/model``, ``relearn.dev/version`` (and
   ``relearn.dev/experiment``) on the Deployment and its pods, and
   ``relearn.dev/version`` in the selector, so the two Deployments never
-  select each other's pods;
+  select each other's pods (values through :func:`relearn.core.labels.label_value`,
+  full values in annotations of the same keys when they differ);
 - in the serving container (the one that sets ``versionEnv``, else the
   first): ``versionEnv`` = the challenger's version and, when its
   ModelVersion has an adapter, ``RELEARN_ADAPTER_URI`` and
@@ -25,6 +26,8 @@ import copy
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from relearn.core.labels import label_value, labelled
 
 MODEL_LABEL, VERSION_LABEL, EXPERIMENT_LABEL = "relearn.dev/model", "relearn.dev/version", "relearn.dev/experiment"
 ADAPTER_ENV = ("RELEARN_ADAPTER_URI", "RELEARN_ADAPTER_SHA256")
@@ -99,16 +102,20 @@ def challenger_deployment(
     experiment: Mapping[str, Any],
     replicas: int,
 ) -> dict[str, Any]:
-    labels = {MODEL_LABEL: model, VERSION_LABEL: version, EXPERIMENT_LABEL: experiment["metadata"]["name"]}
+    labels, full = labelled(
+        {MODEL_LABEL: model, VERSION_LABEL: version, EXPERIMENT_LABEL: experiment["metadata"]["name"]}
+    )
     spec = copy.deepcopy(dict(champion["spec"]))
     spec["replicas"] = replicas
     spec["selector"] = {
         **spec.get("selector", {}),
-        "matchLabels": {**(spec.get("selector") or {}).get("matchLabels", {}), VERSION_LABEL: version},
+        "matchLabels": {**(spec.get("selector") or {}).get("matchLabels", {}), VERSION_LABEL: labels[VERSION_LABEL]},
     }
     template = spec.setdefault("template", {})
     template_meta = template.setdefault("metadata", {})
     template_meta["labels"] = {**(template_meta.get("labels") or {}), **labels}
+    if full:
+        template_meta["annotations"] = {**(template_meta.get("annotations") or {}), **full}
     pod_spec = template.setdefault("spec", {})
     container = serving_container(pod_spec, version_env)
     for item in pod_spec["containers"]:
@@ -117,12 +124,10 @@ def challenger_deployment(
             if adapter:
                 _set_env(item, ADAPTER_ENV[0], adapter["uri"])
                 _set_env(item, ADAPTER_ENV[1], adapter["sha256"])
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _fresh_metadata(champion, name, labels, owner_reference(experiment)),
-        "spec": spec,
-    }
+    meta = _fresh_metadata(champion, name, labels, owner_reference(experiment))
+    if full:
+        meta["annotations"] = {**(meta.get("annotations") or {}), **full}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
 
 
 def challenger_service(
@@ -131,14 +136,21 @@ def challenger_service(
     """A ClusterIP Service like the champion's, selecting the challenger's pods."""
     source = champion.get("spec") or {}
     ports = [{k: v for k, v in port.items() if k != "nodePort"} for port in source.get("ports") or ()]
-    labels = {VERSION_LABEL: version, EXPERIMENT_LABEL: experiment["metadata"]["name"]}
+    labels, full = labelled({VERSION_LABEL: version, EXPERIMENT_LABEL: experiment["metadata"]["name"]})
     meta = _fresh_metadata(champion, name, labels, owner_reference(experiment))
+    if full:
+        meta["annotations"] = {**(meta.get("annotations") or {}), **full}
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": meta,
-        "spec": {"selector": {**(source.get("selector") or {}), VERSION_LABEL: version}, "ports": ports},
+        "spec": {"selector": {**(source.get("selector") or {}), VERSION_LABEL: labels[VERSION_LABEL]}, "ports": ports},
     }
+
+
+def version_label(version: str) -> str:
+    """The ``relearn.dev/version`` label value of a version (what pods of it carry)."""
+    return label_value(version)
 
 
 def selects(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bool:

@@ -33,6 +33,7 @@ from relearn.adapters.prometheus import (
     auth_for,
     label_matcher,
     render,
+    scope,
     window_query,
 )
 from relearn.api import GROUP, VERSION
@@ -41,15 +42,20 @@ from relearn.api.conditions import get_condition
 from relearn.api.driftpolicy import DriftPolicySpec, DriftPolicyStatus, RetrainingRecord
 from relearn.api.modelversion import ModelVersionSpec
 from relearn.core import drift_policy
+from relearn.core.consent import Allowlist
 from relearn.core.drift_policy import Assessment, WindowCounts, WindowData
 from relearn.core.durations import parse_duration
+from relearn.core.retraining import next_sequence, request_name
+from relearn.errors import DecisionError
 from relearn.handlers import retraining
-from relearn.handlers.outcome import Outcome, apply, post_event
+from relearn.handlers.guard import Guard, interval_seconds, keep_turning
+from relearn.handlers.outcome import Outcome, apply, event_basis, post_event
 from relearn.metrics import DECISIONS, DRIFT_CHECKS, DRIFT_SCORE, HANDLER_SECONDS
 
 logger = logging.getLogger(__name__)
 
 METRICS_AVAILABLE, DRIFTED, RETRAINING = "MetricsAvailable", "Drifted", "Retraining"
+NO_LIMITS = Allowlist()
 
 
 class CheckFailed(Exception):
@@ -61,9 +67,13 @@ class CheckFailed(Exception):
         self.message = message
 
 
-async def _auth(kube: KubeClient, namespace: str, spec: DriftPolicySpec) -> PrometheusAuth:
+async def _auth(kube: KubeClient, namespace: str, spec: DriftPolicySpec, allowed: Allowlist) -> PrometheusAuth:
     try:
-        return await auth_for(spec.prometheus, lambda name: kube.read_secret(namespace, name))
+        return await auth_for(
+            spec.prometheus, lambda name: kube.read_secret(namespace, name, "prometheus"), allowed.prometheus_urls
+        )
+    except PrometheusError as refused:  # a Secret without consent, a URL not allowed: nothing is sent
+        raise CheckFailed(f"Prometheus{refused.reason}", refused.message) from None
     except ApiException as error:
         raise CheckFailed("SecretUnavailable", f"cannot read the Prometheus credentials: {error.reason}") from None
 
@@ -96,6 +106,7 @@ async def check(
     spec: DriftPolicySpec,
     status: DriftPolicyStatus,
     now: datetime.datetime,
+    allowed: Allowlist = NO_LIMITS,
 ) -> Outcome:
     """One drift check of a policy, as status updates and Events."""
     outcome = Outcome()
@@ -103,7 +114,7 @@ async def check(
         champion = drift_policy.champion(await kube.list_model_versions(namespace, spec.model))
     except ApiException as error:
         raise CheckFailed("KubernetesAPIError", f"cannot list the model's ModelVersions: {error.reason}") from None
-    labels = {"model": spec.model}
+    labels = scope(namespace, spec.prometheus, model=spec.model)  # this namespace's series only
     if champion is not None:
         labels["version"] = champion["spec"]["version"]
     try:
@@ -124,7 +135,7 @@ async def check(
 
     timeout = parse_duration(spec.prometheus.timeout).total_seconds()
     async with PrometheusClient(
-        spec.prometheus.url, timeout=timeout, auth=await _auth(kube, namespace, spec)
+        spec.prometheus.url, timeout=timeout, auth=await _auth(kube, namespace, spec, allowed)
     ) as prometheus:
         try:
             current_window = await read_window(prometheus, spec, labels, now)
@@ -259,8 +270,11 @@ def _decide(
     )
     outcome.status["consecutiveDriftedChecks"] = decision.consecutive
     if decision.request:
-        job = drift_policy.retraining_job_name(name, uid, now)
-        record = RetrainingRecord(job=job, requested_at=now, reasons=decision.reasons, outcome="Requested")
+        sequence = next_sequence(status.last_retraining)
+        job = request_name(name, uid, sequence)
+        record = RetrainingRecord(
+            job=job, sequence=sequence, requested_at=now, reasons=decision.reasons, outcome="Requested"
+        )
         outcome.status["lastRetraining"] = record.to_wire()
         outcome.conditions.append((RETRAINING, "True", "Requested", f"retraining {job} requested: {decision.why}"))
         outcome.events.append(("Normal", "RetrainingRequested", f"{job}: " + "; ".join(decision.reasons)))
@@ -269,61 +283,128 @@ def _decide(
         outcome.conditions.append((RETRAINING, "False", "NotRequested", decision.why))
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
-    @kopf.daemon(GROUP, VERSION, "driftpolicies", id="drift-monitor", registry=registry, cancellation_timeout=10)
-    async def monitor(
-        *,
-        stopped: kopf.DaemonStopped,
-        name: str,
-        namespace: str | None,
-        uid: str,
-        body: kopf.Body,
-        memo: Any,
-        logger: kopf.Logger,
-        **_: Any,
-    ) -> None:
-        kube: KubeClient = memo["kube"]
-        assert namespace is not None  # DriftPolicy is namespaced
-        while not stopped:
-            try:
-                spec = DriftPolicySpec.model_validate(dict(body.spec))
-            except ValidationError:
-                await stopped.wait(30)  # the spec handler reports it; look again later
-                continue
-            now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-            status = DriftPolicyStatus.model_validate(dict(body.status or {}))
-            generation = body.metadata.get("generation")
-            with HANDLER_SECONDS.labels("DriftPolicy", "drift-check").time():
-                try:
-                    outcome = await check(kube, name, namespace, uid, spec, status, now)
-                    DRIFT_CHECKS.labels(_result(outcome)).inc()
-                except CheckFailed as failure:
-                    outcome = Outcome(
-                        conditions=[(METRICS_AVAILABLE, "False", failure.reason, failure.message)],
-                        status={"lastCheckTime": rfc3339(now)},
-                    )
-                    logger.warning("drift check without a decision: %s", failure.message)
-                    DRIFT_CHECKS.labels("no-decision").inc()
-                    previous = get_condition(status.conditions or [], METRICS_AVAILABLE)
-                    if previous is None or previous.status != "False":
-                        outcome.events.append(("Warning", "MetricsUnavailable", failure.message))
-                else:
-                    previous = get_condition(status.conditions or [], METRICS_AVAILABLE)
-                    if previous is not None and previous.status == "False":
-                        outcome.events.append(("Normal", "MetricsRestored", "Prometheus answers again"))
-                    _export_scores(namespace, name, outcome)
+async def monitor(
+    *,
+    stopped: kopf.DaemonStopped,
+    name: str,
+    namespace: str | None,
+    uid: str,
+    body: kopf.Body,
+    memo: Any,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """The daemon of one DriftPolicy: a drift check (and the retraining it
+    drives) every ``spec.interval``, guarded so that no error stops it."""
+    kube: KubeClient = memo["kube"]
+    allowed: Allowlist = memo.get("allowed") or NO_LIMITS
+    assert namespace is not None  # DriftPolicy is namespaced
+    guard = Guard(kube, "driftpolicies", namespace, name, body, logger)
+
+    async def turn() -> float | None:
+        try:
+            spec = DriftPolicySpec.model_validate(dict(body.spec))
+        except ValidationError:
+            return 30.0  # the spec handler reports it; look again later
+        now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+        status = DriftPolicyStatus.model_validate(dict(body.status or {}))
+        generation = body.metadata.get("generation")
+        with HANDLER_SECONDS.labels("DriftPolicy", "drift-check").time():
+            outcome = await _drift_check(kube, name, namespace, uid, spec, status, now, logger, allowed)
+        requested = "lastRetraining" in outcome.status
+        if not requested:
             await _advance_retraining(kube, outcome, name, namespace, uid, spec, status, now, logger)
-            # Events first: a turn cut short before its status write is redone
-            # next turn (an Event twice), never an Event lost.
-            for type_, reason, message in outcome.events:
-                await post_event(kube, body, type_, reason, message, logger)
-            try:
-                await kube.update_status("driftpolicies", namespace, name, apply(outcome, generation, now))
-            except ApiException as error:
-                if error.status == 404:
-                    return  # deleted meanwhile
-                logger.warning("cannot write drift status: %s", error.reason)
-            await stopped.wait(parse_duration(spec.interval).total_seconds())
+        written = await _write(kube, guard, body, namespace, name, outcome, generation, status, now, logger)
+        if written is None:
+            return None  # deleted meanwhile
+        if requested:
+            # The request is recorded: only now its Job (named by the request, so at most one).
+            status = DriftPolicyStatus.model_validate(written.get("status") or {})
+            outcome = Outcome()
+            await _advance_retraining(kube, outcome, name, namespace, uid, spec, status, now, logger)
+            if await _write(kube, guard, body, namespace, name, outcome, generation, status, now, logger) is None:
+                return None
+        return interval_seconds(spec.interval)
+
+    await keep_turning(stopped, guard, turn)
+
+
+async def _drift_check(
+    kube: KubeClient,
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: DriftPolicySpec,
+    status: DriftPolicyStatus,
+    now: datetime.datetime,
+    logger: kopf.Logger,
+    allowed: Allowlist,
+) -> Outcome:
+    """One check as an Outcome; a check without a decision says why (MetricsAvailable, Drifted)."""
+    try:
+        outcome = await check(kube, name, namespace, uid, spec, status, now, allowed)
+        DRIFT_CHECKS.labels(_result(outcome)).inc()
+    except DecisionError as refused:  # the decision core refused what was measured
+        outcome = Outcome(
+            conditions=[(DRIFTED, "Unknown", refused.reason, f"no drift decision: {refused.message}")],
+            status={"lastCheckTime": rfc3339(now)},
+        )
+        logger.warning("drift check without a decision (%s): %s", refused.reason, refused.message)
+        DRIFT_CHECKS.labels("no-decision").inc()
+        previous = get_condition(status.conditions or [], DRIFTED)
+        if previous is None or previous.reason != refused.reason:
+            outcome.events.append(("Warning", refused.reason, f"no drift decision: {refused.message}"))
+    except CheckFailed as failure:
+        outcome = Outcome(
+            conditions=[(METRICS_AVAILABLE, "False", failure.reason, failure.message)],
+            status={"lastCheckTime": rfc3339(now)},
+        )
+        logger.warning("drift check without a decision: %s", failure.message)
+        DRIFT_CHECKS.labels("no-decision").inc()
+        previous = get_condition(status.conditions or [], METRICS_AVAILABLE)
+        if previous is None or previous.status != "False":
+            outcome.events.append(("Warning", "MetricsUnavailable", failure.message))
+    else:
+        previous = get_condition(status.conditions or [], METRICS_AVAILABLE)
+        if previous is not None and previous.status == "False":
+            outcome.events.append(("Normal", "MetricsRestored", "Prometheus answers again"))
+        _export_scores(namespace, name, outcome)
+    return outcome
+
+
+async def _write(
+    kube: KubeClient,
+    guard: Guard,
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    outcome: Outcome,
+    generation: int | None,
+    status: DriftPolicyStatus,
+    now: datetime.datetime,
+    logger: kopf.Logger,
+) -> dict[str, Any] | None:
+    """Events, then status; None when the policy was deleted meanwhile."""
+    # Events first: a turn cut short before its status write is redone
+    # next turn (an Event twice), never an Event lost.
+    basis = event_basis(status.to_wire())
+    for type_, reason, message in outcome.events:
+        await post_event(kube, body, type_, reason, message, logger, basis)
+    guard.settle(outcome, status.conditions)
+    try:
+        written = await kube.update_status("driftpolicies", namespace, name, apply(outcome, generation, now))
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    guard.finished()
+    return written
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    kopf.daemon(GROUP, VERSION, "driftpolicies", id="drift-monitor", registry=registry, cancellation_timeout=10)(
+        monitor
+    )
 
 
 async def _advance_retraining(
@@ -345,6 +426,8 @@ async def _advance_retraining(
             kube, name=name, namespace=namespace, uid=uid, spec=spec, record=record, now=now
         )
     except ApiException as error:
+        if error.status == 403:  # refused, not transient: say so
+            outcome.conditions.append((RETRAINING, "Unknown", "KubernetesAPIError", f"{error.status} {error.reason}"))
         logger.warning("retraining not advanced this turn: %s", error.reason)
         return
     if progress is None:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import datetime
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -45,7 +45,7 @@ from pydantic import ValidationError
 
 from relearn.adapters import webhooks
 from relearn.adapters.kube import ABEXPERIMENTS, DEPLOYMENTS, SERVICES, KubeClient
-from relearn.adapters.prometheus import PrometheusAuth, PrometheusClient, PrometheusError, auth_for, render
+from relearn.adapters.prometheus import PrometheusAuth, PrometheusClient, PrometheusError, auth_for, render, scope
 from relearn.adapters.routers import Backend, Router, RouterError, Split, router_for
 from relearn.api import GROUP, VERSION
 from relearn.api.abexperiment import TERMINAL_PHASES, ABExperimentSpec, ABExperimentStatus
@@ -53,9 +53,12 @@ from relearn.api.base import PrometheusSource, rfc3339
 from relearn.api.conditions import get_condition
 from relearn.core import experiment as judging
 from relearn.core import stats, workloads
+from relearn.core.consent import Allowlist, UseRefused, check_webhook_url
 from relearn.core.drift_policy import champion as current_champion
 from relearn.core.durations import parse_duration
-from relearn.handlers.outcome import Outcome, apply, post_event
+from relearn.errors import DecisionError
+from relearn.handlers.guard import Guard, keep_turning
+from relearn.handlers.outcome import Outcome, apply, event_basis, post_event
 from relearn.metrics import DECISIONS, EXPERIMENT_PHASE, EXPERIMENT_WEIGHT, HANDLER_SECONDS
 from relearn.serving.contract import FEEDBACK
 
@@ -68,9 +71,10 @@ CHALLENGER_READY, METRICS_AVAILABLE, INCONCLUSIVE, AWAITING_APPROVAL = (
     "Inconclusive",
     "AwaitingApproval",
 )
+NOTIFICATIONS_ALLOWED = "NotificationsAllowed"
 PHASES = ("Pending", "Progressing", "Promoting", *TERMINAL_PHASES)
 # The metric contract's feedback counter; {{...}} are filled by adapters.prometheus.render.
-_ARM = '{model="{{model}}",version="{{version}}"'
+_ARM = "{{{selector}}"  # model, version and namespace
 SUCCESS_QUERY = f'sum(increase({FEEDBACK}_total{_ARM},outcome="correct"}}[{{{{window}}}}]))'
 TOTAL_QUERY = f"sum(increase({FEEDBACK}_total{_ARM}}}[{{{{window}}}}]))"
 PENDING_POLL = 2.0  # seconds between looks while the challenger starts
@@ -95,6 +99,7 @@ class Context:
     now: datetime.datetime
     logger: kopf.Logger
     prometheus_url: str | None
+    allowed: Allowlist = field(default_factory=Allowlist)  # where credentials may go (core.consent)
 
     @property
     def name(self) -> str:
@@ -130,7 +135,8 @@ async def deployment_of(ctx: Context, version: str, fallback: str | None) -> dic
     selector = f"{workloads.MODEL_LABEL}={ctx.spec.model}"
     for deployment in await ctx.kube.list_objects(DEPLOYMENTS, ctx.namespace, selector):
         labels = workloads.pod_labels(deployment)
-        if labels.get(workloads.VERSION_LABEL) == version and not deployment["metadata"].get("deletionTimestamp"):
+        running = labels.get(workloads.VERSION_LABEL) == workloads.version_label(version)
+        if running and not deployment["metadata"].get("deletionTimestamp"):
             return deployment
     return await ctx.kube.get(DEPLOYMENTS, ctx.namespace, fallback) if fallback else None
 
@@ -246,16 +252,17 @@ async def _pin(ctx: Context, split: Split, champion: dict[str, Any], service: di
     selector = (service.get("spec") or {}).get("selector") or {}
     if workloads.VERSION_LABEL in selector:
         return
-    if workloads.pod_labels(champion).get(workloads.VERSION_LABEL) != split.champion.version:
+    pinned = workloads.version_label(split.champion.version)
+    if workloads.pod_labels(champion).get(workloads.VERSION_LABEL) != pinned:
         raise Wait(
             "WorkloadNotVersioned",
             f"the pods of Deployment {split.champion.deployment} must carry the label "
-            f"{workloads.VERSION_LABEL}={split.champion.version} so that Service {split.champion.service} "
+            f"{workloads.VERSION_LABEL}={pinned} so that Service {split.champion.service} "
             "can select the champion's pods only",
         )
 
     def pin(obj: dict[str, Any]) -> None:
-        obj["spec"].setdefault("selector", {})[workloads.VERSION_LABEL] = split.champion.version
+        obj["spec"].setdefault("selector", {})[workloads.VERSION_LABEL] = pinned
 
     await ctx.kube.modify(SERVICES, ctx.namespace, split.champion.service, pin)
 
@@ -272,7 +279,8 @@ async def _prometheus(ctx: Context) -> tuple[PrometheusSource, PrometheusAuth]:
                 "Unreachable", "no Prometheus: set spec.prometheus or the operator's --prometheus-url"
             )
         source = PrometheusSource(url=ctx.prometheus_url)
-    return source, await auth_for(source, lambda name: ctx.kube.read_secret(ctx.namespace, name))
+    read = lambda name: ctx.kube.read_secret(ctx.namespace, name, "prometheus")  # noqa: E731
+    return source, await auth_for(source, read, ctx.allowed.prometheus_urls)
 
 
 async def _value(prometheus: PrometheusClient, query: str) -> float | None:
@@ -302,12 +310,12 @@ async def measure(ctx: Context, split: Split) -> judging.Look:
     arms = {"champion": split.champion.version, "challenger": split.challenger.version}
     queries: list[tuple[str, str, Mapping[str, str]]] = []
     for arm, version in arms.items():
-        labels = {"model": ctx.spec.model, "version": version}
+        labels = scope(ctx.namespace, ctx.spec.prometheus, model=ctx.spec.model, version=version)
         queries += [
             (f"{arm}.successes", analysis.success_query or SUCCESS_QUERY, labels),
             (f"{arm}.samples", analysis.total_query or TOTAL_QUERY, labels),
         ]
-    challenger = {"model": ctx.spec.model, "version": split.challenger.version}
+    challenger = scope(ctx.namespace, ctx.spec.prometheus, model=ctx.spec.model, version=split.challenger.version)
     queries += [(f"guardrail.{g.name}", g.query, challenger) for g in analysis.guardrails or ()]
     values = await read_values(ctx, queries, window)
 
@@ -408,7 +416,16 @@ async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
     p_before = (ctx.status.statistic.p_value if ctx.status.statistic else None) or 1.0
     if ctx.spec.analysis.method != "sequential":
         p_before = 1.0
-    judgement = judging.judge(ctx.spec, look, p_before)
+    try:
+        judgement = judging.judge(ctx.spec, look, p_before)
+    except DecisionError as refused:  # the decision core refused what was measured: no decision
+        message = f"no decision: {refused.message}; weights unchanged"
+        previous = get_condition(ctx.status.conditions or [], INCONCLUSIVE)
+        outcome.conditions.append((INCONCLUSIVE, "True", refused.reason, message))
+        if previous is None or previous.reason != refused.reason:
+            outcome.events.append(("Warning", refused.reason, message))
+        await _weights(ctx, split, outcome)
+        return interval
     outcome.status.update(_status_numbers(look, judgement, ctx.spec.analysis.method))
     if judgement.missing:
         outcome.conditions.append(
@@ -471,7 +488,7 @@ async def _one_at_a_time(ctx: Context) -> None:
             )
 
 
-async def turn(ctx: Context, outcome: Outcome) -> float:
+async def advance_experiment(ctx: Context, outcome: Outcome) -> float:
     """Move a non-final experiment on; returns seconds until the next turn."""
     phase = ctx.status.phase or "Pending"
     abort = ctx.annotations.get(ABORT_ANNOTATION)
@@ -545,11 +562,13 @@ async def hand_over(
     incoming_message: str,
     triggered_by: str,
 ) -> None:
-    """The champion changes hands: ``outgoing`` leaves with its phase, ``incoming``
-    becomes Champion; both get a history entry naming what triggered it."""
+    """The champion changes hands: ``incoming`` becomes Champion, then
+    ``outgoing`` leaves with its phase; both get a history entry naming what
+    triggered it. In this order a turn cut short in between leaves two
+    champions for a moment (the next turn finishes), never none."""
     changes = (
-        (outgoing, outgoing_phase, outgoing_action, outgoing_reason, outgoing_message),
         (incoming, "Champion", "Promoted", incoming_reason, incoming_message),
+        (outgoing, outgoing_phase, outgoing_action, outgoing_reason, outgoing_message),
     )
     for version, phase, action, reason, message in changes:
         found = _version(versions, version)
@@ -663,8 +682,38 @@ async def settle(ctx: Context, outcome: Outcome) -> None:
 # -- kopf glue ---------------------------------------------------------------------------
 
 
-def _notify(ctx: Context, decision: str, message: str) -> None:
+async def _refused_webhooks(ctx: Context, outcome: Outcome) -> set[str]:
+    """The webhooks whose Secret or host may not be used: a condition and an
+    Event each, and they are sent nothing (core.consent)."""
     hooks = (ctx.spec.notifications.webhooks if ctx.spec.notifications else None) or []
+    refused: set[str] = set()
+    problems = []
+    for hook in hooks:
+        try:
+            url = (await ctx.kube.read_secret(ctx.namespace, hook.url_secret_ref.name, "webhook")).get(
+                hook.url_secret_ref.key, ""
+            )
+            check_webhook_url(hook.name, url, ctx.allowed.webhook_hosts)
+        except UseRefused as refusal:
+            refused.add(hook.name)
+            problems.append(refusal)
+        except ApiException:
+            continue  # unreadable now: the sender retries and counts the failure
+    if problems:
+        message = "; ".join(p.message for p in problems)
+        previous = get_condition(ctx.status.conditions or [], NOTIFICATIONS_ALLOWED)
+        outcome.conditions.append((NOTIFICATIONS_ALLOWED, "False", problems[0].reason, message))
+        if previous is None or previous.message != message:
+            outcome.events.append(("Warning", "WebhookRefused", message))
+    elif hooks and get_condition(ctx.status.conditions or [], NOTIFICATIONS_ALLOWED) is not None:
+        outcome.conditions.append((NOTIFICATIONS_ALLOWED, "True", "Allowed", "every webhook may be used"))
+    return refused
+
+
+def _notify(ctx: Context, decision: str, message: str, refused: set[str]) -> None:
+    hooks = [
+        h for h in (ctx.spec.notifications.webhooks if ctx.spec.notifications else None) or [] if h.name not in refused
+    ]
     if not hooks:
         return
     payload = {
@@ -680,18 +729,20 @@ def _notify(ctx: Context, decision: str, message: str) -> None:
     }
 
     async def read(name: str) -> dict[str, str]:
-        return await ctx.kube.read_secret(ctx.namespace, name)
+        return await ctx.kube.read_secret(ctx.namespace, name, "webhook")
 
-    webhooks.notify(hooks, payload, read)
+    webhooks.notify(hooks, payload, read, ctx.allowed.webhook_hosts)
 
 
 async def write(ctx: Context, outcome: Outcome) -> ABExperimentStatus:
+    refused = await _refused_webhooks(ctx, outcome) if outcome.notification is not None else set()
+    basis = event_basis(ctx.status.to_wire())
     for type_, reason, message in outcome.events:
-        await post_event(ctx.kube, ctx.body, type_, reason, message, ctx.logger)
+        await post_event(ctx.kube, ctx.body, type_, reason, message, ctx.logger, basis)
     generation = ctx.body["metadata"].get("generation")
     written = await ctx.kube.update_status(PLURAL, ctx.namespace, ctx.name, apply(outcome, generation, ctx.now))
     if outcome.notification is not None:
-        _notify(ctx, *outcome.notification)
+        _notify(ctx, *outcome.notification, refused)
     status = ABExperimentStatus.model_validate(written.get("status") or {})
     for phase in PHASES:
         EXPERIMENT_PHASE.labels(ctx.namespace, ctx.name, phase).set(1 if status.phase == phase else 0)
@@ -702,46 +753,73 @@ def _snapshot(body: kopf.Body) -> dict[str, Any]:
     return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": dict(body.metadata)}
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
+async def run(
+    *,
+    stopped: kopf.DaemonStopped,
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    memo: Any,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """The daemon of one ABExperiment: its phases, then the health checks
+    after promotion, guarded so that no error stops it."""
     from relearn.handlers import rollback  # it builds on this module
 
-    @kopf.daemon(GROUP, VERSION, PLURAL, id="experiment", registry=registry, cancellation_timeout=10)
-    async def run(*, stopped: kopf.DaemonStopped, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
-        kube: KubeClient = memo["kube"]
-        status = ABExperimentStatus.model_validate(dict(body.status or {}))
-        while not stopped:
-            try:
-                spec = ABExperimentSpec.model_validate(dict(body.spec))
-            except ValidationError:
-                await stopped.wait(30)  # the spec handler reports it
-                continue
-            now = datetime.datetime.now(datetime.UTC)
-            ctx = Context(kube, _snapshot(body), spec, status, now, logger, memo.get("prometheus_url"))
-            outcome = Outcome()
-            decision = status.decision.outcome if status.decision else None
-            wait: float | None = PENDING_POLL
-            with HANDLER_SECONDS.labels("ABExperiment", "experiment").time():
-                try:
-                    if status.phase == "Promoted":
-                        wait = await rollback.step(ctx, outcome)  # health checks and rollback
-                    elif status.phase in TERMINAL_PHASES:
-                        # Done: the end phase is written only after its actions.
-                        # Redoing them now could undo what later experiments did.
-                        return
-                    elif status.phase == "Promoting" or decision in ENDS:
-                        await settle(ctx, outcome)
-                        wait = 0.0
-                    else:
-                        wait = await turn(ctx, outcome)
-                    status = await write(ctx, outcome)
-                except (ApiException, RouterError, Wait) as error:
-                    logger.warning("experiment turn not finished, retrying: %s", getattr(error, "reason", error))
-                    wait = PENDING_POLL
-            if wait is None:
-                return  # nothing more to do for this experiment
-            await stopped.wait(wait)
+    kube: KubeClient = memo["kube"]
+    assert namespace is not None  # ABExperiment is namespaced
+    guard = Guard(kube, PLURAL, namespace, name, body, logger)
+    status = ABExperimentStatus.model_validate(dict(body.status or {}))
 
-    @kopf.on.delete(GROUP, VERSION, PLURAL, id="restore-routing", registry=registry)
+    async def turn() -> float | None:
+        nonlocal status
+        try:
+            spec = ABExperimentSpec.model_validate(dict(body.spec))
+        except ValidationError:
+            return 30.0  # the spec handler reports it
+        now = datetime.datetime.now(datetime.UTC)
+        ctx = Context(
+            kube,
+            _snapshot(body),
+            spec,
+            status,
+            now,
+            logger,
+            memo.get("prometheus_url"),
+            memo.get("allowed") or Allowlist(),
+        )
+        outcome = Outcome()
+        decision = status.decision.outcome if status.decision else None
+        wait: float | None = PENDING_POLL
+        with HANDLER_SECONDS.labels("ABExperiment", "experiment").time():
+            try:
+                if status.phase == "Promoted":
+                    wait = await rollback.step(ctx, outcome)  # health checks and rollback
+                elif status.phase in TERMINAL_PHASES:
+                    # Done: the end phase is written only after its actions.
+                    # Redoing them now could undo what later experiments did.
+                    return None
+                elif status.phase == "Promoting" or decision in ENDS:
+                    await settle(ctx, outcome)
+                    wait = 0.0
+                else:
+                    wait = await advance_experiment(ctx, outcome)
+                guard.settle(outcome, status.conditions)
+                status = await write(ctx, outcome)
+                guard.finished()
+            except (RouterError, Wait) as error:
+                logger.warning("experiment turn not finished, retrying: %s", getattr(error, "reason", error))
+                wait = PENDING_POLL
+        return wait
+
+    await keep_turning(stopped, guard, turn)
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    kopf.daemon(GROUP, VERSION, PLURAL, id="experiment", registry=registry, cancellation_timeout=10)(run)
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, id="restore-routing", registry=registry, backoff=2.0)
     async def restore(*, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
         """Deleting a running experiment aborts it: all traffic back to the champion.
         A decision under way is finished first (a promotion keeps its new

@@ -5,6 +5,8 @@ every handler (Events first, then one read-modify-write of status)."""
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +16,8 @@ from kubernetes.client import ApiException
 
 from relearn.adapters.kube import KubeClient
 from relearn.api.conditions import Condition, ConditionStatus, parse_conditions, set_condition
+
+STALLED = "Stalled"  # the condition of a turn that did not finish (relearn.handlers.guard)
 
 
 @dataclass
@@ -49,10 +53,30 @@ def apply(
     return change
 
 
+def event_basis(status: Mapping[str, Any] | None) -> str:
+    """What a turn's Events are about: the status it started from. A turn
+    redone from the same status (its write was lost, or the operator was
+    killed before it) posts Events of the same names, which the API refuses
+    as duplicates: Events are neither lost (they go before the status
+    write) nor doubled."""
+    # The guard's own Stalled condition is written while a turn fails: not part of what it was about.
+    kept = {**(status or {})}
+    kept["conditions"] = [c for c in kept.get("conditions") or () if (c or {}).get("type") != STALLED]
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 async def post_event(
-    kube: KubeClient, body: Mapping[str, Any], type_: str, reason: str, message: str, logger: kopf.Logger
+    kube: KubeClient,
+    body: Mapping[str, Any],
+    type_: str,
+    reason: str,
+    message: str,
+    logger: kopf.Logger,
+    basis: str | None = None,
 ) -> None:
+    """Post an Event (named from ``basis`` and the reason when given); an API
+    refusal is logged, an unreachable API fails the turn (it is redone)."""
     try:
-        await kube.post_event(body, type_, reason, message)
+        await kube.post_event(body, type_, reason, message, key=basis)
     except ApiException as error:
         logger.warning("event %s not posted: %s", reason, error.reason)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from kubernetes.client import ApiException
+
 from relearn.adapters.kube import KubeClient
 from relearn.api.conditions import ConditionStatus
 from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
-from relearn.api.modelversion import HistoryAction
 from relearn.core import retraining, semver
 from relearn.core.drift_policy import ACTIVE_OUTCOMES, champion
-from relearn.core.experiment import version_change
 from relearn.core.jobs import retraining_job
 from relearn.metrics import DECISIONS, RETRAININGS
 
@@ -61,7 +61,12 @@ async def advance(
         else:
             await _start(kube, progress, name=name, namespace=namespace, uid=uid, spec=spec)
         return progress
-    version = job["metadata"].get("labels", {}).get("relearn.dev/version") or record.model_version
+    meta = job["metadata"]
+    version = (
+        (meta.get("annotations") or {}).get("relearn.dev/version")  # the full value, when the label is shortened
+        or (meta.get("labels") or {}).get("relearn.dev/version")
+        or record.model_version
+    )
     state, reason = retraining.job_state(job)
     if state == "Running":
         if record.outcome != "Running" or record.model_version != version:
@@ -109,7 +114,17 @@ async def _start(
         base_model_uri=base,
         champion=current,
     )
-    created = await kube.create_job(namespace, job)
+    try:
+        created = await kube.create_job(namespace, job)
+    except ApiException as error:
+        if error.status not in (400, 422):
+            raise
+        _fail(
+            progress,
+            f"the API server refused Job {progress.record.job}: {error.reason}",
+            datetime.datetime.now(datetime.UTC),
+        )
+        return
     progress.set(outcome="Running", model_version=version)
     progress.condition = (RETRAINING, "True", "Running", f"Job {progress.record.job} trains version {version}")
     if created:
@@ -160,32 +175,35 @@ async def _register(
         policy_name=policy,
         parent=((current or {}).get("spec") or {}).get("version"),
     )
-    await kube.create_custom(namespace, "modelversions", body)
+    existing = next((v for v in versions if v["metadata"]["name"] == mv_name), None)
+    if existing is not None and not retraining.trained_by(existing, progress.record.job):
+        _fail(progress, f"ModelVersion {mv_name} exists already and was not trained by Job {progress.record.job}", now)
+        return
+    created = existing is None and await kube.create_custom(namespace, "modelversions", body)
     passed, verdict = retraining.gate(result, spec.retraining.gate_tolerance)
-    phase: HistoryAction = "Registered" if passed else "Rejected"
-    registered = version_change(
-        phase,
-        action=phase,
-        now=now,
-        reason="OfflineGate",
-        message=verdict,
-        triggered_by=f"DriftPolicy/{policy}",
-        to_version=version,
+    # Idempotent: a version registered before (this request, redone after a lost
+    # status write) keeps its phase, whatever it has become since.
+    await kube.update_status(
+        "modelversions",
+        namespace,
+        mv_name,
+        retraining.registration(passed, verdict=verdict, policy=policy, version=version, now=now),
     )
-    await kube.update_status("modelversions", namespace, mv_name, registered)
-    RETRAININGS.labels("succeeded").inc()
-    DECISIONS.labels("registration", "Registered" if passed else "Rejected").inc()
     progress.set(outcome="Succeeded", finished_at=now, model_version=version)
     progress.condition = (RETRAINING, "False", "Succeeded", f"{mv_name} registered: {verdict}")
-    progress.events.append(
-        (
-            "Normal" if passed else "Warning",
-            "ModelVersionRegistered" if passed else "ModelVersionRejected",
-            f"{mv_name}: {verdict}",
+    if created:
+        RETRAININGS.labels("succeeded").inc()
+        DECISIONS.labels("registration", "Registered" if passed else "Rejected").inc()
+        progress.events.append(
+            (
+                "Normal" if passed else "Warning",
+                "ModelVersionRegistered" if passed else "ModelVersionRejected",
+                f"{mv_name}: {verdict}",
+            )
         )
-    )
     template = spec.experiment
-    if passed and template is not None and template.enabled:
+    untested = existing is None or ((existing.get("status") or {}).get("phase") in (None, "Registered"))
+    if passed and untested and template is not None and template.enabled:
         experiment = retraining.experiment(
             name=mv_name,
             template=template,

@@ -34,17 +34,20 @@ from typing import Any
 from kubernetes.client import ApiException
 
 from relearn.adapters.kube import DEPLOYMENTS, SERVICES
-from relearn.adapters.prometheus import PrometheusError
+from relearn.adapters.prometheus import PrometheusError, scope
 from relearn.adapters.routers import Backend, RouterError, Split
 from relearn.api.base import rfc3339
 from relearn.core import health, workloads
+from relearn.core.drift_policy import champion as current_champion
 from relearn.core.durations import parse_duration
+from relearn.errors import DecisionError
 from relearn.handlers.experiments import (
     REQUESTED_BY_ANNOTATION,
     Context,
     Wait,
     _decision,
     _version,
+    _version_phase,
     _versions,
     _weights,
     deployment_of,
@@ -168,13 +171,22 @@ async def _check(ctx: Context) -> tuple[list[health.CheckResult], str | None]:
         results.append(
             health.availability(int((deployment.get("status") or {}).get("availableReplicas") or 0), desired)
         )
-    before = ctx.status.arms.challenger.rate if ctx.status.arms and ctx.status.arms.challenger else None
-    checks = rb.checks or health.default_checks(None if before is None else 1.0 - before)
-    labels = {"model": ctx.spec.model, "version": ctx.spec.challenger}
+    arm = ctx.status.arms.challenger if ctx.status.arms else None
+    checks = rb.checks or health.default_checks()
+    labels = scope(ctx.namespace, ctx.spec.prometheus, model=ctx.spec.model, version=ctx.spec.challenger)
+    queries = [(c.name, c.query, labels) for c in checks]
+    at_promotion = None
+    if not rb.checks and arm is not None and arm.samples is not None and arm.successes is not None:
+        # What the version was promoted with: its arm's counts in the experiment.
+        at_promotion = health.counts(arm.samples - arm.successes, arm.samples)
+        queries += [
+            ("feedback.correct", health.FEEDBACK_CORRECT_QUERY, labels),
+            ("feedback.total", health.FEEDBACK_TOTAL_QUERY, labels),
+        ]
     problem = None
-    values: dict[str, float | None] = {c.name: None for c in checks}
+    values: dict[str, float | None] = {key: None for key, _, _ in queries}
     try:
-        values = await read_values(ctx, [(c.name, c.query, labels) for c in checks], rb.check_window)
+        values = await read_values(ctx, queries, rb.check_window)
     except PrometheusError as error:
         problem = error.message
     except ApiException as error:  # the credentials Secret
@@ -183,6 +195,10 @@ async def _check(ctx: Context) -> tuple[list[health.CheckResult], str | None]:
         problem = str(error)
     for c in checks:
         results.append(health.judge_check(c.name, values[c.name], c.max, rb.fail_on_no_data))
+    if at_promotion is not None:
+        correct, total = values["feedback.correct"], values["feedback.total"]
+        current = None if total is None else health.counts(total - (correct or 0.0), total)
+        results.append(health.feedback_error_rate(current, at_promotion, rb.fail_on_no_data))
     return results, problem
 
 
@@ -203,8 +219,26 @@ async def watch(ctx: Context, outcome: Outcome) -> float | None:
     interval = parse_duration(rb.interval).total_seconds()
     versions = await _versions(ctx)
     mine = _version(versions, ctx.spec.challenger)
-    if mine is None or (mine.get("status") or {}).get("phase") != "Champion":
-        return None  # superseded by a later promotion, or rolled back by another experiment
+    if mine is None:
+        return None
+    if (mine.get("status") or {}).get("phase") != "Champion":
+        if current_champion(versions) is not None or (mine.get("status") or {}).get("phase") in FAILED_PHASES:
+            return None  # superseded by a later promotion, or rolled back by another experiment
+        # Promoted and serving, but recorded otherwise (an older operator's
+        # re-registration): the model never stays without a champion.
+        await _version_phase(
+            ctx,
+            mine,
+            "Champion",
+            action="Promoted",
+            reason="ChampionRestored",
+            message=f"{ctx.spec.challenger} serves the model's traffic since its promotion; no other champion",
+            triggered_by=f"abexperiment/{ctx.name}",
+            to_version=ctx.spec.challenger,
+        )
+        outcome.events.append(
+            ("Warning", "ChampionRestored", f"{ctx.spec.challenger} was promoted and serves: Champion again")
+        )
     request = ctx.annotations.get(ROLLBACK_ANNOTATION)
     if request is not None and await _requested(ctx, outcome, request, versions):
         return 0.0
@@ -221,7 +255,20 @@ async def watch(ctx: Context, outcome: Outcome) -> float | None:
         outcome.status["health"] = {**(state.to_wire() if state else {}), "previousChampionWarm": warm}
         return max(interval, IDLE_POLL) if since > parse_duration(rb.window) else interval
     await _refresh_weights(ctx, outcome)
-    results, problem = await _check(ctx)
+    try:
+        results, problem = await _check(ctx)
+    except DecisionError as refused:  # counts that cannot be real: no health verdict, no rollback
+        message = f"no health verdict: {refused.message}"
+        previous = next((c for c in ctx.status.conditions or [] if c.type == HEALTHY), None)
+        outcome.conditions.append((HEALTHY, "Unknown", refused.reason, message))
+        if previous is None or previous.reason != refused.reason:
+            outcome.events.append(("Warning", refused.reason, message))
+        outcome.status["health"] = {
+            **(state.to_wire() if state else {}),
+            "lastCheckTime": rfc3339(ctx.now),
+            "previousChampionWarm": warm,
+        }
+        return interval
     verdict = health.assess(results, (state.consecutive_failures if state else None) or 0, rb.failure_threshold)
     outcome.status["health"] = {
         "lastCheckTime": rfc3339(ctx.now),
@@ -230,7 +277,13 @@ async def watch(ctx: Context, outcome: Outcome) -> float | None:
         "checks": [
             {
                 k: v
-                for k, v in {"name": r.name, "value": r.value, "max": r.max, "result": r.result}.items()
+                for k, v in {
+                    "name": r.name,
+                    "value": r.value,
+                    "max": r.max,
+                    "samples": r.samples,
+                    "result": r.result,
+                }.items()
                 if v is not None
             }
             for r in results
@@ -242,9 +295,9 @@ async def watch(ctx: Context, outcome: Outcome) -> float | None:
         outcome.conditions.append((HEALTHY, "False", "ChecksFailing", message))
         if verdict.failures == 1:
             outcome.events.append(("Warning", "HealthCheckFailed", message))
-    elif problem or any(r.result == "NoData" for r in results):
-        missing = ", ".join(r.name for r in results if r.result == "NoData")
-        outcome.conditions.append((HEALTHY, "Unknown", "NoData", problem or f"no data for {missing}"))
+    elif problem or any(r.result in ("NoData", "NotEnoughData") for r in results):
+        missing = "; ".join(r.describe() for r in results if r.result in ("NoData", "NotEnoughData"))
+        outcome.conditions.append((HEALTHY, "Unknown", "NoData", problem or missing))
     else:
         outcome.conditions.append((HEALTHY, "True", "ChecksPassing", "; ".join(r.describe() for r in results)))
     if verdict.roll_back and ctx.status.champion is not None:

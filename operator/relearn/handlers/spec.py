@@ -20,6 +20,7 @@ import kopf
 from relearn.adapters.kube import KubeClient
 from relearn.api import GROUP, KINDS, VERSION, Kind
 from relearn.core.spec_check import SpecCheck, check_spec
+from relearn.handlers.guard import API_RETRY
 from relearn.metrics import HANDLER_SECONDS, SPEC_CHECKS
 
 
@@ -58,4 +59,5 @@ def register(registry: kopf.OperatorRegistry) -> None:
     for kind in KINDS:
         handler = make_spec_handler(kind)
         for on in (kopf.on.create, kopf.on.update, kopf.on.resume):
-            on(GROUP, VERSION, kind.plural, registry=registry, id="spec")(handler)
+            # Retried within seconds when the API was unreachable (kopf's default waits a minute).
+            on(GROUP, VERSION, kind.plural, registry=registry, id="spec", backoff=API_RETRY)(handler)

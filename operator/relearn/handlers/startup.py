@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 
 from relearn.adapters.kube import KubeClient
+from relearn.core.consent import Allowlist
 
 ANNOTATION_PREFIX = "relearn.dev"
 
@@ -31,6 +32,11 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo["kube"] = KubeClient.from_environment()
     # Where ABExperiments without spec.prometheus read their arms (relearn run --prometheus-url).
     memo["prometheus_url"] = os.environ.get("RELEARN_PROMETHEUS_URL") or None
+    # Where credentials may be sent (relearn run --allowed-prometheus-url/--allowed-webhook-host).
+    memo["allowed"] = Allowlist(
+        prometheus_urls=tuple(u for u in os.environ.get("RELEARN_ALLOWED_PROMETHEUS_URLS", "").split(",") if u),
+        webhook_hosts=tuple(h for h in os.environ.get("RELEARN_ALLOWED_WEBHOOK_HOSTS", "").split(",") if h),
+    )
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
