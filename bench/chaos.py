@@ -15,6 +15,7 @@ document classifier (the trainer extra). Printed per loop, against the goals:
 - promotions and rollbacks recorded (1 each): history entries on the new version;
 - Champions per model, min and max over the loop (1 always), sampled every 0.5 s;
 - stuck experiments (0): not ended at the end of the loop;
+- doubled Events (0): decision Events (RetrainingRequested ... RolledBack) posted more than once;
 - orphans (0): challenger Deployments or Services left without a running experiment;
 - kills: random and targeted SIGKILLs of the operator.
 
@@ -217,7 +218,20 @@ def one_loop(api: client.ApiClient, sandbox: Any, kubeconfig: Path, workdir: Pat
             for x in experiments()
         )
     ]
+    decisions = (
+        "RetrainingRequested",
+        "RetrainingStarted",
+        "ModelVersionRegistered",
+        "ExperimentCreated",
+        "ExperimentStarted",
+        "PromotionStarted",
+        "Promoted",
+        "RollbackStarted",
+        "RolledBack",
+    )
+    posted = [e.reason for e in core.list_namespaced_event(namespace).items if e.reason in decisions]
     return {
+        "doubled": sum(posted.count(reason) > 1 for reason in set(posted)),
         "outcome": outcome,
         "seconds": time.monotonic() - started,
         "jobs_per_trigger": len(jobs) / requests if requests else float("nan"),
@@ -250,7 +264,7 @@ def main() -> None:
             install_crds(api)
             print(
                 "loop  outcome     s  jobs/trigger  mv/version  promotions  rollbacks  "
-                "champions(min,max)  stuck  orphans  kills"
+                "champions(min,max)  stuck  orphans  doubled  kills"
             )
             results = []
             for number in range(args.loops):
@@ -259,7 +273,7 @@ def main() -> None:
                 print(
                     f"{number:4d}  {r['outcome'][:10]:10s} {r['seconds']:5.0f}  {r['jobs_per_trigger']:12.2f}  "
                     f"{r['mv_per_version']:10.2f}  {r['promotions']:10d}  {r['rollbacks']:9d}  "
-                    f"{r['champions']!s:18s}  {r['stuck']:5d}  {r['orphans']:7d}  {r['kills']}",
+                    f"{r['champions']!s:18s}  {r['stuck']:5d}  {r['orphans']:7d}  {r['doubled']:7d}  {r['kills']}",
                     flush=True,
                 )
             good = sum(
@@ -271,9 +285,10 @@ def main() -> None:
                 and r["champions"] == (1, 1)
                 and r["stuck"] == 0
                 and r["orphans"] == 0
+                and r["doubled"] == 0
                 for r in results
             )
-            print(f"{good} of {len(results)} loops met every goal (goals: 1, 1, 1, 1, (1, 1), 0, 0)")
+            print(f"{good} of {len(results)} loops met every goal (goals: 1, 1, 1, 1, (1, 1), 0, 0, 0)")
         finally:
             thread.stop()
 
