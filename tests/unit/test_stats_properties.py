@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from relearn.api.abexperiment import ABExperimentSpec
 from relearn.core import experiment, stats
 from relearn.core.stats import Arm, Settings
-from relearn.errors import InvalidMetrics, InvalidSetting
+from relearn.errors import DecisionError, InvalidMetrics, InvalidSetting
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -173,3 +173,22 @@ def test_a_look_is_judged_or_refused_with_a_typed_error(
     if judged.outcome == "Promote":
         assert not judged.missing
         assert judged.verdict.outcome == "Promote"
+
+
+@FAST
+@given(arms, arms, all_settings)
+def test_every_public_statistic_is_total(champion: Arm, challenger: Arm, s: Settings) -> None:
+    """The helpers the bench and the forecast use refuse what decide refuses."""
+    calls = (
+        lambda: stats.z_test(champion, challenger),
+        lambda: stats.planned_maximum(champion, challenger, s),
+        lambda: stats.evaluate(champion.successes, champion.samples, challenger.successes, challenger.samples, s),
+    )
+    for call in calls:
+        try:
+            call()
+        except DecisionError:
+            continue
+        assert valid(champion)
+        assert valid(challenger)
+        assert min(champion.samples, challenger.samples) > 0

@@ -44,7 +44,7 @@ Two methods:
   worse at the first look. Futility costs at most 0.05 of the 0.85, so the
   power at theta1 is at least 0.8. At the planned maximum (V <= delta^2 / T)
   the test ends: not promoted is rejected (``PlannedMaximumReached``), so
-  no experiment runs past 1.5 x the fixed horizon.
+  no experiment runs past about 1.5 x the fixed horizon's samples.
 
   The always-valid p-value is the probability under theta0 of ever crossing
   the line parallel to the boundary through today's point, a running
@@ -56,10 +56,20 @@ Laplace-smoothed rate ((s + 1) / (n + 2)), and each arm's rate is kept at
 least 1 / (n + 2) from 0 and 1. So a small arm near 0 or 1 never looks
 certain, and unbalanced traffic cannot shrink the bound below the truth.
 
-``samples_needed`` comes from a predictive simulation: draws of both rates
-from their Beta posteriors, future counts at today's traffic split, the
-same boundaries at every future look: the median and the 90th percentile of
-the samples on the smaller arm until a decision. Seeded, so a look is
+Why this design, not an alpha-spending group-sequential one: a spending
+design needs the information times of all earlier looks to compute today's
+boundary, while the operator keeps only cumulative counts and the last
+p-value, and looks at irregular times (intervals, restarts, scrape gaps).
+The linear boundary needs no state, its error holds for any looks at all,
+and its truncation bounds the tail. Whitehead's triangular tests are close
+to optimal in expected sample size among truncated designs. The
+always-valid mixture test it replaces had no maximum, so its 90th
+percentile ran to about 9 times the fixed horizon.
+
+``samples_needed`` comes from a predictive simulation: future counts at
+today's traffic split, with the same boundaries at every future look. Its
+median comes from both rates at today's estimate, and its 90th percentile
+from rates drawn from their Beta posteriors. It is seeded, so a look is
 reproducible.
 
 Every public function is total: invalid counts raise
@@ -80,7 +90,7 @@ import numpy.typing as npt
 from scipy import optimize, special
 from scipy.stats import norm
 
-from relearn.errors import InvalidMetrics, InvalidSetting
+from relearn.errors import InvalidMetrics, InvalidSetting, NotEnoughData
 
 Method = Literal["sequential", "fixed"]
 PromotionRule = Literal["Better", "BetterByMinImprovement", "BetterAndObservedMinImprovement"]
@@ -196,12 +206,22 @@ def check_arm(name: str, arm: Arm) -> None:
         raise InvalidMetrics(f"{name}: {s:g} successes out of {n:g} samples")
 
 
+def check_look(champion: Arm, challenger: Arm, settings: Settings) -> None:
+    """Both arms' counts and the settings, and samples on both arms."""
+    check_settings(settings)
+    check_arm("champion", champion)
+    check_arm("challenger", challenger)
+    if min(champion.samples, challenger.samples) <= 0:
+        raise NotEnoughData("an arm has no samples yet", reason="NoSamples")
+
+
 # -- the tests ------------------------------------------------------------------------
 
 
 def z_test(champion: Arm, challenger: Arm) -> tuple[float, float]:
     """(z, one-sided p) that the challenger's rate is larger; pooled variance
     under H0, as ``statsmodels.stats.proportion.proportions_ztest``."""
+    check_look(champion, challenger, Settings(min_samples_per_arm=1))
     pooled = (champion.successes + challenger.successes) / (champion.samples + challenger.samples)
     se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / champion.samples + 1.0 / challenger.samples))
     if se == 0.0:
@@ -212,6 +232,8 @@ def z_test(champion: Arm, challenger: Arm) -> tuple[float, float]:
 
 def fixed_horizon(base_rate: float, lift: float, alpha: float = 0.05, power: float = POWER) -> int:
     """Samples per arm a one-sided z-test needs to detect ``lift`` over ``base_rate``."""
+    if not (base_rate >= 0.0 and lift > 0.0 and base_rate + lift <= 1.0 and 0.0 < alpha < 1.0 and 0.0 < power < 1.0):
+        raise InvalidSetting(f"no fixed horizon for lift {lift} over {base_rate} at alpha {alpha}, power {power}")
     p1, p2 = base_rate, base_rate + lift
     mean = (p1 + p2) / 2
     z_a, z_b = float(norm.isf(alpha)), float(norm.ppf(power))
@@ -266,6 +288,7 @@ def _reachable(level: float, maximum: float) -> float:
 @functools.lru_cache(maxsize=256)
 def design(alpha: float) -> Design:
     """The sequential boundaries for ``alpha`` (delta = 1 units; cached)."""
+    check_settings(Settings(alpha=alpha))
     maximum = MAX_INFORMATION * float(norm.isf(alpha) + norm.ppf(POWER)) ** 2
     a, c = _line(alpha, _reachable(alpha, maximum), maximum)
     futility_a, futility_c = _line(FUTILITY_ALPHA, _reachable(FUTILITY_ALPHA, maximum), maximum)
@@ -302,11 +325,25 @@ def evaluate(
     settings: Settings,
 ) -> Evaluation:
     """The bounds and the rule at many looks at once. Counts must be valid and
-    every arm must have samples (:func:`decide` checks); gates are not applied."""
+    every arm must have samples (else InvalidMetrics or InvalidSetting); gates
+    are not applied."""
+    check_settings(settings)
     sa = np.asarray(champion_successes, dtype=np.float64)
     na = np.asarray(champion_samples, dtype=np.float64)
     sb = np.asarray(challenger_successes, dtype=np.float64)
     nb = np.asarray(challenger_samples, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        real = np.isfinite(sa) & np.isfinite(na) & np.isfinite(sb) & np.isfinite(nb)
+        real &= (sa >= 0) & (sb >= 0) & (sa <= na) & (sb <= nb) & (na > 0) & (nb > 0)
+    if not np.all(real):
+        raise InvalidMetrics("counts that cannot be real, or an arm without samples")
+    # A vanishing arm (1e-300 samples) has an infinite variance: bounds at -1
+    # and 1 and p = 1 are the right answer, not a warning.
+    with np.errstate(over="ignore", divide="ignore"):
+        return _evaluate(sa, na, sb, nb, settings)
+
+
+def _evaluate(sa: Floats, na: Floats, sb: Floats, nb: Floats, settings: Settings) -> Evaluation:
     delta, null = settings.min_improvement, theta0(settings)
     alternative = null + delta
     lift = sb / nb - sa / na
@@ -358,6 +395,7 @@ def evaluate(
 def planned_maximum(champion: Arm, challenger: Arm, settings: Settings) -> float:
     """Samples on the smaller arm at which the sequential test reaches its
     planned maximum, at today's pooled rate and traffic split."""
+    check_look(champion, challenger, settings)
     total = champion.samples + challenger.samples
     share_a, share_b = champion.samples / total, challenger.samples / total
     pooled = (champion.successes + challenger.successes + 1.0) / (total + 2.0)
@@ -398,9 +436,8 @@ def forecast(champion: Arm, challenger: Arm, settings: Settings) -> tuple[int, i
     from their posteriors (which also carries the uncertainty about the
     rates); None when it lies beyond any reasonable horizon. ``fixed``
     decides once, at its horizon."""
+    check_look(champion, challenger, settings)
     smaller = min(champion.samples, challenger.samples)
-    if smaller <= 0:
-        return None
     total = champion.samples + challenger.samples
     if settings.method == "fixed":
         rate = (champion.successes + challenger.successes + 1.0) / (total + 2.0)
