@@ -227,6 +227,21 @@ def power_and_samples(rng: np.random.Generator, runs: int) -> bool:
                 print(
                     f"   {'':>32} target at +2 (power >= 0.8, mean <= 1.2x, p90 <= 2x): {'met' if target else 'MISSED'}"
                 )
+    # the default traffic: the challenger at weight 10. The fixed horizon on
+    # the smaller arm at 90/10 is (1 + 1/9) / 2 of the 50/50 one.
+    unequal = design * (1 + 1 / 9) / 2
+    end = horizon_small(base, 0.1, DEFAULT)
+    print(f"   90/10 traffic, Better, a look every 100 on the challenger; fixed horizon {unequal:.0f} on it:")
+    for lift in (0.0, 0.02, 0.04):
+        decided = first_decisions(simulate(rng, runs, base, lift, 0.1, np.arange(100.0, end + 100, 100.0)), DEFAULT)
+        promoted, promoted_se = share_se(decided.promoted)
+        n = decided.samples
+        mean, median, p90 = float(np.mean(n)), float(np.median(n)), float(np.quantile(n, 0.9))
+        print(
+            f"   {'Better, 90/10':>32} {lift * 100:+4.1f} {promoted:6.1%} +-{promoted_se:4.1%}"
+            f" {float(np.mean(decided.rejected)):7.1%} {mean:6.0f} {median:6.0f} {p90:6.0f}"
+            f" {mean / unequal:5.2f}+-{np.std(n) / math.sqrt(runs) / unequal:.2f} {p90 / unequal:7.2f}"
+        )
     return ok
 
 
@@ -329,7 +344,7 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, bool | None] = {
         "false promotions <= 5%": false_promotions(rng, runs, args.quick),
         "power and tail at +2 points": power_and_samples(rng, runs),
-        "samplesNeeded calibration": calibration(rng, max(40, runs // 25)),
+        "samplesNeeded calibration": calibration(rng, max(40, runs // 10)),
     }
     if not args.no_drift:
         results["drift"] = drift_section(args)
