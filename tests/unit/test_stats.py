@@ -49,11 +49,12 @@ def test_crossing_probability_without_a_maximum_is_doobs(a: float, slope: float)
 @pytest.mark.parametrize("alpha", [1e-9, 0.001, 0.01, 0.05, 0.2, 0.45])
 def test_design_has_level_alpha_and_the_power_it_promises(alpha: float) -> None:
     d = stats.design(alpha)
-    assert math.exp(float(stats.log_crossing(d.a, d.c, d.maximum))) == pytest.approx(alpha, rel=1e-6)
+    line = alpha * (1 - stats.GROSS_SHARE)  # the wide confidence sequence takes the rest of alpha
+    assert math.exp(float(stats.log_crossing(d.a, d.c, d.maximum))) == pytest.approx(line, rel=1e-6)
     power = math.exp(float(stats.log_crossing(d.a, d.c - 1.0, d.maximum)))
     futility = math.exp(float(stats.log_crossing(d.futility_a, d.futility_c, d.maximum)))
     assert futility == pytest.approx(stats.FUTILITY_ALPHA, rel=1e-6)
-    if alpha <= 0.2:  # the power a user is promised at theta1, after futility took its share
+    if alpha <= 0.1:  # the power a user is promised at theta1, after futility took its share
         assert power - stats.FUTILITY_ALPHA - stats.GROSS_ALPHA >= stats.POWER - 1e-9
 
 
@@ -64,15 +65,24 @@ def test_worked_example_by_hand() -> None:
     d = stats.design(0.05)
     pooled = (850 + 900 + 1) / 2002
     v0 = pooled * (1 - pooled) * (2 / 1000)
-    assert verdict.ci_lower == pytest.approx(0.05 - (d.c * 0.02 + d.a * v0 / 0.02), abs=1e-12)
+    tau2, share = stats.GROSS_TAU2, 0.05 * stats.GROSS_SHARE
+    wide = math.sqrt(v0 * (v0 + tau2) / tau2 * (2 * math.log(1 / share) + math.log(1 + tau2 / v0)))
+    assert verdict.ci_lower == pytest.approx(max(0.05 - (d.c * 0.02 + d.a * v0 / 0.02), 0.05 - wide), abs=1e-12)
     through = (0.05 - d.c * 0.02) * 0.02 / v0
-    assert verdict.p_value == pytest.approx(math.exp(float(stats.log_crossing(through, d.c, d.maximum))))
+    line_p = math.exp(float(stats.log_crossing(through, d.c, d.maximum))) / (1 - stats.GROSS_SHARE)
+    mixture = math.sqrt(v0 / (v0 + tau2)) * math.exp(tau2 * 0.05**2 / (2 * v0 * (v0 + tau2)))
+    assert verdict.p_value == pytest.approx(min(line_p, 1 / mixture / stats.GROSS_SHARE))
     assert verdict.outcome == "Promote"
     assert verdict.reason == "ChallengerBetter"
     assert verdict.p_value < 0.05
     # the always-valid p-value never rises again
     later = stats.decide(champion, Arm(860, 1000), Settings(), previous_p_value=verdict.p_value)
     assert later.p_value == verdict.p_value
+
+
+def test_promotes_a_far_better_challenger_at_first_look_of_a_small_gate() -> None:
+    verdict = stats.decide(Arm(50, 100), Arm(90, 100), Settings(min_samples_per_arm=100))
+    assert verdict.outcome == "Promote"
 
 
 def test_rejects_far_worse_challenger_at_first_look() -> None:

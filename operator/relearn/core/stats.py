@@ -31,24 +31,31 @@ Two methods:
       P(cross) = Phi-bar((a + cT) / sqrt T) + exp(-2 a c) Phi((cT - a) / sqrt T)
 
   With delta = 1 units and T = 1.5 x the fixed-horizon information
-  (z_alpha + z_0.8)^2, (a, c) solve P(cross | lift theta0) = alpha and
+  (z_alpha + z_0.8)^2, (a, c) solve P(cross | lift theta0) = 0.8 alpha and
   P(cross | lift theta1) = 0.85. Since the crossing probability is for
   *continuous* monitoring, it bounds any schedule of looks, planned or not.
-  In lift units the test promotes when
+  In lift units the line promotes when
 
-      lower = lift - (c delta + a V / delta) > theta0
+      lift - (c delta + a V / delta) > theta0
 
-  and the mirrored line (level 0.04, same T) gives the upper bound that
+  The other 0.2 alpha goes to a wide normal-mixture confidence sequence
+  (Robbins; tau = 0.3), which promotes a challenger tens of points better at
+  the first look of a small gate, where the line needs many samples; the
+  lower bound is the larger of the two, so false promotions stay within
+  alpha by the union bound. The mirrored line (level 0.04, same T) gives the upper bound that
   futility uses; a second always-valid upper bound (a wide normal-mixture
   confidence sequence at level 0.01) rejects a challenger that is grossly
   worse at the first look. Futility costs at most 0.05 of the 0.85, so the
-  power at theta1 is at least 0.8. At the planned maximum (V <= delta^2 / T)
-  the test ends: not promoted is rejected (``PlannedMaximumReached``), so
-  no experiment runs past about 1.5 x the fixed horizon's samples.
+  power at theta1 is at least 0.8 (alpha <= 0.1). At the planned maximum
+  (V <= delta^2 / T) the test ends: not promoted is rejected
+  (``PlannedMaximumReached``), so no experiment runs past about 1.5 x the
+  fixed horizon's samples.
 
-  The always-valid p-value is the probability under theta0 of ever crossing
-  the line parallel to the boundary through today's point, a running
-  minimum: p < alpha exactly when lower > theta0.
+  The always-valid p-value joins both tests: the smaller of P_line / 0.8 and
+  P_mixture / 0.2, where P_line is the probability under theta0 of ever
+  crossing the line parallel to the boundary through today's point and
+  P_mixture = 1 / Lambda(lift - theta0); a running minimum, and p < alpha
+  exactly when lower > theta0.
 
 The variance is the one under the tested hypothesis, not the plug-in one:
 both arms' rates are moved to the hypothesised lift around their pooled,
@@ -102,9 +109,11 @@ DESIGN_POWER = 0.85  # of the efficacy line alone: futility may take at most 0.0
 MAX_INFORMATION = 1.5  # the planned maximum, in fixed-horizon informations
 FUTILITY_ALPHA = 0.04  # the linear futility line's chance to reject a challenger at theta1
 GROSS_ALPHA = 0.01  # the wide confidence sequence's share of the futility error
+GROSS_SHARE = 0.2  # its share of alpha on the promotion side: the line gets the rest
 GROSS_TAU2 = 0.3**2  # its mixing variance: sharp for lifts of tens of points
 MAX_ALPHA = 0.5  # above it a promotion would be likelier wrong than right
 MIN_ALPHA = 1e-12
+VARIANCE_RANGE = (1e-100, 1e100)
 MIN_IMPROVEMENT = 1e-6  # a millionth of a point: below it no experiment could ever end
 FORECAST_PATHS = 300
 FORECAST_LOOKS = 48
@@ -290,7 +299,8 @@ def design(alpha: float) -> Design:
     """The sequential boundaries for ``alpha`` (delta = 1 units; cached)."""
     check_settings(Settings(alpha=alpha))
     maximum = MAX_INFORMATION * float(norm.isf(alpha) + norm.ppf(POWER)) ** 2
-    a, c = _line(alpha, _reachable(alpha, maximum), maximum)
+    level = alpha * (1.0 - GROSS_SHARE)
+    a, c = _line(level, _reachable(level, maximum), maximum)
     futility_a, futility_c = _line(FUTILITY_ALPHA, _reachable(FUTILITY_ALPHA, maximum), maximum)
     return Design(alpha, maximum, a, c, futility_a, futility_c)
 
@@ -302,7 +312,10 @@ def _null_variance(sa: Floats, na: Floats, sb: Floats, nb: Floats, theta: float)
     pooled = (sa + sb + 1.0) / (total + 2.0)
     pa = np.clip(pooled - nb / total * theta, 1.0 / (na + 2.0), 1.0 - 1.0 / (na + 2.0))
     pb = np.clip(pooled + na / total * theta, 1.0 / (nb + 2.0), 1.0 - 1.0 / (nb + 2.0))
-    return np.asarray(pa * (1.0 - pa) / na + pb * (1.0 - pb) / nb, dtype=np.float64)
+    variance = pa * (1.0 - pa) / na + pb * (1.0 - pb) / nb
+    # Kept where its square is still a number: counts beyond 1e100 or below
+    # 1e-100 decide as at those bounds instead of turning into NaN.
+    return np.asarray(np.clip(variance, VARIANCE_RANGE[0], VARIANCE_RANGE[1]), dtype=np.float64)
 
 
 def _mixture_distance(variance: Floats, tau2: float, level: float) -> Floats:
@@ -311,6 +324,13 @@ def _mixture_distance(variance: Floats, tau2: float, level: float) -> Floats:
     which lies beyond the one-sided bound at ``level``, so it is conservative."""
     log_ratio = 2.0 * math.log(1.0 / level) + np.log1p(tau2 / variance)
     return np.asarray(np.sqrt(variance * (variance + tau2) / tau2 * log_ratio), dtype=np.float64)
+
+
+def _mixture_p_value(distance: Floats, variance: Floats, tau2: float) -> Floats:
+    """1 / Lambda(distance) of the normal mixture (one-sided: 1 at or below 0),
+    in log space: below ``level`` exactly when distance > _mixture_distance(level)."""
+    log_ratio = 0.5 * np.log(variance / (variance + tau2)) + tau2 * distance**2 / (2.0 * variance * (variance + tau2))
+    return np.asarray(np.where(distance > 0, np.exp(-np.maximum(log_ratio, 0.0)), 1.0), dtype=np.float64)
 
 
 def theta0(settings: Settings) -> float:
@@ -366,12 +386,15 @@ def _evaluate(sa: Floats, na: Floats, sb: Floats, nb: Floats, settings: Settings
         ended = np.zeros(lift.shape, dtype=np.bool_)
     else:
         d = design(settings.alpha)
-        lower = lift - (d.c * delta + d.a * v0 / delta)
+        share = settings.alpha * GROSS_SHARE
+        lower = np.maximum(lift - (d.c * delta + d.a * v0 / delta), lift - _mixture_distance(v0, GROSS_TAU2, share))
         upper = np.minimum(lift + d.futility_c * delta + d.futility_a * v1 / delta, gross)
         information = delta**2 / (v0 * d.maximum)
         # the intercept of the parallel line through today's point (delta = 1 units)
         through = (lift - null - d.c * delta) * delta / v0
-        p_value = np.where(through > 0, np.exp(log_crossing(np.maximum(through, 1e-300), d.c, d.maximum)), 1.0)
+        line_p = np.where(through > 0, np.exp(log_crossing(np.maximum(through, 1e-300), d.c, d.maximum)), 1.0)
+        # the union of both tests, as one p-value: below alpha when either clears its share
+        p_value = np.minimum(line_p / (1.0 - GROSS_SHARE), _mixture_p_value(lift - null, v0, GROSS_TAU2) / GROSS_SHARE)
         significant = lower > null
         ended = information >= 1.0
     promote = (
@@ -397,10 +420,11 @@ def planned_maximum(champion: Arm, challenger: Arm, settings: Settings) -> float
     planned maximum, at today's pooled rate and traffic split."""
     check_look(champion, challenger, settings)
     total = champion.samples + challenger.samples
-    share_a, share_b = champion.samples / total, challenger.samples / total
+    smaller, larger = sorted((champion.samples, challenger.samples))
     pooled = (champion.successes + challenger.successes + 1.0) / (total + 2.0)
-    needed_total = pooled * (1 - pooled) * (1 / share_a + 1 / share_b) * design(settings.alpha).maximum
-    return float(needed_total / settings.min_improvement**2 * min(share_a, share_b))
+    # V = pq (1/n_a + 1/n_b) reaches delta^2 / T at this many on the smaller arm
+    information = design(settings.alpha).maximum / settings.min_improvement**2
+    return float(pooled * (1 - pooled) * information * (1.0 + smaller / larger))
 
 
 def _further(champion: Arm, challenger: Arm, settings: Settings, end: float, posterior: bool) -> Floats:
@@ -446,6 +470,8 @@ def forecast(champion: Arm, challenger: Arm, settings: Settings) -> tuple[int, i
         needed = max(0, math.ceil(max(horizon, settings.min_samples_per_arm) - smaller))
         return needed, needed
     share_small = smaller / total
+    if share_small < 1.0 / FORECAST_LIMIT:
+        return None
     gate = settings.min_samples_per_arm / share_small
     end = max(planned_maximum(champion, challenger, settings) / share_small, gate) * 1.6
     if end > FORECAST_LIMIT:
