@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import math
 from typing import Any
 
 import kubernetes_validate
@@ -13,7 +14,9 @@ from aiohttp import web
 from relearn.adapters import webhooks
 from relearn.api.abexperiment import ABExperimentSpec, Traffic, Webhook
 from relearn.core import experiment, workloads
+from relearn.core.durations import parse_duration
 from relearn.core.stats import Arm
+from relearn.errors import InvalidMetrics
 
 EXPERIMENT = {
     "apiVersion": "relearn.dev/v1alpha1",
@@ -166,7 +169,28 @@ def test_max_duration_ends_inconclusive_with_an_eta() -> None:
     ended = experiment.judge(spec(maxDuration="20m"), tied)
     assert ended.outcome == "Inconclusive"
     assert ended.message.startswith("no decision within maxDuration 20m")
-    assert ended.eta is not None  # samples still needed at today's rate, as a duration
+    # the median and the 90% upper samples still needed, at today's rate, as durations
+    assert ended.eta is not None
+    assert ended.eta_upper is not None
+    assert parse_duration(ended.eta) <= parse_duration(ended.eta_upper)
+
+
+def test_impossible_counts_and_guardrail_values_are_refused_not_judged() -> None:
+    with pytest.raises(InvalidMetrics):
+        experiment.judge(spec(), look((-5, 1000), (900, 1000)))
+    with pytest.raises(InvalidMetrics):
+        experiment.judge(spec(), look((850, 1000), (1200, 1000)))
+    with pytest.raises(InvalidMetrics):
+        experiment.judge(spec(), look((850, 1000), (950, 1000), [experiment.GuardrailValue("error-rate", math.nan, 1)]))
+
+
+def test_the_promotion_rule_is_the_users_choice() -> None:
+    counts = look((8500, 10000), (8800, 10000))
+    assert experiment.settings(spec(promoteWhen="BetterByMinImprovement")).promote_when == "BetterByMinImprovement"
+    assert experiment.judge(spec(minImprovement=0.01), counts).outcome == "Promote"
+    assert experiment.judge(spec(minImprovement=0.025, promoteWhen="BetterByMinImprovement"), counts).outcome != (
+        "Promote"
+    )
 
 
 def test_weight_steps() -> None:

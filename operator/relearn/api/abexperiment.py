@@ -33,6 +33,7 @@ from relearn.api.conditions import Condition
 
 RoutingProvider = Literal["gateway-api", "istio", "replicas"]
 TestMethod = Literal["sequential", "fixed"]
+PromotionRule = Literal["Better", "BetterByMinImprovement", "BetterAndObservedMinImprovement"]
 PromotionMode = Literal["Automatic", "Manual"]
 ExperimentPhase = Literal[
     "Pending", "Progressing", "Promoting", "Promoted", "Rejected", "Inconclusive", "Aborted", "RolledBack", "Failed"
@@ -84,6 +85,7 @@ class Analysis(SpecModel):
     alpha: Probability = 0.05
     min_samples_per_arm: Annotated[int, Field(ge=1)] = 1000
     min_improvement: Probability = 0.02
+    promote_when: PromotionRule = "Better"
     max_duration: Duration = "7d"
     guardrails: Annotated[list[MetricCheck], Field(max_length=16), UniqueNames] | None = None
 
@@ -168,7 +170,9 @@ class Statistic(StatusModel):
     ci_upper: float | None = None
     p_value: float | None = None
     samples_needed: int | None = None
+    samples_needed_p90: int | None = None
     expected_time_to_decision: str | None = None
+    expected_time_to_decision_p90: str | None = None
 
 
 class Decision(StatusModel):

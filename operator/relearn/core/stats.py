@@ -1,66 +1,124 @@
 """The statistics of an A/B experiment on a success rate: pure functions, no
 I/O, so every number in an ABExperiment's status can be reproduced by hand.
+:func:`decide` is called by :func:`relearn.core.experiment.judge` once per
+look; :func:`evaluate` is its vectorised core, which the samples-needed
+forecast and ``bench/decision_quality.py`` run on many looks at once.
 
-Two methods, both comparing the challenger's success rate with the
-champion's (``lift`` = challenger rate - champion rate):
+``lift`` = challenger rate - champion rate. The promotion rule
+(``analysis.promoteWhen``) names the null hypothesis the test must reject:
 
-- ``fixed``: the one-sided two-proportion z-test (pooled variance under H0),
-  as in the original specification: promote when p < alpha, every arm has at
-  least ``minSamplesPerArm`` samples and the observed lift is at least
-  ``minImprovement``. Valid when looked at once; looked at every interval
-  its false-promotion rate grows with the number of looks (see
-  ``bench/ab_stats.py``).
-- ``sequential`` (the default): the mixture sequential probability ratio
-  test (mSPRT; Robbins 1970, Johari et al. 2017 "Peeking at A/B tests") on
-  the normal approximation of the lift, one-sided. Its p-value and bounds
-  are *always valid*: the chance that they ever wrongly exclude the truth,
-  however often and for however long one looks, is at most alpha.
+- ``Better``: the lift is above 0 (theta0 = 0);
+- ``BetterByMinImprovement``: the lift is above ``minImprovement`` (theta0 = delta);
+- ``BetterAndObservedMinImprovement``: ``Better``, and the observed lift is at
+  least ``minImprovement`` (the original specification's rule).
 
-  With V the variance of the estimated lift and d = lift - theta0, the
-  likelihood ratio of "the lift is theta" against "it is theta0", mixed over
-  theta0 + |N(0, tau^2)| (a half-normal: only lifts above theta0), is
+Each test is sized so that a lift of theta1 = theta0 + delta (delta =
+``minImprovement``) is promoted with probability 0.8, and futility rejects
+the challenger once the data rule theta1 out.
 
-      Lambda+(d) = 2 Lambda(d) Phi(tau d / sqrt(V (V + tau^2)))
-      Lambda(d)  = sqrt(V / (V + tau^2)) exp(tau^2 d^2 / (2 V (V + tau^2)))
+Two methods:
 
-  (Lambda is the two-sided mixture over N(0, tau^2); ``tests/unit`` checks
-  both against numerical integration). Under "the lift is at most theta0"
-  it is a nonnegative supermartingale, so by Ville's inequality it exceeds
-  1/alpha with probability at most alpha, ever. Hence:
+- ``fixed``: a one-sided two-proportion z-test (pooled under H0 for
+  ``Better``, as ``statsmodels.stats.proportion.proportions_ztest``). Valid
+  when looked at once, at its horizon.
+- ``sequential`` (the default): a truncated sequential test with linear
+  boundaries on the score statistic S = (lift - theta0) / V over the
+  information I = 1 / V (Whitehead's boundaries; V is the variance of the
+  lift). Under "the lift is theta0", S is close to a Brownian motion W(I),
+  and the probability that W ever crosses the line a + c I before the
+  planned maximum information T has a closed form (Bachelier-Levy):
 
-  - the always-valid p-value that the challenger is better: the running
-    minimum of 1/Lambda+(lift);
-  - the lower bound of the lift: lift - h, with Lambda+(h) = 1/alpha; the
-    challenger is significantly better when it is above 0 at the current look;
-  - the upper bound: lift + h, the mirror image (lifts below theta0), used
-    for futility; each bound holds with probability 1 - alpha.
+      P(cross) = Phi-bar((a + cT) / sqrt T) + exp(-2 a c) Phi((cT - a) / sqrt T)
 
-  tau^2 is fixed before the experiment from its *expected sample size*: the
-  fixed-horizon sample size that detects ``minImprovement`` with power 0.8
-  makes V* = minImprovement^2 / (z_alpha + z_0.8)^2, and tau^2 = r* V* with
-  r* minimising the bound's distance h at V* (so the test is sharpest where
-  a decision is expected).
+  With delta = 1 units and T = 1.5 x the fixed-horizon information
+  (z_alpha + z_0.8)^2, (a, c) solve P(cross | lift theta0) = 0.8 alpha and
+  P(cross | lift theta1) = 0.85. Since the crossing probability is for
+  *continuous* monitoring, it bounds any schedule of looks, planned or not.
+  In lift units the line promotes when
 
-Both methods stop for *futility* when the upper confidence bound of the lift
-is below ``minImprovement``: the data rule out an improvement worth
-promoting, so the challenger is rejected rather than kept on live traffic.
+      lift - (c delta + a V / delta) > theta0
+
+  The other 0.2 alpha goes to a wide normal-mixture confidence sequence
+  (Robbins; tau = 0.3), which promotes a challenger tens of points better at
+  the first look of a small gate, where the line needs many samples; the
+  lower bound is the larger of the two, so false promotions stay within
+  alpha by the union bound. The mirrored line (level 0.04, same T) gives the upper bound that
+  futility uses; a second always-valid upper bound (a wide normal-mixture
+  confidence sequence at level 0.01) rejects a challenger that is grossly
+  worse at the first look. Futility costs at most 0.05 of the 0.85, so the
+  power at theta1 is at least 0.8 (alpha <= 0.1). At the planned maximum
+  (V <= delta^2 / T) the test ends: not promoted is rejected
+  (``PlannedMaximumReached``), so no experiment runs past about 1.5 x the
+  fixed horizon's samples.
+
+  The always-valid p-value joins both tests: the smaller of P_line / 0.8 and
+  P_mixture / 0.2, where P_line is the probability under theta0 of ever
+  crossing the line parallel to the boundary through today's point and
+  P_mixture = 1 / Lambda(lift - theta0); a running minimum, and p < alpha
+  exactly when lower > theta0.
+
+The variance is the one under the tested hypothesis, not the plug-in one:
+both arms' rates are moved to the hypothesised lift around their pooled,
+Laplace-smoothed rate ((s + 1) / (n + 2)), and each arm's rate is kept at
+least 1 / (n + 2) from 0 and 1. So a small arm near 0 or 1 never looks
+certain, and unbalanced traffic cannot shrink the bound below the truth.
+
+Why this design, not an alpha-spending group-sequential one: a spending
+design needs the information times of all earlier looks to compute today's
+boundary, while the operator keeps only cumulative counts and the last
+p-value, and looks at irregular times (intervals, restarts, scrape gaps).
+The linear boundary needs no state, its error holds for any looks at all,
+and its truncation bounds the tail. Whitehead's triangular tests are close
+to optimal in expected sample size among truncated designs. The
+always-valid mixture test it replaces had no maximum, so its 90th
+percentile ran to about 9 times the fixed horizon.
+
+``samples_needed`` comes from a predictive simulation: future counts at
+today's traffic split, with the same boundaries at every future look. Its
+median comes from both rates at today's estimate, and its 90th percentile
+from rates drawn from their Beta posteriors. It is seeded, so a look is
+reproducible.
+
+Every public function is total: invalid counts raise
+:class:`relearn.errors.InvalidMetrics`, settings outside what the test can
+honour raise :class:`relearn.errors.InvalidSetting`.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
-from scipy import optimize
+import numpy as np
+import numpy.typing as npt
+from scipy import optimize, special
 from scipy.stats import norm
 
+from relearn.errors import InvalidMetrics, InvalidSetting, NotEnoughData
+
 Method = Literal["sequential", "fixed"]
+PromotionRule = Literal["Better", "BetterByMinImprovement", "BetterAndObservedMinImprovement"]
 Outcome = Literal["Continue", "Promote", "Reject"]
-POWER = 0.8
-MAX_SCALE = 1e6  # beyond a million times today's samples a decision is "never" at this effect
+Floats = npt.NDArray[np.float64]
+
+POWER = 0.8  # at theta1, promised to the user
+DESIGN_POWER = 0.85  # of the efficacy line alone: futility may take at most 0.05 of it
+MAX_INFORMATION = 1.5  # the planned maximum, in fixed-horizon informations
+FUTILITY_ALPHA = 0.04  # the linear futility line's chance to reject a challenger at theta1
+GROSS_ALPHA = 0.01  # the wide confidence sequence's share of the futility error
+GROSS_SHARE = 0.2  # its share of alpha on the promotion side: the line gets the rest
+GROSS_TAU2 = 0.3**2  # its mixing variance: sharp for lifts of tens of points
+MAX_ALPHA = 0.5  # above it a promotion would be likelier wrong than right
+MIN_ALPHA = 1e-12
+VARIANCE_RANGE = (1e-100, 1e100)
+MIN_IMPROVEMENT = 1e-6  # a millionth of a point: below it no experiment could ever end
+FORECAST_PATHS = 300
+FORECAST_LOOKS = 48
+FORECAST_SEED = 20261201
+FORECAST_LIMIT = 1e15  # samples: beyond it the forecast says "never"
 
 
 @dataclass(frozen=True)
@@ -72,12 +130,6 @@ class Arm:
     def rate(self) -> float:
         return self.successes / self.samples if self.samples > 0 else math.nan
 
-    @property
-    def variance(self) -> float:
-        """Bernoulli variance, smoothed so an arm with all or no successes is not certain."""
-        p = (self.successes + 0.5) / (self.samples + 1.0)
-        return p * (1.0 - p)
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -85,6 +137,7 @@ class Settings:
     alpha: float = 0.05
     min_samples_per_arm: int = 1000
     min_improvement: float = 0.02
+    promote_when: PromotionRule = "Better"
 
 
 @dataclass(frozen=True)
@@ -96,109 +149,341 @@ class Verdict:
     ci_lower: float
     ci_upper: float
     p_value: float
-    samples_needed: int | None  # more samples on the smaller arm to decide at the current effect; None: never
+    samples_needed: int | None  # median more samples on the smaller arm to a decision; None: unknown
+    samples_needed_upper: int | None = None  # its 90th percentile
+    planned_maximum: int | None = None  # samples on the smaller arm where the sequential test ends, at today's rates
 
 
-def _sf(z: float) -> float:
-    """Standard normal survival function (math.erfc: fast enough for simulations)."""
-    return 0.5 * math.erfc(z / math.sqrt(2.0))
+@dataclass(frozen=True)
+class Design:
+    """The sequential boundaries in delta = 1 units (see the module docstring)."""
+
+    alpha: float
+    maximum: float  # T: the planned maximum information
+    a: float  # efficacy line S >= a + c I
+    c: float
+    futility_a: float  # futility line, mirrored around theta1
+    futility_c: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One or many looks at once (arrays of the counts' shape)."""
+
+    lift: Floats
+    lower: Floats  # promotion bound: promote when above theta0
+    upper: Floats  # futility bound: reject when below theta1
+    p_value: Floats  # this look's p-value (not yet the running minimum)
+    information: Floats  # fraction of the planned maximum reached (sequential), else 0
+    promote: npt.NDArray[np.bool_]  # the rule holds (gates aside)
+    reject: npt.NDArray[np.bool_]  # futility or the planned maximum (gates aside)
+
+
+# -- validation -----------------------------------------------------------------------
+
+
+def check_settings(settings: Settings) -> None:
+    """Raise InvalidSetting for a setting the test cannot honour."""
+    if settings.method not in get_args(Method):
+        raise InvalidSetting(f"unknown method {settings.method!r}")
+    if settings.promote_when not in get_args(PromotionRule):
+        raise InvalidSetting(f"unknown promoteWhen {settings.promote_when!r}")
+    alpha = settings.alpha
+    if not (isinstance(alpha, int | float) and MIN_ALPHA <= alpha < MAX_ALPHA):
+        raise InvalidSetting(
+            f"alpha {alpha!r} is outside [{MIN_ALPHA:g}, {MAX_ALPHA}): above 0.5 a promotion is likelier wrong "
+            "than right"
+        )
+    delta = settings.min_improvement
+    if not (isinstance(delta, int | float) and MIN_IMPROVEMENT <= delta < 1):
+        raise InvalidSetting(f"minImprovement {delta!r} must lie in [{MIN_IMPROVEMENT:g}, 1)")
+    minimum = settings.min_samples_per_arm
+    if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 1:
+        raise InvalidSetting(f"minSamplesPerArm {minimum!r} must be an integer >= 1")
+
+
+def check_arm(name: str, arm: Arm) -> None:
+    """Raise InvalidMetrics for counts that cannot be real."""
+    s, n = arm.successes, arm.samples
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (s, n)):
+        raise InvalidMetrics(f"{name}: counts must be numbers, got {s!r}/{n!r}")
+    if not (math.isfinite(s) and math.isfinite(n)):
+        raise InvalidMetrics(f"{name}: non-finite counts {s}/{n}")
+    if s < 0 or n < 0:
+        raise InvalidMetrics(f"{name}: negative counts {s}/{n}")
+    if s > n:
+        raise InvalidMetrics(f"{name}: {s:g} successes out of {n:g} samples")
+
+
+def check_look(champion: Arm, challenger: Arm, settings: Settings) -> None:
+    """Both arms' counts and the settings, and samples on both arms."""
+    check_settings(settings)
+    check_arm("champion", champion)
+    check_arm("challenger", challenger)
+    if min(champion.samples, challenger.samples) <= 0:
+        raise NotEnoughData("an arm has no samples yet", reason="NoSamples")
+
+
+# -- the tests ------------------------------------------------------------------------
 
 
 def z_test(champion: Arm, challenger: Arm) -> tuple[float, float]:
     """(z, one-sided p) that the challenger's rate is larger; pooled variance
     under H0, as ``statsmodels.stats.proportion.proportions_ztest``."""
+    check_look(champion, challenger, Settings(min_samples_per_arm=1))
     pooled = (champion.successes + challenger.successes) / (champion.samples + challenger.samples)
     se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / champion.samples + 1.0 / challenger.samples))
     if se == 0.0:
         return 0.0, 1.0
     z = (challenger.rate - champion.rate) / se
-    return z, _sf(z)
+    return z, float(norm.sf(z))
 
 
 def fixed_horizon(base_rate: float, lift: float, alpha: float = 0.05, power: float = POWER) -> int:
     """Samples per arm a one-sided z-test needs to detect ``lift`` over ``base_rate``."""
+    if not (base_rate >= 0.0 and lift > 0.0 and base_rate + lift <= 1.0 and 0.0 < alpha < 1.0 and 0.0 < power < 1.0):
+        raise InvalidSetting(f"no fixed horizon for lift {lift} over {base_rate} at alpha {alpha}, power {power}")
     p1, p2 = base_rate, base_rate + lift
     mean = (p1 + p2) / 2
-    z_a, z_b = float(norm.ppf(1 - alpha)), float(norm.ppf(power))
-    root = z_a * math.sqrt(2 * mean * (1 - mean)) + z_b * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
+    z_a, z_b = float(norm.isf(alpha)), float(norm.ppf(power))
+    root = z_a * math.sqrt(2 * mean * (1 - mean)) + z_b * math.sqrt(max(p1 * (1 - p1) + p2 * (1 - p2), 0.0))
     return math.ceil(root**2 / lift**2)
 
 
-def _width_factor(r: float, alpha: float) -> float:
-    """Squared distance of the one-sided bound in units of V, for tau^2 = r V
-    (the large-distance form: Phi(.) = 1, exact within 2% at the boundary)."""
-    return (1.0 + 1.0 / r) * (2.0 * math.log(1.0 / (2.0 * alpha)) + math.log1p(r))
+def log_crossing(a: Floats | float, slope: Floats | float, maximum: float) -> Floats:
+    """log P(a Brownian motion crosses a + slope t for some t <= maximum), a > 0."""
+    a_, c_ = np.asarray(a, dtype=np.float64), np.asarray(slope, dtype=np.float64)
+    root = math.sqrt(maximum)
+    first = special.log_ndtr(-(a_ + c_ * maximum) / root)  # log Phi-bar, as a ufunc: the design calls it often
+    second = -2.0 * a_ * c_ + special.log_ndtr((c_ * maximum - a_) / root)
+    return np.asarray(np.logaddexp(first, second), dtype=np.float64)
 
 
-@functools.lru_cache(maxsize=64)
-def mixing_variance(alpha: float, min_improvement: float, power: float = POWER) -> float:
-    """tau^2 from the expected sample size (see the module docstring)."""
-    expected = min_improvement**2 / (norm.ppf(1 - alpha) + norm.ppf(power)) ** 2
-    best = optimize.minimize_scalar(
-        lambda log_r: _width_factor(math.exp(log_r), alpha), bounds=(-10, 10), method="bounded"
-    )
-    return float(math.exp(best.x) * expected)
+def _intercept(slope: float, maximum: float, level: float) -> float:
+    """The a > 0 with crossing probability ``level`` for a line of ``slope``."""
+    target = math.log(level)
+    high = 1.0
+    while float(log_crossing(high, slope, maximum)) > target:
+        high *= 2.0
+    return float(optimize.brentq(lambda a: float(log_crossing(a, slope, maximum)) - target, 1e-12, high, xtol=1e-12))
 
 
-def likelihood_ratio(lift: float, variance: float, tau2: float, theta0: float = 0.0) -> float:
-    """The two-sided mixture likelihood ratio Lambda (closed form)."""
-    exponent = tau2 * (lift - theta0) ** 2 / (2.0 * variance * (variance + tau2))
-    return math.sqrt(variance / (variance + tau2)) * math.exp(min(exponent, 700.0))
+def _line(level: float, power: float, maximum: float) -> tuple[float, float]:
+    """(a, c): crossing probability ``level`` at drift 0 and ``power`` at drift 1."""
+
+    def shortfall(slope: float) -> float:
+        return float(log_crossing(_intercept(slope, maximum, level), slope - 1.0, maximum)) - math.log(power)
+
+    low = -1.0
+    while shortfall(low) < 0:  # the power rises as the line flattens, to a single look's at T
+        low *= 2.0
+        if low < -1e3:
+            raise InvalidSetting(f"no sequential design reaches power {power} at level {level}")
+    high = 1.0 - 1e-3
+    if shortfall(high) >= 0:  # even a line parallel to the drift has the power: take the steepest
+        return _intercept(high, maximum, level), high
+    # A falling line would put a bound on the wrong side of the observed lift
+    # (possible for alpha above ~0.25): keep it flat there, at less power.
+    slope = max(0.0, float(optimize.brentq(shortfall, low, high, xtol=1e-12)))
+    return _intercept(slope, maximum, level), slope
 
 
-def one_sided_ratio(lift: float, variance: float, tau2: float, theta0: float = 0.0) -> float:
-    """Lambda+: the mixture over lifts above ``theta0`` only (closed form)."""
-    z = math.sqrt(tau2) * (lift - theta0) / math.sqrt(variance * (variance + tau2))
-    return 2.0 * likelihood_ratio(lift, variance, tau2, theta0) * 0.5 * math.erfc(-z / math.sqrt(2.0))
+def _reachable(level: float, maximum: float) -> float:
+    """The design power, or less where T cannot reach it (a large alpha, or
+    the futility line for one): short of a single look at T's power."""
+    return min(DESIGN_POWER, float(norm.cdf(math.sqrt(maximum) - norm.isf(level))) - 0.02)
 
 
-def half_width(variance: float, tau2: float, alpha: float) -> float:
-    """Half-width of the two-sided (1 - alpha) confidence sequence (Lambda < 1/alpha)."""
-    return math.sqrt(
-        variance * (variance + tau2) / tau2 * (2.0 * math.log(1.0 / alpha) + math.log((variance + tau2) / variance))
-    )
+@functools.lru_cache(maxsize=256)
+def design(alpha: float) -> Design:
+    """The sequential boundaries for ``alpha`` (delta = 1 units; cached)."""
+    check_settings(Settings(alpha=alpha))
+    maximum = MAX_INFORMATION * float(norm.isf(alpha) + norm.ppf(POWER)) ** 2
+    level = alpha * (1.0 - GROSS_SHARE)
+    a, c = _line(level, _reachable(level, maximum), maximum)
+    futility_a, futility_c = _line(FUTILITY_ALPHA, _reachable(FUTILITY_ALPHA, maximum), maximum)
+    return Design(alpha, maximum, a, c, futility_a, futility_c)
 
 
-def one_sided_distance(variance: float, tau2: float, alpha: float) -> float:
-    """h with Lambda+(h) = 1/alpha: how far below (or above) the lift its
-    always-valid one-sided bound lies. Lambda+ rises with h from below 1 at 0,
-    and reaches 1/alpha by the two-sided half-width (where Lambda = 1/alpha
-    and Phi >= 1/2), so bisection between them finds it."""
-    low, high = 0.0, half_width(variance, tau2, alpha)
-    target = 1.0 / alpha
-    for _ in range(48):
-        middle = (low + high) / 2.0
-        if one_sided_ratio(middle, variance, tau2) < target:
-            low = middle
+def _null_variance(sa: Floats, na: Floats, sb: Floats, nb: Floats, theta: float) -> Floats:
+    """Variance of the lift if it were ``theta``: both rates moved to it around
+    the pooled, Laplace-smoothed rate, each at least 1 / (n + 2) from 0 and 1."""
+    total = na + nb
+    pooled = (sa + sb + 1.0) / (total + 2.0)
+    pa = np.clip(pooled - nb / total * theta, 1.0 / (na + 2.0), 1.0 - 1.0 / (na + 2.0))
+    pb = np.clip(pooled + na / total * theta, 1.0 / (nb + 2.0), 1.0 - 1.0 / (nb + 2.0))
+    variance = pa * (1.0 - pa) / na + pb * (1.0 - pb) / nb
+    # Kept where its square is still a number: counts beyond 1e100 or below
+    # 1e-100 decide as at those bounds instead of turning into NaN.
+    return np.asarray(np.clip(variance, VARIANCE_RANGE[0], VARIANCE_RANGE[1]), dtype=np.float64)
+
+
+def _mixture_distance(variance: Floats, tau2: float, level: float) -> Floats:
+    """Distance of a one-sided always-valid bound from the normal-mixture
+    confidence sequence (Robbins): its two-sided half-width at ``level``,
+    which lies beyond the one-sided bound at ``level``, so it is conservative."""
+    log_ratio = 2.0 * math.log(1.0 / level) + np.log1p(tau2 / variance)
+    return np.asarray(np.sqrt(variance * (variance + tau2) / tau2 * log_ratio), dtype=np.float64)
+
+
+def _mixture_p_value(distance: Floats, variance: Floats, tau2: float) -> Floats:
+    """1 / Lambda(distance) of the normal mixture (one-sided: 1 at or below 0),
+    in log space: below ``level`` exactly when distance > _mixture_distance(level)."""
+    log_ratio = 0.5 * np.log(variance / (variance + tau2)) + tau2 * distance**2 / (2.0 * variance * (variance + tau2))
+    return np.asarray(np.where(distance > 0, np.exp(-np.maximum(log_ratio, 0.0)), 1.0), dtype=np.float64)
+
+
+def theta0(settings: Settings) -> float:
+    return settings.min_improvement if settings.promote_when == "BetterByMinImprovement" else 0.0
+
+
+def evaluate(
+    champion_successes: npt.ArrayLike,
+    champion_samples: npt.ArrayLike,
+    challenger_successes: npt.ArrayLike,
+    challenger_samples: npt.ArrayLike,
+    settings: Settings,
+) -> Evaluation:
+    """The bounds and the rule at many looks at once. Counts must be valid and
+    every arm must have samples (else InvalidMetrics or InvalidSetting); gates
+    are not applied."""
+    check_settings(settings)
+    sa = np.asarray(champion_successes, dtype=np.float64)
+    na = np.asarray(champion_samples, dtype=np.float64)
+    sb = np.asarray(challenger_successes, dtype=np.float64)
+    nb = np.asarray(challenger_samples, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        real = np.isfinite(sa) & np.isfinite(na) & np.isfinite(sb) & np.isfinite(nb)
+        real &= (sa >= 0) & (sb >= 0) & (sa <= na) & (sb <= nb) & (na > 0) & (nb > 0)
+    if not np.all(real):
+        raise InvalidMetrics("counts that cannot be real, or an arm without samples")
+    # A vanishing arm (1e-300 samples) has an infinite variance: bounds at -1
+    # and 1 and p = 1 are the right answer, not a warning.
+    with np.errstate(over="ignore", divide="ignore"):
+        return _evaluate(sa, na, sb, nb, settings)
+
+
+def _evaluate(sa: Floats, na: Floats, sb: Floats, nb: Floats, settings: Settings) -> Evaluation:
+    delta, null = settings.min_improvement, theta0(settings)
+    alternative = null + delta
+    lift = sb / nb - sa / na
+    v0 = _null_variance(sa, na, sb, nb, null)
+    v1 = _null_variance(sa, na, sb, nb, alternative)
+    gross = lift + _mixture_distance(v1, GROSS_TAU2, GROSS_ALPHA)
+    if settings.method == "fixed":
+        z = float(norm.isf(settings.alpha))
+        if null == 0.0:  # the pooled z-test, unsmoothed (statsmodels' p-value)
+            pooled = (sa + sb) / (na + nb)
+            se = np.sqrt(pooled * (1.0 - pooled) * (1.0 / na + 1.0 / nb))
         else:
-            high = middle
-    return high
+            se = np.sqrt(v0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p_value = np.where(se > 0, norm.sf((lift - null) / np.where(se > 0, se, 1.0)), 1.0)
+        lower = lift - z * se
+        upper = np.minimum(lift + z * np.sqrt(v1), gross)
+        information = np.zeros_like(lift)
+        significant = p_value < settings.alpha
+        ended = np.zeros(lift.shape, dtype=np.bool_)
+    else:
+        d = design(settings.alpha)
+        share = settings.alpha * GROSS_SHARE
+        lower = np.maximum(lift - (d.c * delta + d.a * v0 / delta), lift - _mixture_distance(v0, GROSS_TAU2, share))
+        upper = np.minimum(lift + d.futility_c * delta + d.futility_a * v1 / delta, gross)
+        information = delta**2 / (v0 * d.maximum)
+        # the intercept of the parallel line through today's point (delta = 1 units)
+        through = (lift - null - d.c * delta) * delta / v0
+        line_p = np.where(through > 0, np.exp(log_crossing(np.maximum(through, 1e-300), d.c, d.maximum)), 1.0)
+        # the union of both tests, as one p-value: below alpha when either clears its share
+        p_value = np.minimum(line_p / (1.0 - GROSS_SHARE), _mixture_p_value(lift - null, v0, GROSS_TAU2) / GROSS_SHARE)
+        significant = lower > null
+        ended = information >= 1.0
+    promote = (
+        significant & (lift >= delta) if settings.promote_when == "BetterAndObservedMinImprovement" else significant
+    )
+    reject = ~promote & ((upper < alternative) | ended)
+    return Evaluation(
+        lift=lift,
+        lower=np.clip(lower, -1.0, 1.0),
+        upper=np.clip(upper, -1.0, 1.0),
+        p_value=np.clip(p_value, 0.0, 1.0),
+        information=information,
+        promote=np.asarray(promote, dtype=np.bool_),
+        reject=np.asarray(reject, dtype=np.bool_),
+    )
 
 
-def _approximate_distance(variance: float, tau2: float, alpha: float) -> float:
-    """One-sided distance in closed form (Phi taken as 1: at most 2% short);
-    fast enough for the many evaluations a samples-needed estimate makes."""
-    return half_width(variance, tau2, 2.0 * alpha)
+# -- samples needed ---------------------------------------------------------------------
 
 
-def _scale_needed(variance: float, gap: float, width: Callable[[float], float]) -> float | None:
-    """Smallest k >= 1 with width(variance / k) < gap (samples scaled by k), or None."""
-    if gap <= 0:
+def planned_maximum(champion: Arm, challenger: Arm, settings: Settings) -> float:
+    """Samples on the smaller arm at which the sequential test reaches its
+    planned maximum, at today's pooled rate and traffic split."""
+    check_look(champion, challenger, settings)
+    total = champion.samples + challenger.samples
+    smaller, larger = sorted((champion.samples, challenger.samples))
+    pooled = (champion.successes + challenger.successes + 1.0) / (total + 2.0)
+    # V = pq (1/n_a + 1/n_b) reaches delta^2 / T at this many on the smaller arm
+    information = design(settings.alpha).maximum / settings.min_improvement**2
+    return float(pooled * (1 - pooled) * information * (1.0 + smaller / larger))
+
+
+def _further(champion: Arm, challenger: Arm, settings: Settings, end: float, posterior: bool) -> Floats:
+    """Further smaller-arm samples to a decision on simulated futures: rates at
+    today's estimate (``posterior`` False) or drawn from their Beta posteriors."""
+    rng = np.random.default_rng(FORECAST_SEED)
+    total = champion.samples + challenger.samples
+    share_a, share_b = champion.samples / total, challenger.samples / total
+
+    def rates(arm: Arm) -> Floats:
+        if not posterior:
+            return np.full((FORECAST_PATHS, 1), (arm.successes + 1.0) / (arm.samples + 2.0))
+        return rng.beta(arm.successes + 1.0, arm.samples - arm.successes + 1.0, size=(FORECAST_PATHS, 1))
+
+    rate_a, rate_b = rates(champion), rates(challenger)
+    totals = np.linspace(total, end, FORECAST_LOOKS + 1)
+    na = champion.samples + np.round((totals[1:] - total) * share_a)
+    nb = challenger.samples + np.round((totals[1:] - total) * share_b)
+    steps_a = np.diff(np.concatenate([[champion.samples], na])).astype(np.int64)
+    steps_b = np.diff(np.concatenate([[challenger.samples], nb])).astype(np.int64)
+    sa = champion.successes + rng.binomial(steps_a, rate_a).cumsum(axis=1)
+    sb = challenger.successes + rng.binomial(steps_b, rate_b).cumsum(axis=1)
+    looked = evaluate(sa, na, sb, nb, settings)
+    decided = (np.minimum(na, nb) >= settings.min_samples_per_arm) & (looked.promote | looked.reject)
+    first = np.where(decided.any(axis=1), decided.argmax(axis=1), FORECAST_LOOKS - 1)
+    return np.asarray(np.minimum(na, nb)[first] - min(champion.samples, challenger.samples), dtype=np.float64)
+
+
+def forecast(champion: Arm, challenger: Arm, settings: Settings) -> tuple[int, int] | None:
+    """(median, 90th percentile) of the further samples on the smaller arm
+    until the first look that decides, by predictive simulation: the median
+    with both rates at today's estimate, the 90th percentile with them drawn
+    from their posteriors (which also carries the uncertainty about the
+    rates); None when it lies beyond any reasonable horizon. ``fixed``
+    decides once, at its horizon."""
+    check_look(champion, challenger, settings)
+    smaller = min(champion.samples, challenger.samples)
+    total = champion.samples + challenger.samples
+    if settings.method == "fixed":
+        rate = (champion.successes + challenger.successes + 1.0) / (total + 2.0)
+        rate = min(max(rate, 1e-6), 1.0 - 1e-6 - settings.min_improvement)
+        horizon = fixed_horizon(rate, settings.min_improvement, settings.alpha) if rate > 0 else 0
+        needed = max(0, math.ceil(max(horizon, settings.min_samples_per_arm) - smaller))
+        return needed, needed
+    share_small = smaller / total
+    if share_small < 1.0 / FORECAST_LIMIT:
         return None
-    if width(variance) < gap:
-        return 1.0
-    if width(variance / MAX_SCALE) >= gap:
+    gate = settings.min_samples_per_arm / share_small
+    end = max(planned_maximum(champion, challenger, settings) / share_small, gate) * 1.6
+    if end > FORECAST_LIMIT:
         return None
-    low, high = 1.0, MAX_SCALE
-    for _ in range(100):
-        middle = math.sqrt(low * high)
-        if width(variance / middle) < gap:
-            high = middle
-        else:
-            low = middle
-        if high / low < 1.001:
-            break
-    return high
+    if end <= total:
+        return 0, 0
+    median = float(np.median(_further(champion, challenger, settings, end, posterior=False)))
+    upper = float(np.quantile(_further(champion, challenger, settings, end, posterior=True), 0.9))
+    return math.ceil(median), math.ceil(max(upper, median))
+
+
+# -- one look ---------------------------------------------------------------------------
 
 
 def decide(
@@ -206,57 +491,47 @@ def decide(
     challenger: Arm,
     settings: Settings,
     previous_p_value: float = 1.0,
+    *,
+    with_forecast: bool = True,
 ) -> Verdict:
     """The decision of one look at both arms' cumulative counts.
 
     ``previous_p_value`` is the sequential p-value of the previous look (the
-    always-valid p-value is a running minimum); ignored by ``fixed``.
+    always-valid p-value is a running minimum; anything that is not a
+    probability counts as 1); ignored by ``fixed``. ``with_forecast=False``
+    skips the samples-needed simulation (simulations of many looks). Raises
+    InvalidMetrics or InvalidSetting, never decides on invalid input.
     """
-    alpha, delta = settings.alpha, settings.min_improvement
+    check_settings(settings)
+    check_arm("champion", champion)
+    check_arm("challenger", challenger)
+    alpha, delta, rule = settings.alpha, settings.min_improvement, settings.promote_when
     smaller = min(champion.samples, challenger.samples)
     if smaller <= 0:
         return Verdict("Continue", "NoSamples", "an arm has no samples yet", math.nan, -1.0, 1.0, 1.0, None)
-    lift = challenger.rate - champion.rate
-    variance = champion.variance / champion.samples + challenger.variance / challenger.samples
-    if settings.method == "fixed":
-        _, p_value = z_test(champion, challenger)
-        z = float(norm.ppf(1 - alpha))
-        half = z * math.sqrt(variance)
-        lower, upper = lift - half, lift + half
-        significant = p_value < alpha
-
-        def width(v: float) -> float:
-            return z * math.sqrt(v)
-
-    else:
-        tau2 = mixing_variance(alpha, delta)
-        p_value = min(previous_p_value, 1.0, 1.0 / one_sided_ratio(lift, variance, tau2))
-        half = one_sided_distance(variance, tau2, alpha)
-        lower, upper = lift - half, lift + half
-        # Promote on this look's evidence: the lower bound is above 0 now
-        # (1/Lambda+(lift) < alpha), so the bound users read agrees with it.
-        significant = lower > 0
-
-        def width(v: float) -> float:
-            return _approximate_distance(v, tau2, alpha)
-
-    lower, upper = max(-1.0, lower), min(1.0, upper)  # a difference of rates lies in [-1, 1]
-    # Samples to a decision at the current effect: to significance when the
-    # lift is worth promoting, else to ruling the minimum improvement out.
-    gap = lift if lift >= delta else delta - lift
-    scale = _scale_needed(variance, gap, width)
-    by_minimum = settings.min_samples_per_arm / smaller
-    needed: int | None = None
-    if scale is not None:
-        needed = max(0, math.ceil(smaller * (max(scale, by_minimum) - 1.0)))
+    if not (isinstance(previous_p_value, int | float) and 0.0 <= previous_p_value <= 1.0):
+        previous_p_value = 1.0
+    looked = evaluate(champion.successes, champion.samples, challenger.successes, challenger.samples, settings)
+    lift, lower, upper = float(looked.lift), float(looked.lower), float(looked.upper)
+    p_value = float(looked.p_value)
+    if settings.method == "sequential":
+        p_value = min(p_value, previous_p_value)
+    null, alternative = theta0(settings), theta0(settings) + delta
+    predicted = forecast(champion, challenger, settings) if with_forecast else None
+    maximum = None
+    if settings.method == "sequential":
+        maximum = math.ceil(min(planned_maximum(champion, challenger, settings), FORECAST_LIMIT))
     numbers = f"lift {lift:+.4f} [{lower:+.4f}, {upper:+.4f}], p={p_value:.4g}"
     arms = (
         f"champion {champion.successes:.0f}/{champion.samples:.0f}, "
         f"challenger {challenger.successes:.0f}/{challenger.samples:.0f}"
     )
+    needed, needed_upper = predicted if predicted is not None else (None, None)
 
     def verdict(outcome: Outcome, reason: str, message: str) -> Verdict:
-        return Verdict(outcome, reason, message, lift, lower, upper, p_value, needed)
+        if outcome != "Continue":
+            return Verdict(outcome, reason, message, lift, lower, upper, p_value, 0, 0, maximum)
+        return Verdict(outcome, reason, message, lift, lower, upper, p_value, needed, needed_upper, maximum)
 
     if smaller < settings.min_samples_per_arm:
         return verdict(
@@ -264,18 +539,28 @@ def decide(
             "NotEnoughSamples",
             f"{smaller:.0f} of {settings.min_samples_per_arm} samples on the smaller arm; {numbers} ({arms})",
         )
-    if significant and lift >= delta:
+    if bool(looked.promote):
+        observed = f" and the observed lift >= {delta}" if rule == "BetterAndObservedMinImprovement" else ""
         return verdict(
             "Promote",
             "ChallengerBetter",
-            f"{numbers} < alpha {alpha} and lift >= {delta} ({settings.method}; {arms})",
+            f"{numbers}: the lower bound clears {null:g} at alpha {alpha}{observed} "
+            f"({settings.method}, {rule}; {arms})",
         )
-    if upper < delta:
+    if upper < alternative:
         return verdict(
             "Reject",
             "ChallengerNotBetter",
-            f"{numbers}: the upper bound {upper:+.4f} rules out the minimum improvement {delta} "
-            f"({settings.method}; {arms})",
+            f"{numbers}: the upper bound {upper:+.4f} rules out a lift of {alternative:g} "
+            f"({settings.method}, {rule}; {arms})",
+        )
+    if bool(looked.reject):
+        return verdict(
+            "Reject",
+            "PlannedMaximumReached",
+            f"{numbers}: the planned maximum ({maximum} samples on the smaller arm) is reached without showing "
+            f"the challenger better than {null:g}; a lift of {alternative:g} would have been promoted with "
+            f"probability {POWER} ({settings.method}, {rule}; {arms})",
         )
     return verdict("Continue", "Undecided", f"{numbers}; {arms}")
 
@@ -286,7 +571,7 @@ def first_decision(looks: Iterable[tuple[Arm, Arm]], settings: Settings) -> tupl
     Continue and its look number (from 1), or None when none decides."""
     p_value = 1.0
     for number, (champion, challenger) in enumerate(looks, start=1):
-        verdict = decide(champion, challenger, settings, previous_p_value=p_value)
+        verdict = decide(champion, challenger, settings, previous_p_value=p_value, with_forecast=False)
         p_value = verdict.p_value
         if verdict.outcome != "Continue":
             return verdict, number
