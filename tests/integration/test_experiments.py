@@ -278,3 +278,65 @@ def set_route(custom: client.CustomObjectsApi, namespace: str, refs: list[dict[s
     route = custom.get_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace, "httproutes", MODEL)
     route["spec"]["rules"][0]["backendRefs"] = refs
     custom.replace_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace, "httproutes", MODEL, route)
+
+
+@pytest.mark.parametrize("served", [{"1.0.0": 0.85, "1.1.0": 0.03}], indirect=True)
+def test_far_worse_challenger_is_rejected_at_the_first_look_the_gates_allow(
+    served: Served, api_client: client.ApiClient, sandbox: Any
+) -> None:
+    namespace = served.namespace
+    custom = client.CustomObjectsApi(api_client)
+    gate = 100
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "abexperiments", experiment(sandbox.prometheus_url, minSamplesPerArm=gate)
+    )
+    generator = load(sandbox.gateway_url, f"{MODEL}.test", seconds=120)
+    try:
+        rejected = experiments(
+            custom, namespace, lambda a: (a.get("status") or {}).get("phase") == "Rejected", timeout=120
+        )
+    finally:
+        finish(generator, stop=True)
+    status = rejected["status"]
+    assert status["decision"]["outcome"] == "Reject"
+    # decided as soon as both arms passed the gate: one 2 s look's worth of traffic later at most
+    assert min(status["arms"]["champion"]["samples"], status["arms"]["challenger"]["samples"]) < 3 * gate
+    assert status["statistic"]["ciUpper"] < 0
+    assert "%" in status["decision"]["message"] or "lift" in status["decision"]["message"]
+    assert status["weights"] == {"champion": 100, "challenger": 0}
+
+
+@pytest.mark.parametrize("served", [{"1.0.0": 0.85, "1.1.0": 0.90}], indirect=True)
+def test_a_query_returning_negative_counts_decides_nothing_says_why_and_the_experiment_goes_on(
+    served: Served, api_client: client.ApiClient, sandbox: Any
+) -> None:
+    from relearn.handlers.experiments import TOTAL_QUERY
+
+    namespace = served.namespace
+    custom = client.CustomObjectsApi(api_client)
+    body = experiment(sandbox.prometheus_url, minSamplesPerArm=100, totalQuery=f"-1 * {TOTAL_QUERY}")
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "abexperiments", body)
+    generator = load(sandbox.gateway_url, f"{MODEL}.test", seconds=120)
+    try:
+        refused = experiments(
+            custom,
+            namespace,
+            lambda a: (
+                (a.get("status") or {}).get("phase") == "Progressing"
+                and condition(a, "Inconclusive")
+                and any(c.get("reason") == "InvalidMetrics" for c in a["status"].get("conditions") or ())
+            ),
+            timeout=90,
+        )
+        inconclusive = next(c for c in refused["status"]["conditions"] if c["type"] == "Inconclusive")
+        assert "negative" in inconclusive["message"]
+        assert (refused["status"].get("decision") or {}).get("outcome") in (None, "Continue")
+        # the query is fixed: the same daemon decides on the real counts
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "abexperiments", f"{MODEL}-1.1.0", {"spec": {"analysis": {"totalQuery": None}}}
+        )
+        experiments(custom, namespace, lambda a: condition(a, "Inconclusive", "False"), timeout=90)
+    finally:
+        finish(generator, stop=True)
+    reasons = [e.reason for e in client.CoreV1Api(api_client).list_namespaced_event(namespace).items]
+    assert reasons.count("InvalidMetrics") == 1

@@ -301,6 +301,9 @@ async def read_values(
         return {key: await _value(prometheus, render(query, labels, window)) for key, query, labels in queries}
 
 
+EXTRAPOLATION_SLACK = 1.01  # successes above samples by up to 1 % (plus one) are clamped, not refused
+
+
 async def measure(ctx: Context, split: Split) -> judging.Look:
     """Both arms and the guardrails over the time since the challenger took traffic."""
     assert ctx.status.start_time is not None
@@ -321,7 +324,12 @@ async def measure(ctx: Context, split: Split) -> judging.Look:
 
     def arm_of(arm: str) -> stats.Arm:
         samples = values[f"{arm}.samples"] or 0.0
-        return stats.Arm(min(values[f"{arm}.successes"] or 0.0, samples), samples)
+        successes = values[f"{arm}.successes"] or 0.0
+        # increase() extrapolates each series on its own: successes may exceed samples by a little,
+        # which is noise; more than that is a broken query, which the decision core refuses.
+        if samples < successes <= samples * EXTRAPOLATION_SLACK + 1:
+            successes = samples
+        return stats.Arm(successes, samples)
 
     guardrails = [
         judging.GuardrailValue(g.name, values[f"guardrail.{g.name}"], g.max) for g in analysis.guardrails or ()
@@ -351,8 +359,12 @@ def _status_numbers(look: judging.Look, judgement: judging.Judgement, method: st
             statistic[key] = value
     if v.samples_needed is not None:
         statistic["samplesNeeded"] = v.samples_needed
+    if v.samples_needed_upper is not None:
+        statistic["samplesNeededP90"] = v.samples_needed_upper
     if judgement.eta is not None:
         statistic["expectedTimeToDecision"] = judgement.eta
+    if judgement.eta_upper is not None:
+        statistic["expectedTimeToDecisionP90"] = judgement.eta_upper
     return {"arms": {"champion": arm(look.champion), "challenger": arm(look.challenger)}, "statistic": statistic}
 
 
