@@ -144,7 +144,7 @@ def test_rejects_far_worse_challenger_at_first_look(
 spec_analysis = st.fixed_dictionaries(
     {
         "method": st.sampled_from(["sequential", "fixed"]),
-        "alpha": open_unit,
+        "alpha": st.floats(0, 0.5, exclude_min=True, exclude_max=True),  # the CRD's bounds
         "minSamplesPerArm": st.integers(1, 10**5),
         "minImprovement": open_unit,
         "promoteWhen": st.sampled_from(["Better", "BetterByMinImprovement", "BetterAndObservedMinImprovement"]),

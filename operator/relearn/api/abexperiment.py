@@ -82,7 +82,7 @@ class Analysis(SpecModel):
     success_query: PromQL | None = None
     total_query: PromQL | None = None
     method: TestMethod = "sequential"
-    alpha: Probability = 0.05
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05  # the decision core refuses 0.5 and above
     min_samples_per_arm: Annotated[int, Field(ge=1)] = 1000
     min_improvement: Probability = 0.02
     promote_when: PromotionRule = "Better"
