@@ -43,6 +43,7 @@ from relearn.api.modelversion import ModelVersionSpec
 from relearn.core import drift_policy
 from relearn.core.drift_policy import Assessment, WindowCounts, WindowData
 from relearn.core.durations import parse_duration
+from relearn.errors import DecisionError
 from relearn.handlers import retraining
 from relearn.handlers.outcome import Outcome, apply, post_event
 from relearn.metrics import DECISIONS, DRIFT_CHECKS, DRIFT_SCORE, HANDLER_SECONDS
@@ -53,12 +54,14 @@ METRICS_AVAILABLE, DRIFTED, RETRAINING = "MetricsAvailable", "Drifted", "Retrain
 
 
 class CheckFailed(Exception):
-    """No drift decision this time; the reason goes to MetricsAvailable."""
+    """No drift decision this time; the reason goes to MetricsAvailable, and
+    an Event (``event``) when the reason is new."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, event: str = "MetricsUnavailable") -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.event = event
 
 
 async def _auth(kube: KubeClient, namespace: str, spec: DriftPolicySpec) -> PrometheusAuth:
@@ -129,22 +132,24 @@ async def check(
         try:
             current_window = await read_window(prometheus, spec, labels, now)
             if spec.reference.source == "Window":
-                reference = drift_policy.from_window(
-                    await read_window(prometheus, spec, labels, now, offset=spec.reference.offset)
-                )
+                reference_window = await read_window(prometheus, spec, labels, now, offset=spec.reference.offset)
         except PrometheusError as error:
             raise CheckFailed(f"Prometheus{error.reason}", error.message) from None
         except ValueError as error:  # a user query that cannot be rendered safely
             raise CheckFailed("InvalidQuery", str(error)) from None
-    current = drift_policy.from_window(current_window)
-    if current.empty:
-        raise CheckFailed(
-            "NoData",
-            f"Prometheus has no series for {label_matcher(labels)} in the last {spec.window}: "
-            "is the model server exporting the metric contract and scraped?",
-        )
-
-    assessment = drift_policy.assess(spec, reference, current)
+    try:
+        if spec.reference.source == "Window":
+            reference = drift_policy.from_window(reference_window)
+        current = drift_policy.from_window(current_window)
+        if current.empty:
+            raise CheckFailed(
+                "NoData",
+                f"Prometheus has no series for {label_matcher(labels)} in the last {spec.window}: "
+                "is the model server exporting the metric contract and scraped?",
+            )
+        assessment = drift_policy.assess(spec, reference, current)
+    except DecisionError as error:  # counts that cannot be real: recorded, never decided on
+        raise CheckFailed(error.reason, f"no drift decision: {error.message}", event=error.reason) from None
     outcome.conditions.append(
         (METRICS_AVAILABLE, "True", "MetricsRead", f"read {len(current.features)} features from Prometheus")
     )
@@ -297,7 +302,14 @@ def register(registry: kopf.OperatorRegistry) -> None:
                 try:
                     outcome = await check(kube, name, namespace, uid, spec, status, now)
                     DRIFT_CHECKS.labels(_result(outcome)).inc()
-                except CheckFailed as failure:
+                except Exception as error:  # a broken check must not stop this policy's checks
+                    failure = (
+                        error
+                        if isinstance(error, CheckFailed)
+                        else CheckFailed("CheckError", f"the drift check failed: {type(error).__name__}: {error}")
+                    )
+                    if not isinstance(error, CheckFailed):
+                        logger.exception("drift check failed unexpectedly")
                     outcome = Outcome(
                         conditions=[(METRICS_AVAILABLE, "False", failure.reason, failure.message)],
                         status={"lastCheckTime": rfc3339(now)},
@@ -305,8 +317,8 @@ def register(registry: kopf.OperatorRegistry) -> None:
                     logger.warning("drift check without a decision: %s", failure.message)
                     DRIFT_CHECKS.labels("no-decision").inc()
                     previous = get_condition(status.conditions or [], METRICS_AVAILABLE)
-                    if previous is None or previous.status != "False":
-                        outcome.events.append(("Warning", "MetricsUnavailable", failure.message))
+                    if previous is None or previous.status != "False" or previous.reason != failure.reason:
+                        outcome.events.append(("Warning", failure.event, failure.message))
                 else:
                     previous = get_condition(status.conditions or [], METRICS_AVAILABLE)
                     if previous is not None and previous.status == "False":
