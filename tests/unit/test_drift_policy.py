@@ -269,7 +269,14 @@ def test_any_window_gives_an_assessment_or_a_typed_error_never_drift_on_garbage(
         }
 
     reference, current = WindowData(features()), WindowData(features())
-    spec = policy(thresholds={"minSamples": data.draw(st.integers(min_value=1, max_value=1000))})
+    thresholds = {
+        "minSamples": data.draw(st.integers(min_value=1, max_value=1000)),
+        "pValue": data.draw(st.floats(min_value=1e-9, max_value=0.999)),
+        "psi": data.draw(st.floats(min_value=1e-9, max_value=10)),
+        "jensenShannon": data.draw(st.floats(min_value=1e-9, max_value=1)),
+        "correction": data.draw(st.sampled_from(["benjamini-hochberg", "bonferroni", "none"])),
+    }
+    spec = policy(thresholds=thresholds)
     garbage = any(
         not math.isfinite(v) or v < 0 for w in (reference, current) for f in w.features.values() for v in f.counts
     ) or any(len(f.counts) != len(edges) + 1 for w in (reference, current) for f in [w.features["x"]])

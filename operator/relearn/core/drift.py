@@ -41,7 +41,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special, stats
 
-from relearn.errors import InvalidMetrics, NotEnoughData
+from relearn.errors import InvalidMetrics, InvalidSetting, NotEnoughData
 
 SMOOTHING = 0.5  # pseudo-counts per bucket, spread as the pooled distribution (PSI only)
 # Merge buckets until each expects at least this many counts in either window.
@@ -497,7 +497,7 @@ def compare_features(
     if not features:
         return []
     if not 0 < alpha < 1:
-        raise InvalidMetrics(f"alpha must be in (0, 1), got {alpha}")
+        raise InvalidSetting(f"thresholds.pValue must be in (0, 1), got {alpha}")
     rows = len(features)
     width = max(f.reference.size for f in features)
     ref, cur = np.zeros((rows, width)), np.zeros((rows, width))
