@@ -1,6 +1,10 @@
 """What a DriftPolicy check decides, from counts already fetched: the
 per-feature verdicts, concept drift, the policy's verdict, and whether to
 request a retraining. Pure; ``relearn.handlers.drift`` fetches and writes.
+
+Counts that cannot be real raise ``InvalidMetrics`` (from ``from_window``
+and ``assess``), which the handler records as ``MetricsAvailable=False``:
+no verdict is ever drawn from them.
 """
 
 from __future__ import annotations
@@ -179,8 +183,8 @@ class Assessment:
             assert c is not None
             lines.append(
                 f"{verdict.name}: PSI {c.psi:.3f} (threshold {c.psi_threshold:.3f}), JS {c.jensen_shannon:.3f} "
-                f"(threshold {c.jensen_shannon_threshold:.3f}), {c.test} p={verdict.adjusted_p_value:.2g} "
-                f"on {c.reference_samples:.0f}/{c.current_samples:.0f} samples"
+                f"(threshold {c.jensen_shannon_threshold:.3f}), p={verdict.adjusted_p_value:.2g} "
+                f"(all scores, corrected) on {c.reference_samples:.0f}/{c.current_samples:.0f} samples"
             )
         if self.concept and self.concept.drifted:
             r = self.concept.result
