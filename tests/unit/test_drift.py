@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from relearn.core.drift import (
+    CUMULATIVE_TOLERANCE,
     MIN_EXPECTED,
     FeatureData,
     accuracy_drop,
@@ -32,6 +33,7 @@ from relearn.errors import DecisionError, InvalidMetrics, NotEnoughData
 from scipy import special, stats
 
 counts = st.lists(st.floats(min_value=0, max_value=1e6, allow_nan=False), min_size=1, max_size=30)
+garbage = st.sampled_from([math.nan, math.inf, -math.inf, -1.0, -1e12])
 samples = st.lists(st.floats(min_value=-1e3, max_value=1e3, allow_nan=False), min_size=1, max_size=300)
 
 
@@ -103,6 +105,18 @@ def test_every_score_is_finite_on_empty_buckets_and_windows(values: list[float])
 def test_cumulative_buckets_become_per_bucket_counts_without_negatives() -> None:
     # increase() extrapolates: a cumulative count may dip below the one before.
     assert list(buckets_from_cumulative([2.0, 5.5, 5.4, 9.0])) == pytest.approx([2.0, 3.5, 0.0, 3.6])
+
+
+@given(st.lists(st.one_of(st.floats(min_value=0, max_value=1e12), garbage), min_size=0, max_size=30))
+def test_cumulative_counts_become_buckets_within_the_total_or_invalid_metrics(cumulative: list[float]) -> None:
+    try:
+        buckets = buckets_from_cumulative(cumulative)
+    except InvalidMetrics:
+        return
+    assert all(math.isfinite(v) and v >= 0 for v in cumulative)
+    assert (buckets >= 0).all()
+    if cumulative:
+        assert buckets.sum() <= cumulative[-1] * (1 + CUMULATIVE_TOLERANCE) + 1e-6
 
 
 def test_a_reset_in_one_le_series_is_invalid_not_an_inflated_bucket() -> None:
@@ -178,7 +192,6 @@ def test_not_enough_data_is_no_answer_rather_than_no_drift() -> None:
 
 # -- totality: garbage is refused, never decided on ----------------------------------------
 
-garbage = st.sampled_from([math.nan, math.inf, -math.inf, -1.0, -1e12])
 any_count = st.one_of(st.floats(min_value=0, max_value=1e12), st.just(0.0), garbage)
 SETTINGS = {"psi_threshold": 0.2, "js_threshold": 0.1, "alpha": 0.01, "min_samples": 1}
 

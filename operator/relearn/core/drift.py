@@ -526,7 +526,7 @@ def compare_features(
         js_p = np.where(both & (groups > 1), special.chdtrc(dof, js_values**2 * 8 * math.log(2) / scale), 1.0)
     psi_p = np.where(psi_values > psi_threshold, psi_p, 1.0)
     js_p = np.where(js_values > js_threshold, js_p, 1.0)
-    per_feature = np.where(numeric, 4, 3)
+    per_feature = np.array([scores_per_feature(f.kind) for f in features])
     combined = np.minimum(1.0, per_feature * np.minimum.reduce([ks_p, chi_p, psi_p, js_p]))
 
     # The level at which PSI or JS alone raises the alarm: Bonferroni across
