@@ -286,3 +286,12 @@ def test_any_window_gives_an_assessment_or_a_typed_error_never_drift_on_garbage(
         return
     assert not garbage
     assert result.drifted in (True, False, None)
+
+
+def test_invalid_metrics_in_many_features_give_a_bounded_message() -> None:
+    names = [f"f{i}" for i in range(200)]
+    good = WindowData({n: FeatureCounts("numeric", (1.0, 1.0, 1.0, 1.0), EDGES) for n in names})
+    bad = WindowData({n: FeatureCounts("numeric", (-1.0, 1.0, 1.0, 1.0), EDGES) for n in names})
+    with pytest.raises(InvalidMetrics, match=r"and 190 more$") as error:
+        assess(policy(features=[{"name": n} for n in names]), good, bad)
+    assert len(error.value.message) < 2000

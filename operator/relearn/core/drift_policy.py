@@ -195,6 +195,9 @@ class Assessment:
         return lines
 
 
+MAX_LISTED = 10  # invalid features named in one message
+
+
 def assess(spec: DriftPolicySpec, reference: WindowData, current: WindowData) -> Assessment:
     """The check's verdict: per feature, concept drift, and overall.
 
@@ -237,8 +240,9 @@ def assess(spec: DriftPolicySpec, reference: WindowData, current: WindowData) ->
             concept = ConceptVerdict(
                 result, (result.drop >= thresholds.accuracy_drop and result.ci_lower > 0) if enough else None
             )
-    if invalid:
-        raise InvalidMetrics("; ".join(invalid))
+    if invalid:  # a bounded message: it becomes a condition and an Event
+        more = f"; and {len(invalid) - MAX_LISTED} more" if len(invalid) > MAX_LISTED else ""
+        raise InvalidMetrics("; ".join(invalid[:MAX_LISTED]) + more)
     compared = drift.compare_features(
         data,
         psi_threshold=thresholds.psi,
