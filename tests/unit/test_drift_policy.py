@@ -4,10 +4,13 @@ concept verdicts, and the retraining trigger."""
 from __future__ import annotations
 
 import datetime
+import math
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from relearn.adapters.prometheus import Sample, arrange
 from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
 from relearn.api.modelversion import ModelVersionSpec
@@ -23,6 +26,7 @@ from relearn.core.drift_policy import (
     from_window,
     retraining_job_name,
 )
+from relearn.errors import InvalidMetrics
 
 NOW = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)
 EDGES = (-1.0, 0.0, 1.0)
@@ -196,3 +200,98 @@ def test_feedback_without_data_is_no_accuracy_not_zero_accuracy() -> None:
     assert data.total is None
     result = assess(policy(), REFERENCE, window([500, 1500, 1500, 500], {"a": 2500, "b": 1500}))
     assert result.concept is None
+
+
+# -- invalid metrics never become decisions --------------------------------------------------
+
+
+def cumulative_window(les: list[str], values: list[float]) -> WindowData:
+    return from_window(arrange([Sample({"feature": "x", "le": le}, v) for le, v in zip(les, values, strict=True)]))
+
+
+def test_a_reset_in_one_le_series_is_invalid_metrics() -> None:
+    with pytest.raises(InvalidMetrics, match="fall back"):
+        cumulative_window(["-1", "0", "1", "+Inf"], [100, 5000, 300, 400])
+
+
+def test_a_histogram_without_its_inf_bucket_or_with_a_repeated_bound_is_invalid_metrics() -> None:
+    with pytest.raises(InvalidMetrics, match=r"\+Inf"):
+        cumulative_window(["-1", "0", "1"], [100, 200, 300])
+    with pytest.raises(InvalidMetrics, match="distinct"):
+        cumulative_window(["1", "1.0", "+Inf"], [100, 200, 300])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -5.0])
+def test_garbage_counts_in_a_window_raise_invalid_metrics_naming_the_feature(bad: float) -> None:
+    current = window([500, 1500, bad, 500], {"a": 2500, "b": 1500})
+    with pytest.raises(InvalidMetrics, match=r"^x: "):
+        assess(policy(), REFERENCE, current)
+
+
+def test_more_correct_answers_than_answers_is_invalid_metrics() -> None:
+    data = from_window(arrange([], feedback=(900.0, 500.0)))
+    with pytest.raises(InvalidMetrics, match="accuracy"):
+        assess(policy(), REFERENCE, WindowData(REFERENCE.features, data.correct, data.total))
+
+
+def test_counts_that_do_not_match_their_layout_are_invalid_metrics() -> None:
+    current = WindowData({"x": FeatureCounts("numeric", (1.0, 2.0), EDGES)})
+    with pytest.raises(InvalidMetrics, match="counts for 4 edges"):
+        assess(policy(features=[{"name": "x"}]), REFERENCE, current)
+
+
+def test_a_single_bucket_feature_is_no_answer_with_a_note() -> None:
+    reference = WindowData({"x": FeatureCounts("numeric", (8000.0,))})
+    current = WindowData({"x": FeatureCounts("numeric", (4000.0,))})
+    (verdict,) = assess(policy(features=[{"name": "x"}]), reference, current).features
+    assert verdict.drifted is None
+    assert "two" in (verdict.note or "")
+
+
+counts_or_garbage = st.one_of(
+    st.floats(min_value=0, max_value=1e12), st.sampled_from([0.0, -1.0, float("nan"), float("inf"), -float("inf")])
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_any_window_gives_an_assessment_or_a_typed_error_never_drift_on_garbage(data: st.DataObject) -> None:
+    buckets = data.draw(st.integers(min_value=1, max_value=12))
+    edges = tuple(float(e) for e in range(buckets - 1))
+    categories = tuple(f"c{i}" for i in range(data.draw(st.integers(min_value=1, max_value=12))))
+
+    def features() -> dict[str, FeatureCounts]:
+        x = data.draw(st.lists(counts_or_garbage, min_size=buckets, max_size=buckets + 1))
+        c = data.draw(st.lists(counts_or_garbage, min_size=len(categories), max_size=len(categories)))
+        return {
+            "x": FeatureCounts("numeric", tuple(x), edges),
+            "c": FeatureCounts("categorical", tuple(c), categories=categories),
+        }
+
+    reference, current = WindowData(features()), WindowData(features())
+    thresholds = {
+        "minSamples": data.draw(st.integers(min_value=1, max_value=1000)),
+        "pValue": data.draw(st.floats(min_value=1e-9, max_value=0.999)),
+        "psi": data.draw(st.floats(min_value=1e-9, max_value=10)),
+        "jensenShannon": data.draw(st.floats(min_value=1e-9, max_value=1)),
+        "correction": data.draw(st.sampled_from(["benjamini-hochberg", "bonferroni", "none"])),
+    }
+    spec = policy(thresholds=thresholds)
+    garbage = any(
+        not math.isfinite(v) or v < 0 for w in (reference, current) for f in w.features.values() for v in f.counts
+    ) or any(len(f.counts) != len(edges) + 1 for w in (reference, current) for f in [w.features["x"]])
+    try:
+        result = assess(spec, reference, current)
+    except InvalidMetrics:
+        return
+    assert not garbage
+    assert result.drifted in (True, False, None)
+
+
+def test_invalid_metrics_in_many_features_give_a_bounded_message() -> None:
+    names = [f"f{i}" for i in range(200)]
+    good = WindowData({n: FeatureCounts("numeric", (1.0, 1.0, 1.0, 1.0), EDGES) for n in names})
+    bad = WindowData({n: FeatureCounts("numeric", (-1.0, 1.0, 1.0, 1.0), EDGES) for n in names})
+    with pytest.raises(InvalidMetrics, match=r"and 190 more$") as error:
+        assess(policy(features=[{"name": n} for n in names]), good, bad)
+    assert len(error.value.message) < 2000

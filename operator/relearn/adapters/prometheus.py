@@ -320,7 +320,8 @@ def arrange(
                 categorical.setdefault(feature, {})[sample.labels["category"]] = sample.value
     if feedback is not None:
         correct, total = feedback
-        outcomes = {"correct": correct, "incorrect": max(0.0, total - correct)}
+        # Unclipped: more correct than total answers is for the core to refuse.
+        outcomes = {"correct": correct, "incorrect": total - correct}
     for buckets in numeric.values():
         buckets.sort()
     return WindowCounts(numeric, categorical, outcomes)

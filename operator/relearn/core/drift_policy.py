@@ -1,6 +1,10 @@
 """What a DriftPolicy check decides, from counts already fetched: the
 per-feature verdicts, concept drift, the policy's verdict, and whether to
 request a retraining. Pure; ``relearn.handlers.drift`` fetches and writes.
+
+Counts that cannot be real raise ``InvalidMetrics`` (from ``from_window``
+and ``assess``), which the handler records as ``MetricsAvailable=False``:
+no verdict is ever drawn from them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
 from relearn.api.modelversion import ModelVersionSpec
 from relearn.core import drift
 from relearn.core.durations import parse_duration
+from relearn.errors import InvalidMetrics, NotEnoughData
 
 
 @dataclass(frozen=True)
@@ -56,23 +61,42 @@ class WindowData:
 
 
 class AlignmentError(ValueError):
-    """Reference and current buckets cannot be compared."""
+    """Reference and current buckets cannot be compared (different layouts):
+    the feature gets a note, not a verdict."""
+
+
+def _numeric_window(name: str, buckets: Sequence[tuple[float, float]]) -> FeatureCounts:
+    """Per-bucket counts from ``(le, cumulative count)`` pairs, sorted by ``le``."""
+    les = [le for le, _ in buckets]
+    if any(math.isnan(le) for le in les) or len(set(les)) != len(les):
+        raise InvalidMetrics(f"feature {name}: bucket bounds `le` must be distinct numbers, got {les}")
+    if not les or les[-1] != math.inf:
+        raise InvalidMetrics(f"feature {name}: histogram without its +Inf bucket (le {les})")
+    try:
+        per_bucket = drift.buckets_from_cumulative([count for _, count in buckets])
+    except InvalidMetrics as error:
+        raise InvalidMetrics(f"feature {name}: {error.message}") from None
+    return FeatureCounts("numeric", tuple(float(v) for v in per_bucket), tuple(les[:-1]))
 
 
 def from_window(window: WindowCounts) -> WindowData:
+    """One window's counts, arranged per feature. InvalidMetrics for counts
+    that cannot be real (see ``relearn.core.drift``); NaN feedback is no
+    feedback (0/0 of a rate), ±Inf or negative feedback is InvalidMetrics."""
     features: dict[str, FeatureCounts] = {}
     for name, buckets in window.numeric.items():
-        les = [le for le, _ in buckets]
-        cumulative = [count for _, count in buckets]
-        edges = tuple(le for le in les if le != float("inf"))
-        features[name] = FeatureCounts("numeric", tuple(drift.buckets_from_cumulative(cumulative)), edges)
+        features[name] = _numeric_window(name, sorted(buckets))
     for name, by_category in window.categorical.items():
         categories = tuple(sorted(by_category))
         features[name] = FeatureCounts("categorical", tuple(by_category[c] for c in categories), categories=categories)
-    outcomes = {k: v for k, v in window.feedback.items() if math.isfinite(v)}
-    correct, incorrect = outcomes.get("correct"), outcomes.get("incorrect")
-    total = (correct or 0.0) + (incorrect or 0.0) if outcomes else None
-    return WindowData(features, correct, total)
+    outcomes = dict(window.feedback)
+    if not outcomes or any(math.isnan(v) for v in outcomes.values()):
+        return WindowData(features)  # a rate's 0/0: no feedback, not zero accuracy
+    if not all(math.isfinite(v) for v in outcomes.values()):
+        raise InvalidMetrics(f"feedback counts are infinite: {outcomes}")
+    # A negative count is refused by drift.accuracy_drop, with the numbers.
+    correct = outcomes.get("correct", 0.0)
+    return WindowData(features, correct, correct + outcomes.get("incorrect", 0.0))
 
 
 def from_baseline(version: ModelVersionSpec) -> WindowData:
@@ -88,12 +112,27 @@ def from_baseline(version: ModelVersionSpec) -> WindowData:
     return WindowData(features)
 
 
+def _layout(window: str, counts: FeatureCounts) -> None:
+    labels = counts.categories if counts.kind == "categorical" else (*counts.edges, math.inf)
+    if len(labels) != len(counts.counts):
+        what = "categories" if counts.kind == "categorical" else "edges plus +Inf"
+        raise InvalidMetrics(f"{window}: {len(counts.counts)} counts for {len(labels)} {what}")
+    if counts.kind == "categorical" and len(set(labels)) != len(labels):
+        raise InvalidMetrics(f"{window}: a category appears twice")
+
+
 def align(reference: FeatureCounts, current: FeatureCounts) -> tuple[list[float], list[float], tuple[float, ...]]:
-    """The two windows' counts over the same buckets."""
+    """The two windows' counts over the same buckets.
+
+    AlignmentError when the layouts differ (not comparable); InvalidMetrics
+    when a window's counts do not match its own layout."""
     if reference.kind != current.kind:
         raise AlignmentError(f"reference is {reference.kind}, current is {current.kind}")
+    _layout("reference", reference)
+    _layout("current window", current)
     if reference.kind == "categorical":
-        categories = list(reference.categories) + [c for c in current.categories if c not in reference.categories]
+        known = set(reference.categories)
+        categories = list(reference.categories) + [c for c in current.categories if c not in known]
         ref = dict(zip(reference.categories, reference.counts, strict=True))
         cur = dict(zip(current.categories, current.counts, strict=True))
         return [ref.get(c, 0.0) for c in categories], [cur.get(c, 0.0) for c in categories], ()
@@ -144,8 +183,8 @@ class Assessment:
             assert c is not None
             lines.append(
                 f"{verdict.name}: PSI {c.psi:.3f} (threshold {c.psi_threshold:.3f}), JS {c.jensen_shannon:.3f} "
-                f"(threshold {c.jensen_shannon_threshold:.3f}), {c.test} p={verdict.adjusted_p_value:.2g} "
-                f"on {c.reference_samples:.0f}/{c.current_samples:.0f} samples"
+                f"(threshold {c.jensen_shannon_threshold:.3f}), p={verdict.adjusted_p_value:.2g} "
+                f"(all scores, corrected) on {c.reference_samples:.0f}/{c.current_samples:.0f} samples"
             )
         if self.concept and self.concept.drifted:
             r = self.concept.result
@@ -156,58 +195,73 @@ class Assessment:
         return lines
 
 
+MAX_LISTED = 10  # invalid features named in one message
+
+
 def assess(spec: DriftPolicySpec, reference: WindowData, current: WindowData) -> Assessment:
+    """The check's verdict: per feature, concept drift, and overall.
+
+    The alarm is controlled per check: every score of every feature that can
+    raise it is a p-value, combined within the feature and corrected across
+    the features with enough data (``relearn.core.drift``). Raises
+    InvalidMetrics, naming every feature concerned, when any count cannot be
+    real: no verdict is drawn from such a window, not even on the other features."""
     thresholds = spec.thresholds
     alpha = thresholds.p_value
-    comparisons: list[tuple[str, drift.FeatureComparison | None, str | None]] = []
+    notes: dict[str, str] = {}
+    data: list[drift.FeatureData] = []
+    invalid: list[str] = []
     for feature in spec.features:
         ref, cur = reference.features.get(feature.name), current.features.get(feature.name)
         if ref is None or cur is None:
-            where = "reference" if ref is None else "current window"
-            comparisons.append((feature.name, None, f"no data in the {where}"))
+            notes[feature.name] = f"no data in the {'reference' if ref is None else 'current window'}"
             continue
         try:
             ref_counts, cur_counts, edges = align(ref, cur)
+            ref_array, cur_array = drift.check_layout(ref.kind, ref_counts, cur_counts, edges)
         except AlignmentError as error:
-            comparisons.append((feature.name, None, str(error)))
-            continue
-        comparisons.append(
-            (
-                feature.name,
-                drift.compare_feature(
-                    feature.name,
-                    ref.kind,
-                    ref_counts,
-                    cur_counts,
-                    edges=edges,
-                    psi_threshold=thresholds.psi,
-                    js_threshold=thresholds.jensen_shannon,
-                    alpha=alpha,
-                    min_samples=thresholds.min_samples,
-                ),
-                None,
-            )
-        )
-    testable = [c for _, c, _ in comparisons if c is not None and c.enough_data]
-    adjusted = iter(drift.adjust_p_values([c.p_value for c in testable], thresholds.correction))
-    verdicts = []
-    for name, comparison, note in comparisons:
-        if comparison is None:
-            verdicts.append(FeatureVerdict(name, None, None, None, note))
-        elif not comparison.enough_data:
-            verdicts.append(
-                FeatureVerdict(name, comparison, None, None, f"fewer than {thresholds.min_samples} samples")
-            )
+            notes[feature.name] = str(error)
+        except NotEnoughData as error:
+            notes[feature.name] = error.message
+        except InvalidMetrics as error:
+            invalid.append(f"{feature.name}: {error.message}")
         else:
-            p = next(adjusted)
-            verdicts.append(FeatureVerdict(name, comparison, p, drift.drifted(comparison, p, alpha)))
+            data.append(drift.FeatureData(feature.name, ref.kind, ref_array, cur_array, edges))
     concept = None
     if spec.accuracy.enabled and reference.total and current.total is not None:
-        result = drift.accuracy_drop(reference.correct or 0.0, reference.total, current.correct or 0.0, current.total)
-        enough = current.total >= thresholds.min_samples
-        concept = ConceptVerdict(
-            result, (result.drop >= thresholds.accuracy_drop and result.ci_lower > 0) if enough else None
-        )
+        try:
+            result = drift.accuracy_drop(
+                reference.correct or 0.0, reference.total, current.correct or 0.0, current.total
+            )
+        except InvalidMetrics as error:
+            invalid.append(f"accuracy: {error.message}")
+        else:
+            enough = current.total >= thresholds.min_samples
+            concept = ConceptVerdict(
+                result, (result.drop >= thresholds.accuracy_drop and result.ci_lower > 0) if enough else None
+            )
+    if invalid:  # a bounded message: it becomes a condition and an Event
+        more = f"; and {len(invalid) - MAX_LISTED} more" if len(invalid) > MAX_LISTED else ""
+        raise InvalidMetrics("; ".join(invalid[:MAX_LISTED]) + more)
+    compared = drift.compare_features(
+        data,
+        psi_threshold=thresholds.psi,
+        js_threshold=thresholds.jensen_shannon,
+        alpha=alpha,
+        min_samples=thresholds.min_samples,
+    )
+    decided = {
+        c.name: (c, p, verdict)
+        for c, (p, verdict) in zip(compared, drift.decide(compared, thresholds.correction, alpha), strict=True)
+    }
+    verdicts = []
+    for feature in spec.features:
+        if feature.name not in decided:
+            verdicts.append(FeatureVerdict(feature.name, None, None, None, notes.get(feature.name)))
+            continue
+        comparison, p, verdict = decided[feature.name]
+        note = None if comparison.enough_data else f"fewer than {thresholds.min_samples} samples"
+        verdicts.append(FeatureVerdict(feature.name, comparison, p, verdict, note))
     answers = [v.drifted for v in verdicts] + ([concept.drifted] if concept else [])
     overall = True if any(answers) else (None if all(a is None for a in answers) else False)
     return Assessment(tuple(verdicts), concept, overall)

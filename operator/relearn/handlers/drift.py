@@ -59,12 +59,14 @@ NO_LIMITS = Allowlist()
 
 
 class CheckFailed(Exception):
-    """No drift decision this time; the reason goes to MetricsAvailable."""
+    """No drift decision this time; the reason goes to MetricsAvailable, and
+    an Event (``event``) when the reason is new."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, event: str = "MetricsUnavailable") -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.event = event
 
 
 async def _auth(kube: KubeClient, namespace: str, spec: DriftPolicySpec, allowed: Allowlist) -> PrometheusAuth:
@@ -140,22 +142,24 @@ async def check(
         try:
             current_window = await read_window(prometheus, spec, labels, now)
             if spec.reference.source == "Window":
-                reference = drift_policy.from_window(
-                    await read_window(prometheus, spec, labels, now, offset=spec.reference.offset)
-                )
+                reference_window = await read_window(prometheus, spec, labels, now, offset=spec.reference.offset)
         except PrometheusError as error:
             raise CheckFailed(f"Prometheus{error.reason}", error.message) from None
         except ValueError as error:  # a user query that cannot be rendered safely
             raise CheckFailed("InvalidQuery", str(error)) from None
-    current = drift_policy.from_window(current_window)
-    if current.empty:
-        raise CheckFailed(
-            "NoData",
-            f"Prometheus has no series for {label_matcher(labels)} in the last {spec.window}: "
-            "is the model server exporting the metric contract and scraped?",
-        )
-
-    assessment = drift_policy.assess(spec, reference, current)
+    try:
+        if spec.reference.source == "Window":
+            reference = drift_policy.from_window(reference_window)
+        current = drift_policy.from_window(current_window)
+        if current.empty:
+            raise CheckFailed(
+                "NoData",
+                f"Prometheus has no series for {label_matcher(labels)} in the last {spec.window}: "
+                "is the model server exporting the metric contract and scraped?",
+            )
+        assessment = drift_policy.assess(spec, reference, current)
+    except DecisionError as error:  # counts that cannot be real: recorded, never decided on
+        raise CheckFailed(error.reason, f"no drift decision: {error.message}", event=error.reason) from None
     outcome.conditions.append(
         (METRICS_AVAILABLE, "True", "MetricsRead", f"read {len(current.features)} features from Prometheus")
     )
@@ -362,8 +366,8 @@ async def _drift_check(
         logger.warning("drift check without a decision: %s", failure.message)
         DRIFT_CHECKS.labels("no-decision").inc()
         previous = get_condition(status.conditions or [], METRICS_AVAILABLE)
-        if previous is None or previous.status != "False":
-            outcome.events.append(("Warning", "MetricsUnavailable", failure.message))
+        if previous is None or previous.status != "False" or previous.reason != failure.reason:
+            outcome.events.append(("Warning", failure.event, failure.message))
     else:
         previous = get_condition(status.conditions or [], METRICS_AVAILABLE)
         if previous is not None and previous.status == "False":
