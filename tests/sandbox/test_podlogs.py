@@ -83,3 +83,15 @@ def test_a_follower_reads_every_line_once_while_old_ones_are_let_go(output: list
     assert log.size <= 100
     kept, _ = select(log, LogOptions(tail_lines=1000))
     assert b"".join(output).endswith(kept)
+
+
+def test_a_progress_bar_without_newlines_is_kept_in_bounded_pieces() -> None:
+    log = TimedLog(max_bytes=64 * 1024)
+    bar = b"\rtraining  42% |####      | 420/1000"
+    for _ in range(20_000):  # 760 kB on one "line"
+        log.append(bar, START)
+    data, _ = select(log, LogOptions())
+    assert bar * 4 in data
+    assert data.endswith(bar)
+    assert log.size <= 64 * 1024
+    assert max(len(line) for line in log.lines) <= 16 * 1024 + len(bar)

@@ -70,6 +70,7 @@ class LogOptions:
 
 
 MAX_LOG_BYTES = 10 * 1024 * 1024  # the kubelet's default containerLogMaxSize
+MAX_LINE_BYTES = 16 * 1024  # the CRI log's longest line before it is split
 
 
 @dataclass
@@ -80,7 +81,7 @@ class TimedLog:
     are let go (as the kubelet rotates its log files), and ``dropped``
     counts them, so a follower's position stays valid."""
 
-    lines: list[bytes] = field(default_factory=list)
+    lines: list[bytes | bytearray] = field(default_factory=list)
     times: list[datetime.datetime] = field(default_factory=list)
     partial: bool = False  # the last line has no newline yet
     dropped: int = 0
@@ -91,11 +92,13 @@ class TimedLog:
         # Lines end at "\n" only, as the kubelet's: a "\r" (progress bars) stays inside a line.
         for piece in _NEWLINE_PIECES.findall(chunk):
             if self.partial:
-                self.lines[-1] += piece
+                self.lines[-1] += piece  # a bytearray: extended in place, not copied
             else:
-                self.lines.append(piece)
+                self.lines.append(bytearray(piece))
                 self.times.append(at)
-            self.partial = not piece.endswith(b"\n")
+            # A line past MAX_LINE_BYTES is closed, as the CRI splits long lines,
+            # so a progress bar that never prints "\n" cannot grow without bound.
+            self.partial = not piece.endswith(b"\n") and len(self.lines[-1]) < MAX_LINE_BYTES
             self.size += len(piece)
         if self.size > self.max_bytes:
             self._let_oldest_go()
