@@ -174,7 +174,8 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
     console.rule("[bold]Relearn demo")
     try:
         with timeline.step("sandbox control plane up (API server, kubelet, gateway, Prometheus)"):
-            state = control.up(workdir, [])
+            # Unless kept, nothing the demo starts outlives it, even if it is killed.
+            state = control.up(workdir, [], with_parent=not keep)
         kubeconfig = Path(state["kubeconfig"])
         api = config.new_client_from_config(config_file=str(kubeconfig))
         custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
@@ -187,7 +188,7 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
                 )
 
         with timeline.step(f"operator running: relearn run -n {namespace}"):
-            operator = start_operator(kubeconfig, [namespace], workdir / "operator.log")
+            operator = start_operator(kubeconfig, [namespace], workdir / "operator.log", with_parent=not keep)
 
         docs = [yaml.safe_load((examples / name).read_text()) for name in EXAMPLE_FILES]
         with timeline.step("invoice-classifier declared: two ModelVersions, a DriftPolicy, an ABExperiment"):

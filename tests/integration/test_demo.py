@@ -138,3 +138,24 @@ def test_a_step_that_does_not_happen_is_named_with_the_log_that_explains_it(
     assert "restarts" in title
     assert "exited 3" in text
     assert crash in text
+
+
+def test_a_killed_demo_leaves_no_process_behind(demo_dir: Path) -> None:
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "relearn", "demo", "--dir", str(demo_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 90
+    while not (demo_dir / "operator.log").exists():  # the sandbox is up and the operator starting
+        assert time.monotonic() < deadline, "the demo never got to start the operator"
+        assert demo.poll() is None
+        time.sleep(0.1)
+    demo.kill()  # no handler runs: what it started must stop by itself
+    demo.wait(timeout=10)
+    deadline = time.monotonic() + 60
+    while processes_mentioning(str(demo_dir)):
+        assert time.monotonic() < deadline, (
+            f"still running after the demo was killed: {processes_mentioning(str(demo_dir))}"
+        )
+        time.sleep(0.2)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from relearn.sandbox.cluster import Sandbox, SandboxConfig
+from relearn.sandbox.processes import die_with_parent
 
 DEFAULT_DIR = Path(".relearn/sandbox")
 
@@ -87,8 +88,9 @@ async def serve(config: SandboxConfig) -> None:
         await sandbox.stop()
 
 
-def up(directory: Path, serve_args: list[str], timeout: float = 90.0) -> dict[str, Any]:
-    """Start ``relearn sandbox serve`` detached; return its state once ready."""
+def up(directory: Path, serve_args: list[str], timeout: float = 90.0, with_parent: bool = False) -> dict[str, Any]:
+    """Start ``relearn sandbox serve`` detached; return its state once ready. ``with_parent``: it
+    stops (SIGTERM, cleaning up its pods) when this process dies, even by SIGKILL."""
     directory = directory.resolve()
     running = read_state(directory)
     if running is not None:
@@ -101,6 +103,7 @@ def up(directory: Path, serve_args: list[str], timeout: float = 90.0) -> dict[st
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=die_with_parent if with_parent else None,
     )
     log.close()
     deadline = time.monotonic() + timeout

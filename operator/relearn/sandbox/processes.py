@@ -56,9 +56,10 @@ async def terminate_group(process: asyncio.subprocess.Process, grace: float) -> 
 
 
 def start_operator(
-    kubeconfig: Path, namespaces: Sequence[str], log_path: Path, timeout: float = 60.0
+    kubeconfig: Path, namespaces: Sequence[str], log_path: Path, timeout: float = 60.0, with_parent: bool = False
 ) -> subprocess.Popen[bytes]:
-    """``relearn run`` for these namespaces, returned once it answers its liveness probe."""
+    """``relearn run`` for these namespaces, returned once it answers its liveness probe;
+    ``with_parent``: it gets SIGTERM when this process dies, however it dies."""
     port = free_port()
     command = [
         sys.executable,
@@ -77,6 +78,7 @@ def start_operator(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent if with_parent else None,
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
