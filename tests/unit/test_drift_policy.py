@@ -295,3 +295,11 @@ def test_invalid_metrics_in_many_features_give_a_bounded_message() -> None:
     with pytest.raises(InvalidMetrics, match=r"and 190 more$") as error:
         assess(policy(features=[{"name": n} for n in names]), good, bad)
     assert len(error.value.message) < 2000
+
+
+def test_of_two_champions_during_a_hand_over_the_incoming_one_is_the_champion() -> None:
+    outgoing = {"spec": {"version": "1.0.0"}, "status": {"phase": "Champion", "championSince": "2026-01-01T00:00:00Z"}}
+    incoming = {"spec": {"version": "1.1.0"}, "status": {"phase": "Champion", "championSince": "2026-02-01T00:00:00Z"}}
+
+    assert champion([incoming, outgoing]) is incoming
+    assert champion([outgoing, incoming]) is incoming

@@ -315,8 +315,12 @@ def retraining_job_name(policy: str, policy_uid: str, requested_at: datetime.dat
 
 def champion(versions: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The model's champion: the version the operator made Champion, else the
-    one declared champion from Git (fresh installs)."""
+    one declared champion from Git (fresh installs). During a hand-over the
+    incoming champion is written before the outgoing one leaves: of two
+    Champions, the one that became champion last (``championSince``) is it."""
     chosen = [v for v in versions if (v.get("status") or {}).get("phase") == "Champion"]
     if not chosen:
         chosen = [v for v in versions if (v.get("spec") or {}).get("declaredChampion")]
-    return chosen[0] if chosen else None
+    if not chosen:
+        return None
+    return max(chosen, key=lambda v: str((v.get("status") or {}).get("championSince") or ""))
