@@ -267,10 +267,13 @@ def _dispatch(args: argparse.Namespace, stop: StopFlag) -> int:
     if args.command == "train":
         return _train(args, stop)
     if args.command == "serve":
-        stop.stage = "starting the model server"  # once serving, aiohttp's own SIGTERM handler stops it
+        # Once serving, aiohttp's own SIGTERM handler stops it gracefully (exit 0).
+        stop.stage, stop.saved = "starting the model server", "it never served"
         return _serve(args)
     if args.command == "traffic":
+        stop.stage, stop.saved = "sending traffic", "stopped"
         return _traffic(args)
+    stop.stage, stop.saved = "writing the tiny model", "it may be incomplete"
     return _tiny_model(args.directory)
 
 
