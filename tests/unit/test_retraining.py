@@ -129,6 +129,12 @@ def test_failures_are_explained_from_the_trainer_or_the_job() -> None:
         retraining.parse_result(None)
 
 
+@pytest.mark.parametrize("digest", [None, "", "0" * 63, "G" * 64, 42])
+def test_a_result_without_a_valid_sha256_registers_nothing(digest: object) -> None:
+    with pytest.raises(ValueError, match="no valid manifest sha256"):
+        retraining.parse_result(json.dumps({**RESULT, "sha256": digest}))
+
+
 def test_offline_gate() -> None:
     passed, why = retraining.gate(retraining.parse_result(json.dumps(RESULT)), 0.01)
     assert passed

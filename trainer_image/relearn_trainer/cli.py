@@ -6,9 +6,12 @@
     python -m relearn_trainer env                what this image can train on (JSON)
 
 ``train`` prints its result as JSON and writes it (4 KiB at most) to the
-termination-message file; failures exit non-zero with the reason there too:
-2 for the data (missing, unreadable, too few examples), 3 for the model,
-143 when SIGTERM interrupted it after a checkpoint (rerun to resume).
+termination-message file; every failure exits with its code from
+:mod:`relearn_trainer.failures` (2 data, 3 model, 4 an adapter that fails
+verification, 5 output, 64 usage, 143 SIGTERM, 1 a bug) and writes
+``{"error", "message"}`` there too, cut to 4096 bytes after JSON encoding.
+No command reaches a model hub unless a model URI says ``hf://``:
+``HF_HUB_OFFLINE`` is set otherwise.
 ``env`` is the image's self-check: run it in a pod with a GPU to see that the
 CUDA build of torch sees the device and whether bf16 is available.
 """
@@ -17,13 +20,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from relearn_trainer import __version__
+from relearn_trainer.failures import StopFlag, TrainerFailure, UsageError
 
 
 def describe_environment() -> dict[str, Any]:
@@ -50,8 +56,15 @@ def describe_environment() -> dict[str, Any]:
     return report
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are a UsageError (exit 64, with a termination message), not argparse's exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m relearn_trainer", description="Relearn trainer image")
+    parser = _Parser(prog="python -m relearn_trainer", description="Relearn trainer image")
     parser.add_argument("--version", action="version", version=f"relearn_trainer {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("env", help="print versions and accelerators as JSON")
@@ -76,7 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lora-r", type=int, default=8)
     train.add_argument("--lora-alpha", type=int, default=16)
     train.add_argument("--lora-dropout", type=float, default=0.05)
-    train.add_argument("--target-modules", default="", help="comma-separated; empty lets peft choose")
+    train.add_argument(
+        "--target-modules",
+        default="",
+        help="comma-separated; empty: the trainer's default (every attention and feed-forward linear layer)",
+    )
+    train.add_argument(
+        "--embeddings",
+        choices=["seen-tokens", "none"],
+        default="seen-tokens",
+        help="also train the embedding rows of the tokens in the data, to learn new wording (default %(default)s)",
+    )
+    train.add_argument(
+        "--labels",
+        default="",
+        help="comma-separated classes, for a base without a classification head (default: the champion's)",
+    )
     train.add_argument("--epochs", type=int, default=3)
     train.add_argument("--learning-rate", type=float, default=2e-4)
     train.add_argument("--batch-size", type=int, default=16)
@@ -92,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--base-model", help="overrides RELEARN_BASE_MODEL_URI")
     serve.add_argument("--adapter", help="overrides RELEARN_ADAPTER_URI")
     serve.add_argument("--adapter-sha256", help="overrides RELEARN_ADAPTER_SHA256")
+    serve.add_argument(
+        "--allow-unverified-adapter",
+        action="store_true",
+        default=None,
+        help="local development only: serve an adapter without a sha256 to check "
+        "(RELEARN_ALLOW_UNVERIFIED_ADAPTER=true)",
+    )
     serve.add_argument("--dataset", help="overrides RELEARN_DATASET_URI")
     serve.add_argument("--port", type=int, help="overrides PORT (default 8080)")
 
@@ -106,15 +141,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train(args: argparse.Namespace, stop: StopFlag) -> int:
+    stop.stage = "loading the trainer"
     from relearn.core.durations import parse_duration
 
-    from relearn_trainer.data import DatasetError
-    from relearn_trainer.modeling import LoraSettings, ModelError
+    from relearn_trainer.modeling import LoraSettings
     from relearn_trainer.pipeline import TrainRequest, run
     from relearn_trainer.publishing import compact, write_termination_message
-    from relearn_trainer.training import Interrupted, TrainSettings
+    from relearn_trainer.training import TrainSettings
 
+    try:
+        lookback = parse_duration(args.lookback)
+        edges = json.loads(args.baseline_edges) if args.baseline_edges else None
+    except ValueError as error:
+        raise UsageError(f"--lookback or --baseline-edges: {error}") from None
+    if edges is not None and not isinstance(edges, dict):
+        raise UsageError("--baseline-edges must be a JSON object {feature: [edges]}")
     request = TrainRequest(
         model=args.model,
         version=args.model_version,
@@ -123,12 +165,16 @@ def _train(args: argparse.Namespace) -> int:
         output_uri=args.output,
         task=args.task,
         champion_adapter_uri=args.champion_adapter,
-        lookback=parse_duration(args.lookback),
+        lookback=lookback,
         pseudo_label_confidence=args.pseudo_label_confidence,
         eval_fraction=args.eval_fraction,
         min_samples=args.min_samples,
         lora=LoraSettings(
-            args.lora_r, args.lora_alpha, args.lora_dropout, tuple(m for m in args.target_modules.split(",") if m)
+            args.lora_r,
+            args.lora_alpha,
+            args.lora_dropout,
+            tuple(m for m in args.target_modules.split(",") if m),
+            args.embeddings,
         ),
         settings=TrainSettings(
             epochs=args.epochs,
@@ -139,25 +185,39 @@ def _train(args: argparse.Namespace) -> int:
             checkpoint_every=args.checkpoint_every,
         ),
         checkpoint_dir=args.checkpoint_dir,
-        baseline_edges=json.loads(args.baseline_edges) if args.baseline_edges else None,
+        baseline_edges=edges,
+        labels=tuple(label for label in args.labels.split(",") if label),
     )
-    failures: tuple[tuple[type[Exception], str, int], ...] = (
-        (DatasetError, "DatasetError", 2),
-        (ModelError, "ModelError", 3),
-        (Interrupted, "Interrupted", 143),
-    )
-    try:
-        result = run(request)
-    except tuple(kind for kind, _, _ in failures) as error:
-        reason, code = next((r, c) for kind, r, c in failures if isinstance(error, kind))
-        message = json.dumps({"error": reason, "message": str(error)[:3500]})
-        write_termination_message(message)
-        print(f"relearn_trainer train: {reason}: {error}", file=sys.stderr)
-        return code
+    result = run(request, stop=stop)
+    stop.stage = "reporting"
+    stop.saved = f"the version was published ({result['uri']}) but the result may not have been reported"
     text = compact(result)
     write_termination_message(text)
     print(text)
     return 0
+
+
+def _failed(reason: str, message: str, code: int) -> int:
+    """The termination message and stderr line of a failure; its exit code."""
+    from relearn_trainer.publishing import failure_message, write_termination_message
+
+    write_termination_message(failure_message(reason, message))
+    print(f"relearn_trainer: {reason}: {message}", file=sys.stderr)
+    return code
+
+
+def _offline(args: argparse.Namespace) -> None:
+    """No hub unless a model URI says hf:// (set before transformers is imported)."""
+    from relearn_trainer.modeling import HUB_PREFIX
+
+    uris = [getattr(args, name, None) for name in ("base_model", "champion_adapter", "adapter")]
+    uris.append(os.environ.get("RELEARN_BASE_MODEL_URI") if args.command == "serve" else None)
+    if any(uri and uri.startswith(HUB_PREFIX) for uri in uris):
+        os.environ.pop("HF_HUB_OFFLINE", None)
+        os.environ.pop("TRANSFORMERS_OFFLINE", None)
+    else:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
 def _traffic(args: argparse.Namespace) -> int:
@@ -185,37 +245,50 @@ def _tiny_model(directory: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; every failure becomes its documented exit code and termination message."""
+    with StopFlag() as stop:  # from the first line: a SIGTERM at any stage says where it came
+        try:
+            args = build_parser().parse_args(argv)
+            _offline(args)
+            return _dispatch(args, stop)
+        except TrainerFailure as error:
+            return _failed(error.reason, str(error), error.code)
+        except Exception as error:  # a bug: still a reason, an exit code and a message, and the traceback
+            traceback.print_exc()
+            return _failed("InternalError", f"{type(error).__name__}: {error}", 1)
+
+
+def _dispatch(args: argparse.Namespace, stop: StopFlag) -> int:
     if args.command == "env":
         report = describe_environment()
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 1 if "error" in report else 0
     if args.command == "train":
-        return _train(args)
+        return _train(args, stop)
     if args.command == "serve":
+        # Once serving, aiohttp's own SIGTERM handler stops it gracefully (exit 0).
+        stop.stage, stop.saved = "starting the model server", "it never served"
         return _serve(args)
     if args.command == "traffic":
+        stop.stage, stop.saved = "sending traffic", "stopped"
         return _traffic(args)
+    stop.stage, stop.saved = "writing the tiny model", "it may be incomplete"
     return _tiny_model(args.directory)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from relearn_trainer.modeling import ModelError
     from relearn_trainer.serve import ServerConfig, serve
 
-    try:
-        config = ServerConfig.from_environment(
-            model=args.model,
-            version=args.model_version,
-            base_model_uri=args.base_model,
-            adapter_uri=args.adapter,
-            adapter_sha256=args.adapter_sha256,
-            dataset_uri=args.dataset,
-            port=args.port,
-        )
-        serve(config)
-    except ModelError as error:
-        print(f"relearn_trainer serve: {error}", file=sys.stderr)
-        return 3
+    config = ServerConfig.from_environment(
+        model=args.model,
+        version=args.model_version,
+        base_model_uri=args.base_model,
+        adapter_uri=args.adapter,
+        adapter_sha256=args.adapter_sha256,
+        allow_unverified_adapter=args.allow_unverified_adapter,
+        dataset_uri=args.dataset,
+        port=args.port,
+    )
+    serve(config)
     return 0

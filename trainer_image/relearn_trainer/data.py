@@ -12,7 +12,10 @@ a folder of ``*.jsonl``:
 only when its confidence reaches the threshold, only within the lookback, and
 one example per input (a correction beats a pseudo-label; the latest wins
 among equals). The train/eval split is fixed by a hash of the input, so an
-example never changes side between runs.
+example never changes side between runs; the held-out corrections are what
+the offline gate compares on, the held-out pseudo-labels are kept apart.
+A prediction whose ``confidence`` is absent or null is never a pseudo-label;
+a ``features`` value that is not an object is an error naming its line.
 """
 
 from __future__ import annotations
@@ -23,15 +26,16 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import fsspec
 
+from relearn_trainer.failures import DatasetError
+
+__all__ = ["Assembled", "DatasetError", "Example", "assemble", "in_eval", "read_records"]
+
 Source = Literal["correction", "pseudo-label"]
-
-
-class DatasetError(Exception):
-    """The dataset cannot give a training run (missing, unreadable, too small)."""
 
 
 @dataclass(frozen=True)
@@ -49,9 +53,14 @@ class Example:
 
 @dataclass(frozen=True)
 class Assembled:
+    """The training examples, and the held-out ones by source: the gate
+    compares on human corrections only (``eval``); held-out pseudo-labels
+    (``eval_pseudo``) are the models' own confident predictions, reported apart."""
+
     train: list[Example]
     eval: list[Example]
     report: dict[str, Any]
+    eval_pseudo: list[Example] = field(default_factory=list)
 
 
 def _parse_time(text: str) -> datetime.datetime:
@@ -59,44 +68,86 @@ def _parse_time(text: str) -> datetime.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
 
 
-def read_records(uri: str) -> Iterator[dict[str, Any]]:
-    """Every JSON line under ``uri`` (a file, or a folder of *.jsonl)."""
+def _local(uri: str) -> tuple[str, str]:
+    """(fsspec protocol, path): local paths (plain, ``file://``, ``pvc://``) resolved to absolute ones."""
     protocol, _, path = uri.rpartition("://")
-    fs = fsspec.filesystem(protocol or "file")
-    if not fs.exists(path):
-        raise DatasetError(f"dataset {uri} does not exist")
-    files = sorted(fs.glob(f"{path.rstrip('/')}/**/*.jsonl")) if fs.isdir(path) else [path]
+    if protocol in ("", "file", "pvc"):
+        return "file", str(Path("/" + path.lstrip("/") if protocol else path).expanduser().resolve())
+    return protocol, path
+
+
+def read_records(uri: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every JSON line under ``uri`` (a file, or a folder of *.jsonl), with where it is (``file:line``)."""
+    protocol, path = _local(uri)
+    try:
+        fs = fsspec.filesystem(protocol)
+        if not fs.exists(path):
+            raise DatasetError(f"dataset not found: {path}" + (f" (from {uri!r})" if uri != path else ""))
+        files = sorted(fs.glob(f"{path.rstrip('/')}/**/*.jsonl")) if fs.isdir(path) else [path]
+    except (OSError, ValueError, ImportError) as error:
+        raise DatasetError(f"dataset {uri} cannot be listed: {error}") from None
     if not files:
-        raise DatasetError(f"dataset {uri} holds no *.jsonl files")
+        raise DatasetError(f"dataset {uri} ({path}) holds no *.jsonl files")
     for file in files:
-        with fs.open(file, "rt", encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield json.loads(line)
-                except ValueError as error:
-                    raise DatasetError(f"{file}:{number}: not JSON: {error}") from None
+        try:
+            with fs.open(file, "rt", encoding="utf-8") as handle:
+                for number, line in enumerate(handle, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        record = json.loads(line)
+                    except ValueError as error:
+                        raise DatasetError(f"{file}:{number}: not JSON: {error}") from None
+                    if not isinstance(record, dict):
+                        raise DatasetError(f"{file}:{number}: a record must be a JSON object, not {_kind(record)}")
+                    yield f"{file}:{number}", record
+        except (OSError, UnicodeDecodeError) as error:
+            raise DatasetError(f"{file}: unreadable: {error}") from None
 
 
-def _examples(records: Iterable[dict[str, Any]], since: datetime.datetime, confidence: float) -> Iterator[Example]:
-    for record in records:
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _features(where: str, value: Any) -> dict[str, Any]:
+    """A record's features: an object of name -> number or category (the drift baseline's input)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DatasetError(f'{where}: "features" must be an object of name: value, not {_kind(value)}')
+    return dict(value)
+
+
+def _confidence(where: str, value: Any) -> float:
+    """A prediction's confidence; none (absent or null) is no confidence at all, so never a pseudo-label."""
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DatasetError(f'{where}: "confidence" must be a number or null, not {_kind(value)}')
+    return float(value)
+
+
+def _examples(
+    records: Iterable[tuple[str, dict[str, Any]]], since: datetime.datetime, confidence: float
+) -> Iterator[Example]:
+    for where, record in records:
         try:
             stamp = _parse_time(record["timestamp"])
             text = record["input"] if isinstance(record["input"], str) else json.dumps(record["input"], sort_keys=True)
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             continue  # a record without input or time cannot be placed in the window
         if stamp < since:
             continue
-        features = dict(record.get("features") or {})
         if record.get("kind") == "correction" and record.get("label") is not None:
-            yield Example(text, str(record["label"]), "correction", stamp, features)
+            yield Example(text, str(record["label"]), "correction", stamp, _features(where, record.get("features")))
         elif (
             record.get("kind") == "prediction"
             and record.get("prediction") is not None
-            and float(record.get("confidence", 0.0)) >= confidence
+            and _confidence(where, record.get("confidence")) >= confidence
         ):
-            yield Example(text, str(record["prediction"]), "pseudo-label", stamp, features)
+            yield Example(
+                text, str(record["prediction"]), "pseudo-label", stamp, _features(where, record.get("features"))
+            )
 
 
 def deduplicate(examples: Iterable[Example]) -> list[Example]:
@@ -129,15 +180,22 @@ def assemble(
             f"(at least {min_samples} needed): not training a model on too little data"
         )
     train = [e for e in examples if not in_eval(e, eval_fraction)]
-    held_out = [e for e in examples if in_eval(e, eval_fraction)]
-    if not train or not held_out:
-        raise DatasetError(f"{len(examples)} examples do not split into train and eval sets")
+    held_out = [e for e in examples if in_eval(e, eval_fraction) and e.source == "correction"]
+    held_out_pseudo = [e for e in examples if in_eval(e, eval_fraction) and e.source == "pseudo-label"]
+    if not train:
+        raise DatasetError(f"{len(examples)} examples leave nothing to train on after the eval split")
+    if not held_out:
+        raise DatasetError(
+            f"no human correction among the {len(held_out_pseudo)} held-out examples: the offline gate compares "
+            "on corrections only, never on the models' own predictions"
+        )
     report = {
         "examples": len(examples),
         "train": len(train),
         "eval": len(held_out),
+        "evalPseudoLabels": len(held_out_pseudo),
         "bySource": dict(Counter(e.source for e in examples)),
         "byClass": dict(sorted(Counter(e.label for e in examples).items())),
         "window": {"start": (now - lookback).isoformat(), "end": now.isoformat()},
     }
-    return Assembled(train, held_out, report)
+    return Assembled(train, held_out, report, held_out_pseudo)

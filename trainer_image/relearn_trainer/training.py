@@ -1,10 +1,13 @@
 """The LoRA training loop: deterministic, resumable, and polite to SIGTERM.
 
-Checkpoints (adapter weights, optimizer and scheduler state, the step, the
-RNG state) are written every ``checkpoint_every`` optimizer steps and when
-SIGTERM arrives (Kubernetes evicting or preempting the pod): the loop
-finishes the step it is in, saves, and raises :class:`Interrupted`; the next
-run with the same checkpoint folder resumes where it stopped.
+Checkpoints (adapter weights, optimizer state, the step, the RNG state) are
+written every ``checkpoint_every`` optimizer steps, at the end of training,
+and when SIGTERM arrives (Kubernetes evicting or preempting the pod): the
+loop finishes the step it is in, saves, and raises :class:`Interrupted`; the
+next run with the same checkpoint folder resumes where it stopped and ends
+with the same adapter, bit for bit on CPU, as a run never interrupted.
+Outside the loop, :class:`StopFlag` turns SIGTERM into :class:`Interrupted`
+at once, naming the stage and what is saved. Called by the pipeline.
 """
 
 from __future__ import annotations
@@ -12,22 +15,20 @@ from __future__ import annotations
 import collections
 import os
 import random
-import signal
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
 import torch
 
 from relearn_trainer.data import Example
+from relearn_trainer.failures import Interrupted, StopFlag
 from relearn_trainer.tasks import TASKS, Task
 
-
-class Interrupted(Exception):
-    """Training stopped on SIGTERM after saving a checkpoint."""
+__all__ = ["Interrupted", "StopFlag", "TrainSettings", "seed_everything", "train"]
 
 
 @dataclass(frozen=True)
@@ -42,28 +43,11 @@ class TrainSettings:
 
 
 def seed_everything(seed: int) -> None:
+    """Before anything random: a fresh head, LoRA's initial weights, dropout."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-class StopFlag:
-    """Set by SIGTERM; the loop checks it between steps."""
-
-    def __init__(self) -> None:
-        self.set = False
-        self._previous: Any = None
-
-    def __enter__(self) -> StopFlag:
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        signal.signal(signal.SIGTERM, self._previous)
-
-    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
-        self.set = True
 
 
 def _save(model: Any, optimizer: torch.optim.Optimizer, step: int, epoch: int, directory: Path) -> None:
@@ -100,6 +84,7 @@ def train(
 ) -> dict[str, Any]:
     """Fine-tune the trainable (LoRA) parameters; returns what happened."""
     task = task or TASKS["sequence-classification"]
+    started = time.monotonic()
     seed_everything(settings.seed)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate)
@@ -119,41 +104,72 @@ def train(
     batches_per_epoch = max(1, (len(order) + settings.batch_size - 1) // settings.batch_size)
     optimizer_steps_per_epoch = max(1, batches_per_epoch // settings.gradient_accumulation_steps)
     recent: collections.deque[torch.Tensor] = collections.deque(maxlen=10)
+    saved_at = step if resumed else -1
     model.train()
-    for epoch in range(start_epoch, settings.epochs):
-        rng = random.Random(settings.seed + epoch)
-        shuffled = order[:]
-        rng.shuffle(shuffled)
-        skip = step - epoch * optimizer_steps_per_epoch  # optimizer steps already done in this epoch
-        for index in range(optimizer_steps_per_epoch):
-            if index < skip:
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            for micro in range(settings.gradient_accumulation_steps):
-                start = (index * settings.gradient_accumulation_steps + micro) * settings.batch_size
-                batch = shuffled[start : start + settings.batch_size]
-                if not batch:
+    if stop is not None:
+        stop.in_loop = True
+    try:
+        for epoch in range(start_epoch, settings.epochs):
+            rng = random.Random(settings.seed + epoch)
+            shuffled = order[:]
+            rng.shuffle(shuffled)
+            skip = step - epoch * optimizer_steps_per_epoch  # optimizer steps already done in this epoch
+            for index in range(optimizer_steps_per_epoch):
+                if index < skip:
                     continue
-                texts = [e.text for e in batch]
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    loss: Any = (
-                        task.loss(
-                            model, tokenizer, texts, [e.label for e in batch], label_ids, device, settings.max_length
+                optimizer.zero_grad(set_to_none=True)
+                for micro in range(settings.gradient_accumulation_steps):
+                    start = (index * settings.gradient_accumulation_steps + micro) * settings.batch_size
+                    batch = shuffled[start : start + settings.batch_size]
+                    if not batch:
+                        continue
+                    texts = [e.text for e in batch]
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                        loss: Any = (
+                            task.loss(
+                                model,
+                                tokenizer,
+                                texts,
+                                [e.label for e in batch],
+                                label_ids,
+                                device,
+                                settings.max_length,
+                            )
+                            / settings.gradient_accumulation_steps
                         )
-                        / settings.gradient_accumulation_steps
+                    loss.backward()
+                    recent.append(loss.detach() * settings.gradient_accumulation_steps)  # read once, at the end
+                optimizer.step()
+                step += 1
+                stopping = stop is not None and stop.set
+                if checkpoint is not None and (stopping or step % settings.checkpoint_every == 0):
+                    _save(
+                        model,
+                        optimizer,
+                        step,
+                        epoch if index + 1 < optimizer_steps_per_epoch else epoch + 1,
+                        checkpoint,
                     )
-                loss.backward()
-                recent.append(loss.detach() * settings.gradient_accumulation_steps)  # read once, at the end
-            optimizer.step()
-            step += 1
-            stopping = stop is not None and stop.set
-            if checkpoint is not None and (stopping or step % settings.checkpoint_every == 0):
-                _save(model, optimizer, step, epoch if index + 1 < optimizer_steps_per_epoch else epoch + 1, checkpoint)
-            if stopping:
-                raise Interrupted(f"SIGTERM at step {step}: checkpoint saved to {checkpoint}")
+                    saved_at = step
+                if stopping:
+                    if checkpoint is None:
+                        raise Interrupted(
+                            f"SIGTERM during training at step {step}: no checkpoint (no --checkpoint-dir), "
+                            "nothing was published; a rerun trains from the start"
+                        )
+                    raise Interrupted(
+                        f"SIGTERM during training at step {step}: checkpoint saved to {checkpoint.resolve()}, "
+                        "nothing was published; a rerun with the same --checkpoint-dir resumes there"
+                    )
+    finally:
+        if stop is not None:
+            stop.in_loop = False
+    if checkpoint is not None and saved_at != step:
+        _save(model, optimizer, step, settings.epochs, checkpoint)  # a rerun after a later SIGTERM skips training
     return {
         "steps": step,
         "resumed": resumed,
         "final_loss": float(torch.stack(list(recent)).float().mean()) if recent else None,
         "bf16": bf16,
+        "seconds": round(time.monotonic() - started, 3),
     }

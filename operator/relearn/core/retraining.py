@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -124,11 +125,15 @@ def parse_result(message: str | None) -> TrainerResult:
     if "error" in body:
         raise ValueError(f"{body['error']}: {body.get('message', '')}")
     try:
-        return TrainerResult(
+        result = TrainerResult(
             body["uri"], body["sha256"], dict(body["metrics"]), dict(body.get("data") or {}), body.get("baseline")
         )
     except KeyError as missing:
         raise ValueError(f"the trainer's result lacks {missing}") from None
+    # No ModelVersion (so nothing to promote) without the digest the server verifies the adapter against.
+    if not isinstance(result.sha256, str) or not re.fullmatch(r"[a-f0-9]{64}", result.sha256):
+        raise ValueError(f"the trainer's result has no valid manifest sha256: {str(result.sha256)[:80]!r}")
+    return result
 
 
 def failure_reason(pods: Sequence[Mapping[str, Any]], job_reason: str) -> str:
