@@ -118,11 +118,12 @@ def test_a_step_that_does_not_happen_is_named_with_the_log_that_explains_it(
             },
         },
     )
-    with pytest.raises(TimeoutError, match="Deployment broken to have 1 available replica"):
+    # (without a readiness probe the crashing pod counts as available for a moment: ask for two)
+    with pytest.raises(TimeoutError, match="Deployment broken to have 2 available replicas"):
         wait_for(
             client.AppsV1Api(api_client).list_namespaced_deployment,
-            lambda d: d["metadata"]["name"] == "broken" and d.get("status", {}).get("availableReplicas") == 1,
-            what="Deployment broken to have 1 available replica",
+            lambda d: d["metadata"]["name"] == "broken" and d.get("status", {}).get("availableReplicas") == 2,
+            what="Deployment broken to have 2 available replicas",
             namespace=namespace,
             timeout=3,
         )
