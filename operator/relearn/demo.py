@@ -100,13 +100,17 @@ def explain_failure(api: client.ApiClient, namespace: str, workdir: Path) -> lis
     try:
         pods = core.list_namespaced_pod(namespace).items
         jobs = batch.list_namespaced_job(namespace).items
-        relearn = [
-            (kind, item)
-            for kind, plural in PLURALS.items()
-            for item in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)["items"]
-        ]
     except Exception as error:  # the API server itself may be what failed
         return [("the API server", f"could not be read: {error}")]
+    relearn: list[tuple[str, dict[str, Any]]] = []
+    for kind, plural in PLURALS.items():
+        try:
+            relearn += [
+                (kind, item)
+                for item in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)["items"]
+            ]
+        except client.ApiException as error:  # the CRDs may be what is missing
+            found.append((f"{kind} objects", f"could not be listed: {error.reason}"))
     for pod in pods:
         statuses = pod.status.container_statuses or []
         restarts = sum(s.restart_count or 0 for s in statuses)
