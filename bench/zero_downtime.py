@@ -67,8 +67,10 @@ def worker(offset):
         try:
             connection.request("POST", "/feedback", body=b'{"input": "x", "label": "a"}',
                                headers={"Host": host, "Content-Type": "application/json"})
-            response = connection.getresponse(); response.read()
+            response = connection.getresponse(); body = response.read()
             status, backend = response.status, response.getheader("X-Relearn-Backend", "none")
+            if status != 200:
+                backend = f"{backend}: {body[:80].decode(errors='replace').strip()}"
         except OSError:
             connection.close(); connection = http.client.HTTPConnection(address, timeout=10)
         with lock:
@@ -115,9 +117,11 @@ class Run:
             namespace=self.namespace,
             timeout=60,
         )
-        # The load starts once the champion serves: requests before that are no switch's.
+        # The load starts once the champion serves and the gateway (lag s late)
+        # knows its endpoints: requests before that are no switch's.
+        time.sleep(self.lag + 2)
         self.load = subprocess.Popen(self.load_args, stdin=subprocess.PIPE)
-        time.sleep(self.lag + 3)  # the gateway (lag s late) knows the champion's endpoints
+        time.sleep(1)
 
     def abx(self, predicate: Any, timeout: float = 180) -> dict[str, Any]:
         return wait_for(
