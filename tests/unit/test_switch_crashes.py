@@ -1,5 +1,6 @@
 """An operator killed between any two writes of a switch: the experiment's
-start, a promotion and a warm rollback, each write the last one before a
+start, a promotion and a warm or cold rollback (the previous champion
+released past its bake time first), and a rejection, each write the last one before a
 kill in turn. After every write, and with a data plane that applies the
 route only between turns (late, as a real proxy), no request could reach a
 pod of the wrong version or one that is gone:
@@ -220,9 +221,10 @@ async def turn(kube: CrashingKube, now: datetime.datetime) -> bool:
     decision = status.decision.outcome if status.decision else None
     try:
         if status.phase == "Promoted":
-            if decision != "RollBack" and "relearn.dev/rollback" not in ctx.annotations:
-                return True
-            await rollback.step(ctx, outcome)
+            done = decision != "RollBack" and "relearn.dev/rollback" not in ctx.annotations
+            await rollback.step(ctx, outcome)  # the health checks (no Prometheus here), the release
+            await experiments.write(ctx, outcome)
+            return done
         elif status.phase in TERMINAL_PHASES:
             return True
         elif status.phase == "Promoting" or decision in experiments.ENDS:
@@ -237,7 +239,9 @@ async def turn(kube: CrashingKube, now: datetime.datetime) -> bool:
     return False
 
 
-async def drive(kube: CrashingKube, clock: list[datetime.datetime], stage: str) -> None:
+async def drive(
+    kube: CrashingKube, clock: list[datetime.datetime], stage: str, until: Callable[[], bool] | None = None
+) -> None:
     for _ in range(60):
         try:
             done = await turn(kube, clock[0])
@@ -247,27 +251,40 @@ async def drive(kube: CrashingKube, clock: list[datetime.datetime], stage: str) 
             kube.plane.catch_up()
         kube.check("the data plane caught up")
         clock[0] += datetime.timedelta(seconds=1)
-        if done:
+        if until() if until is not None else done:
             return
     raise AssertionError(f"{stage} never finished: {kube.objects[ABX].get('status')}")
 
 
-async def switches(crash_at: int | None) -> CrashingKube:
+async def switches(crash_at: int | None, path: str = "warm") -> CrashingKube:
+    """Start, then promotion and a warm or cold rollback, or a rejection."""
     kube = CrashingKube()
     world(kube)
+    if path == "cold":
+        kube.objects[ABX]["spec"]["rollback"] = {"bakeTime": "3s"}
     kube.crash_at = crash_at
     clock = [datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)]
     await drive(kube, clock, "start")
     status = kube.objects[ABX]["status"]
+    if path == "reject":
+        status["decision"] = {"outcome": "Reject", "reason": "ChallengerWorse", "message": "worse"}
+        await drive(kube, clock, "rejection")
+        return kube
     status["decision"] = {"outcome": "Promote", "reason": "ChallengerBetter", "message": "better"}
     status["phase"] = "Promoting"
     await drive(kube, clock, "promotion")
+    if path == "cold":
+        released = lambda: (kube.objects[ABX]["status"].get("health") or {}).get("previousChampionWarm") is False  # noqa: E731
+        await drive(kube, clock, "release", released)
+        assert kube.objects[("deployments", "default", "ranker")]["spec"]["replicas"] == 0
     kube.objects[ABX]["metadata"]["annotations"]["relearn.dev/rollback"] = "previous"
     await drive(kube, clock, "rollback")
     return kube
 
 
 async def test_a_clean_run_starts_promotes_and_rolls_back_with_every_invariant_kept() -> None:
+    assert (await switches(None, "cold")).violations == []
+    assert (await switches(None, "reject")).violations == []
     kube = await switches(None)
     assert kube.violations == []
     assert kube.objects[ABX]["status"]["phase"] == "RolledBack"
@@ -276,9 +293,12 @@ async def test_a_clean_run_starts_promotes_and_rolls_back_with_every_invariant_k
     assert kube.plane.routed() == {"ranker": 100}
 
 
-@pytest.mark.parametrize("crash_at", range(1, 41))
-async def test_a_kill_before_any_write_of_a_switch_lets_no_request_reach_the_wrong_pods(crash_at: int) -> None:
-    kube = await switches(crash_at)
+@pytest.mark.parametrize("path", ["warm", "cold", "reject"])
+@pytest.mark.parametrize("crash_at", range(1, 46))
+async def test_a_kill_before_any_write_of_a_switch_lets_no_request_reach_the_wrong_pods(
+    crash_at: int, path: str
+) -> None:
+    kube = await switches(crash_at, path)
     assert kube.violations == []
-    assert kube.objects[ABX]["status"]["phase"] == "RolledBack"
+    assert kube.objects[ABX]["status"]["phase"] == ("Rejected" if path == "reject" else "RolledBack")
     assert ("deployments", "default", "ranker-1-1-0") not in kube.objects
