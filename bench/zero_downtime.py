@@ -102,7 +102,6 @@ class Run:
             self.load.wait(20)
 
     def setup(self, accuracy: dict[str, float]) -> None:
-        self.core.create_namespace({"metadata": {"name": self.namespace}})
         deployment, service, route = serving(MODEL, accuracy)
         self.apps.create_namespaced_deployment(self.namespace, deployment)
         self.core.create_namespaced_service(self.namespace, service)
@@ -200,11 +199,11 @@ def scenario(kind: str, run: Run) -> None:
         run.window("rejection", rejecting)
 
 
-def one_lag(lag: float, rate: float, kinds: list[str]) -> dict[str, list[int]]:
+def one_lag(lag: float, rate: float, kinds: list[str], keep: Path | None) -> dict[str, list[int]]:
     """{window name: [failed, requests]} over every set-up, and 'quiet' for the rest."""
     totals: dict[str, list[int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
+        workdir = keep / f"lag-{lag:g}" if keep else Path(tmp)
         config_ = SandboxConfig(workdir=workdir, prometheus=True, bookmark_interval=1.0, gateway_lag=lag)
         thread = SandboxThread(config_)
         sandbox = thread.start()
@@ -215,6 +214,7 @@ def one_lag(lag: float, rate: float, kinds: list[str]) -> dict[str, list[int]]:
                 namespace = f"zdt-{kind}-{number}"
                 run = Run(api, sandbox, workdir, namespace, lag)
                 log = workdir / f"{namespace}.jsonl"
+                run.core.create_namespace({"metadata": {"name": namespace}})  # before the operator watches it
                 operator = start_operator(sandbox.kubeconfig, [namespace], workdir / f"{namespace}-operator.log")
                 run.load_args = [sys.executable, "-c", LOAD, sandbox.gateway_url, f"{MODEL}.test", str(rate), str(log)]
                 try:
@@ -255,10 +255,11 @@ def main() -> None:
     parser.add_argument("--lags", type=float, nargs="+", default=[0.0, 1.0])
     parser.add_argument("--rate", type=float, default=40.0)
     parser.add_argument("--kinds", nargs="+", default=["warm", "cold", "reject"], choices=["warm", "cold", "reject"])
+    parser.add_argument("--keep", type=Path, help="keep the sandbox's files (logs, every request) in this folder")
     args = parser.parse_args()
     if shutil.which("prometheus") is None:
         raise SystemExit("prometheus is not installed (apt-get install prometheus)")
-    results = {lag: one_lag(lag, args.rate, args.kinds) for lag in args.lags}
+    results = {lag: one_lag(lag, args.rate, args.kinds, args.keep) for lag in args.lags}
     names = ["start", "promotion", "rollback warm", "release", "rollback cold", "rejection", "quiet"]
     print(f"\nfailed / requests in each switch's window, {args.rate:g} requests/s (goal: 0 failed)")
     print(f"{'window':<16}" + "".join(f"{f'lag {lag:g} s':>18}" for lag in args.lags))
