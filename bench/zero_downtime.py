@@ -93,6 +93,7 @@ class Run:
         self.custom = client.CustomObjectsApi(api)
         self.sandbox, self.workdir, self.namespace, self.lag = sandbox, workdir, namespace, lag
         self.windows: list[tuple[str, float, float]] = []
+        self.host = f"{namespace}.test"
         self.load_args: list[str] = []
         self.load: subprocess.Popen[bytes] | None = None
 
@@ -103,6 +104,7 @@ class Run:
 
     def setup(self, accuracy: dict[str, float]) -> None:
         deployment, service, route = serving(MODEL, accuracy)
+        route["spec"]["hostnames"] = [self.host]  # each set-up its own host: the gateway serves every namespace
         self.apps.create_namespaced_deployment(self.namespace, deployment)
         self.core.create_namespaced_service(self.namespace, service)
         self.custom.create_namespaced_custom_object(
@@ -216,7 +218,7 @@ def one_lag(lag: float, rate: float, kinds: list[str], keep: Path | None) -> dic
                 log = workdir / f"{namespace}.jsonl"
                 run.core.create_namespace({"metadata": {"name": namespace}})  # before the operator watches it
                 operator = start_operator(sandbox.kubeconfig, [namespace], workdir / f"{namespace}-operator.log")
-                run.load_args = [sys.executable, "-c", LOAD, sandbox.gateway_url, f"{MODEL}.test", str(rate), str(log)]
+                run.load_args = [sys.executable, "-c", LOAD, sandbox.gateway_url, run.host, str(rate), str(log)]
                 try:
                     scenario(kind, run)
                     time.sleep(lag + 3)
