@@ -4,11 +4,12 @@ through its phases, and a delete handler restores routing.
     Pending -> Progressing -> Promoting -> Promoted
                            -> Rejected | Inconclusive | Aborted
 
-- **Pending**: the challenger's Deployment (a copy of the champion's, see
+- **Pending**: the champion's Service is pinned to the champion's version,
+  then the challenger's Deployment (a copy of the champion's, see
   :mod:`relearn.core.workloads`) and, for routers that route to Services, its
-  Service are created; the champion's Service is pinned to the champion's
-  version; the router learns the challenger at weight 0. Traffic moves only
-  once the challenger is fully ready.
+  Service are created; the router learns the challenger at weight 0.
+  Traffic moves only once the challenger is fully ready and its Service has
+  ready endpoints (:mod:`relearn.core.switching`).
 - **Progressing**: every ``analysis.interval`` both arms are measured in
   Prometheus over the time since the challenger took traffic, the
   guardrails are evaluated, and :func:`relearn.core.experiment.judge`
@@ -20,8 +21,11 @@ through its phases, and a delete handler restores routing.
   disowned (it serves now) and the previous champion's stays warm for a
   rollback. Then **Promoted**.
 - **Rejected / Inconclusive / Aborted**: 100% back to the champion, the
-  challenger's workload removed, its ModelVersion Rejected (Registered
-  again when Inconclusive).
+  challenger's workload removed once the data plane applied that route and
+  ``rollback.drain`` passed (``status.drain``), its ModelVersion Rejected
+  (Registered again when Inconclusive).
+- While **Progressing**, a route changed behind the experiment's back (a
+  GitOps re-apply) is restored, with a Warning Event ``RouteRestored``.
 
 Each decision is written to status (events first), posted as an Event with
 its numbers and sent to the experiment's webhooks. The end phases' actions

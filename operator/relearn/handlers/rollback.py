@@ -13,14 +13,16 @@ model's champion (its daemon moves here once the phase is Promoted):
   consecutive failures decide a rollback.
 - **Keeping warm**: until ``bakeTime`` the previous champion keeps running
   (and its route entry, at weight 0), so a rollback is one routing change;
-  after it the previous champion is scaled to 0 and its route entry removed.
-  A later rollback scales it up again and shifts once it is ready.
+  after it its route entry is removed and, drained, it is scaled to 0.
+  A later rollback scales it up again and shifts once its Service has ready
+  endpoints.
 
 A rollback is recorded first (``decision.outcome: RollBack``,
 ``rollbackTarget``; Warning Event, webhooks) and then carried out: traffic
-100% to the target, the failed version's workload removed, ModelVersions
-(failed -> RolledBack, target -> Champion) with history naming who or what
-triggered it, phase RolledBack. Carrying out is idempotent and resumes after
+100% to the target (once its endpoints are ready), ModelVersions (failed ->
+RolledBack, target -> Champion) with history naming who or what triggered
+it, then, once the data plane applied the route and ``rollback.drain``
+passed, the failed version's workload removed and phase RolledBack. Carrying out is idempotent and resumes after
 an operator restart, so it happens exactly once. A RolledBack experiment is
 final: automation never promotes that version again without a new experiment.
 """
