@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -94,6 +95,7 @@ class Run:
         self.sandbox, self.workdir, self.namespace, self.lag = sandbox, workdir, namespace, lag
         self.windows: list[tuple[str, float, float]] = []
         self.host = f"{namespace}.test"
+        self.took: dict[str, float] = {}  # rollback: seconds from the decision to the routing change
         self.load_args: list[str] = []
         self.load: subprocess.Popen[bytes] | None = None
 
@@ -166,6 +168,12 @@ class Run:
         self.annotate("relearn.dev/rollback", "previous")
         self.abx(lambda a: a["status"].get("phase") == "RolledBack", timeout=120)
         self.window(name, began)
+        event = wait_for(
+            self.core.list_namespaced_event, lambda e: e["reason"] == "RolledBack", namespace=self.namespace
+        )
+        took = re.search(r"([0-9.]+)s after the decision", event["message"])
+        if took:
+            self.took[name] = float(took.group(1))
 
 
 def scenario(kind: str, run: Run) -> None:
@@ -240,6 +248,8 @@ def one_lag(lag: float, rate: float, kinds: list[str], keep: Path | None) -> dic
                         quiet[1] += 1
                         quiet[0] += status != 200
                 failed = [r for r in records if r[2] != 200]
+                for name, seconds in run.took.items():
+                    totals.setdefault(f"{name}: decision to route (s)", []).append(round(seconds * 1000))
                 print(
                     f"  lag {lag:g} s, {kind}: {len(records)} requests, {len(failed)} failed "
                     f"({', '.join(f'{n} {e - s:.1f}s' for n, s, e in run.windows)})",
@@ -272,6 +282,13 @@ def main() -> None:
             cells.append(f"{failed:>8} / {total:<7}")
         print(f"{name:<16}" + "".join(f"{c:>18}" for c in cells))
     print("quiet: every request outside a switch's window (the baseline measured in the same run)")
+    for name in ("rollback warm", "rollback cold"):
+        took = [f"{max(results[lag].get(f'{name}: decision to route (s)', [0])) / 1000:.2f} s" for lag in args.lags]
+        print(
+            f"{name}: decision to routing change "
+            + ", ".join(f"lag {lag:g} s: {t}" for lag, t in zip(args.lags, took, strict=True))
+        )
+    print("(goal: the warm one within 1 s; the cold one adds the previous champion's start-up)")
 
 
 if __name__ == "__main__":
