@@ -547,6 +547,8 @@ async def advance_experiment(ctx: Context, outcome: Outcome) -> float:
     try:
         if phase == "Pending":
             await _one_at_a_time(ctx)
+        # The route as found, before ensure_challenger re-adds a missing challenger at weight 0.
+        found = await ctx.router().services() if phase == "Progressing" else None
         split, champion, version = await resolve(ctx)
         challenger = await ensure_challenger(ctx, split, champion, version, first)
     except (Wait, RouterError) as waiting:  # something a person has to fix: look again less often
@@ -580,11 +582,11 @@ async def advance_experiment(ctx: Context, outcome: Outcome) -> float:
             )
         )
         return parse_duration(ctx.spec.analysis.interval).total_seconds()
-    await restore_route(ctx, split, outcome)
+    await restore_route(ctx, split, outcome, found)
     return await analyse(ctx, split, outcome)
 
 
-async def restore_route(ctx: Context, split: Split, outcome: Outcome) -> None:
+async def restore_route(ctx: Context, split: Split, outcome: Outcome, found: dict[str, int] | None = None) -> None:
     """The route as this experiment set it: someone re-applied it from Git
     (without the challenger) or changed its weight by hand. Restored within
     one interval, with a Warning Event naming what was found."""
@@ -592,14 +594,14 @@ async def restore_route(ctx: Context, split: Split, outcome: Outcome) -> None:
     if ctx.spec.routing.provider == "replicas" or expected is None:
         return
     router = ctx.router()
-    served = await router.services()
+    served = found if found is not None else await router.services()
     actual = (await router.get_weights(split)).challenger
-    found = switching.route_drift(expected, split.challenger.service in served, actual)
-    if found is None:
+    drift = switching.route_drift(expected, split.challenger.service in served, actual)
+    if drift is None:
         return
     await router.set_weights(split, expected)
     outcome.events.append(
-        ("Warning", "RouteRestored", f"{ctx.spec.routing.provider} route {router.target}: {found}; restored")
+        ("Warning", "RouteRestored", f"{ctx.spec.routing.provider} route {router.target}: {drift}; restored")
     )
 
 
