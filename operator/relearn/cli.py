@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         if verb in ("up", "serve"):
             command.add_argument("--api-port", type=int, default=0, help="API server port (default: any free one)")
             command.add_argument("--gateway-port", type=int, default=0, help="gateway port (default: any free one)")
+            command.add_argument(
+                "--gateway-lag",
+                type=float,
+                default=0.0,
+                help="seconds the gateway learns of route and endpoint changes late, as a real proxy (default 0)",
+            )
             command.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
             command.add_argument("--secure", action="store_true", help="HTTPS with a generated CA and a bearer token")
         if verb == "up":
@@ -197,6 +203,7 @@ def _sandbox(args: argparse.Namespace) -> int:
             workdir=args.dir,
             api_port=args.api_port,
             gateway_port=args.gateway_port,
+            gateway_lag=args.gateway_lag,
             prometheus=not args.no_prometheus,
             secure=args.secure,
         )
@@ -207,7 +214,11 @@ def _sandbox(args: argparse.Namespace) -> int:
             return 1
         return 0
     if args.sandbox_command == "up":
-        flags = [f"--api-port={args.api_port}", f"--gateway-port={args.gateway_port}"]
+        flags = [
+            f"--api-port={args.api_port}",
+            f"--gateway-port={args.gateway_port}",
+            f"--gateway-lag={args.gateway_lag}",
+        ]
         flags += ["--no-prometheus"] * args.no_prometheus + ["--secure"] * args.secure
         try:
             state = control.up(args.dir, flags)

@@ -232,6 +232,9 @@ USED = {
     ("gateway.networking.k8s.io", "httproutes", "update"),
     ("networking.istio.io", "virtualservices", "get"),
     ("networking.istio.io", "virtualservices", "update"),
+    # routers: ready endpoints before traffic moves (EndpointSlices, else Endpoints).
+    ("discovery.k8s.io", "endpointslices", "list"),
+    ("", "endpoints", "get"),
 }
 # kopf observes CRDs in both modes (cluster-scoped by nature).
 CRD_OBSERVER = {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")}

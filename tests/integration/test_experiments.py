@@ -273,6 +273,41 @@ def test_replicas_router_splits_by_ready_pods_promotes_and_rolls_back(
     assert phase_of(custom, namespace, "1.1.0") == "RolledBack"
 
 
+@pytest.mark.parametrize("served", [{"1.0.0": 0.9, "1.1.0": 0.9}], indirect=True)
+def test_a_route_reapplied_from_git_during_an_experiment_is_restored_within_an_interval(
+    served: Served, api_client: client.ApiClient, sandbox: Any
+) -> None:
+    namespace = served.namespace
+    custom, core = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "abexperiments", experiment(sandbox.prometheus_url)
+    )
+    experiments(custom, namespace, lambda a: (a.get("status") or {}).get("phase") == "Progressing")
+    set_route(custom, namespace, [{"name": MODEL, "port": 80, "weight": 100}])  # Git's route, kubectl apply'd
+
+    def restored(route: dict[str, Any]) -> bool:
+        refs = {r["name"]: r.get("weight") for r in route["spec"]["rules"][0]["backendRefs"]}
+        return route["metadata"]["name"] == MODEL and refs == {MODEL: 60, f"{MODEL}-1-1-0": 40}
+
+    wait_for(
+        custom.list_namespaced_custom_object,
+        restored,
+        group="gateway.networking.k8s.io",
+        version="v1",
+        namespace=namespace,
+        plural="httproutes",
+        timeout=10,  # analysis.interval is 2 s
+    )
+    warnings = wait_for(
+        core.list_namespaced_event,
+        lambda e: e["reason"] == "RouteRestored",
+        namespace=namespace,
+        timeout=10,
+    )
+    assert warnings["type"] == "Warning"
+    assert "missing" in warnings["message"]
+
+
 def set_route(custom: client.CustomObjectsApi, namespace: str, refs: list[dict[str, Any]]) -> None:
     """Edit the HTTPRoute's backendRefs as someone else (a later experiment, a GitOps sync) would."""
     route = custom.get_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace, "httproutes", MODEL)

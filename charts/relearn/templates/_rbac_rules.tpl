@@ -45,6 +45,16 @@ watched namespace (false); templates/rbac.yaml places them.
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, create, update, delete]
+# Traffic moves to a backend only once its Service has ready endpoints:
+# its EndpointSlices, listed by the kubernetes.io/service-name label (list),
+# or its Endpoints where a cluster has no slices (get).
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list]
+# (the Endpoints, read by the Service's name)
+- apiGroups: [""]
+  resources: [endpoints]
+  verbs: [get]
 # Traffic weights of the gateway-api and istio routers: the HTTPRoute's
 # backendRefs or the VirtualService's routes, read then replaced with their
 # resourceVersion (get, update).

@@ -42,6 +42,8 @@ DEPLOYMENTS = Resource("apps", "v1", "deployments")
 SERVICES = Resource("", "v1", "services")
 HTTPROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes")
 VIRTUALSERVICES = Resource("networking.istio.io", "v1", "virtualservices")
+ENDPOINTSLICES = Resource("discovery.k8s.io", "v1", "endpointslices")
+ENDPOINTS = Resource("", "v1", "endpoints")  # where a cluster has no EndpointSlices
 ABEXPERIMENTS = Resource(GROUP, VERSION, "abexperiments")
 REQUEST_TIMEOUT = 30.0  # seconds per API call: a hung API server must not hold a daemon
 UNAVAILABLE_STATUSES = (502, 503, 504)
@@ -145,7 +147,11 @@ class KubeClient:
 
     def _call(self, resource: Resource, verb: str, namespace: str, *args: Any, **kwargs: Any) -> Any:
         """The typed API call for a built-in kind, the custom-objects call for the rest."""
-        typed = {DEPLOYMENTS: (self.apps, "deployment"), SERVICES: (self.core, "service")}.get(resource)
+        typed = {
+            DEPLOYMENTS: (self.apps, "deployment"),
+            SERVICES: (self.core, "service"),
+            ENDPOINTS: (self.core, "endpoints"),
+        }.get(resource)
         if typed is not None:
             api, kind = typed
             method = getattr(api, f"{verb}_namespaced_{kind}")

@@ -97,6 +97,7 @@ class Rollback(SpecModel):
     check_window: Interval = "1m"
     fail_on_no_data: bool = False
     bake_time: Duration = "10m"
+    drain: Duration = "5s"
     window: Duration = "24h"
     checks: Annotated[list[MetricCheck], Field(max_length=16), UniqueNames] | None = None
 
@@ -205,6 +206,12 @@ class Health(StatusModel):
     checks: Annotated[list[CheckStatus], Field(max_length=20)] | None = None
 
 
+class DrainStatus(StatusModel):
+    backend: str | None = None
+    since: Timestamp | None = None
+    applied_time: Timestamp | None = None
+
+
 class ABExperimentStatus(StatusModel):
     observed_generation: int | None = None
     phase: ExperimentPhase | None = None
@@ -212,6 +219,7 @@ class ABExperimentStatus(StatusModel):
     start_time: Timestamp | None = None
     promotion_time: Timestamp | None = None
     rollback_target: str | None = None
+    drain: DrainStatus | None = None
     health: Health | None = None
     workloads: Workloads | None = None
     weights: ArmWeights | None = None

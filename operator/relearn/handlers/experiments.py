@@ -4,11 +4,12 @@ through its phases, and a delete handler restores routing.
     Pending -> Progressing -> Promoting -> Promoted
                            -> Rejected | Inconclusive | Aborted
 
-- **Pending**: the challenger's Deployment (a copy of the champion's, see
+- **Pending**: the champion's Service is pinned to the champion's version,
+  then the challenger's Deployment (a copy of the champion's, see
   :mod:`relearn.core.workloads`) and, for routers that route to Services, its
-  Service are created; the champion's Service is pinned to the champion's
-  version; the router learns the challenger at weight 0. Traffic moves only
-  once the challenger is fully ready.
+  Service are created; the router learns the challenger at weight 0.
+  Traffic moves only once the challenger is fully ready and its Service has
+  ready endpoints (:mod:`relearn.core.switching`).
 - **Progressing**: every ``analysis.interval`` both arms are measured in
   Prometheus over the time since the challenger took traffic, the
   guardrails are evaluated, and :func:`relearn.core.experiment.judge`
@@ -20,8 +21,11 @@ through its phases, and a delete handler restores routing.
   disowned (it serves now) and the previous champion's stays warm for a
   rollback. Then **Promoted**.
 - **Rejected / Inconclusive / Aborted**: 100% back to the champion, the
-  challenger's workload removed, its ModelVersion Rejected (Registered
-  again when Inconclusive).
+  challenger's workload removed once the data plane applied that route and
+  ``rollback.drain`` passed (``status.drain``), its ModelVersion Rejected
+  (Registered again when Inconclusive).
+- While **Progressing**, a route changed behind the experiment's back (a
+  GitOps re-apply) is restored, with a Warning Event ``RouteRestored``.
 
 Each decision is written to status (events first), posted as an Event with
 its numbers and sent to the experiment's webhooks. The end phases' actions
@@ -33,9 +37,10 @@ the ``relearn.dev/approve`` annotation (``relearn promote``).
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +57,7 @@ from relearn.api.abexperiment import TERMINAL_PHASES, ABExperimentSpec, ABExperi
 from relearn.api.base import PrometheusSource, rfc3339
 from relearn.api.conditions import get_condition
 from relearn.core import experiment as judging
-from relearn.core import stats, workloads
+from relearn.core import stats, switching, workloads
 from relearn.core.consent import Allowlist, UseRefused, check_webhook_url
 from relearn.core.drift_policy import champion as current_champion
 from relearn.core.durations import parse_duration
@@ -198,8 +203,18 @@ async def resolve(ctx: Context) -> tuple[Split, dict[str, Any], dict[str, Any]]:
 async def ensure_challenger(
     ctx: Context, split: Split, champion: dict[str, Any], version: dict[str, Any], first_weight: int
 ) -> dict[str, Any] | None:
-    """Create what the challenger needs (idempotent); its Deployment as it is now."""
+    """Create what the challenger needs (idempotent); its Deployment as it is now.
+
+    The champion's Service is pinned to the champion's version before the
+    challenger's Deployment exists, so at no moment (a restart between any
+    two of these writes included) does it select a challenger pod."""
     namespace = ctx.namespace
+    service = None
+    if ctx.spec.routing.provider != "replicas":
+        service = await ctx.kube.get(SERVICES, namespace, split.champion.service)
+        if service is None:
+            raise Wait("ServiceNotFound", f"Service {split.champion.service} does not exist")
+        await _pin(ctx, split, champion, service)
     existing = await ctx.kube.get(DEPLOYMENTS, namespace, split.challenger.deployment)
     if existing is None:
         total = int(champion["spec"].get("replicas", 1))
@@ -229,21 +244,54 @@ async def ensure_challenger(
             f"(a copy of {split.champion.deployment})",
             ctx.logger,
         )
-    if ctx.spec.routing.provider != "replicas":
-        service = await ctx.kube.get(SERVICES, namespace, split.champion.service)
-        if service is None:
-            raise Wait("ServiceNotFound", f"Service {split.champion.service} does not exist")
-        if await ctx.kube.get(SERVICES, namespace, split.challenger.service) is None:
-            await ctx.kube.create(
-                SERVICES,
-                namespace,
-                workloads.challenger_service(
-                    service, name=split.challenger.service, version=ctx.spec.challenger, experiment=ctx.body
-                ),
-            )
-        await _pin(ctx, split, champion, service)
+    if service is not None and await ctx.kube.get(SERVICES, namespace, split.challenger.service) is None:
+        await ctx.kube.create(
+            SERVICES,
+            namespace,
+            workloads.challenger_service(
+                service, name=split.challenger.service, version=ctx.spec.challenger, experiment=ctx.body
+            ),
+        )
     await ctx.router().reconcile(split)
     return await ctx.kube.get(DEPLOYMENTS, namespace, split.challenger.deployment)
+
+
+async def not_serving(ctx: Context, backend: Backend) -> str | None:
+    """Why ``backend`` may not take traffic yet (None: it may): its Service
+    has no ready endpoints. A Deployment that says available is not enough;
+    the endpoints are what the data plane sends to. The replicas router's
+    weights follow ready pods already."""
+    if ctx.spec.routing.provider == "replicas":
+        return None
+    if await ctx.router().ready_endpoints(backend.service) > 0:
+        return None
+    return f"Service {backend.service} has no ready endpoints yet"
+
+
+async def drained(ctx: Context, outcome: Outcome, backend: Backend) -> float | None:
+    """A backend that has left the route: seconds to wait before it may be
+    removed, or None when it may go now (see :func:`relearn.core.switching.drain_step`).
+    The drain's start and the moment the route was seen applied are kept in
+    ``status.drain``, so a restart neither removes it early nor waits again."""
+    record = ctx.status.drain
+    if record is None or record.backend != backend.deployment or record.since is None:
+        state = switching.Drain(ctx.now)
+    else:
+        state = switching.Drain(record.since, record.applied_time)
+    applied = await ctx.router().route_applied()
+    state, verdict = switching.drain_step(state, ctx.now, parse_duration(ctx.spec.rollback.drain), applied)
+    if verdict.remove:
+        outcome.status["drain"] = None
+        if verdict.reason == "RouteTimedOut":
+            outcome.events.append(("Warning", "RouteNotApplied", f"{backend.deployment}: {verdict.message}"))
+        return None
+    outcome.status["drain"] = {
+        "backend": backend.deployment,
+        "since": rfc3339(state.since),
+        **({"appliedTime": rfc3339(state.applied)} if state.applied is not None else {}),
+    }
+    ctx.logger.info("%s left the route: %s", backend.deployment, verdict.message)
+    return verdict.wait
 
 
 async def _pin(ctx: Context, split: Split, champion: dict[str, Any], service: dict[str, Any]) -> None:
@@ -511,6 +559,8 @@ async def advance_experiment(ctx: Context, outcome: Outcome) -> float:
     try:
         if phase == "Pending":
             await _one_at_a_time(ctx)
+        # The route as found, before ensure_challenger re-adds a missing challenger at weight 0.
+        found = await ctx.router().services() if phase == "Progressing" else None
         split, champion, version = await resolve(ctx)
         challenger = await ensure_challenger(ctx, split, champion, version, first)
     except (Wait, RouterError) as waiting:  # something a person has to fix: look again less often
@@ -520,6 +570,8 @@ async def advance_experiment(ctx: Context, outcome: Outcome) -> float:
     outcome.status["workloads"] = {"champion": split.champion.deployment, "challenger": split.challenger.deployment}
     outcome.status["champion"] = split.champion.version
     ready, words = workloads.ready(challenger)
+    if ready and (why := await not_serving(ctx, split.challenger)) is not None:
+        ready, words = False, f"{words}; {why}"
     if not ready:
         outcome.conditions.append((CHALLENGER_READY, "False", "NotReady", words))
         if phase == "Progressing":  # no requests to a pod that is not serving
@@ -542,7 +594,27 @@ async def advance_experiment(ctx: Context, outcome: Outcome) -> float:
             )
         )
         return parse_duration(ctx.spec.analysis.interval).total_seconds()
+    await restore_route(ctx, split, outcome, found)
     return await analyse(ctx, split, outcome)
+
+
+async def restore_route(ctx: Context, split: Split, outcome: Outcome, found: dict[str, int] | None = None) -> None:
+    """The route as this experiment set it: someone re-applied it from Git
+    (without the challenger) or changed its weight by hand. Restored within
+    one interval, with a Warning Event naming what was found."""
+    expected = ctx.status.weights.challenger if ctx.status.weights else None
+    if ctx.spec.routing.provider == "replicas" or expected is None:
+        return
+    router = ctx.router()
+    served = found if found is not None else await router.services()
+    actual = (await router.get_weights(split)).challenger
+    drift = switching.route_drift(expected, split.challenger.service in served, actual)
+    if drift is None:
+        return
+    await router.set_weights(split, expected)
+    outcome.events.append(
+        ("Warning", "RouteRestored", f"{ctx.spec.routing.provider} route {router.target}: {drift}; restored")
+    )
 
 
 # -- the end phases ----------------------------------------------------------------
@@ -611,29 +683,37 @@ async def _disown(ctx: Context, resource: Any, name: str) -> None:
     await ctx.kube.modify(resource, ctx.namespace, name, disown)
 
 
-async def withdraw(ctx: Context, split: Split) -> bool:
-    """All traffic back to the champion and the challenger's workload removed,
-    when this experiment created that workload (False, and nothing touched,
-    when it did not: an experiment that never started must not undo another's)."""
+async def ours(ctx: Context, split: Split) -> bool:
+    """Whether this experiment created the challenger's workload (an
+    experiment that never started must not undo another's)."""
     challenger = await ctx.kube.get(DEPLOYMENTS, ctx.namespace, split.challenger.deployment)
     owners = ((challenger or {}).get("metadata") or {}).get("ownerReferences") or ()
-    ours = challenger is not None and any(o.get("uid") == ctx.body["metadata"]["uid"] for o in owners)
+    if challenger is not None:
+        return any(o.get("uid") == ctx.body["metadata"]["uid"] for o in owners)
     # Absent: ours if it ever took traffic (removed by an earlier, interrupted try).
-    if not ours and (challenger is not None or ctx.status.start_time is None):
-        return False
+    return ctx.status.start_time is not None
+
+
+async def withdraw(ctx: Context, outcome: Outcome, split: Split) -> float | None:
+    """All traffic back to the champion, then, once the data plane applied
+    that route and the drain passed, the challenger's workload removed.
+    Seconds to wait before the next look, None when done."""
     await ctx.router().finalize(split, "champion")
+    wait = await drained(ctx, outcome, split.challenger)
+    if wait is not None:
+        return wait
     await ctx.kube.delete(DEPLOYMENTS, ctx.namespace, split.challenger.deployment)
     if ctx.spec.routing.provider != "replicas":
         await ctx.kube.delete(SERVICES, ctx.namespace, split.challenger.service)
-    return True
+    return None
 
 
-async def settle(ctx: Context, outcome: Outcome) -> None:
+async def settle(ctx: Context, outcome: Outcome) -> float | None:
     """Carry out a decision (idempotent: redone after a restart until the end
-    phase is written)."""
+    phase is written); seconds until the next look while it drains."""
     decision = ctx.status.decision.outcome if ctx.status.decision else None
     if ctx.status.phase in ("Promoted", "RolledBack", "Failed") or decision not in ENDS:
-        return  # nothing left to do here
+        return None  # nothing left to do here
     phase = ENDS[decision]
     try:
         split, _, challenger = await resolve(ctx)
@@ -642,12 +722,15 @@ async def settle(ctx: Context, outcome: Outcome) -> None:
             raise
         outcome.status["phase"] = phase  # nothing was started that needs undoing
         ctx.logger.info("experiment ended before it started: %s", error)
-        return
+        return None
     router = ctx.router()
     versions = await _versions(ctx)
     triggered_by = f"abexperiment/{ctx.name}"
     message = (ctx.status.decision.message if ctx.status.decision else None) or ""
     if phase == "Promoting":
+        why = await not_serving(ctx, split.challenger)
+        if why is not None:
+            raise Wait("NotServing", f"promotion waits: {why}")
         await router.set_weights(split, 100)  # the champion's route stays, at 0: warm for a rollback
         for resource, name in ((DEPLOYMENTS, split.challenger.deployment), (SERVICES, split.challenger.service)):
             if resource is DEPLOYMENTS or ctx.spec.routing.provider != "replicas":
@@ -670,11 +753,15 @@ async def settle(ctx: Context, outcome: Outcome) -> None:
         outcome.events.append(
             ("Normal", "Promoted", f"{split.challenger.version} is champion ({weights}% of traffic): {message}")
         )
-        return
-    outcome.status["phase"] = phase
-    if not await withdraw(ctx, split):
-        return  # it never ran (aborted while another experiment held the model): nothing to undo
+        return None
+    if not await ours(ctx, split):
+        outcome.status["phase"] = phase
+        return None  # it never ran (aborted while another experiment held the model): nothing to undo
+    wait = await withdraw(ctx, outcome, split)
     await _weights(ctx, split, outcome)
+    if wait is not None:
+        return wait  # the end phase is written once the challenger is gone
+    outcome.status["phase"] = phase
     if phase == "Inconclusive":
         await _version_phase(ctx, challenger, "Registered")
     else:
@@ -689,6 +776,22 @@ async def settle(ctx: Context, outcome: Outcome) -> None:
             from_version=split.champion.version,
             to_version=split.challenger.version,
         )
+    return None
+
+
+async def until_done(ctx: Context, step: Callable[[Context, Outcome], Awaitable[float | None]]) -> None:
+    """Run ``step`` until it is done, for the delete handler (no daemon turns
+    left): what it records for the next look (the drain) is kept in memory,
+    so after a restart there the drain is waited again, never skipped."""
+    while True:
+        outcome = Outcome()
+        wait = await step(ctx, outcome)
+        if wait is None:
+            return
+        wire = {**ctx.status.to_wire(), **outcome.status}
+        ctx.status = ABExperimentStatus.model_validate({k: v for k, v in wire.items() if v is not None})
+        await asyncio.sleep(wait)
+        ctx.now = datetime.datetime.now(datetime.UTC)
 
 
 # -- kopf glue ---------------------------------------------------------------------------
@@ -813,8 +916,7 @@ async def run(
                     # Redoing them now could undo what later experiments did.
                     return None
                 elif status.phase == "Promoting" or decision in ENDS:
-                    await settle(ctx, outcome)
-                    wait = 0.0
+                    wait = await settle(ctx, outcome) or 0.0
                 else:
                     wait = await advance_experiment(ctx, outcome)
                 guard.settle(outcome, status.conditions)
@@ -845,7 +947,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
             return
         ctx = Context(memo["kube"], _snapshot(body), spec, status, datetime.datetime.now(datetime.UTC), logger, None)
         if status.phase == "Promoting" or (status.decision is not None and status.decision.outcome in ENDS):
-            await settle(ctx, Outcome())
+            await until_done(ctx, settle)
             logger.info("experiment deleted during its %s: carried out", status.decision and status.decision.outcome)
             return
         try:
@@ -853,5 +955,6 @@ def register(registry: kopf.OperatorRegistry) -> None:
         except (Wait, RouterError) as error:
             logger.info("nothing to restore: %s", error)
             return
-        if await withdraw(ctx, split):
+        if await ours(ctx, split):
+            await until_done(ctx, lambda c, o: withdraw(c, o, split))
             logger.info("experiment deleted: all traffic back to champion %s", split.champion.version)

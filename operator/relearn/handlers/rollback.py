@@ -13,21 +13,22 @@ model's champion (its daemon moves here once the phase is Promoted):
   consecutive failures decide a rollback.
 - **Keeping warm**: until ``bakeTime`` the previous champion keeps running
   (and its route entry, at weight 0), so a rollback is one routing change;
-  after it the previous champion is scaled to 0 and its route entry removed.
-  A later rollback scales it up again and shifts once it is ready.
+  after it its route entry is removed and, drained, it is scaled to 0.
+  A later rollback scales it up again and shifts once its Service has ready
+  endpoints.
 
 A rollback is recorded first (``decision.outcome: RollBack``,
 ``rollbackTarget``; Warning Event, webhooks) and then carried out: traffic
-100% to the target, the failed version's workload removed, ModelVersions
-(failed -> RolledBack, target -> Champion) with history naming who or what
-triggered it, phase RolledBack. Carrying out is idempotent and resumes after
+100% to the target (once its endpoints are ready), ModelVersions (failed ->
+RolledBack, target -> Champion) with history naming who or what triggered
+it, then, once the data plane applied the route and ``rollback.drain``
+passed, the failed version's workload removed and phase RolledBack. Carrying out is idempotent and resumes after
 an operator restart, so it happens exactly once. A RolledBack experiment is
 final: automation never promotes that version again without a new experiment.
 """
 
 from __future__ import annotations
 
-import datetime
 import math
 from typing import Any
 
@@ -51,7 +52,9 @@ from relearn.handlers.experiments import (
     _versions,
     _weights,
     deployment_of,
+    drained,
     hand_over,
+    not_serving,
     read_values,
     service_for,
 )
@@ -127,17 +130,21 @@ async def _requested(ctx: Context, outcome: Outcome, request: str, versions: lis
     return True
 
 
-async def _release_previous(ctx: Context, outcome: Outcome) -> None:
-    """Past bakeTime: the previous champion stops running (scaled to 0, its route entry removed)."""
+async def _release_previous(ctx: Context, outcome: Outcome) -> bool:
+    """Past bakeTime: the previous champion stops running. Its route entry is
+    removed first; it is scaled to 0 once the data plane has applied that
+    route and the drain passed (True then, False while it drains)."""
     previous = ctx.status.champion
     if previous is None:
-        return
+        return True
     try:
         split, deployment = await split_to(ctx, previous)
     except (Wait, RouterError):
-        return
+        return True
     if ctx.spec.routing.provider != "replicas":
         await ctx.router().finalize(split, "challenger")
+    if await drained(ctx, outcome, split.champion) is not None:
+        return False
     replicas = int(deployment["spec"].get("replicas") or 0)
     if replicas:
 
@@ -154,6 +161,7 @@ async def _release_previous(ctx: Context, outcome: Outcome) -> None:
             "a rollback now scales it up first",
         )
     )
+    return True
 
 
 async def _check(ctx: Context) -> tuple[list[health.CheckResult], str | None]:
@@ -246,8 +254,7 @@ async def watch(ctx: Context, outcome: Outcome) -> float | None:
     since = ctx.now - ctx.status.promotion_time
     state = ctx.status.health
     warm = True if state is None or state.previous_champion_warm is None else state.previous_champion_warm
-    if warm and since > parse_duration(rb.bake_time):
-        await _release_previous(ctx, outcome)
+    if warm and since > parse_duration(rb.bake_time) and await _release_previous(ctx, outcome):
         warm = False
     if not rb.enabled or since > parse_duration(rb.window):
         why = "automatic rollback is off" if not rb.enabled else f"the rollback window ({rb.window}) is over"
@@ -346,11 +353,18 @@ async def carry_out(ctx: Context, outcome: Outcome) -> float:
     if not ready:
         outcome.conditions.append((ROLLING_BACK, "True", "WaitingForReady", f"{split.champion.deployment}: {words}"))
         return 1.0
-    await router.set_weights(split, 0)
+    why = await not_serving(ctx, split.champion)
+    if why is not None:
+        outcome.conditions.append((ROLLING_BACK, "True", "WaitingForEndpoints", why))
+        return 0.5
+    # Traffic moves in one routing change where the target is still in the
+    # route (warm); a released one is added back first. Then the failed
+    # version leaves the route, and is deleted only once drained.
+    record = ctx.status.drain
+    moved = record.since if record and record.backend == split.challenger.deployment and record.since else ctx.now
+    if ctx.spec.routing.provider != "replicas" and split.champion.service not in await router.services():
+        await router.set_weights(split, 0)
     await router.finalize(split, "champion")
-    await ctx.kube.delete(DEPLOYMENTS, ctx.namespace, split.challenger.deployment)
-    if ctx.spec.routing.provider != "replicas":
-        await ctx.kube.delete(SERVICES, ctx.namespace, split.challenger.service)
     weights = await _weights(ctx, split, outcome)
     decision = ctx.status.decision
     versions = await _versions(ctx)
@@ -373,9 +387,18 @@ async def carry_out(ctx: Context, outcome: Outcome) -> float:
         incoming_message=f"champion again after {ctx.spec.challenger} was rolled back: {decision.message or ''}",
         triggered_by=triggered_by,
     )
+    wait = await drained(ctx, outcome, split.challenger)
+    if wait is not None:
+        outcome.conditions.append(
+            (ROLLING_BACK, "True", "Draining", f"traffic on {target}; {split.challenger.deployment} drains")
+        )
+        return wait
+    await ctx.kube.delete(DEPLOYMENTS, ctx.namespace, split.challenger.deployment)
+    if ctx.spec.routing.provider != "replicas":
+        await ctx.kube.delete(SERVICES, ctx.namespace, split.challenger.service)
     took = ""
     if decision.time is not None:
-        took = f" {(datetime.datetime.now(datetime.UTC) - decision.time).total_seconds():.1f}s after the decision"
+        took = f" {(moved - decision.time).total_seconds():.1f}s after the decision"
     outcome.status["phase"] = "RolledBack"
     outcome.conditions.append((ROLLING_BACK, "False", "RolledBack", f"traffic on {target}"))
     outcome.events.append(

@@ -50,6 +50,8 @@ class SandboxConfig:
     workdir: Path
     api_port: int = 0
     gateway_port: int = 0
+    # Seconds the gateway learns of route and endpoint changes late (a real proxy's propagation delay).
+    gateway_lag: float = 0.0
     prometheus: bool = True
     prometheus_port: int = 0
     scrape_interval: str = "1s"
@@ -117,7 +119,9 @@ class Sandbox:
             bookmark_interval=self.config.bookmark_interval,
         )
         self.api_url = await self._serve(api.application(), self.config.api_port, ssl_context)
-        self.gateway_url = await self._serve(Gateway(self.store).application(), self.config.gateway_port)
+        self.gateway_url = await self._serve(
+            Gateway(self.store, lag=self.config.gateway_lag).application(), self.config.gateway_port
+        )
         self.write_kubeconfig()
 
     async def _serve(self, app: web.Application, port: int, ssl_context: ssl.SSLContext | None = None) -> str:

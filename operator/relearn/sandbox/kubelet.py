@@ -530,6 +530,10 @@ class Kubelet:
         if pod is None or pod["metadata"].get("deletionTimestamp"):
             if runtime is not None:
                 self._pods.pop((namespace, name), None)
+                # As a real cluster: the pod leaves its Services' endpoints
+                # before its process is told to stop, not after.
+                for service in self.store.objects("", "services", namespace):
+                    await self._sync_service(namespace, service["metadata"]["name"])
                 await self._kill_pod(
                     runtime, grace=float((pod or {}).get("spec", {}).get("terminationGracePeriodSeconds", 5))
                 )

@@ -18,7 +18,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Literal
 
-from relearn.adapters.kube import KubeClient
+from relearn.adapters.kube import ENDPOINTS, ENDPOINTSLICES, KubeClient
+from relearn.core import switching
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 Arm = Literal["champion", "challenger"]
 
@@ -92,6 +95,18 @@ class Router(ABC):
     @abstractmethod
     async def finalize(self, split: Split, keep: Arm) -> None:
         """All traffic to ``keep``; the other arm is taken out of the target."""
+
+    async def route_applied(self) -> bool | None:
+        """Whether the data plane has applied the target's current spec
+        (:func:`relearn.core.switching.route_applied`); None when the
+        provider does not report it."""
+        return None
+
+    async def ready_endpoints(self, service: str) -> int:
+        """Ready addresses behind ``service``: its EndpointSlices, else its Endpoints."""
+        slices = await self.kube.list_objects(ENDPOINTSLICES, self.namespace, f"{SERVICE_NAME_LABEL}={service}")
+        endpoints = None if slices else await self.kube.get(ENDPOINTS, self.namespace, service)
+        return switching.ready_endpoints(slices, endpoints)
 
 
 def router_for(provider: str, kube: KubeClient, namespace: str, target: str) -> Router:

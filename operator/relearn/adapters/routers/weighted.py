@@ -20,6 +20,7 @@ from typing import Any
 
 from relearn.adapters.kube import Resource
 from relearn.adapters.routers import Arm, Router, RouterError, Split, Weights, percentages
+from relearn.core import switching
 
 
 class WeightedRouter(Router):
@@ -136,3 +137,6 @@ class WeightedRouter(Router):
 
     async def finalize(self, split: Split, keep: Arm) -> None:
         await self._edit(lambda obj: self.keep_only(obj, split, keep))
+
+    async def route_applied(self) -> bool | None:
+        return switching.route_applied(await self._read())

@@ -1,0 +1,202 @@
+"""How the experiment handlers sequence a switch, against an in-memory API:
+the champion's Service is pinned before a challenger exists, a withdrawn
+challenger is deleted only after the route is applied and drained (and a
+restart keeps the drain), and a route re-applied from Git during an
+experiment is restored with a Warning Event."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+from fake_kube import FakeKube
+from relearn.adapters.kube import Resource
+from relearn.api.abexperiment import ABExperimentSpec, ABExperimentStatus
+from relearn.handlers import experiments
+from relearn.handlers.outcome import Outcome
+
+NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+SECOND = datetime.timedelta(seconds=1)
+
+
+def world(kube: FakeKube, refs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Champion 1.0.0 (Deployment, version-less Service, ready endpoints) and an HTTPRoute with ``refs``."""
+    for version, phase in (("1.0.0", "Champion"), ("1.1.0", "Registered")):
+        kube.add(
+            "modelversions",
+            {
+                "metadata": {"name": f"ranker-{version}"},
+                "spec": {"model": "ranker", "version": version, "baseModel": {"uri": "/m"}},
+                "status": {"phase": phase},
+            },
+        )
+    labels = {"app": "ranker", "relearn.dev/model": "ranker", "relearn.dev/version": "1.0.0"}
+    kube.add(
+        "deployments",
+        {
+            "metadata": {"name": "ranker", "labels": {"relearn.dev/model": "ranker"}},
+            "spec": {
+                "replicas": 1,
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "server", "image": "ranker:1"}]},
+                },
+            },
+            "status": {"availableReplicas": 1},
+        },
+    )
+    kube.add("services", {"metadata": {"name": "ranker"}, "spec": {"selector": {"app": "ranker"}, "ports": []}})
+    kube.add("httproutes", {"metadata": {"name": "ranker"}, "spec": {"rules": [{"backendRefs": refs}]}})
+    return kube.add(
+        "abexperiments",
+        {
+            "apiVersion": "relearn.dev/v1alpha1",
+            "kind": "ABExperiment",
+            "metadata": {"name": "ranker-1.1.0", "uid": "uid-x"},
+            "spec": {"model": "ranker", "challenger": "1.1.0", "workload": {"name": "ranker"}},
+        },
+    )
+
+
+def endpoints(kube: FakeKube, service: str, ready: bool) -> None:
+    kube.add(
+        "endpointslices",
+        {
+            "metadata": {"name": f"{service}-abc", "labels": {"kubernetes.io/service-name": service}},
+            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": ready}}],
+            "ports": [{"port": 8080}],
+        },
+    )
+
+
+def context(kube: FakeKube, body: dict[str, Any], now: datetime.datetime, **status: Any) -> experiments.Context:
+    return experiments.Context(
+        kube,  # type: ignore[arg-type]
+        body,
+        ABExperimentSpec.model_validate(body["spec"]),
+        ABExperimentStatus.model_validate(status),
+        now,
+        logging.getLogger("test"),  # type: ignore[arg-type]
+        None,
+    )
+
+
+def accept(kube: FakeKube, generation: int) -> None:
+    """The data plane reports the route applied at ``generation``."""
+    route = kube.objects[("httproutes", "default", "ranker")]
+    route["metadata"]["generation"] = generation
+    condition = {"type": "Accepted", "status": "True", "observedGeneration": generation}
+    route["status"] = {"parents": [{"parentRef": {"name": "gw"}, "conditions": [condition]}]}
+
+
+async def test_the_champions_service_is_pinned_before_the_challenger_deployment_exists() -> None:
+    kube = FakeKube()
+    body = world(kube, [{"name": "ranker", "port": 80, "weight": 100}])
+    order: list[str] = []
+    modify, create = kube.modify, kube.create
+
+    async def recording_modify(resource: Resource, namespace: str, name: str, change: Any, attempts: int = 5) -> Any:
+        order.append(f"modify {resource.plural}/{name}")
+        return await modify(resource, namespace, name, change, attempts)
+
+    async def recording_create(resource: Resource, namespace: str, obj: dict[str, Any]) -> bool:
+        order.append(f"create {resource.plural}/{obj['metadata']['name']}")
+        return await create(resource, namespace, obj)
+
+    kube.modify, kube.create = recording_modify, recording_create  # type: ignore[method-assign]
+    ctx = context(kube, body, NOW)
+    split, champion, version = await experiments.resolve(ctx)
+    await experiments.ensure_challenger(ctx, split, champion, version, 10)
+    assert order.index("modify services/ranker") < order.index("create deployments/ranker-1-1-0")
+    assert kube.objects[("services", "default", "ranker")]["spec"]["selector"]["relearn.dev/version"] == "1.0.0"
+
+
+async def test_the_challenger_takes_no_traffic_until_its_service_has_ready_endpoints() -> None:
+    kube = FakeKube()
+    body = world(kube, [{"name": "ranker", "port": 80, "weight": 100}])
+    ctx = context(kube, body, NOW)
+    split, champion, version = await experiments.resolve(ctx)
+    await experiments.ensure_challenger(ctx, split, champion, version, 10)
+    assert await experiments.not_serving(ctx, split.challenger) is not None
+    endpoints(kube, split.challenger.service, ready=False)
+    assert await experiments.not_serving(ctx, split.challenger) is not None
+    kube.objects.pop(("endpointslices", "default", f"{split.challenger.service}-abc"))
+    endpoints(kube, split.challenger.service, ready=True)
+    assert await experiments.not_serving(ctx, split.challenger) is None
+
+
+async def test_a_withdrawn_challenger_is_deleted_only_after_the_route_is_applied_and_drained() -> None:
+    kube = FakeKube()
+    refs = [{"name": "ranker", "port": 80, "weight": 90}, {"name": "ranker-1-1-0", "port": 80, "weight": 10}]
+    body = world(kube, refs)
+    ctx = context(kube, body, NOW, startTime="2026-01-01T00:00:00Z")
+    split, champion, version = await experiments.resolve(ctx)
+    await experiments.ensure_challenger(ctx, split, champion, version, 10)
+    accept(kube, 1)  # the data plane has the route as it was, with the challenger
+    kube.objects[("httproutes", "default", "ranker")]["metadata"]["generation"] = 2  # after the withdrawal's edit
+
+    outcome = Outcome()
+    wait = await experiments.withdraw(ctx, outcome, split)
+    assert wait is not None
+    assert kube.objects[("httproutes", "default", "ranker")]["spec"]["rules"][0]["backendRefs"] == [
+        {"name": "ranker", "port": 80, "weight": 100}
+    ]
+    assert ("deployments", "default", "ranker-1-1-0") in kube.objects  # the proxy may still send to it
+    drain = outcome.status["drain"]
+    assert drain["backend"] == "ranker-1-1-0"
+    assert "appliedTime" not in drain
+
+    # Long after, the data plane still has not applied it: still there (until the route timeout).
+    ctx = context(kube, body, NOW + 60 * SECOND, startTime="2026-01-01T00:00:00Z", drain=drain)
+    assert await experiments.withdraw(ctx, Outcome(), split) is not None
+    assert ("deployments", "default", "ranker-1-1-0") in kube.objects
+
+    # Applied at +61 s; an operator restarted at +63 s reads the drain from status and waits the rest only.
+    accept(kube, 2)
+    outcome = Outcome()
+    ctx = context(kube, body, NOW + 61 * SECOND, startTime="2026-01-01T00:00:00Z", drain=drain)
+    assert await experiments.withdraw(ctx, outcome, split) is not None
+    drain = outcome.status["drain"]
+    assert drain["appliedTime"] == "2026-01-01T00:01:01Z"
+    ctx = context(kube, body, NOW + 63 * SECOND, startTime="2026-01-01T00:00:00Z", drain=drain)
+    wait = await experiments.withdraw(ctx, Outcome(), split)
+    assert wait is not None
+    assert abs(wait - 3.0) < 1e-6  # 5 s drain from +61 s, not from the restart
+    assert ("deployments", "default", "ranker-1-1-0") in kube.objects
+    outcome = Outcome()
+    ctx = context(kube, body, NOW + 66 * SECOND, startTime="2026-01-01T00:00:00Z", drain=drain)
+    assert await experiments.withdraw(ctx, outcome, split) is None
+    assert ("deployments", "default", "ranker-1-1-0") not in kube.objects
+    assert ("services", "default", "ranker-1-1-0") not in kube.objects
+    assert outcome.status["drain"] is None
+
+
+async def test_a_route_reapplied_from_git_during_an_experiment_is_restored_with_a_warning() -> None:
+    kube = FakeKube()
+    refs = [{"name": "ranker", "port": 80, "weight": 90}, {"name": "ranker-1-1-0", "port": 80, "weight": 10}]
+    body = world(kube, refs)
+    weights = {"champion": 90, "challenger": 10}
+    ctx = context(kube, body, NOW, phase="Progressing", weights=weights)
+    split, _, _ = await experiments.resolve(ctx)
+    route = kube.objects[("httproutes", "default", "ranker")]
+
+    outcome = Outcome()
+    await experiments.restore_route(ctx, split, outcome)
+    assert outcome.events == []  # as the experiment set it: nothing to do
+
+    route["spec"]["rules"][0]["backendRefs"] = [{"name": "ranker", "port": 80, "weight": 100}]  # kubectl apply
+    await experiments.restore_route(ctx, split, outcome)
+    assert route["spec"]["rules"][0]["backendRefs"] == [
+        {"name": "ranker", "port": 80, "weight": 90},
+        {"name": "ranker-1-1-0", "weight": 10, "port": 80},
+    ]
+    [(kind, reason, message)] = outcome.events
+    assert (kind, reason) == ("Warning", "RouteRestored")
+    assert "missing" in message
+
+    route["spec"]["rules"][0]["backendRefs"][1]["weight"] = 50  # someone changed the weight by hand
+    outcome = Outcome()
+    await experiments.restore_route(ctx, split, outcome)
+    assert route["spec"]["rules"][0]["backendRefs"][1]["weight"] == 10
+    assert "36%" in outcome.events[0][2]  # its share: 50 of 140
