@@ -71,11 +71,3 @@ def fresh_clone(tmp_path: Path, repo: Path, control_plane: ControlPlane) -> Path
     installed = (Path(sys.prefix) / f".installed-{stamp}").stat().st_mtime
     os.utime(clone / "pyproject.toml", (installed - 1, installed - 1))  # make: installed after the clone's pyproject
     return clone
-
-
-def clone_env(clone: Path) -> dict[str, str]:
-    """The environment a newcomer's shell has in ``clone``: its code first, no make flags of ours."""
-    env = {**os.environ, "PYTHONPATH": f"{clone / 'operator'}:{clone / 'trainer_image'}"}
-    env.pop("MAKEFLAGS", None)
-    env.pop("KUBECONFIG", None)
-    return env

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import clone_env
+from newcomer import clone_env
 from relearn.sandbox.testing import ControlPlane
 
 

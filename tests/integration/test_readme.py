@@ -7,7 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from conftest import clone_env
+from newcomer import clone_env
 
 
 def try_it_lines(readme: str) -> list[str]:
