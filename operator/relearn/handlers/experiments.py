@@ -57,7 +57,7 @@ from relearn.api.abexperiment import TERMINAL_PHASES, ABExperimentSpec, ABExperi
 from relearn.api.base import PrometheusSource, rfc3339
 from relearn.api.conditions import get_condition
 from relearn.core import experiment as judging
-from relearn.core import stats, switching, workloads
+from relearn.core import health, stats, switching, workloads
 from relearn.core.consent import Allowlist, UseRefused, check_webhook_url
 from relearn.core.drift_policy import champion as current_champion
 from relearn.core.durations import parse_duration
@@ -65,7 +65,6 @@ from relearn.errors import DecisionError
 from relearn.handlers.guard import Guard, keep_turning
 from relearn.handlers.outcome import Outcome, apply, event_basis, post_event
 from relearn.metrics import DECISIONS, EXPERIMENT_PHASE, EXPERIMENT_WEIGHT, HANDLER_SECONDS
-from relearn.serving.contract import FEEDBACK
 
 PLURAL = "abexperiments"
 ABORT_ANNOTATION, APPROVE_ANNOTATION = "relearn.dev/abort", "relearn.dev/approve"
@@ -79,9 +78,8 @@ CHALLENGER_READY, METRICS_AVAILABLE, INCONCLUSIVE, AWAITING_APPROVAL = (
 NOTIFICATIONS_ALLOWED = "NotificationsAllowed"
 PHASES = ("Pending", "Progressing", "Promoting", *TERMINAL_PHASES)
 # The metric contract's feedback counter; {{...}} are filled by adapters.prometheus.render.
-_ARM = "{{{selector}}"  # model, version and namespace
-SUCCESS_QUERY = f'sum(increase({FEEDBACK}_total{_ARM},outcome="correct"}}[{{{{window}}}}]))'
-TOTAL_QUERY = f"sum(increase({FEEDBACK}_total{_ARM}}}[{{{{window}}}}]))"
+# An arm's feedback: the same counters the feedback health check reads.
+SUCCESS_QUERY, TOTAL_QUERY = health.FEEDBACK_CORRECT_QUERY, health.FEEDBACK_TOTAL_QUERY
 PENDING_POLL = 2.0  # seconds between looks while the challenger starts
 FIX_POLL = 10.0  # seconds between looks while the spec names something missing
 
