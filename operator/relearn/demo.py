@@ -127,10 +127,15 @@ def explain_failure(api: client.ApiClient, namespace: str, workdir: Path) -> lis
                 )
             elif waiting is not None:
                 states.append(f"{s.name}: waiting {waiting.reason or ''} {waiting.message or ''}")
-        try:
-            log = tail(core.read_namespaced_pod_log(pod.metadata.name, namespace))
-        except Exception as error:
-            log = f"(no log: {error})"
+        logs = []
+        # A restarted container's crash is in its previous run's log; the current run may not have said anything yet.
+        for previous in (True, False) if restarts else (False,):
+            try:
+                text = tail(core.read_namespaced_pod_log(pod.metadata.name, namespace, previous=previous))
+            except Exception as error:
+                text = f"(no log: {error})"
+            logs.append(f"{'previous run' if previous else 'current run'}:\n{text}" if restarts else text)
+        log = "\n".join(logs)
         found.append(
             (
                 f"pod/{pod.metadata.name} ({pod.status.phase}, {restarts} restarts)",
