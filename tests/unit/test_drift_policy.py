@@ -24,7 +24,6 @@ from relearn.core.drift_policy import (
     decide_trigger,
     from_baseline,
     from_window,
-    retraining_job_name,
 )
 from relearn.errors import InvalidMetrics
 
@@ -167,13 +166,6 @@ def test_no_second_retraining_while_one_is_active_or_in_cooldown() -> None:
 def test_no_retraining_without_its_configuration() -> None:
     decision = decide_trigger(policy(retraining=None), DRIFTED, 5, None, NOW)
     assert (decision.request, decision.why) == (False, "retraining is not configured")
-
-
-def test_job_names_are_deterministic_and_valid() -> None:
-    name = retraining_job_name("a" * 80, "uid-1", NOW)
-    assert name == retraining_job_name("a" * 80, "uid-1", NOW)
-    assert name != retraining_job_name("a" * 80, "uid-1", NOW + datetime.timedelta(seconds=1))
-    assert len(name) <= 63
 
 
 def test_champion_is_the_promoted_version_else_the_declared_one() -> None:

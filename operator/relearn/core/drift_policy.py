@@ -10,7 +10,6 @@ no verdict is ever drawn from them.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -305,12 +304,6 @@ def decide_trigger(
         remaining = cooldown - (now - last.requested_at)
         return TriggerDecision(count, False, f"in cooldown for {int(remaining.total_seconds())}s more")
     return TriggerDecision(count, True, f"drifted {count} checks in a row", assessment.reasons())
-
-
-def retraining_job_name(policy: str, policy_uid: str, requested_at: datetime.datetime) -> str:
-    """Deterministic: the same trigger names the same Job, so a restart cannot start a second one."""
-    digest = hashlib.sha256(f"{policy_uid}/{requested_at.isoformat()}".encode()).hexdigest()[:8]
-    return f"{policy[:51].rstrip('-')}-rt-{digest}"  # 63 characters at most: a label value
 
 
 def champion(versions: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
