@@ -9,6 +9,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 TORCH_VERSION ?= 2.13.0
+# pytest workers (pytest-xdist); each worker starts its own sandbox. 0 = in-process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: test demo setup prometheus lint typecheck pytest crds docs clean
 
@@ -41,7 +43,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 test: $(STAMP) prometheus lint typecheck pytest
 
