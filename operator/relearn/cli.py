@@ -8,6 +8,7 @@ relearn validate examples/
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import os
 import random
@@ -97,6 +98,43 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
 
     command = commands.add_parser(
+        "report", help="how each model fared over a period: one self-contained HTML file (or JSON) and a summary"
+    )
+    command.add_argument("models", nargs="*", metavar="MODEL", help="models to report on (default: every model)")
+    command.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
+    command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    command.add_argument("--since", type=_duration, default="7d", help="period to cover (default %(default)s)")
+    command.add_argument(
+        "-o",
+        "--output",
+        default="relearn-report.html",
+        metavar="PATH|URI",
+        help="where to write (fsspec URI; %(default)s)",
+    )
+    command.add_argument("--format", choices=("html", "json"), default="html", help="html (default) or json")
+    command.add_argument("--prometheus", metavar="URL", help="Prometheus to read (default: the model's DriftPolicy's)")
+    command.add_argument("--prometheus-token-file", metavar="PATH", help="file holding a bearer token for Prometheus")
+    command.add_argument(
+        "--notify",
+        default=os.environ.get("RELEARN_REPORT_WEBHOOK_URL", ""),
+        metavar="URL",
+        help="POST the summary and the report's location here (env RELEARN_REPORT_WEBHOOK_URL; never printed)",
+    )
+    command.add_argument("--notify-format", choices=("json", "slack"), default="json", help="webhook body format")
+    command.add_argument(
+        "--allowed-webhook-host",
+        action="append",
+        default=[h for h in os.environ.get("RELEARN_ALLOWED_WEBHOOK_HOSTS", "").split(",") if h],
+        metavar="HOST",
+        help="only notify this host or *.domain (repeatable; default: any)",
+    )
+
+    command = commands.add_parser("status", help="the registry at a glance: champion, challenger, decisions, drift")
+    command.add_argument("models", nargs="*", metavar="MODEL", help="models to show (default: every model)")
+    command.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
+    command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+
+    command = commands.add_parser(
         "rollback", help="revert a model to its previous champion (annotation relearn.dev/rollback)"
     )
     command.add_argument("model", help="model name (ModelVersion spec.model)")
@@ -161,6 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _decide(args)
     if args.command == "validate":
         return _validate(args.paths)
+    if args.command == "report":
+        return _report(args)
+    if args.command == "status":
+        return _status(args)
     if args.command == "sandbox":
         return _sandbox(args)
     if args.command == "demo":
@@ -186,6 +228,67 @@ def _decide(args: argparse.Namespace) -> int:
             print(action(target, args.experiment))
     except commands.Refused as refusal:
         print(f"relearn {args.command}: {refusal}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _duration(text: str) -> datetime.timedelta:
+    from relearn.core.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _report(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from kubernetes.client import ApiException
+
+    from relearn import commands, reporting
+    from relearn.core.consent import UseRefused
+    from relearn.reporting import render
+
+    token = Path(args.prometheus_token_file).read_text().strip() if args.prometheus_token_file else None
+    try:
+        target = commands.connect(args.namespace, args.kubeconfig)
+        reports = asyncio.run(reporting.generate(target, args.models, args.since, args.prometheus, token))
+    except (ApiException, OSError) as error:
+        print(f"relearn report: cannot read the registry: {getattr(error, 'reason', None) or error}", file=sys.stderr)
+        return 1
+    now = datetime.datetime.now(datetime.UTC)
+    content = render.to_json(reports) if args.format == "json" else render.to_html(reports, now)
+    output = args.output.replace("{namespace}", target.namespace).replace("{date}", now.strftime("%Y-%m-%d"))
+    try:
+        location = reporting.write(output, content)
+    except OSError as error:
+        print(f"relearn report: cannot write {args.output}: {error}", file=sys.stderr)
+        return 1
+    summary = "\n".join(render.summary(r) for r, _ in reports) or f"no model in {target.namespace}"
+    print(summary)
+    print(f"report written to {location}")
+    if args.notify:
+        try:
+            reporting.notify(args.notify, summary, location, args.notify_format, args.allowed_webhook_host)
+        except (OSError, UseRefused) as error:
+            print(f"relearn report: {error}", file=sys.stderr)
+            return 1
+        print("summary posted to the webhook")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from kubernetes.client import ApiException
+
+    from relearn import commands
+    from relearn.reporting import status
+
+    try:
+        target = commands.connect(args.namespace, args.kubeconfig)
+        print(status.table(target, args.models), end="")
+    except (ApiException, OSError) as error:
+        print(f"relearn status: cannot read the registry: {getattr(error, 'reason', None) or error}", file=sys.stderr)
         return 1
     return 0
 

@@ -29,7 +29,8 @@ from rich.console import Console
 from rich.table import Table
 
 from relearn.sandbox import control
-from relearn.sandbox.processes import start_operator, stop_operator
+from relearn.sandbox.processes import free_port, start_operator, stop_operator
+from relearn.sandbox.prometheus import scrape_operator
 from relearn.sandbox.waiting import condition, established, wait_for
 
 GROUP, VERSION = "relearn.dev", "v1alpha1"
@@ -166,6 +167,24 @@ def explain_failure(api: client.ApiClient, namespace: str, workdir: Path) -> lis
     return found
 
 
+def write_report(kubeconfig: Path, namespace: str, path: Path, model: str | None) -> list[str]:
+    """``relearn report`` of the demo's model (every model when None) at ``path``; its summary lines."""
+    import asyncio
+    import datetime
+
+    from relearn import commands, reporting
+    from relearn.reporting import render
+
+    try:
+        import matplotlib  # noqa: F401  (the report extra)
+    except ImportError:
+        return ["the report extra is not installed: no report (pip install 'relearn-operator[report]')"]
+    target = commands.connect(namespace, str(kubeconfig))
+    reports = asyncio.run(reporting.generate(target, [model] if model else (), since=datetime.timedelta(hours=1)))
+    location = reporting.write(str(path), render.to_html(reports, datetime.datetime.now(datetime.UTC)))
+    return [*"\n".join(render.summary(r) for r, _ in reports).splitlines(), f"open {location} in a browser"]
+
+
 def ready_is(name: str, status: str = "True") -> Callable[[dict[str, Any]], bool]:
     return lambda obj: obj["metadata"]["name"] == name and condition(obj, "Ready", status)
 
@@ -197,7 +216,11 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
                 )
 
         with timeline.step(f"operator running: relearn run -n {namespace}"):
-            operator = start_operator(kubeconfig, [namespace], workdir / "operator.log", with_parent=not keep)
+            metrics_port = free_port()
+            operator = start_operator(
+                kubeconfig, [namespace], workdir / "operator.log", with_parent=not keep, metrics_port=metrics_port
+            )
+            scrape_operator(workdir / "prometheus", metrics_port)  # drift scores and weights, for the report
 
         docs = [yaml.safe_load((examples / name).read_text()) for name in EXAMPLE_FILES]
         with timeline.step("invoice-classifier declared: two ModelVersions, a DriftPolicy, an ABExperiment"):
@@ -251,6 +274,7 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
         console.print(f"    [yellow]Ready=False {verdict['reason']}: {verdict['message']}[/yellow]")
 
         loop: dict[str, Any] | None = None
+        reported: str | None = None  # the report covers the loop's model (every model without the loop)
         try:
             import relearn_trainer.synthetic  # noqa: F401  (the trainer extra: torch, transformers, peft)
         except ImportError:
@@ -259,7 +283,9 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
                 "(pip install 'relearn-operator[trainer]')[/yellow]"
             )
         else:
-            from relearn.demo_loop import run_loop
+            from relearn.demo_loop import MODEL, run_loop
+
+            reported = MODEL
 
             loop = run_loop(
                 timeline.step,
@@ -274,6 +300,10 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
             console.out(
                 kubectl(kubeconfig, "get", "mv,dp,abx,jobs,deployments", "-n", namespace).stdout, highlight=False
             )
+
+        with timeline.step(f"report written: relearn report -o {workdir / 'report.html'}"):
+            for line in write_report(kubeconfig, namespace, workdir / "report.html", reported):
+                console.print(f"    [cyan]{line}[/cyan]", highlight=False)
 
         events = sorted(core.list_namespaced_event(namespace).items, key=lambda e: e.metadata.creation_timestamp)
         table = Table(title="Events the operator posted", show_lines=False)

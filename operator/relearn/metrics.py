@@ -22,8 +22,12 @@ DRIFT_CHECKS = Counter(
     "DriftPolicy checks by result (drifted, no-drift, not-enough-data, no-decision).",
     ["result"],
 )
+# Read back by `relearn report` (relearn.reporting) from Prometheus.
+DRIFT_SCORE_METRIC = "relearn_drift_score"
+EXPERIMENT_WEIGHT_METRIC = "relearn_experiment_challenger_weight"
+
 DRIFT_SCORE = Gauge(
-    "relearn_drift_score",
+    DRIFT_SCORE_METRIC,
     "Last drift score of a feature (psi, jensenShannon, pValue after correction).",
     ["namespace", "policy", "feature", "score"],
 )
@@ -43,7 +47,7 @@ EXPERIMENT_PHASE = Gauge(
     ["namespace", "experiment", "phase"],
 )
 EXPERIMENT_WEIGHT = Gauge(
-    "relearn_experiment_challenger_weight",
+    EXPERIMENT_WEIGHT_METRIC,
     "Challenger's share of traffic (%) as the router reports it.",
     ["namespace", "experiment"],
 )

@@ -28,6 +28,12 @@ VALUE_SETS = {
         "podDisruptionBudget": {"enabled": True},
         "grafanaDashboard": {"enabled": True},
         "prometheusRule": {"enabled": True},
+        "report": {
+            "enabled": True,
+            "namespaces": ["ml-prod", "ml-staging"],
+            "persistentVolumeClaim": "reports",
+            "webhook": {"secretName": "report-webhook", "format": "slack"},
+        },
     },
     "namespaced-peering": {"rbac": {"clusterWide": False}, "peering": {"enabled": True}},
 }
@@ -136,7 +142,42 @@ def test_peering_renders_its_object_and_rights() -> None:
 
 def test_optional_objects_are_off_by_default() -> None:
     kinds = {d["kind"] for d in render(None)}
-    assert not kinds & {"ServiceMonitor", "PodDisruptionBudget", "ClusterKopfPeering", "PrometheusRule", "ConfigMap"}
+    assert not kinds & {
+        "ServiceMonitor",
+        "PodDisruptionBudget",
+        "ClusterKopfPeering",
+        "PrometheusRule",
+        "ConfigMap",
+        "CronJob",
+    }
+
+
+def test_the_weekly_report_runs_per_namespace_and_may_only_read_the_registry() -> None:
+    docs = render(VALUE_SETS["everything-on"])
+    jobs = [d for d in docs if d["kind"] == "CronJob"]
+    assert sorted(j["metadata"]["namespace"] for j in jobs) == ["ml-prod", "ml-staging"]
+    job = next(j for j in jobs if j["metadata"]["namespace"] == "ml-prod")
+    assert job["spec"]["schedule"] == "0 6 * * 1"
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][:4] == [
+        "report",
+        "--namespace=ml-prod",
+        "--since=7d",
+        "--output=/reports/relearn-report-{namespace}-{date}.html",
+    ]
+    webhook = next(e for e in container["env"] if e["name"] == "RELEARN_REPORT_WEBHOOK_URL")
+    assert webhook["valueFrom"]["secretKeyRef"] == {"name": "report-webhook", "key": "url"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "reports", "persistentVolumeClaim": {"claimName": "reports"}} in pod["volumes"]
+    roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == pod["serviceAccountName"]]
+    assert len(roles) == 2
+    assert granted(roles[0]["rules"]) == {
+        ("relearn.dev", "modelversions", "list"),
+        ("relearn.dev", "abexperiments", "list"),
+        ("relearn.dev", "driftpolicies", "list"),
+        ("batch", "jobs", "list"),
+    }
 
 
 def test_unknown_value_is_refused_by_the_schema() -> None:

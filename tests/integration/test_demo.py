@@ -4,6 +4,7 @@ does not happen is named, with the logs that explain it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -13,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import open_page
 from newcomer import clone_env
+from relearn.reporting.render import SECTIONS
 from relearn.sandbox.testing import ControlPlane
 
 
@@ -64,6 +67,30 @@ def test_make_demo_on_a_fresh_clone_runs_the_loop_and_cleans_up(fresh_clone: Pat
     assert "invoice-classifier-1.0.0   invoice-classifier   1.0.0" in result.stdout
     assert not (demo_dir / "state.json").exists()
     assert processes_mentioning(str(demo_dir)) == []
+    assert f"open {demo_dir / 'report.html'} in a browser" in result.stdout
+    asyncio.run(the_report_reads_in_a_browser(demo_dir / "report.html", demo_dir / "report.png"))
+
+
+async def the_report_reads_in_a_browser(report: Path, screenshot: Path) -> None:
+    """The demo's report in headless Chromium: every section, every plot drawn
+    from data (the loop's promotion, drift and experiment), nothing logged."""
+    async with open_page(report) as page:
+        sections = await page.evaluate("[...document.querySelectorAll('section')].map(s => s.id)")
+        assert set(SECTIONS) <= set(sections)
+        plots = await page.evaluate(
+            "[...document.querySelectorAll('img.plot')].map(i => [i.dataset.plot, i.complete && i.naturalWidth])"
+        )
+        kinds = {kind.split("-")[0] for kind, _ in plots}
+        assert {"timeline", "accuracy", "drift", "retrainings", "weights", "lift", "registry"} <= kinds
+        assert all(width and width > 300 for _, width in plots), plots
+        text = await page.evaluate("document.body.innerText")
+        assert "Promoted" in text
+        assert "RolledBack" in text
+        assert "no relearn_drift_score series" not in text
+        assert "no feedback" not in text
+        await page.screenshot(screenshot)
+        assert page.problems == []
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_interrupted_demo_stops_everything_it_started(demo_dir: Path) -> None:

@@ -56,10 +56,16 @@ async def terminate_group(process: asyncio.subprocess.Process, grace: float) -> 
 
 
 def start_operator(
-    kubeconfig: Path, namespaces: Sequence[str], log_path: Path, timeout: float = 60.0, with_parent: bool = False
+    kubeconfig: Path,
+    namespaces: Sequence[str],
+    log_path: Path,
+    timeout: float = 60.0,
+    with_parent: bool = False,
+    metrics_port: int = 0,
 ) -> subprocess.Popen[bytes]:
     """``relearn run`` for these namespaces, returned once it answers its liveness probe;
-    ``with_parent``: it gets SIGTERM when this process dies, however it dies."""
+    ``with_parent``: it gets SIGTERM when this process dies, however it dies;
+    ``metrics_port``: where it serves its metrics on loopback (0: nowhere)."""
     port = free_port()
     command = [
         sys.executable,
@@ -67,7 +73,8 @@ def start_operator(
         "relearn",
         "run",
         f"--liveness=http://127.0.0.1:{port}/healthz",
-        "--metrics-port=0",
+        f"--metrics-port={metrics_port}",
+        "--metrics-address=127.0.0.1",
         "--log-format=json",
     ]
     command += [f"--namespace={namespace}" for namespace in namespaces]

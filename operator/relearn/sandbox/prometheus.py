@@ -63,6 +63,19 @@ def scrape_targets(pods: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return groups
 
 
+OPERATOR_TARGETS = "operator-targets.json"
+OPERATOR_DEFAULT_PORT = 9090  # `relearn run --metrics-port`'s default
+
+
+def scrape_operator(workdir: Path, port: int) -> None:
+    """Have the sandbox's Prometheus (state folder ``workdir``) scrape an
+    operator's metrics on 127.0.0.1:``port``, replacing the previous target."""
+    target = workdir / OPERATOR_TARGETS
+    temporary = target.with_suffix(".tmp")
+    temporary.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {"job": "relearn-operator"}}]))
+    os.replace(temporary, target)
+
+
 class Prometheus:
     def __init__(self, workdir: Path, *, port: int = 0, scrape_interval: str = "1s", binary: str | None = None) -> None:
         self.workdir = workdir
@@ -79,6 +92,10 @@ class Prometheus:
     def targets_file(self) -> Path:
         return self.workdir / "targets.json"
 
+    @property
+    def operator_targets_file(self) -> Path:
+        return self.workdir / OPERATOR_TARGETS
+
     def config(self) -> dict[str, Any]:
         return {
             "global": {"scrape_interval": self.scrape_interval, "evaluation_interval": self.scrape_interval},
@@ -86,7 +103,15 @@ class Prometheus:
                 {
                     "job_name": "sandbox-pods",
                     "file_sd_configs": [{"files": [str(self.targets_file)], "refresh_interval": "1s"}],
-                }
+                },
+                {
+                    # The operator's own metrics (drift scores, weights: what
+                    # `relearn report` plots). Its `namespace` label names the
+                    # object's namespace, so it is kept as the operator wrote it.
+                    "job_name": "relearn-operator",
+                    "honor_labels": True,
+                    "file_sd_configs": [{"files": [str(self.operator_targets_file)], "refresh_interval": "1s"}],
+                },
             ],
         }
 
@@ -98,6 +123,8 @@ class Prometheus:
         (self.workdir / "prometheus.yml").write_text(json.dumps(self.config(), indent=2))
         if not self.targets_file.exists():  # a restart keeps the pods it scraped
             self.update_targets([])
+        if not self.operator_targets_file.exists():  # `relearn run` started by hand: its default port
+            scrape_operator(self.workdir, OPERATOR_DEFAULT_PORT)
         log = (self.workdir / "prometheus.log").open("ab")
         self._process = await asyncio.create_subprocess_exec(
             self.binary,

@@ -1,0 +1,132 @@
+"""A page opened in headless Chromium as a person opens it, for the tests of
+what people look at (the report). Speaks the Chrome DevTools Protocol over
+aiohttp's websocket client: loads a file, waits for the load event, collects
+every console message, JavaScript exception and failed resource, answers
+JavaScript questions about the page and takes a screenshot.
+
+Chromium is started as the machine's guide says (``--headless --no-sandbox
+--disable-gpu``, background networking off, a fresh user-data-dir) and
+killed when the page is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--remote-debugging-port=0",
+    "--window-size=1280,900",
+)
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@dataclass
+class Page:
+    socket: aiohttp.ClientWebSocketResponse
+    problems: list[str] = field(default_factory=list)  # console errors, exceptions, failed loads
+    _next: int = 0
+    _loaded: asyncio.Event = field(default_factory=asyncio.Event)
+    _answers: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
+
+    async def call(self, method: str, **params: Any) -> Any:
+        self._next += 1
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._answers[self._next] = future
+        await self.socket.send_str(json.dumps({"id": self._next, "method": method, "params": params}))
+        return await asyncio.wait_for(future, 30)
+
+    async def evaluate(self, expression: str) -> Any:
+        answer = await self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in answer:
+            raise AssertionError(f"{expression!r} raised in the page: {answer['exceptionDetails']}")
+        return answer["result"].get("value")
+
+    async def screenshot(self, path: Path) -> None:
+        shot = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+
+    async def _read(self) -> None:
+        async for message in self.socket:
+            data = json.loads(message.data)
+            if "id" in data and data["id"] in self._answers:
+                future = self._answers.pop(data["id"])
+                if "error" in data:
+                    future.set_exception(AssertionError(f"DevTools refused: {data['error']}"))
+                else:
+                    future.set_result(data.get("result", {}))
+                continue
+            method, params = data.get("method"), data.get("params", {})
+            if method == "Page.loadEventFired":
+                self._loaded.set()
+            elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert", "warning"):
+                self.problems.append(f"console.{params['type']}: {params.get('args')}")
+            elif method == "Runtime.exceptionThrown":
+                self.problems.append(f"exception: {params.get('exceptionDetails')}")
+            elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
+                self.problems.append(f"log: {params['entry'].get('text')}")
+            elif method == "Network.loadingFailed":
+                self.problems.append(f"failed to load: {params.get('errorText')}")
+
+
+@contextlib.asynccontextmanager
+async def open_page(path: Path, timeout: float = 60) -> AsyncIterator[Page]:
+    """``path`` loaded in a fresh headless Chromium, its load event fired."""
+    binary = chromium()
+    assert binary, "chromium is not installed (make test installs Debian's chromium)"
+    with tempfile.TemporaryDirectory(prefix="relearn-chromium-") as profile:
+        process = subprocess.Popen(
+            [binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            port_file = Path(profile) / "DevToolsActivePort"
+            deadline = time.monotonic() + timeout
+            while not port_file.exists() or not port_file.read_text().strip():
+                assert process.poll() is None, f"chromium exited with {process.returncode}"
+                assert time.monotonic() < deadline, "chromium did not open its DevTools port"
+                await asyncio.sleep(0.1)
+            port = port_file.read_text().split()[0]
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
+                    targets = await response.json(content_type=None)
+                url = next(t["webSocketDebuggerUrl"] for t in targets if t.get("type") == "page")
+                async with session.ws_connect(url, max_msg_size=0) as socket:
+                    page = Page(socket)
+                    reader = asyncio.create_task(page._read())
+                    try:
+                        for domain in ("Page", "Runtime", "Log", "Network"):
+                            await page.call(f"{domain}.enable")
+                        await page.call("Page.navigate", url=path.resolve().as_uri())
+                        await asyncio.wait_for(page._loaded.wait(), timeout)
+                        yield page
+                    finally:
+                        reader.cancel()
+        finally:
+            process.kill()
+            process.wait(10)
