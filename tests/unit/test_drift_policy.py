@@ -295,3 +295,29 @@ def test_of_two_champions_during_a_hand_over_the_incoming_one_is_the_champion() 
 
     assert champion([incoming, outgoing]) is incoming
     assert champion([outgoing, incoming]) is incoming
+
+
+def test_a_drift_reason_names_the_score_that_raised_it() -> None:
+    from relearn.core import drift
+    from relearn.core.drift_policy import _raised_by
+
+    def compare(reference: list[float], current: list[float]) -> drift.FeatureComparison:
+        return drift.compare_feature(
+            "length",
+            "numeric",
+            reference,
+            current,
+            edges=list(range(1, len(reference))),
+            psi_threshold=0.2,
+            js_threshold=0.1,
+            alpha=0.001,
+            min_samples=100,
+        )
+
+    assert _raised_by(compare([100] * 10 + [0], [10] * 10 + [400])) == "PSI"
+    # A small shift on much data: PSI and JS stay under their thresholds, the
+    # tests on the counts see it; the reason says which.
+    shifted = compare([100_000] * 4, [20_000, 25_000, 25_000, 30_000])
+    assert shifted.psi < shifted.psi_threshold
+    assert shifted.p_value < 1e-6
+    assert _raised_by(shifted) in ("KS", "chi-square")

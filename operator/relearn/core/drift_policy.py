@@ -164,6 +164,16 @@ class ConceptVerdict:
     drifted: bool | None
 
 
+def _raised_by(c: drift.FeatureComparison) -> str:
+    """Which score raised the alarm, so "PSI 0.000" beside a tiny p-value reads
+    right: a shift within merged buckets that only KS or chi-square sees."""
+    if c.psi > c.psi_threshold:
+        return "PSI"
+    if c.jensen_shannon > c.jensen_shannon_threshold:
+        return "JS"
+    return "KS" if c.test == "ks" else "chi-square"
+
+
 @dataclass(frozen=True)
 class Assessment:
     features: tuple[FeatureVerdict, ...]
@@ -183,7 +193,8 @@ class Assessment:
             lines.append(
                 f"{verdict.name}: PSI {c.psi:.3f} (threshold {c.psi_threshold:.3f}), JS {c.jensen_shannon:.3f} "
                 f"(threshold {c.jensen_shannon_threshold:.3f}), p={verdict.adjusted_p_value:.2g} "
-                f"(all scores, corrected) on {c.reference_samples:.0f}/{c.current_samples:.0f} samples"
+                f"(raised by {_raised_by(c)}; all scores, corrected) on "
+                f"{c.reference_samples:.0f}/{c.current_samples:.0f} samples"
             )
         if self.concept and self.concept.drifted:
             r = self.concept.result
