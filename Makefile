@@ -1,7 +1,7 @@
 # Relearn: the two commands of the README, and the steps they are made of.
 #   make test   set up .venv (torch CPU first, then the package with its
 #               trainer and dev extras), Prometheus if missing, then ruff,
-#               mypy and pytest.
+#               the import contracts (lint-imports), mypy and pytest.
 #   make demo   the main job: the whole loop in the local sandbox.
 
 PYTHON ?= python3
@@ -33,9 +33,11 @@ prometheus:
 	}
 	@prometheus --version 2>&1 | head -1
 
+# The layering contracts live in pyproject.toml ([tool.importlinter]).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -20,9 +20,9 @@ from kubernetes import client, config
 
 from relearn.api import GROUP, VERSION
 from relearn.api.abexperiment import TERMINAL_PHASES
-from relearn.core.drift_policy import champion as current_champion
-from relearn.handlers.experiments import ABORT_ANNOTATION, APPROVE_ANNOTATION, REQUESTED_BY_ANNOTATION
-from relearn.handlers.rollback import FAILED_PHASES, ROLLBACK_ANNOTATION
+from relearn.api.names import ABORT_ANNOTATION, APPROVE_ANNOTATION, REQUESTED_BY_ANNOTATION, ROLLBACK_ANNOTATION
+from relearn.core.model_versions import FAILED_PHASES
+from relearn.core.model_versions import champion as current_champion
 
 
 class Refused(Exception):

@@ -47,3 +47,53 @@ class InvalidSetting(DecisionError):
     """A setting outside what the decision can honour (it passed admission, e.g. an old object)."""
 
     reason = "InvalidSetting"
+
+
+class RollbackRefused(RelearnError):
+    """A rollback asked for that may not happen (no target, or one that failed its own checks)."""
+
+    reason = "RollbackRefused"
+
+
+# -- the Kubernetes API, as adapters.kube translates its client's errors ---------------------
+
+
+class KubernetesError(RelearnError):
+    """A Kubernetes API call failed; ``status`` is its HTTP status (None: no
+    answer). Raised only by :mod:`relearn.adapters.kube`, so no other module
+    depends on the client library's exception types."""
+
+    reason = "KubernetesAPIError"
+
+    def __init__(self, message: str, *, status: int | None = None, http_reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.http_reason = http_reason  # the API's reason phrase ("Not Found"), for messages
+
+
+class APIUnreachable(KubernetesError):
+    """The Kubernetes API did not answer (transport error, timeout, or a 50x
+    while it restarts); the call may be retried within seconds."""
+
+    reason = "APIUnreachable"
+
+
+class APIError(KubernetesError):
+    """The Kubernetes API answered with an error. The message names status
+    and reason only: the body of an API error may quote the request."""
+
+
+class NotFound(APIError):
+    """404: the object (or its kind) does not exist."""
+
+
+class Conflict(APIError):
+    """409: the object exists already, or changed since it was read."""
+
+
+class Forbidden(APIError):
+    """401/403: the operator's service account may not do this."""
+
+
+class Invalid(APIError):
+    """400/422: the API server refused the object as written."""

@@ -21,7 +21,6 @@ import logging
 from typing import Any
 
 import kopf
-from kubernetes.client import ApiException
 from pydantic import ValidationError
 
 from relearn.adapters.kube import KubeClient
@@ -41,12 +40,13 @@ from relearn.api.base import rfc3339
 from relearn.api.conditions import get_condition
 from relearn.api.driftpolicy import DriftPolicySpec, DriftPolicyStatus, RetrainingRecord
 from relearn.api.modelversion import ModelVersionSpec
-from relearn.core import drift_policy
+from relearn.api.names import DRIFTED, METRICS_AVAILABLE, RETRAINING
+from relearn.core import drift_policy, model_versions
 from relearn.core.consent import Allowlist
 from relearn.core.drift_policy import Assessment, WindowCounts, WindowData
 from relearn.core.durations import parse_duration
 from relearn.core.retraining import next_sequence, request_name
-from relearn.errors import DecisionError
+from relearn.errors import APIError, DecisionError, Forbidden, NotFound
 from relearn.handlers import retraining
 from relearn.handlers.guard import Guard, interval_seconds, keep_turning
 from relearn.handlers.outcome import Outcome, apply, event_basis, post_event
@@ -54,7 +54,6 @@ from relearn.metrics import DECISIONS, DRIFT_CHECKS, DRIFT_SCORE, HANDLER_SECOND
 
 logger = logging.getLogger(__name__)
 
-METRICS_AVAILABLE, DRIFTED, RETRAINING = "MetricsAvailable", "Drifted", "Retraining"
 NO_LIMITS = Allowlist()
 
 
@@ -76,8 +75,8 @@ async def _auth(kube: KubeClient, namespace: str, spec: DriftPolicySpec, allowed
         )
     except PrometheusError as refused:  # a Secret without consent, a URL not allowed: nothing is sent
         raise CheckFailed(f"Prometheus{refused.reason}", refused.message) from None
-    except ApiException as error:
-        raise CheckFailed("SecretUnavailable", f"cannot read the Prometheus credentials: {error.reason}") from None
+    except APIError as error:
+        raise CheckFailed("SecretUnavailable", f"cannot read the Prometheus credentials: {error.http_reason}") from None
 
 
 async def _baseline(kube: KubeClient, namespace: str, version: dict[str, Any]) -> WindowData:
@@ -88,7 +87,7 @@ async def _baseline(kube: KubeClient, namespace: str, version: dict[str, Any]) -
         try:
             data = json.loads((await kube.read_config_map(namespace, ref.name))[ref.key])
             spec = ModelVersionSpec.model_validate({**version["spec"], "baseline": data})
-        except (ApiException, KeyError, ValueError, ValidationError) as error:
+        except (APIError, KeyError, ValueError, ValidationError) as error:
             raise CheckFailed(
                 "NoBaseline", f"baseline ConfigMap {ref.name}/{ref.key} of {name} is unreadable: {error}"
             ) from None
@@ -113,9 +112,9 @@ async def check(
     """One drift check of a policy, as status updates and Events."""
     outcome = Outcome()
     try:
-        champion = drift_policy.champion(await kube.list_model_versions(namespace, spec.model))
-    except ApiException as error:
-        raise CheckFailed("KubernetesAPIError", f"cannot list the model's ModelVersions: {error.reason}") from None
+        champion = model_versions.champion(await kube.list_model_versions(namespace, spec.model))
+    except APIError as error:
+        raise CheckFailed("KubernetesAPIError", f"cannot list the model's ModelVersions: {error.http_reason}") from None
     labels = scope(namespace, spec.prometheus, model=spec.model)  # this namespace's series only
     if champion is not None:
         labels["version"] = champion["spec"]["version"]
@@ -397,10 +396,8 @@ async def _write(
     guard.settle(outcome, status.conditions)
     try:
         written = await kube.update_status("driftpolicies", namespace, name, apply(outcome, generation, now))
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
+    except NotFound:
+        return None
     guard.finished()
     return written
 
@@ -429,10 +426,12 @@ async def _advance_retraining(
         progress = await retraining.advance(
             kube, name=name, namespace=namespace, uid=uid, spec=spec, record=record, now=now
         )
-    except ApiException as error:
-        if error.status == 403:  # refused, not transient: say so
-            outcome.conditions.append((RETRAINING, "Unknown", "KubernetesAPIError", f"{error.status} {error.reason}"))
-        logger.warning("retraining not advanced this turn: %s", error.reason)
+    except APIError as error:
+        if isinstance(error, Forbidden):  # refused, not transient: say so
+            outcome.conditions.append(
+                (RETRAINING, "Unknown", "KubernetesAPIError", f"{error.status} {error.http_reason}")
+            )
+        logger.warning("retraining not advanced this turn: %s", error.http_reason)
         return
     if progress is None:
         return
