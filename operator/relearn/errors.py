@@ -1,10 +1,22 @@
-"""The typed errors of Relearn's decision core, shared by every layer.
+"""Relearn's one error vocabulary, shared by every layer: every error of
+Relearn's own is a :class:`RelearnError`, with a condition ``reason`` (the
+CamelCase word a handler writes into a status condition and an Event) and a
+readable ``message`` that carries the numbers.
 
-The decision functions in `relearn.core` are total: for any input they return
-a verdict or raise one `DecisionError`. Its `reason` is the CamelCase word a
-handler writes into a status condition (and an Event) so that a user reads
-why no decision was taken; its message carries the numbers. Handlers catch
-`DecisionError` and never decide on the data that raised it.
+- :class:`DecisionError` (``InvalidMetrics``, ``NotEnoughData``,
+  ``InvalidSetting``): the decision functions in `relearn.core` are total: for
+  any input they return a verdict or raise one of these. Handlers catch it and
+  never decide on the data that raised it.
+- :class:`RollbackRefused`: a rollback asked for that may not happen
+  (:mod:`relearn.core.rollback`).
+- :class:`KubernetesError`: a Kubernetes API call failed, as
+  :mod:`relearn.adapters.kube` translates the client's exceptions (the one
+  place that sees them): :class:`APIUnreachable` (retry within seconds) or an
+  :class:`APIError` the API answered (:class:`NotFound`, :class:`Conflict`,
+  :class:`Forbidden`, :class:`Invalid`).
+- Elsewhere, subclasses for one concern each: ``adapters.prometheus.PrometheusError``,
+  ``adapters.routers.RouterError``, ``core.consent.UseRefused``, the
+  experiment handler's ``Wait`` and the drift handler's ``CheckFailed``.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from relearn.core import promql
 from relearn.core.consent import UseRefused, check_prometheus_url
 from relearn.core.drift_policy import WindowCounts
 from relearn.core.durations import format_duration, parse_duration
+from relearn.errors import RelearnError
 
 LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.:+-]{1,253}$")
 DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
@@ -43,13 +44,13 @@ FailureReason = Literal[
 ]
 
 
-class PrometheusError(Exception):
+class PrometheusError(RelearnError):
     """A query that did not give an answer, and why (for MetricsAvailable=False)."""
 
+    reason: FailureReason
+
     def __init__(self, reason: FailureReason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+        super().__init__(message, reason=reason)
 
 
 def promql_string(value: str) -> str:

@@ -46,7 +46,7 @@ from relearn.core.consent import Allowlist
 from relearn.core.drift_policy import Assessment, WindowCounts, WindowData
 from relearn.core.durations import parse_duration
 from relearn.core.retraining import next_sequence, request_name
-from relearn.errors import APIError, DecisionError, Forbidden, NotFound
+from relearn.errors import APIError, DecisionError, Forbidden, NotFound, RelearnError
 from relearn.handlers import retraining
 from relearn.handlers.guard import Guard, interval_seconds, keep_turning
 from relearn.handlers.outcome import Outcome, apply, event_basis, post_event
@@ -57,14 +57,12 @@ logger = logging.getLogger(__name__)
 NO_LIMITS = Allowlist()
 
 
-class CheckFailed(Exception):
+class CheckFailed(RelearnError):
     """No drift decision this time; the reason goes to MetricsAvailable, and
     an Event (``event``) when the reason is new."""
 
     def __init__(self, reason: str, message: str, event: str = "MetricsUnavailable") -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+        super().__init__(message, reason=reason)
         self.event = event
 
 

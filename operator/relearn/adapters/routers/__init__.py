@@ -20,6 +20,7 @@ from typing import Literal
 
 from relearn.adapters.kube import ENDPOINTS, ENDPOINTSLICES, KubeClient
 from relearn.core import switching
+from relearn.errors import RelearnError
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -49,13 +50,11 @@ class Weights:
     challenger: int
 
 
-class RouterError(Exception):
+class RouterError(RelearnError):
     """The routing object cannot be used as it is; ``reason`` goes to a condition."""
 
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+        super().__init__(message, reason=reason)
 
 
 def percentages(champion: float, challenger: float) -> Weights:
