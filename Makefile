@@ -59,4 +59,4 @@ docs: $(STAMP)
 	$(BIN)/python -m relearn.api.reference > docs/reference.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache build dist *.egg-info

@@ -38,12 +38,12 @@ from relearn.adapters.prometheus import (
 from relearn.api import GROUP, VERSION
 from relearn.api.base import rfc3339
 from relearn.api.conditions import get_condition
-from relearn.api.driftpolicy import DriftPolicySpec, DriftPolicyStatus, RetrainingRecord
+from relearn.api.driftpolicy import ConceptDrift, DriftPolicySpec, DriftPolicyStatus, FeatureScore, RetrainingRecord
 from relearn.api.modelversion import ModelVersionSpec
 from relearn.api.names import DRIFTED, METRICS_AVAILABLE, RETRAINING
 from relearn.core import drift_policy, model_versions
 from relearn.core.consent import Allowlist
-from relearn.core.drift_policy import Assessment, WindowCounts, WindowData
+from relearn.core.drift_policy import Assessment, FeatureVerdict, WindowCounts, WindowData
 from relearn.core.durations import parse_duration
 from relearn.core.retraining import next_sequence, request_name
 from relearn.errors import APIError, DecisionError, Forbidden, NotFound, RelearnError
@@ -192,43 +192,50 @@ async def read_window(
     return arrange(batched, overrides, feedback)
 
 
+def _optional(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _feature_score(verdict: FeatureVerdict) -> dict[str, object]:
+    c = verdict.comparison
+    score = FeatureScore(
+        name=verdict.name,
+        p_value=_optional(verdict.adjusted_p_value),
+        drifted=None if verdict.drifted is None else bool(verdict.drifted),
+        note=verdict.note or None,
+    )
+    if c is not None:
+        score = score.model_copy(
+            update={
+                "psi": float(c.psi),
+                "psi_threshold": float(c.psi_threshold),
+                "jensen_shannon": float(c.jensen_shannon),
+                "jensen_shannon_threshold": float(c.jensen_shannon_threshold),
+                "test": c.test,
+                "reference_samples": float(c.reference_samples),
+                "current_samples": float(c.current_samples),
+                "wasserstein": _optional(c.wasserstein),
+            }
+        )
+    return score.to_wire()
+
+
 def _scores(assessment: Assessment) -> dict[str, Any]:
-    features = []
-    for verdict in assessment.features:
-        entry: dict[str, Any] = {"name": verdict.name}
-        c = verdict.comparison
-        if c is not None:
-            entry.update(
-                psi=c.psi,
-                psiThreshold=c.psi_threshold,
-                jensenShannon=c.jensen_shannon,
-                jensenShannonThreshold=c.jensen_shannon_threshold,
-                test=c.test,
-                referenceSamples=c.reference_samples,
-                currentSamples=c.current_samples,
-            )
-            if c.wasserstein is not None:
-                entry["wasserstein"] = c.wasserstein
-        if verdict.adjusted_p_value is not None:
-            entry["pValue"] = verdict.adjusted_p_value
-        if verdict.drifted is not None:
-            entry["drifted"] = verdict.drifted
-        if verdict.note:
-            entry["note"] = verdict.note
-        features.append(entry)
-    result: dict[str, Any] = {"features": features}
+    """``status.features`` and ``status.concept``, through the api models."""
+    result: dict[str, Any] = {"features": [_feature_score(v) for v in assessment.features]}
     if assessment.concept is not None:
         r = assessment.concept.result
-        result["concept"] = {
-            "referenceAccuracy": r.reference_accuracy,
-            "currentAccuracy": r.current_accuracy,
-            "drop": r.drop,
-            "ciLower": r.ci_lower,
-            "ciUpper": r.ci_upper,
-            "referenceSamples": r.reference_samples,
-            "currentSamples": r.current_samples,
-            **({"drifted": assessment.concept.drifted} if assessment.concept.drifted is not None else {}),
-        }
+        drifted = assessment.concept.drifted
+        result["concept"] = ConceptDrift(
+            reference_accuracy=float(r.reference_accuracy),
+            current_accuracy=float(r.current_accuracy),
+            drop=float(r.drop),
+            ci_lower=float(r.ci_lower),
+            ci_upper=float(r.ci_upper),
+            reference_samples=float(r.reference_samples),
+            current_samples=float(r.current_samples),
+            drifted=None if drifted is None else bool(drifted),
+        ).to_wire()
     return result
 
 

@@ -113,24 +113,25 @@ def _promote(ctx: Context, outcome: Outcome, judgement: judging.Judgement, inter
     return 0.0
 
 
-async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
-    """One Progressing look; returns seconds until the next one."""
-    interval = parse_duration(ctx.spec.analysis.interval).total_seconds()
-    router = ctx.router()
+async def _look(ctx: Context, split: Split, outcome: Outcome) -> judging.Look | None:
+    """Both arms measured, with MetricsAvailable; None when Prometheus gave no answer (recorded)."""
     try:
         look = await measure(ctx, split)
     except PrometheusError as error:
         _unmeasured(ctx, outcome, f"Prometheus{error.reason}", error.message)
-        await ctx.record_weights(split, outcome)
-        return interval
+        return None
     except (APIError, ValueError) as error:
         _unmeasured(ctx, outcome, "QueryFailed", str(error))
-        await ctx.record_weights(split, outcome)
-        return interval
+        return None
     outcome.conditions.append((METRICS_AVAILABLE, "True", "MetricsRead", "both arms measured"))
     previous = get_condition(ctx.status.conditions or [], METRICS_AVAILABLE)
     if previous is not None and previous.status == "False":
         outcome.events.append(("Normal", "MetricsRestored", "Prometheus answers again"))
+    return look
+
+
+def _judge(ctx: Context, outcome: Outcome, look: judging.Look) -> judging.Judgement | None:
+    """The look judged, its numbers and Inconclusive recorded; None when the core refused the data."""
     p_before = (ctx.status.statistic.p_value if ctx.status.statistic else None) or 1.0
     if ctx.spec.analysis.method != "sequential":
         p_before = 1.0
@@ -138,8 +139,7 @@ async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
         judgement = judging.judge(ctx.spec, look, p_before)
     except DecisionError as refused:
         _refused(ctx, outcome, refused)
-        await ctx.record_weights(split, outcome)
-        return interval
+        return None
     outcome.status.update(status_numbers(look, judgement, ctx.spec.analysis.method))
     if judgement.missing:
         outcome.conditions.append(
@@ -147,7 +147,17 @@ async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
         )
     else:
         outcome.conditions.append((INCONCLUSIVE, "False", "DataComplete", "every arm and guardrail has data"))
+    return judgement
+
+
+async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
+    """One Progressing look; returns seconds until the next one."""
+    interval = parse_duration(ctx.spec.analysis.interval).total_seconds()
+    look = await _look(ctx, split, outcome)
+    judgement = _judge(ctx, outcome, look) if look is not None else None
     current = await ctx.record_weights(split, outcome)
+    if judgement is None:
+        return interval  # no decision until the data returns or is valid; weights unchanged
     if judgement.outcome == "Promote":
         return _promote(ctx, outcome, judgement, interval)
     if judgement.outcome in ("Reject", "Inconclusive"):
@@ -156,7 +166,7 @@ async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
     outcome.status["decision"] = ctx.decision("Continue", judgement.reason, judgement.message)
     wanted = judging.next_weight(ctx.spec.traffic, current)
     if wanted != current and not judgement.missing:
-        await router.set_weights(split, wanted)
+        await ctx.router().set_weights(split, wanted)
         await ctx.record_weights(split, outcome)
         outcome.events.append(("Normal", "WeightChanged", f"challenger weight {current}% -> {wanted}%"))
     return interval

@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import datetime
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from relearn.adapters.routers import RouterError
-from relearn.api.abexperiment import ABExperimentStatus
+from relearn.adapters.routers import RouterError, Split
+from relearn.api.abexperiment import ABExperimentStatus, ExperimentPhase
 from relearn.api.base import rfc3339
 from relearn.core import experiment as judging
 from relearn.core import model_versions
@@ -47,32 +48,44 @@ async def settle(ctx: Context, outcome: Outcome) -> float | None:
         outcome.status["phase"] = phase  # nothing was started that needs undoing
         ctx.logger.info("experiment ended before it started: %s", error)
         return None
-    triggered_by = f"abexperiment/{ctx.name}"
-    message = (decision.message if decision else None) or ""
     if phase == "Promoting":
-        why = await not_serving(ctx, split.challenger)
-        if why is not None:
-            raise Wait("NotServing", f"promotion waits: {why}")
-        await ctx.router().set_weights(split, 100)  # the champion's route stays, at 0: warm for a rollback
-        await disown(ctx, split.challenger)
-        plan = model_versions.hand_over(
-            outgoing=split.champion.version,
-            incoming=split.challenger.version,
-            outgoing_phase="Archived",
-            outgoing_action="Demoted",
-            outgoing_reason="ChallengerPromoted",
-            outgoing_message=f"replaced by {split.challenger.version}: {message}",
-            incoming_reason="ChallengerBetter",
-            incoming_message=message,
-            triggered_by=triggered_by,
-        )
-        await ctx.move_versions(await ctx.versions(), plan)
-        weights = await ctx.record_weights(split, outcome)
-        outcome.status.update(phase="Promoted", promotionTime=rfc3339(ctx.now))
-        outcome.events.append(
-            ("Normal", "Promoted", f"{split.challenger.version} is champion ({weights}% of traffic): {message}")
-        )
+        await promote(ctx, outcome, split)
         return None
+    return await end_without_promotion(ctx, outcome, split, challenger, phase)
+
+
+async def promote(ctx: Context, outcome: Outcome, split: Split) -> None:
+    """100% to the challenger, its workload disowned, the champion handed over; then Promoted."""
+    message = (ctx.status.decision.message if ctx.status.decision else None) or ""
+    why = await not_serving(ctx, split.challenger)
+    if why is not None:
+        raise Wait("NotServing", f"promotion waits: {why}")
+    await ctx.router().set_weights(split, 100)  # the champion's route stays, at 0: warm for a rollback
+    await disown(ctx, split.challenger)
+    plan = model_versions.hand_over(
+        outgoing=split.champion.version,
+        incoming=split.challenger.version,
+        outgoing_phase="Archived",
+        outgoing_action="Demoted",
+        outgoing_reason="ChallengerPromoted",
+        outgoing_message=f"replaced by {split.challenger.version}: {message}",
+        incoming_reason="ChallengerBetter",
+        incoming_message=message,
+        triggered_by=f"abexperiment/{ctx.name}",
+    )
+    await ctx.move_versions(await ctx.versions(), plan)
+    weights = await ctx.record_weights(split, outcome)
+    outcome.status.update(phase="Promoted", promotionTime=rfc3339(ctx.now))
+    outcome.events.append(
+        ("Normal", "Promoted", f"{split.challenger.version} is champion ({weights}% of traffic): {message}")
+    )
+
+
+async def end_without_promotion(
+    ctx: Context, outcome: Outcome, split: Split, challenger: dict[str, Any], phase: ExperimentPhase
+) -> float | None:
+    """Rejected, Inconclusive or Aborted: the challenger withdrawn (once drained), then the end phase and
+    its ModelVersion Rejected (Registered again when Inconclusive)."""
     if not await ours(ctx, split):
         outcome.status["phase"] = phase
         return None  # it never ran (aborted while another experiment held the model): nothing to undo
@@ -84,11 +97,12 @@ async def settle(ctx: Context, outcome: Outcome) -> float | None:
     if phase == "Inconclusive":
         await ctx.write_version(challenger, model_versions.phase_change("Registered", None, ctx.now))
         return None
+    decision = ctx.status.decision
     history = model_versions.History(
         "Rejected",
         (decision.reason if decision else None) or str(phase),
-        message,
-        triggered_by,
+        (decision.message if decision else None) or "",
+        f"abexperiment/{ctx.name}",
         from_version=split.champion.version,
         to_version=split.challenger.version,
     )

@@ -60,6 +60,12 @@ from relearn.handlers.outcome import Outcome
 from relearn.metrics import DECISIONS
 
 
+def _promoted_workload(ctx: Context) -> str:
+    """The Deployment of the promoted (maybe failing) version: the challenger's as the experiment created it."""
+    recorded = ctx.status.workloads.challenger if ctx.status.workloads else None
+    return recorded or workloads.workload_name(ctx.spec.workload.name, ctx.spec.challenger)
+
+
 async def split_to(ctx: Context, target: str) -> tuple[Split, dict[str, Any]]:
     """Rollback split: 'champion' is the version traffic returns to, 'challenger' the failed one."""
     router = ctx.router()
@@ -67,9 +73,7 @@ async def split_to(ctx: Context, target: str) -> tuple[Split, dict[str, Any]]:
     deployment = await deployment_of(ctx, target, previous if target == ctx.status.champion else None)
     if deployment is None:
         raise Wait("NoWorkload", f"no Deployment of {ctx.spec.model} runs version {target} to roll back to")
-    failed_name = (ctx.status.workloads.challenger if ctx.status.workloads else None) or workloads.workload_name(
-        ctx.spec.workload.name, ctx.spec.challenger
-    )
+    failed_name = _promoted_workload(ctx)
     split = Split(
         Backend(target, deployment["metadata"]["name"], await service_for(ctx, router, deployment)),
         Backend(ctx.spec.challenger, failed_name, router.arm_service(failed_name)),
@@ -150,12 +154,7 @@ async def _check(ctx: Context) -> tuple[list[health.CheckResult], str | None]:
     """Every check's result, and why Prometheus gave none when it did not."""
     rb = ctx.spec.rollback
     results = []
-    deployment = await ctx.kube.get(
-        DEPLOYMENTS,
-        ctx.namespace,
-        (ctx.status.workloads.challenger if ctx.status.workloads else None)
-        or workloads.workload_name(ctx.spec.workload.name, ctx.spec.challenger),
-    )
+    deployment = await ctx.kube.get(DEPLOYMENTS, ctx.namespace, _promoted_workload(ctx))
     if deployment is not None:
         desired = int(deployment["spec"].get("replicas", 1))
         results.append(
