@@ -1,7 +1,7 @@
 # Relearn: the two commands of the README, and the steps they are made of.
 #   make test   set up .venv (torch CPU first, then the package with its
 #               trainer and dev extras), Prometheus if missing, then ruff,
-#               mypy and pytest.
+#               the import contracts (lint-imports), mypy and pytest.
 #   make demo   the main job: the whole loop in the local sandbox.
 
 PYTHON ?= python3
@@ -42,9 +42,11 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	}
 
+# The layering contracts live in pyproject.toml ([tool.importlinter]).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -66,4 +68,4 @@ docs: $(STAMP)
 	$(BIN)/python -m relearn.api.reference > docs/reference.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache build dist *.egg-info

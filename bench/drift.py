@@ -24,7 +24,7 @@ from aiohttp import web
 from relearn.adapters.prometheus import PrometheusClient, Sample, arrange, label_matcher, window_query
 from relearn.api.driftpolicy import DriftPolicySpec
 from relearn.core.drift_policy import FeatureCounts, WindowData, assess, from_window
-from relearn.serving.contract import FEATURE_VALUE
+from relearn.core.promql import FEATURE_VALUE
 
 
 def synthetic(features: int, buckets: int, seed: int = 5) -> dict[str, list[float]]:

@@ -26,11 +26,11 @@ import aiohttp
 
 
 async def watch(
-    session: aiohttp.ClientSession, url: str, expected: int, ready: asyncio.Event, started: list[int]
+    session: aiohttp.ClientSession, url: str, expected: int, ready: asyncio.Event, started: asyncio.Event
 ) -> int:
     seen = 0
     async with session.get(url, params={"watch": "true", "timeoutSeconds": "300"}) as response:
-        started.append(1)
+        started.set()
         ready.set()
         async for line in response.content:
             if line.strip() and json.loads(line)["type"] == "ADDED":
@@ -46,10 +46,9 @@ async def phase(api: str, namespace: str, writes: int, watches: int, writers: in
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         await session.post(f"{api}/api/v1/namespaces", json={"metadata": {"name": namespace}})
         collection = f"{api}/api/v1/namespaces/{namespace}/configmaps"
-        ready, started = asyncio.Event(), []
-        watchers = [asyncio.create_task(watch(session, collection, writes, ready, started)) for _ in range(watches)]
-        while len(started) < watches:
-            await asyncio.sleep(0.05)
+        ready, started = asyncio.Event(), [asyncio.Event() for _ in range(watches)]
+        watchers = [asyncio.create_task(watch(session, collection, writes, ready, s)) for s in started]
+        await asyncio.gather(*(s.wait() for s in started))
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(writes):
             queue.put_nowait(i)

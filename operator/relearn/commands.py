@@ -13,44 +13,22 @@ from __future__ import annotations
 
 import getpass
 import socket
-from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 
+from relearn.adapters.kube import Target, connect
 from relearn.api import GROUP, VERSION
 from relearn.api.abexperiment import TERMINAL_PHASES
-from relearn.core.drift_policy import champion as current_champion
-from relearn.handlers.experiments import ABORT_ANNOTATION, APPROVE_ANNOTATION, REQUESTED_BY_ANNOTATION
-from relearn.handlers.rollback import FAILED_PHASES, ROLLBACK_ANNOTATION
+from relearn.api.names import ABORT_ANNOTATION, APPROVE_ANNOTATION, REQUESTED_BY_ANNOTATION, ROLLBACK_ANNOTATION
+from relearn.core.model_versions import FAILED_PHASES
+from relearn.core.model_versions import champion as current_champion
+
+__all__ = ["Refused", "Target", "abort", "connect", "promote", "rollback", "who"]
 
 
 class Refused(Exception):
     """The command cannot do what was asked; the message says why."""
-
-
-@dataclass(frozen=True)
-class Target:
-    custom: client.CustomObjectsApi
-    namespace: str
-
-
-def connect(namespace: str | None, kubeconfig: str | None = None) -> Target:
-    if kubeconfig:
-        api = config.new_client_from_config(config_file=kubeconfig)
-    else:
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-        api = client.ApiClient()
-    if namespace is None:
-        try:
-            _, active = config.list_kube_config_contexts(config_file=kubeconfig)
-            namespace = (active or {}).get("context", {}).get("namespace") or "default"
-        except config.ConfigException:
-            namespace = "default"
-    return Target(client.CustomObjectsApi(api), namespace)
 
 
 def who() -> str:

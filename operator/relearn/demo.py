@@ -92,6 +92,37 @@ def tail(text: str, lines: int = LOG_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+def _pod_report(core: client.CoreV1Api, namespace: str, pod: Any) -> tuple[str, str] | None:
+    """A pod that is not ready or has restarted: its containers' states and the last lines of its log."""
+    statuses = pod.status.container_statuses or []
+    restarts = sum(s.restart_count or 0 for s in statuses)
+    ready = bool(statuses) and all(s.ready for s in statuses)
+    if ready and not restarts and pod.status.phase in ("Running", "Succeeded"):
+        return None
+    states = []
+    for s in statuses:
+        terminated = s.state.terminated or (s.last_state.terminated if s.last_state else None)
+        waiting = s.state.waiting
+        if terminated is not None:
+            states.append(
+                f"{s.name}: exited {terminated.exit_code} {terminated.reason or ''} {terminated.message or ''}"
+            )
+        elif waiting is not None:
+            states.append(f"{s.name}: waiting {waiting.reason or ''} {waiting.message or ''}")
+    logs = []
+    # A restarted container's crash is in its previous run's log; the current run may not have said anything yet.
+    for previous in (True, False) if restarts else (False,):
+        try:
+            text = tail(core.read_namespaced_pod_log(pod.metadata.name, namespace, previous=previous))
+        except Exception as error:
+            text = f"(no log: {error})"
+        logs.append(f"{'previous run' if previous else 'current run'}:\n{text}" if restarts else text)
+    return (
+        f"pod/{pod.metadata.name} ({pod.status.phase}, {restarts} restarts)",
+        "\n".join([*(x.strip() for x in states), "\n".join(logs)]),
+    )
+
+
 def explain_failure(api: client.ApiClient, namespace: str, workdir: Path) -> list[tuple[str, str]]:
     """What a user needs to see when a step did not happen: (title, text) for every pod that is not
     ready or has restarted (its state and the last lines of its log), every Job, every Relearn object's
@@ -112,37 +143,7 @@ def explain_failure(api: client.ApiClient, namespace: str, workdir: Path) -> lis
             ]
         except client.ApiException as error:  # the CRDs may be what is missing
             found.append((f"{kind} objects", f"could not be listed: {error.reason}"))
-    for pod in pods:
-        statuses = pod.status.container_statuses or []
-        restarts = sum(s.restart_count or 0 for s in statuses)
-        ready = bool(statuses) and all(s.ready for s in statuses)
-        if ready and not restarts and pod.status.phase in ("Running", "Succeeded"):
-            continue
-        states = []
-        for s in statuses:
-            terminated = s.state.terminated or (s.last_state.terminated if s.last_state else None)
-            waiting = s.state.waiting
-            if terminated is not None:
-                states.append(
-                    f"{s.name}: exited {terminated.exit_code} {terminated.reason or ''} {terminated.message or ''}"
-                )
-            elif waiting is not None:
-                states.append(f"{s.name}: waiting {waiting.reason or ''} {waiting.message or ''}")
-        logs = []
-        # A restarted container's crash is in its previous run's log; the current run may not have said anything yet.
-        for previous in (True, False) if restarts else (False,):
-            try:
-                text = tail(core.read_namespaced_pod_log(pod.metadata.name, namespace, previous=previous))
-            except Exception as error:
-                text = f"(no log: {error})"
-            logs.append(f"{'previous run' if previous else 'current run'}:\n{text}" if restarts else text)
-        log = "\n".join(logs)
-        found.append(
-            (
-                f"pod/{pod.metadata.name} ({pod.status.phase}, {restarts} restarts)",
-                "\n".join([*(x.strip() for x in states), log]),
-            )
-        )
+    found += [report for report in (_pod_report(core, namespace, pod) for pod in pods) if report is not None]
     for job in jobs:
         conditions = "; ".join(
             f"{c.type}={c.status} {c.reason or ''} {c.message or ''}" for c in job.status.conditions or []
@@ -167,19 +168,34 @@ def explain_failure(api: client.ApiClient, namespace: str, workdir: Path) -> lis
     return found
 
 
+def _report_step(
+    console: Console, timeline: Timeline, kubeconfig: Path, namespace: str, workdir: Path, loop: dict[str, Any] | None
+) -> None:
+    """The report of the loop's model (of every model when the loop did not run)."""
+    model: str | None = None
+    if loop is not None:
+        from relearn.demo_loop import MODEL
+
+        model = MODEL
+    with timeline.step(f"report written: relearn report -o {workdir / 'report.html'}"):
+        for line in write_report(kubeconfig, namespace, workdir / "report.html", model):
+            console.print(f"    [cyan]{line}[/cyan]", highlight=False)
+
+
 def write_report(kubeconfig: Path, namespace: str, path: Path, model: str | None) -> list[str]:
     """``relearn report`` of the demo's model (every model when None) at ``path``; its summary lines."""
     import asyncio
     import datetime
 
-    from relearn import commands, reporting
+    from relearn import reporting
+    from relearn.adapters.kube import connect
     from relearn.reporting import render
 
     try:
         import matplotlib  # noqa: F401  (the report extra)
     except ImportError:
         return ["the report extra is not installed: no report (pip install 'relearn-operator[report]')"]
-    target = commands.connect(namespace, str(kubeconfig))
+    target = connect(namespace, str(kubeconfig))
     reports = asyncio.run(reporting.generate(target, [model] if model else (), since=datetime.timedelta(hours=1)))
     location = reporting.write(str(path), render.to_html(reports, datetime.datetime.now(datetime.UTC)))
     return [*"\n".join(render.summary(r) for r, _ in reports).splitlines(), f"open {location} in a browser"]
@@ -187,6 +203,79 @@ def write_report(kubeconfig: Path, namespace: str, path: Path, model: str | None
 
 def ready_is(name: str, status: str = "True") -> Callable[[dict[str, Any]], bool]:
     return lambda obj: obj["metadata"]["name"] == name and condition(obj, "Ready", status)
+
+
+def _drift_to_rollback(
+    console: Console,
+    timeline: Timeline,
+    api: client.ApiClient,
+    kubeconfig: Path,
+    workdir: Path,
+    state: dict[str, Any],
+    namespace: str,
+) -> dict[str, Any] | None:
+    """The loop itself (drift, retraining, experiment, promotion, rollback) when the trainer extra is installed."""
+    try:
+        import relearn_trainer.synthetic  # noqa: F401  (the trainer extra: torch, transformers, peft)
+    except ImportError:
+        console.print(
+            "[yellow]the trainer extra is not installed: skipping drift -> retraining "
+            "(pip install 'relearn-operator[trainer]')[/yellow]"
+        )
+        return None
+    from relearn.demo_loop import run_loop
+
+    loop = run_loop(
+        timeline.step,
+        lambda text: console.print(f"    [cyan]{text}[/cyan]"),
+        api,
+        kubectl,
+        kubeconfig,
+        workdir,
+        state,
+        namespace,
+    )
+    console.out(kubectl(kubeconfig, "get", "mv,dp,abx,jobs,deployments", "-n", namespace).stdout, highlight=False)
+    return loop
+
+
+def _report(
+    console: Console, core: client.CoreV1Api, namespace: str, timeline: Timeline, loop: dict[str, Any] | None
+) -> None:
+    """The demo's end: the Events the operator posted, the timeline, and the loop's decisions with their numbers."""
+    events = sorted(core.list_namespaced_event(namespace).items, key=lambda e: e.metadata.creation_timestamp)
+    table = Table(title="Events the operator posted", show_lines=False)
+    for column in ("type", "reason", "object", "message"):
+        table.add_column(column)
+    for event in events:
+        table.add_row(
+            event.type,
+            event.reason,
+            f"{event.involved_object.kind.lower()}/{event.involved_object.name}",
+            event.message,
+        )
+    console.print(table)
+
+    summary = Table(title="Timeline")
+    summary.add_column("step")
+    summary.add_column("seconds", justify="right")
+    for title, took in timeline.steps:
+        summary.add_row(title, f"{took:.1f}")
+    console.print(summary)
+    if loop is not None:
+        decisions = Table(title="Decisions the operator took (with the numbers behind them)")
+        decisions.add_column("decision")
+        decisions.add_column("why")
+        for what, why in loop["decisions"]:
+            decisions.add_row(what, why)
+        console.print(decisions)
+        console.print(
+            f"Traffic: {loop['requests']} requests, {loop['corrections']} human corrections. "
+            f"{loop['version']} reached {loop['accuracy']:.2f} held-out accuracy where the champion had "
+            f"{loop['championAccuracy']:.2f}; on live traffic its lift was {loop['lift']:+.3f} "
+            f"[{loop['ciLower']:+.3f}, {loop['ciUpper']:+.3f}] after {loop['samples']:.0f} samples; "
+            f"after the fault, traffic was back on 1.0.0 in {loop['rollbackSeconds']:.0f} s."
+        )
 
 
 def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = None) -> int:
@@ -273,71 +362,9 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
         verdict = next(c for c in flagged["status"]["conditions"] if c["type"] == "Ready")
         console.print(f"    [yellow]Ready=False {verdict['reason']}: {verdict['message']}[/yellow]")
 
-        loop: dict[str, Any] | None = None
-        reported: str | None = None  # the report covers the loop's model (every model without the loop)
-        try:
-            import relearn_trainer.synthetic  # noqa: F401  (the trainer extra: torch, transformers, peft)
-        except ImportError:
-            console.print(
-                "[yellow]the trainer extra is not installed: skipping drift -> retraining "
-                "(pip install 'relearn-operator[trainer]')[/yellow]"
-            )
-        else:
-            from relearn.demo_loop import MODEL, run_loop
-
-            reported = MODEL
-
-            loop = run_loop(
-                timeline.step,
-                lambda text: console.print(f"    [cyan]{text}[/cyan]"),
-                api,
-                kubectl,
-                kubeconfig,
-                workdir,
-                state,
-                namespace,
-            )
-            console.out(
-                kubectl(kubeconfig, "get", "mv,dp,abx,jobs,deployments", "-n", namespace).stdout, highlight=False
-            )
-
-        with timeline.step(f"report written: relearn report -o {workdir / 'report.html'}"):
-            for line in write_report(kubeconfig, namespace, workdir / "report.html", reported):
-                console.print(f"    [cyan]{line}[/cyan]", highlight=False)
-
-        events = sorted(core.list_namespaced_event(namespace).items, key=lambda e: e.metadata.creation_timestamp)
-        table = Table(title="Events the operator posted", show_lines=False)
-        for column in ("type", "reason", "object", "message"):
-            table.add_column(column)
-        for event in events:
-            table.add_row(
-                event.type,
-                event.reason,
-                f"{event.involved_object.kind.lower()}/{event.involved_object.name}",
-                event.message,
-            )
-        console.print(table)
-
-        summary = Table(title="Timeline")
-        summary.add_column("step")
-        summary.add_column("seconds", justify="right")
-        for title, took in timeline.steps:
-            summary.add_row(title, f"{took:.1f}")
-        console.print(summary)
-        if loop is not None:
-            decisions = Table(title="Decisions the operator took (with the numbers behind them)")
-            decisions.add_column("decision")
-            decisions.add_column("why")
-            for what, why in loop["decisions"]:
-                decisions.add_row(what, why)
-            console.print(decisions)
-            console.print(
-                f"Traffic: {loop['requests']} requests, {loop['corrections']} human corrections. "
-                f"{loop['version']} reached {loop['accuracy']:.2f} held-out accuracy where the champion had "
-                f"{loop['championAccuracy']:.2f}; on live traffic its lift was {loop['lift']:+.3f} "
-                f"[{loop['ciLower']:+.3f}, {loop['ciUpper']:+.3f}] after {loop['samples']:.0f} samples; "
-                f"after the fault, traffic was back on 1.0.0 in {loop['rollbackSeconds']:.0f} s."
-            )
+        loop = _drift_to_rollback(console, timeline, api, kubeconfig, workdir, state, namespace)
+        _report_step(console, timeline, kubeconfig, namespace, workdir, loop)
+        _report(console, core, namespace, timeline, loop)
         console.print(
             f"Look around:  export KUBECONFIG={kubeconfig}; kubectl get mv,dp,abx; "
             "kubectl describe abx documents-1.1.0; kubectl get events"

@@ -16,9 +16,7 @@ import base64
 import contextlib
 import json
 import shutil
-import subprocess
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,9 +63,10 @@ class Page:
             raise AssertionError(f"{expression!r} raised in the page: {answer['exceptionDetails']}")
         return answer["result"].get("value")
 
-    async def screenshot(self, path: Path) -> None:
+    async def screenshot(self) -> bytes:
+        """The whole page as PNG bytes."""
         shot = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
-        path.write_bytes(base64.b64decode(shot["data"]))
+        return base64.b64decode(shot["data"])
 
     async def _read(self) -> None:
         async for message in self.socket:
@@ -97,21 +96,19 @@ async def open_page(path: Path, timeout: float = 60) -> AsyncIterator[Page]:
     """``path`` loaded in a fresh headless Chromium, its load event fired."""
     binary = chromium()
     assert binary, "chromium is not installed (make test installs Debian's chromium)"
+    url = path.resolve().as_uri()  # noqa: ASYNC240  (a path, before anything runs)
     with tempfile.TemporaryDirectory(prefix="relearn-chromium-") as profile:
-        process = subprocess.Popen(
-            [binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        process = await asyncio.create_subprocess_exec(
+            binary,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            "about:blank",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
             start_new_session=True,
         )
         try:
-            port_file = Path(profile) / "DevToolsActivePort"
-            deadline = time.monotonic() + timeout
-            while not port_file.exists() or not port_file.read_text().strip():
-                assert process.poll() is None, f"chromium exited with {process.returncode}"
-                assert time.monotonic() < deadline, "chromium did not open its DevTools port"
-                await asyncio.sleep(0.1)
-            port = port_file.read_text().split()[0]
+            port = await asyncio.wait_for(_devtools_port(Path(profile), process), timeout)
             async with aiohttp.ClientSession() as session:
                 async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
                     targets = await response.json(content_type=None)
@@ -122,11 +119,22 @@ async def open_page(path: Path, timeout: float = 60) -> AsyncIterator[Page]:
                     try:
                         for domain in ("Page", "Runtime", "Log", "Network"):
                             await page.call(f"{domain}.enable")
-                        await page.call("Page.navigate", url=path.resolve().as_uri())
+                        await page.call("Page.navigate", url=url)
                         await asyncio.wait_for(page._loaded.wait(), timeout)
                         yield page
                     finally:
                         reader.cancel()
         finally:
             process.kill()
-            process.wait(10)
+            await process.wait()
+
+
+async def _devtools_port(profile: Path, process: asyncio.subprocess.Process) -> str:
+    """The port Chromium writes to its profile once its DevTools server listens."""
+    port_file = profile / "DevToolsActivePort"
+    while True:
+        assert process.returncode is None, f"chromium exited with {process.returncode}"
+        text = await asyncio.to_thread(lambda: port_file.read_text() if port_file.exists() else "")
+        if text.strip():
+            return text.split()[0]
+        await asyncio.sleep(0.1)

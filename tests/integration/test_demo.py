@@ -68,10 +68,12 @@ def test_make_demo_on_a_fresh_clone_runs_the_loop_and_cleans_up(fresh_clone: Pat
     assert not (demo_dir / "state.json").exists()
     assert processes_mentioning(str(demo_dir)) == []
     assert f"open {demo_dir / 'report.html'} in a browser" in result.stdout
-    asyncio.run(the_report_reads_in_a_browser(demo_dir / "report.html", demo_dir / "report.png"))
+    screenshot = asyncio.run(the_report_reads_in_a_browser(demo_dir / "report.html"))
+    assert screenshot[:8] == b"\x89PNG\r\n\x1a\n"
+    (demo_dir / "report.png").write_bytes(screenshot)
 
 
-async def the_report_reads_in_a_browser(report: Path, screenshot: Path) -> None:
+async def the_report_reads_in_a_browser(report: Path) -> bytes:
     """The demo's report in headless Chromium: every section, every plot drawn
     from data (the loop's promotion, drift and experiment), nothing logged."""
     async with open_page(report) as page:
@@ -88,9 +90,9 @@ async def the_report_reads_in_a_browser(report: Path, screenshot: Path) -> None:
         assert "RolledBack" in text
         assert "no relearn_drift_score series" not in text
         assert "no feedback" not in text
-        await page.screenshot(screenshot)
+        screenshot = await page.screenshot()
         assert page.problems == []
-    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return screenshot
 
 
 def test_interrupted_demo_stops_everything_it_started(demo_dir: Path) -> None:

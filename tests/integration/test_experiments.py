@@ -345,7 +345,7 @@ def test_far_worse_challenger_is_rejected_at_the_first_look_the_gates_allow(
 def test_a_query_returning_negative_counts_decides_nothing_says_why_and_the_experiment_goes_on(
     served: Served, api_client: client.ApiClient, sandbox: Any
 ) -> None:
-    from relearn.handlers.experiments import TOTAL_QUERY
+    from relearn.core.promql import FEEDBACK_TOTAL as TOTAL_QUERY
 
     namespace = served.namespace
     custom = client.CustomObjectsApi(api_client)

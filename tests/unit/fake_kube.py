@@ -15,7 +15,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes.client import ApiException
-from relearn.adapters.kube import APIUnreachable, Resource
+from relearn.adapters.kube import APIUnreachable, Resource, translate
+from relearn.api import KINDS
+from relearn.api.schema import openapi_schema
 from relearn.core.consent import Use, check_secret
 
 
@@ -64,7 +66,7 @@ class FakeKube:
         """As the adapter: the data only when the Secret consents to ``use``."""
         self._check()
         if (namespace, name) not in self.secrets:
-            raise ApiException(status=404, reason="Not Found")
+            raise translate(ApiException(status=404, reason="Not Found"))
         data, annotations = self.secrets[(namespace, name)]
         check_secret(name, annotations, use)
         self.secret_reads.append(name)
@@ -72,7 +74,7 @@ class FakeKube:
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, str]:
         self._check()
-        raise ApiException(status=404, reason="Not Found")
+        raise translate(ApiException(status=404, reason="Not Found"))
 
     async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         self._check()
@@ -121,7 +123,7 @@ class FakeKube:
         self._check()
         found = self.objects.get((resource.plural, namespace, name))
         if found is None:
-            raise ApiException(status=404, reason="Not Found")
+            raise translate(ApiException(status=404, reason="Not Found"))
         change(found)
         return copy.deepcopy(found)
 
@@ -150,19 +152,50 @@ class FakeKube:
         await asyncio.sleep(0)
         found = self.objects.get((plural, namespace, name))
         if found is None:
-            raise ApiException(status=404, reason="Not Found")
+            raise translate(ApiException(status=404, reason="Not Found"))
         status = change(copy.deepcopy(found.get("status") or {}))
         if not status:
             return copy.deepcopy(found)
         if self.failing_status_writes.get(plural, 0) > 0:
             self.failing_status_writes[plural] -= 1
-            raise ApiException(status=500, reason="Internal Server Error (injected)")
+            raise translate(ApiException(status=500, reason="Internal Server Error (injected)"))
+        pruned = unknown_fields(plural, status)
+        assert not pruned, f"{plural}/{name}: the API server would prune status fields {pruned}"
         found["status"] = {**(found.get("status") or {}), **copy.deepcopy(status)}
         self.status_writes.append((time.monotonic(), plural, name, copy.deepcopy(status)))
         live = self.bodies.get((plural, namespace, name))
         if live is not None:  # what kopf's watch would do to the daemon's body
             live["status"] = copy.deepcopy(found["status"])
         return copy.deepcopy(found)
+
+
+def _unknown(schema: Mapping[str, Any], value: Any, path: str) -> list[str]:
+    """Paths in ``value`` the structural schema does not know (what the API server prunes)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    if isinstance(value, dict) and schema.get("type") == "object":
+        properties = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        found: list[str] = []
+        for key, item in value.items():
+            if properties is not None and key in properties:
+                found += _unknown(properties[key], item, f"{path}.{key}")
+            elif isinstance(extra, dict):
+                found += _unknown(extra, item, f"{path}.{key}")
+            elif properties is not None and item is not None:  # None: a merge-patch removal
+                found.append(f"{path}.{key}")
+        return found
+    if isinstance(value, list) and schema.get("type") == "array":
+        return [p for i, item in enumerate(value) for p in _unknown(schema.get("items") or {}, item, f"{path}[{i}]")]
+    return []
+
+
+def unknown_fields(plural: str, status: Mapping[str, Any]) -> list[str]:
+    """Status fields a handler wrote that the CRD has no place for: a misspelt key."""
+    kind = next((k for k in KINDS if k.plural == plural), None)
+    if kind is None:
+        return []
+    return _unknown(openapi_schema(kind)["properties"]["status"], dict(status), "status")
 
 
 class Stopped:

@@ -18,7 +18,8 @@ from kubernetes import client
 from relearn.adapters.kube import KubeClient
 from relearn.core import consent
 from relearn.core.consent import Allowlist, UseRefused
-from relearn.handlers import drift, experiments
+from relearn.handlers import drift
+from relearn.handlers.experiments import daemon
 from test_daemons import champion_version, drift_policy, run_daemon
 
 ALLOWED = {consent.CONSENT_ANNOTATION: "prometheus"}
@@ -120,7 +121,7 @@ async def test_a_webhook_secret_without_consent_is_refused_with_a_condition_and_
     )
     stored = kube.objects[("abexperiments", "default", "ranker-1.1.0")]
     await run_daemon(
-        experiments.run, copy.deepcopy(body), kube, lambda: condition(stored, "NotificationsAllowed") is not None, 10
+        daemon.run, copy.deepcopy(body), kube, lambda: condition(stored, "NotificationsAllowed") is not None, 10
     )
     await asyncio.sleep(0.5)  # a background send, had there been one, would have arrived
     refused = condition(stored, "NotificationsAllowed")

@@ -50,6 +50,43 @@ def _numeric_bounds(node: dict[str, Any], *, openapi: bool) -> dict[str, Any]:
     return bounds
 
 
+def _defaults(crd: dict[str, Any], model: dict[str, Any], path: str, in_list: bool) -> list[str]:
+    crd_default, model_default = crd.get("default"), model.get("default")
+    if in_list:
+        return [f"{path}: a default inside a list item (make it the model's alone)"] if crd_default is not None else []
+    if crd_default == {} and crd.get("type") == "object":
+        # An object defaulted to {} is a model field with a default factory.
+        return [f"{path}: defaulted to {{}} in the CRD but required in the model"] if model.get("x-required") else []
+    if (model_default is not None or crd_default is not None) and crd_default != model_default:
+        return [f"{path}: default differs: CRD {crd_default!r} vs model {model_default!r}"]
+    return []
+
+
+def _fields(crd: dict[str, Any], model: dict[str, Any], defs: dict[str, Any], path: str, in_list: bool) -> list[str]:
+    problems: list[str] = []
+    crd_props, model_props = crd.get("properties", {}), model.get("properties", {})
+    if set(crd_props) != set(model_props):
+        problems.append(
+            f"{path}: fields differ: only in CRD {sorted(set(crd_props) - set(model_props))}, "
+            f"only in model {sorted(set(model_props) - set(crd_props))}"
+        )
+    required = set(model.get("required", []))
+    if sorted(crd.get("required", [])) != sorted(required):
+        problems.append(
+            f"{path}: required differs: CRD {sorted(crd.get('required', []))!r} vs model {sorted(required)!r}"
+        )
+    for name in sorted(set(crd_props) & set(model_props)):
+        sub = {**model_props[name], "x-required": name in required}
+        problems += compare(crd_props[name], sub, defs, f"{path}.{name}", in_list)
+    if "additionalProperties" in crd or "additionalProperties" in model:
+        crd_extra, model_extra = crd.get("additionalProperties"), model.get("additionalProperties")
+        if isinstance(crd_extra, dict) and isinstance(model_extra, dict):
+            problems += compare(crd_extra, model_extra, defs, f"{path}.*", in_list)
+        elif not (crd_extra in (None, False) and model_extra in (None, False)):
+            problems.append(f"{path}: additionalProperties differ: {crd_extra!r} vs {model_extra!r}")
+    return problems
+
+
 def compare(
     crd: dict[str, Any], model: dict[str, Any], defs: dict[str, Any], path: str, in_list: bool = False
 ) -> list[str]:
@@ -74,35 +111,9 @@ def compare(
     if "date-time" in (crd.get("format"), model.get("format")):
         differ("format", crd.get("format"), model.get("format"))
 
-    crd_default, model_default = crd.get("default"), model.get("default")
-    if in_list:
-        if crd_default is not None:
-            problems.append(f"{path}: a default inside a list item (make it the model's alone)")
-    elif crd_default == {} and crd.get("type") == "object":
-        # An object defaulted to {} is a model field with a default factory.
-        if model.get("x-required"):
-            problems.append(f"{path}: defaulted to {{}} in the CRD but required in the model")
-    elif model_default is not None or crd_default is not None:
-        differ("default", crd_default, model_default)
-
+    problems += _defaults(crd, model, path, in_list)
     if crd.get("type") == "object":
-        crd_props, model_props = crd.get("properties", {}), model.get("properties", {})
-        if set(crd_props) != set(model_props):
-            problems.append(
-                f"{path}: fields differ: only in CRD {sorted(set(crd_props) - set(model_props))}, "
-                f"only in model {sorted(set(model_props) - set(crd_props))}"
-            )
-        required = set(model.get("required", []))
-        differ("required", sorted(crd.get("required", [])), sorted(required))
-        for name in sorted(set(crd_props) & set(model_props)):
-            sub = {**model_props[name], "x-required": name in required}
-            problems += compare(crd_props[name], sub, defs, f"{path}.{name}", in_list)
-        if "additionalProperties" in crd or "additionalProperties" in model:
-            crd_extra, model_extra = crd.get("additionalProperties"), model.get("additionalProperties")
-            if isinstance(crd_extra, dict) and isinstance(model_extra, dict):
-                problems += compare(crd_extra, model_extra, defs, f"{path}.*", in_list)
-            elif not (crd_extra in (None, False) and model_extra in (None, False)):
-                problems.append(f"{path}: additionalProperties differ: {crd_extra!r} vs {model_extra!r}")
+        problems += _fields(crd, model, defs, path, in_list)
     if crd.get("type") == "array":
         problems += compare(crd["items"], model["items"], defs, f"{path}[]", in_list=True)
     return problems
@@ -138,3 +149,15 @@ def test_comparison_catches_a_drifted_field() -> None:
     assert "only in CRD ['challengr']" in problems
     assert "spec.traffic.weight: numeric bounds differ" in problems
     assert "spec.traffic.weight: default differs" in problems
+
+
+def test_a_misspelt_status_field_a_handler_writes_is_caught() -> None:
+    # The handler tests' FakeKube refuses a status write the API server would prune.
+    from fake_kube import unknown_fields
+
+    assert unknown_fields("abexperiments", {"phase": "Progressing", "weights": {"challenger": 10}}) == []
+    assert unknown_fields("abexperiments", {"startTme": "2026-01-01T00:00:00Z"}) == ["status.startTme"]
+    assert unknown_fields("abexperiments", {"statistic": {"pvalue": 0.1}}) == ["status.statistic.pvalue"]
+    assert unknown_fields("modelversions", {"history": [{"action": "Promoted", "triggerBy": "x"}]}) == [
+        "status.history[0].triggerBy"
+    ]

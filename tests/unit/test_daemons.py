@@ -23,7 +23,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from fake_kube import FakeKube, Stopped, condition
-from relearn.handlers import drift, experiments, guard
+from kubernetes.client import ApiException
+from relearn.adapters.kube import translate
+from relearn.handlers import drift, guard
+from relearn.handlers.experiments import daemon
 
 LOGGER = logging.getLogger("test")
 NOW = datetime.datetime(2026, 6, 1, tzinfo=datetime.UTC)
@@ -194,7 +197,7 @@ async def test_a_turn_failing_unexpectedly_is_recorded_and_the_experiment_daemon
     kube.list_objects = failing_once  # type: ignore[method-assign]
     stored = kube.objects[("abexperiments", "default", "ranker-1.1.0")]
     await run_daemon(
-        experiments.run, copy.deepcopy(body), kube, lambda: condition(stored, guard.STALLED) is not None, timeout=10
+        daemon.run, copy.deepcopy(body), kube, lambda: condition(stored, guard.STALLED) is not None, timeout=10
     )
     stalled = condition(stored, guard.STALLED)
     assert stalled is not None
@@ -204,7 +207,7 @@ async def test_a_turn_failing_unexpectedly_is_recorded_and_the_experiment_daemon
 
     # The daemon went on: the next turn finished (waiting for the missing ModelVersion) and says so.
     await run_daemon(
-        experiments.run,
+        daemon.run,
         copy.deepcopy(stored),
         kube,
         lambda: (condition(stored, guard.STALLED) or {}).get("status") == "False",
@@ -278,7 +281,7 @@ async def test_health_checks_reading_negative_feedback_counts_say_why_and_never_
         turns = len([w for w in kube.status_writes if w[1] == "abexperiments"])
         return turns >= 2
 
-    await run_daemon(experiments.run, copy.deepcopy(body), kube, two_looks, timeout=15)
+    await run_daemon(daemon.run, copy.deepcopy(body), kube, two_looks, timeout=15)
     healthy = condition(stored, "Healthy")
     assert healthy is not None
     assert (healthy["status"], healthy["reason"]) == ("Unknown", "InvalidMetrics")
@@ -376,7 +379,7 @@ async def test_a_promoted_champion_recorded_otherwise_is_champion_again_and_stil
     kube.objects[("modelversions", "default", "ranker-1.1.0")]["status"] = {"phase": "Registered"}
     stored = kube.objects[("abexperiments", "default", "ranker-1.1.0")]
     await run_daemon(
-        experiments.run, copy.deepcopy(body), kube, lambda: condition(stored, "Healthy") is not None, timeout=15
+        daemon.run, copy.deepcopy(body), kube, lambda: condition(stored, "Healthy") is not None, timeout=15
     )
     champions = [v["metadata"]["name"] for v in kube.of("modelversions") if v["status"].get("phase") == "Champion"]
     assert champions == ["ranker-1.1.0"]
@@ -392,7 +395,7 @@ async def test_an_api_outage_of_a_few_seconds_pauses_health_checks_for_no_longer
     writes = lambda: [t for t, plural, *_ in kube.status_writes if plural == "abexperiments"]  # noqa: E731
     stopped = Stopped()
     task = asyncio.create_task(
-        experiments.run(
+        daemon.run(
             stopped=stopped,
             name="ranker-1.1.0",
             namespace="default",
@@ -402,7 +405,10 @@ async def test_an_api_outage_of_a_few_seconds_pauses_health_checks_for_no_longer
         )
     )
     try:
+        deadline = time.monotonic() + 10
         while not writes():
+            assert not task.done()
+            assert time.monotonic() < deadline, "no status write before the outage"
             await asyncio.sleep(0.05)
         kube.outage(3.0)
         ended = kube.outage_until
@@ -420,7 +426,7 @@ async def test_an_api_outage_of_a_few_seconds_pauses_health_checks_for_no_longer
     ("error", "reason", "retry"),
     [
         (guard.APIUnreachable("the Kubernetes API is unreachable (ConnectionResetError)"), "APIUnreachable", 1.0),
-        (guard.ApiException(status=403, reason="Forbidden"), "KubernetesAPIError", 2.0),
+        (translate(ApiException(status=403, reason="Forbidden")), "KubernetesAPIError", 2.0),
         (OverflowError("date value out of range"), "InvalidSetting", 10.0),
         (KeyError("metadata"), "TurnFailed", 10.0),
     ],

@@ -20,11 +20,11 @@ from relearn.core.drift_policy import (
     WindowData,
     align,
     assess,
-    champion,
     decide_trigger,
     from_baseline,
     from_window,
 )
+from relearn.core.model_versions import champion
 from relearn.errors import InvalidMetrics
 
 NOW = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)

@@ -199,27 +199,6 @@ def test_weight_steps() -> None:
     assert experiment.next_weight(Traffic(weight=10), 0) == 10
 
 
-def test_version_history_is_written_once_and_bounded() -> None:
-    now = datetime.datetime(2026, 11, 26, tzinfo=datetime.UTC)
-    change = experiment.version_change(
-        "Champion",
-        action="Promoted",
-        now=now,
-        reason="r",
-        message="m",
-        triggered_by="abexperiment/x",
-        from_version="1.0.0",
-        to_version="1.1.0",
-    )
-    status = {"phase": "Challenger", "history": [{"action": "Registered"}] * 50}
-    patch = change(status)
-    assert patch["phase"] == "Champion"
-    assert patch["championSince"] == "2026-11-26T00:00:00Z"
-    assert len(patch["history"]) == 50
-    assert patch["history"][-1]["action"] == "Promoted"
-    assert change({**status, **patch}) == {}  # redone after a restart: nothing more
-
-
 def test_webhooks_deliver_json_and_slack_and_failures_never_raise(unused_tcp_port: int) -> None:
     received: list[tuple[str, Any]] = []
     attempts = {"flaky": 0}

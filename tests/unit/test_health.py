@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from relearn.core import health
+from relearn.core import health, promql
 from relearn.errors import InvalidMetrics
 
 counts_ = st.floats(min_value=0, max_value=1e7, allow_nan=False)
@@ -21,7 +21,7 @@ def test_default_checks_are_one_query_each_and_name_the_version() -> None:
     names = {c.name: c for c in health.default_checks()}
     assert set(names) == {"error-rate", "p99-latency"}
     assert "{{selector}}" in names["error-rate"].query  # model, version and namespace
-    assert "{{selector}}" in health.FEEDBACK_TOTAL_QUERY
+    assert "{{selector}}" in promql.FEEDBACK_TOTAL
 
 
 def test_the_limit_is_three_times_the_upper_bound_of_the_rate_at_promotion() -> None:

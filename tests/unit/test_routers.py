@@ -177,3 +177,21 @@ def test_a_rollback_brings_back_a_champion_whose_route_entry_was_removed() -> No
         {"name": "docs", "weight": 100, "port": 80},
     ]
     assert asyncio.run(router.get_weights(SPLIT)) == Weights(100, 0)
+
+
+@pytest.mark.parametrize("provider", ["gateway-api", "istio"])
+def test_a_router_with_a_service_per_arm_gives_the_challenger_its_own_service(provider: str) -> None:
+    router = router_for(provider, None, "ml", "docs")  # type: ignore[arg-type]
+    assert router.owns_services
+    assert not router.routes_by_ready_pods
+    assert router.arm_service("docs-1-1-0") == "docs-1-1-0"
+    assert router.initial_replicas(4, 10) == 4  # the challenger runs at full size, weight 0 until ready
+
+
+def test_the_replicas_router_shares_one_service_and_sizes_the_challenger_by_weight() -> None:
+    router = router_for("replicas", None, "ml", "docs")  # type: ignore[arg-type]
+    assert not router.owns_services
+    assert router.routes_by_ready_pods
+    assert router.arm_service("docs-1-1-0") == "docs"
+    assert router.initial_replicas(10, 20) == replica_split(10, 20)[1] == 2
+    assert router.initial_replicas(1, 0) == 1  # never fewer than one pod to become ready

@@ -25,7 +25,8 @@ from fake_kube import FakeKube
 from relearn.adapters.kube import Resource
 from relearn.api.abexperiment import TERMINAL_PHASES, ABExperimentSpec, ABExperimentStatus
 from relearn.core import workloads
-from relearn.handlers import experiments, rollback
+from relearn.core.experiment import END_PHASES
+from relearn.handlers.experiments import analysis, context, ending, notify, rollback
 from relearn.handlers.outcome import Outcome
 
 ROUTE = ("httproutes", "default", "ranker")
@@ -211,30 +212,30 @@ def world(kube: CrashingKube) -> None:
 
 
 async def turn(kube: CrashingKube, now: datetime.datetime) -> bool:
-    """One daemon turn as ``experiments.run`` takes it; True once there is nothing left to do."""
+    """One daemon turn as ``daemon.run`` takes it; True once there is nothing left to do."""
     body = kube.objects[ABX]
     status = ABExperimentStatus.model_validate(body.get("status") or {})
     snapshot = {k: copy.deepcopy(body[k]) for k in ("apiVersion", "kind", "metadata")}
     spec = ABExperimentSpec.model_validate(body["spec"])
-    ctx = experiments.Context(kube, snapshot, spec, status, now, logging.getLogger("test"), None)  # type: ignore[arg-type]
+    ctx = context.Context(kube, snapshot, spec, status, now, logging.getLogger("test"), None)  # type: ignore[arg-type]
     outcome = Outcome()
     decision = status.decision.outcome if status.decision else None
     try:
         if status.phase == "Promoted":
             done = decision != "RollBack" and "relearn.dev/rollback" not in ctx.annotations
             await rollback.step(ctx, outcome)  # the health checks (no Prometheus here), the release
-            await experiments.write(ctx, outcome)
+            await notify.write(ctx, outcome)
             return done
         elif status.phase in TERMINAL_PHASES:
             return True
-        elif status.phase == "Promoting" or decision in experiments.ENDS:
-            await experiments.settle(ctx, outcome)
+        elif status.phase == "Promoting" or decision in END_PHASES:
+            await ending.settle(ctx, outcome)
         else:
-            await experiments.advance_experiment(ctx, outcome)
+            await analysis.advance_experiment(ctx, outcome)
             if (outcome.status.get("phase") or status.phase) == "Progressing" and status.phase == "Progressing":
                 return True  # started; the analysis is not what this test is about
-        await experiments.write(ctx, outcome)
-    except experiments.Wait:
+        await notify.write(ctx, outcome)
+    except context.Wait:
         pass
     return False
 

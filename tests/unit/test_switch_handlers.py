@@ -13,7 +13,8 @@ from typing import Any
 from fake_kube import FakeKube
 from relearn.adapters.kube import Resource
 from relearn.api.abexperiment import ABExperimentSpec, ABExperimentStatus
-from relearn.handlers import experiments
+from relearn.handlers.experiments import arms, traffic
+from relearn.handlers.experiments.context import Context
 from relearn.handlers.outcome import Outcome
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -70,8 +71,8 @@ def endpoints(kube: FakeKube, service: str, ready: bool) -> None:
     )
 
 
-def context(kube: FakeKube, body: dict[str, Any], now: datetime.datetime, **status: Any) -> experiments.Context:
-    return experiments.Context(
+def context(kube: FakeKube, body: dict[str, Any], now: datetime.datetime, **status: Any) -> Context:
+    return Context(
         kube,  # type: ignore[arg-type]
         body,
         ABExperimentSpec.model_validate(body["spec"]),
@@ -106,8 +107,8 @@ async def test_the_champions_service_is_pinned_before_the_challenger_deployment_
 
     kube.modify, kube.create = recording_modify, recording_create  # type: ignore[method-assign]
     ctx = context(kube, body, NOW)
-    split, champion, version = await experiments.resolve(ctx)
-    await experiments.ensure_challenger(ctx, split, champion, version, 10)
+    split, champion, version = await arms.resolve(ctx)
+    await arms.ensure_challenger(ctx, split, champion, version, 10)
     assert order.index("modify services/ranker") < order.index("create deployments/ranker-1-1-0")
     assert kube.objects[("services", "default", "ranker")]["spec"]["selector"]["relearn.dev/version"] == "1.0.0"
 
@@ -116,14 +117,14 @@ async def test_the_challenger_takes_no_traffic_until_its_service_has_ready_endpo
     kube = FakeKube()
     body = world(kube, [{"name": "ranker", "port": 80, "weight": 100}])
     ctx = context(kube, body, NOW)
-    split, champion, version = await experiments.resolve(ctx)
-    await experiments.ensure_challenger(ctx, split, champion, version, 10)
-    assert await experiments.not_serving(ctx, split.challenger) is not None
+    split, champion, version = await arms.resolve(ctx)
+    await arms.ensure_challenger(ctx, split, champion, version, 10)
+    assert await arms.not_serving(ctx, split.challenger) is not None
     endpoints(kube, split.challenger.service, ready=False)
-    assert await experiments.not_serving(ctx, split.challenger) is not None
+    assert await arms.not_serving(ctx, split.challenger) is not None
     kube.objects.pop(("endpointslices", "default", f"{split.challenger.service}-abc"))
     endpoints(kube, split.challenger.service, ready=True)
-    assert await experiments.not_serving(ctx, split.challenger) is None
+    assert await arms.not_serving(ctx, split.challenger) is None
 
 
 async def test_a_withdrawn_challenger_is_deleted_only_after_the_route_is_applied_and_drained() -> None:
@@ -131,13 +132,13 @@ async def test_a_withdrawn_challenger_is_deleted_only_after_the_route_is_applied
     refs = [{"name": "ranker", "port": 80, "weight": 90}, {"name": "ranker-1-1-0", "port": 80, "weight": 10}]
     body = world(kube, refs)
     ctx = context(kube, body, NOW, startTime="2026-01-01T00:00:00Z")
-    split, champion, version = await experiments.resolve(ctx)
-    await experiments.ensure_challenger(ctx, split, champion, version, 10)
+    split, champion, version = await arms.resolve(ctx)
+    await arms.ensure_challenger(ctx, split, champion, version, 10)
     accept(kube, 1)  # the data plane has the route as it was, with the challenger
     kube.objects[("httproutes", "default", "ranker")]["metadata"]["generation"] = 2  # after the withdrawal's edit
 
     outcome = Outcome()
-    wait = await experiments.withdraw(ctx, outcome, split)
+    wait = await traffic.withdraw(ctx, outcome, split)
     assert wait is not None
     assert kube.objects[("httproutes", "default", "ranker")]["spec"]["rules"][0]["backendRefs"] == [
         {"name": "ranker", "port": 80, "weight": 100}
@@ -149,24 +150,24 @@ async def test_a_withdrawn_challenger_is_deleted_only_after_the_route_is_applied
 
     # Long after, the data plane still has not applied it: still there (until the route timeout).
     ctx = context(kube, body, NOW + 60 * SECOND, startTime="2026-01-01T00:00:00Z", drain=drain)
-    assert await experiments.withdraw(ctx, Outcome(), split) is not None
+    assert await traffic.withdraw(ctx, Outcome(), split) is not None
     assert ("deployments", "default", "ranker-1-1-0") in kube.objects
 
     # Applied at +61 s; an operator restarted at +63 s reads the drain from status and waits the rest only.
     accept(kube, 2)
     outcome = Outcome()
     ctx = context(kube, body, NOW + 61 * SECOND, startTime="2026-01-01T00:00:00Z", drain=drain)
-    assert await experiments.withdraw(ctx, outcome, split) is not None
+    assert await traffic.withdraw(ctx, outcome, split) is not None
     drain = outcome.status["drain"]
     assert drain["appliedTime"] == "2026-01-01T00:01:01Z"
     ctx = context(kube, body, NOW + 63 * SECOND, startTime="2026-01-01T00:00:00Z", drain=drain)
-    wait = await experiments.withdraw(ctx, Outcome(), split)
+    wait = await traffic.withdraw(ctx, Outcome(), split)
     assert wait is not None
     assert abs(wait - 3.0) < 1e-6  # 5 s drain from +61 s, not from the restart
     assert ("deployments", "default", "ranker-1-1-0") in kube.objects
     outcome = Outcome()
     ctx = context(kube, body, NOW + 66 * SECOND, startTime="2026-01-01T00:00:00Z", drain=drain)
-    assert await experiments.withdraw(ctx, outcome, split) is None
+    assert await traffic.withdraw(ctx, outcome, split) is None
     assert ("deployments", "default", "ranker-1-1-0") not in kube.objects
     assert ("services", "default", "ranker-1-1-0") not in kube.objects
     assert outcome.status["drain"] is None
@@ -178,15 +179,15 @@ async def test_a_route_reapplied_from_git_during_an_experiment_is_restored_with_
     body = world(kube, refs)
     weights = {"champion": 90, "challenger": 10}
     ctx = context(kube, body, NOW, phase="Progressing", weights=weights)
-    split, _, _ = await experiments.resolve(ctx)
+    split, _, _ = await arms.resolve(ctx)
     route = kube.objects[("httproutes", "default", "ranker")]
 
     outcome = Outcome()
-    await experiments.restore_route(ctx, split, outcome)
+    await traffic.restore_route(ctx, split, outcome)
     assert outcome.events == []  # as the experiment set it: nothing to do
 
     route["spec"]["rules"][0]["backendRefs"] = [{"name": "ranker", "port": 80, "weight": 100}]  # kubectl apply
-    await experiments.restore_route(ctx, split, outcome)
+    await traffic.restore_route(ctx, split, outcome)
     assert route["spec"]["rules"][0]["backendRefs"] == [
         {"name": "ranker", "port": 80, "weight": 90},
         {"name": "ranker-1-1-0", "weight": 10, "port": 80},
@@ -197,6 +198,6 @@ async def test_a_route_reapplied_from_git_during_an_experiment_is_restored_with_
 
     route["spec"]["rules"][0]["backendRefs"][1]["weight"] = 50  # someone changed the weight by hand
     outcome = Outcome()
-    await experiments.restore_route(ctx, split, outcome)
+    await traffic.restore_route(ctx, split, outcome)
     assert route["spec"]["rules"][0]["backendRefs"][1]["weight"] == 10
     assert "36%" in outcome.events[0][2]  # its share: 50 of 140

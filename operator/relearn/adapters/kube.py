@@ -4,9 +4,15 @@ touches kopf's event loop.
 
 Built on the official ``kubernetes`` client, configured in-cluster (service
 account) or from the kubeconfig, like kopf itself. Every call has a request
-timeout, and a transport failure (connection refused or reset, a timeout, the
-API server answering 502/503/504 while it restarts) is raised as
-:class:`APIUnreachable`, so handlers never test urllib3's exceptions.
+timeout. This is the one module that sees the client's exceptions: each is
+translated once, in :meth:`KubeClient._run`, into the vocabulary of
+:mod:`relearn.errors` (:class:`~relearn.errors.NotFound`,
+:class:`~relearn.errors.Conflict`, :class:`~relearn.errors.Forbidden`,
+:class:`~relearn.errors.Invalid`, else :class:`~relearn.errors.APIError`),
+and a transport failure (connection refused or reset, a timeout, the API
+server answering 502/503/504 while it restarts) is raised as
+:class:`~relearn.errors.APIUnreachable`, so handlers never test a status code
+or urllib3's exceptions.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from kubernetes import client, config
 from relearn.api import GROUP, VERSION
 from relearn.api.base import rfc3339
 from relearn.core.consent import Use, check_secret
+from relearn.errors import APIError, APIUnreachable, Conflict, Forbidden, Invalid, KubernetesError, NotFound
+
+__all__ = ["APIUnreachable", "KubeClient", "Resource", "translate"]
 
 
 @dataclass(frozen=True)
@@ -49,19 +58,37 @@ REQUEST_TIMEOUT = 30.0  # seconds per API call: a hung API server must not hold 
 UNAVAILABLE_STATUSES = (502, 503, 504)
 
 
-class APIUnreachable(Exception):
-    """The Kubernetes API did not answer (transport error, timeout, or a 50x
-    while it restarts); the call may be retried within seconds."""
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: Invalid,
+    401: Forbidden,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    422: Invalid,
+}
 
 
 def _unreachable(error: BaseException) -> APIUnreachable:
     # urllib3's messages name the URL and the cause, never credentials.
     text = str(error)
+    status = None
     if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
         text = f"{type(error.reason).__name__}: {error.reason}"
     elif isinstance(error, client.ApiException):
         text = f"{error.status} {error.reason}"
-    return APIUnreachable(f"the Kubernetes API is unreachable ({text[:300]})")
+        status = error.status
+    return APIUnreachable(f"the Kubernetes API is unreachable ({text[:300]})", status=status)
+
+
+def translate(error: client.ApiException) -> KubernetesError:
+    """The client's exception in Relearn's words (status and reason only: the
+    body of an API error may quote the request)."""
+    status = int(error.status) if error.status is not None else None
+    if status in UNAVAILABLE_STATUSES:
+        return _unreachable(error)
+    kind = _BY_STATUS.get(status or 0, APIError)
+    reason = str(error.reason or "")
+    return kind(f"the Kubernetes API answered {status} {reason}", status=status, http_reason=reason)
 
 
 class KubeClient:
@@ -88,9 +115,7 @@ class KubeClient:
         try:
             return await asyncio.to_thread(method, *args, **kwargs)
         except client.ApiException as error:
-            if error.status in UNAVAILABLE_STATUSES:
-                raise _unreachable(error) from None
-            raise
+            raise translate(error) from None
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise _unreachable(error) from None
 
@@ -112,10 +137,8 @@ class KubeClient:
     async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             job = await self._run(self.batch.read_namespaced_job, name, namespace)
-        except client.ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
         result: dict[str, Any] = self.api.sanitize_for_serialization(job)
         return result
 
@@ -123,10 +146,8 @@ class KubeClient:
         """Create a Job; False when one of that name exists already (never a second one)."""
         try:
             await self._run(self.batch.create_namespaced_job, namespace, body)
-        except client.ApiException as error:
-            if error.status == 409:
-                return False
-            raise
+        except Conflict:
+            return False
         return True
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
@@ -137,10 +158,8 @@ class KubeClient:
         """Create a Relearn object; False when one of that name exists already."""
         try:
             await self._run(self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body)
-        except client.ApiException as error:
-            if error.status == 409:
-                return False
-            raise
+        except Conflict:
+            return False
         return True
 
     # -- any namespaced resource as a dict -------------------------------------
@@ -168,10 +187,8 @@ class KubeClient:
     async def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return self._plain(await self._run(self._call, resource, "read", namespace, name))
-        except client.ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
 
     async def list_objects(self, resource: Resource, namespace: str, label_selector: str = "") -> list[dict[str, Any]]:
         listing = self._plain(await self._run(self._call, resource, "list", namespace, label_selector=label_selector))
@@ -181,20 +198,16 @@ class KubeClient:
         """Create; False when an object of that name exists already."""
         try:
             await self._run(self._call, resource, "create", namespace, body)
-        except client.ApiException as error:
-            if error.status == 409:
-                return False
-            raise
+        except Conflict:
+            return False
         return True
 
     async def delete(self, resource: Resource, namespace: str, name: str) -> bool:
         """Delete (background propagation); False when it was gone already."""
         try:
             await self._run(self._call, resource, "delete", namespace, name, body={"propagationPolicy": "Background"})
-        except client.ApiException as error:
-            if error.status == 404:
-                return False
-            raise
+        except NotFound:
+            return False
         return True
 
     async def modify(
@@ -208,7 +221,7 @@ class KubeClient:
         """Read, let ``change`` edit a copy in place, and replace the object
         with the read resourceVersion as a precondition (nothing is written
         when nothing changed); on a conflict, read again and retry. Raises
-        404 when the object does not exist."""
+        :class:`~relearn.errors.NotFound` when the object does not exist."""
         for attempt in range(attempts):
             current = self._plain(await self._run(self._call, resource, "read", namespace, name))
             edited = copy.deepcopy(current)
@@ -217,8 +230,8 @@ class KubeClient:
                 return current
             try:
                 return self._plain(await self._run(self._call, resource, "replace", namespace, name, edited))
-            except client.ApiException as error:
-                if error.status != 409 or attempt == attempts - 1:
+            except Conflict:
+                if attempt == attempts - 1:
                     raise
         raise AssertionError("unreachable")
 
@@ -258,10 +271,10 @@ class KubeClient:
         }
         try:
             await self._run(self.core.create_namespaced_event, meta.get("namespace") or "default", body)
-        except client.ApiException as error:
-            if error.status == 409 and key is not None:
-                return False
-            raise
+        except Conflict:
+            if key is None:
+                raise
+            return False
         return True
 
     async def update_status(
@@ -288,7 +301,35 @@ class KubeClient:
                     self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, plural, name, body
                 )
                 return result
-            except client.ApiException as error:
-                if error.status != 409 or attempt == attempts - 1:
+            except Conflict:
+                if attempt == attempts - 1:
                     raise
         raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A namespace of a cluster, as the CLI's commands reach it."""
+
+    custom: client.CustomObjectsApi
+    namespace: str
+
+
+def connect(namespace: str | None, kubeconfig: str | None = None) -> Target:
+    """The API of a person's command (``relearn promote``, ``report``, ``status``): the
+    kubeconfig given, else in-cluster, else ~/.kube/config; the context's namespace by default."""
+    if kubeconfig:
+        api = config.new_client_from_config(config_file=kubeconfig)
+    else:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        api = client.ApiClient()
+    if namespace is None:
+        try:
+            _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+            namespace = (active or {}).get("context", {}).get("namespace") or "default"
+        except config.ConfigException:
+            namespace = "default"
+    return Target(client.CustomObjectsApi(api), namespace)

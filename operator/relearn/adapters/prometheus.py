@@ -30,10 +30,11 @@ from typing import Any, Literal
 import aiohttp
 
 from relearn.api.base import NAMESPACE_LABEL, PrometheusSource
+from relearn.core import promql
 from relearn.core.consent import UseRefused, check_prometheus_url
 from relearn.core.drift_policy import WindowCounts
 from relearn.core.durations import format_duration, parse_duration
-from relearn.serving.contract import FEATURE_CATEGORY, FEATURE_VALUE, FEEDBACK
+from relearn.errors import RelearnError
 
 LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.:+-]{1,253}$")
 DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
@@ -43,13 +44,13 @@ FailureReason = Literal[
 ]
 
 
-class PrometheusError(Exception):
+class PrometheusError(RelearnError):
     """A query that did not give an answer, and why (for MetricsAvailable=False)."""
 
+    reason: FailureReason
+
     def __init__(self, reason: FailureReason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+        super().__init__(message, reason=reason)
 
 
 def promql_string(value: str) -> str:
@@ -99,13 +100,10 @@ def window_query(labels: Mapping[str, str], window: str, offset: str | None = No
     selector = label_matcher(labels)
     shift = f" offset {promql_duration(offset)}" if offset else ""
     rng = f"[{promql_duration(window)}]{shift}"
-    parts = [
-        f"sum by (feature, le) (increase({FEATURE_VALUE}_bucket{selector}{rng}))",
-        f"sum by (feature, category) (increase({FEATURE_CATEGORY}_total{selector}{rng}))",
-    ]
+    parts = [promql.WINDOW_FEATURE_BUCKETS, promql.WINDOW_FEATURE_CATEGORIES]
     if feedback:
-        parts.append(f"sum by (outcome) (increase({FEEDBACK}_total{selector}{rng}))")
-    return " or ".join(parts)
+        parts.append(promql.WINDOW_FEEDBACK)
+    return " or ".join(p.format(selector=selector, range=rng) for p in parts)
 
 
 def render(template: str, labels: Mapping[str, str], window: str) -> str:

@@ -38,7 +38,14 @@ PromotionMode = Literal["Automatic", "Manual"]
 ExperimentPhase = Literal[
     "Pending", "Progressing", "Promoting", "Promoted", "Rejected", "Inconclusive", "Aborted", "RolledBack", "Failed"
 ]
-TERMINAL_PHASES = ("Promoted", "Rejected", "Inconclusive", "Aborted", "RolledBack", "Failed")
+TERMINAL_PHASES: tuple[ExperimentPhase, ...] = (
+    "Promoted",
+    "Rejected",
+    "Inconclusive",
+    "Aborted",
+    "RolledBack",
+    "Failed",
+)
 DecisionOutcome = Literal["Continue", "Promote", "Reject", "Inconclusive", "Abort", "RollBack"]
 WebhookFormat = Literal["json", "slack"]
 Percent = Annotated[int, Field(ge=0, le=100)]

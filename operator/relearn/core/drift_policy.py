@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -208,19 +207,12 @@ class Assessment:
 MAX_LISTED = 10  # invalid features named in one message
 
 
-def assess(spec: DriftPolicySpec, reference: WindowData, current: WindowData) -> Assessment:
-    """The check's verdict: per feature, concept drift, and overall.
-
-    The alarm is controlled per check: every score of every feature that can
-    raise it is a p-value, combined within the feature and corrected across
-    the features with enough data (``relearn.core.drift``). Raises
-    InvalidMetrics, naming every feature concerned, when any count cannot be
-    real: no verdict is drawn from such a window, not even on the other features."""
-    thresholds = spec.thresholds
-    alpha = thresholds.p_value
-    notes: dict[str, str] = {}
+def _feature_data(
+    spec: DriftPolicySpec, reference: WindowData, current: WindowData, notes: dict[str, str], invalid: list[str]
+) -> list[drift.FeatureData]:
+    """Each feature's aligned counts; why a feature has none goes to ``notes``,
+    counts that cannot be real to ``invalid``."""
     data: list[drift.FeatureData] = []
-    invalid: list[str] = []
     for feature in spec.features:
         ref, cur = reference.features.get(feature.name), current.features.get(feature.name)
         if ref is None or cur is None:
@@ -237,19 +229,39 @@ def assess(spec: DriftPolicySpec, reference: WindowData, current: WindowData) ->
             invalid.append(f"{feature.name}: {error.message}")
         else:
             data.append(drift.FeatureData(feature.name, ref.kind, ref_array, cur_array, edges))
-    concept = None
-    if spec.accuracy.enabled and reference.total and current.total is not None:
-        try:
-            result = drift.accuracy_drop(
-                reference.correct or 0.0, reference.total, current.correct or 0.0, current.total
-            )
-        except InvalidMetrics as error:
-            invalid.append(f"accuracy: {error.message}")
-        else:
-            enough = current.total >= thresholds.min_samples
-            concept = ConceptVerdict(
-                result, (result.drop >= thresholds.accuracy_drop and result.ci_lower > 0) if enough else None
-            )
+    return data
+
+
+def _concept(
+    spec: DriftPolicySpec, reference: WindowData, current: WindowData, invalid: list[str]
+) -> ConceptVerdict | None:
+    """Concept drift (the accuracy drop), when feedback is counted; impossible counts go to ``invalid``."""
+    thresholds = spec.thresholds
+    if not (spec.accuracy.enabled and reference.total and current.total is not None):
+        return None
+    try:
+        result = drift.accuracy_drop(reference.correct or 0.0, reference.total, current.correct or 0.0, current.total)
+    except InvalidMetrics as error:
+        invalid.append(f"accuracy: {error.message}")
+        return None
+    enough = current.total >= thresholds.min_samples
+    return ConceptVerdict(result, (result.drop >= thresholds.accuracy_drop and result.ci_lower > 0) if enough else None)
+
+
+def assess(spec: DriftPolicySpec, reference: WindowData, current: WindowData) -> Assessment:
+    """The check's verdict: per feature, concept drift, and overall.
+
+    The alarm is controlled per check: every score of every feature that can
+    raise it is a p-value, combined within the feature and corrected across
+    the features with enough data (``relearn.core.drift``). Raises
+    InvalidMetrics, naming every feature concerned, when any count cannot be
+    real: no verdict is drawn from such a window, not even on the other features."""
+    thresholds = spec.thresholds
+    alpha = thresholds.p_value
+    notes: dict[str, str] = {}
+    invalid: list[str] = []
+    data = _feature_data(spec, reference, current, notes, invalid)
+    concept = _concept(spec, reference, current, invalid)
     if invalid:  # a bounded message: it becomes a condition and an Event
         more = f"; and {len(invalid) - MAX_LISTED} more" if len(invalid) > MAX_LISTED else ""
         raise InvalidMetrics("; ".join(invalid[:MAX_LISTED]) + more)
@@ -315,16 +327,3 @@ def decide_trigger(
         remaining = cooldown - (now - last.requested_at)
         return TriggerDecision(count, False, f"in cooldown for {int(remaining.total_seconds())}s more")
     return TriggerDecision(count, True, f"drifted {count} checks in a row", assessment.reasons())
-
-
-def champion(versions: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The model's champion: the version the operator made Champion, else the
-    one declared champion from Git (fresh installs). During a hand-over the
-    incoming champion is written before the outgoing one leaves: of two
-    Champions, the one that became champion last (``championSince``) is it."""
-    chosen = [v for v in versions if (v.get("status") or {}).get("phase") == "Champion"]
-    if not chosen:
-        chosen = [v for v in versions if (v.get("spec") or {}).get("declaredChampion")]
-    if not chosen:
-        return None
-    return max(chosen, key=lambda v: str((v.get("status") or {}).get("championSince") or ""))

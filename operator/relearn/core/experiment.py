@@ -1,5 +1,5 @@
-"""One analysis of an ABExperiment, and the ModelVersion changes its
-decisions make: pure functions the experiment handler calls.
+"""One analysis of an ABExperiment, and the gates and phases around it:
+pure functions the experiment handler (:mod:`relearn.handlers.experiments`) calls.
 
 :func:`judge` turns what was measured (both arms' counts, each guardrail's
 value, the time since the challenger took traffic) into the outcome of this
@@ -11,24 +11,36 @@ statistics or a breached guardrail can reject. Invalid data never decides:
 counts or a non-finite guardrail value, and
 :class:`relearn.errors.InvalidSetting` for a setting the test cannot honour
 (the handler records either as a condition and takes no decision).
+
+Around the analysis: :func:`turn_action` is the phase machine (what a daemon
+turn does in each phase), :func:`end_phase` where a decision leads,
+:func:`blocking_experiment` the one-experiment-per-model rule,
+:func:`promotion_gate` the approval of a Manual promotion, and
+:func:`conclusion_event` the Event a decision is announced with.
 """
 
 from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from relearn.api.abexperiment import ABExperimentSpec, Traffic
-from relearn.api.base import rfc3339
+from relearn.api.abexperiment import (
+    TERMINAL_PHASES,
+    ABExperimentSpec,
+    DecisionOutcome,
+    ExperimentPhase,
+    PromotionMode,
+    Traffic,
+)
+from relearn.api.names import CHALLENGER_READY, EventType
 from relearn.core import stats
 from relearn.core.durations import format_duration, parse_duration
 from relearn.errors import InvalidMetrics, InvalidSetting
 
 LookOutcome = Literal["Continue", "Promote", "Reject", "Inconclusive"]
-HISTORY_LIMIT = 50
 
 
 @dataclass(frozen=True)
@@ -131,39 +143,117 @@ def finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def version_change(
-    phase: str,
-    *,
-    action: str,
-    now: datetime.datetime,
-    reason: str,
-    message: str,
-    triggered_by: str,
-    from_version: str | None = None,
-    to_version: str | None = None,
-) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """A ModelVersion status change to ``phase`` with one history entry
-    (bounded, newest last); nothing changes when it is in ``phase`` already,
-    so a change redone after a restart is written once."""
+# -- the phase machine ---------------------------------------------------------------------
 
-    def change(status: dict[str, Any]) -> dict[str, Any]:
-        if status.get("phase") == phase:
-            return {}
-        entry = {
-            "time": rfc3339(now),
-            "action": action,
-            "reason": reason,
-            "message": message[:1024],
-            "triggeredBy": triggered_by,
-        }
-        if from_version:
-            entry["fromVersion"] = from_version
-        if to_version:
-            entry["toVersion"] = to_version
-        history = [*(status.get("history") or []), entry][-HISTORY_LIMIT:]
-        patch: dict[str, Any] = {"phase": phase, "history": history}
-        if phase == "Champion":
-            patch["championSince"] = rfc3339(now)
-        return patch
+# Where each ending decision leads. Promote goes to Promoting at once; the
+# others keep their phase until the challenger is withdrawn, so a Rejected
+# experiment never still routes traffic to its challenger.
+END_PHASES: Mapping[str, ExperimentPhase] = {
+    "Promote": "Promoting",
+    "Reject": "Rejected",
+    "Inconclusive": "Inconclusive",
+    "Abort": "Aborted",
+}
+TurnAction = Literal["Watch", "Done", "Settle", "Advance"]
 
-    return change
+
+def turn_action(phase: str | None, decision: str | None) -> TurnAction:
+    """What a daemon turn does: Watch a promoted champion (health checks,
+    rollback), nothing once Done (the end phase is written only after its
+    actions; redoing them could undo what later experiments did), Settle a
+    decision taken (idempotent, until its end phase is written), else Advance
+    the experiment (start it, analyse it)."""
+    if phase == "Promoted":
+        return "Watch"
+    if phase in TERMINAL_PHASES:
+        return "Done"
+    if phase == "Promoting" or decision in END_PHASES:
+        return "Settle"
+    return "Advance"
+
+
+def end_phase(phase: str | None, decision: str | None) -> ExperimentPhase | None:
+    """The phase a decision under way ends in; None when nothing is left to
+    settle (already ended, or no ending decision)."""
+    if phase in ("Promoted", "RolledBack", "Failed") or decision is None:
+        return None
+    return END_PHASES.get(decision)
+
+
+CONCLUSION_EVENTS: Mapping[str, tuple[EventType, str]] = {
+    "Promote": ("Normal", "PromotionStarted"),
+    "Reject": ("Warning", "ChallengerRejected"),
+    "Inconclusive": ("Warning", "ExperimentInconclusive"),
+    "Abort": ("Warning", "ExperimentAborted"),
+}
+
+
+def conclusion_event(decision: DecisionOutcome) -> tuple[EventType, str]:
+    """The Event (type, reason) that announces a decision; a decision that
+    does not end the experiment is announced as a Warning with its own name."""
+    return CONCLUSION_EVENTS.get(decision, ("Warning", decision))
+
+
+# -- gates ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Whether a promotion the statistics call for may go ahead, and how it was allowed."""
+
+    go: bool
+    how: str
+
+
+def approved(annotation: str | None, challenger: str) -> bool:
+    """The approve annotation approves this challenger: ``true`` or its version."""
+    return annotation is not None and annotation.strip() in ("true", challenger)
+
+
+def promotion_gate(mode: PromotionMode, *, challenger: str, approval: str | None, requested_by: str | None) -> Gate:
+    """Automatic promotion goes at once; Manual waits for the approve
+    annotation (``relearn promote``), naming who approved when known."""
+    if mode == "Automatic":
+        return Gate(True, "automatic")
+    if not approved(approval, challenger):
+        return Gate(False, "awaiting approval")
+    return Gate(True, f"approved by {requested_by}" if requested_by else "approved")
+
+
+@dataclass(frozen=True)
+class Blocker:
+    name: str
+    phase: str
+
+
+def _running(status: Mapping[str, Any]) -> bool:
+    phase = status.get("phase") or "Pending"
+    rolling_back = phase == "Promoted" and (status.get("decision") or {}).get("outcome") == "RollBack"
+    return phase in ("Progressing", "Promoting") or rolling_back
+
+
+def _starting(status: Mapping[str, Any]) -> bool:
+    """Pending and waiting for its challenger to become ready; an experiment
+    stuck on something a person must fix does not hold others."""
+    return (status.get("phase") or "Pending") == "Pending" and any(
+        c.get("type") == CHALLENGER_READY and c.get("reason") == "NotReady" for c in status.get("conditions") or ()
+    )
+
+
+def blocking_experiment(
+    *, name: str, created: str | None, model: str, others: Sequence[Mapping[str, Any]]
+) -> Blocker | None:
+    """One running experiment per model: two would fight over the same
+    routing. The first experiment of ``model`` (other than ``name``) that
+    holds this one back: one running (or rolling back), or one starting that
+    is older (creation time, then name, decides among those starting at once)."""
+    mine = (created or "", name)
+    for other in others:
+        meta = other.get("metadata") or {}
+        if (other.get("spec") or {}).get("model") != model or meta.get("name") == name:
+            continue
+        status = other.get("status") or {}
+        ahead = _starting(status) and (meta.get("creationTimestamp") or "", str(meta.get("name"))) < mine
+        if _running(status) or ahead:
+            return Blocker(str(meta.get("name")), status.get("phase") or "Pending")
+    return None

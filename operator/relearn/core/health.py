@@ -37,8 +37,8 @@ from typing import Literal
 from scipy import stats as scipy_stats
 
 from relearn.api.abexperiment import MetricCheck
+from relearn.core import promql
 from relearn.errors import InvalidMetrics, InvalidSetting
-from relearn.serving.contract import ERRORS, FEEDBACK, LATENCY, PREDICTIONS
 
 Result = Literal["Healthy", "Failing", "NoData", "NotEnoughData"]
 AVAILABILITY = "availability"
@@ -48,12 +48,6 @@ MIN_LIMIT = 0.01
 MIN_FEEDBACK_SAMPLES = 30
 PROMOTION_CONFIDENCE = 0.95  # one-sided upper bound of the rate at promotion
 CURRENT_CONFIDENCE = 0.99  # one-sided lower bound of the current rate, looked at every interval
-_SEL = "{{{selector}}}"  # model, version and namespace (adapters.prometheus.render)
-_W = "{{window}}"
-_FEEDBACK_CORRECT = '{{{selector}},outcome="correct"}'
-# The feedback counts the feedback-error-rate check reads (model, version, window filled in).
-FEEDBACK_CORRECT_QUERY = f"sum(increase({FEEDBACK}_total{_FEEDBACK_CORRECT}[{_W}]))"
-FEEDBACK_TOTAL_QUERY = f"sum(increase({FEEDBACK}_total{_SEL}[{_W}]))"
 
 
 @dataclass(frozen=True)
@@ -125,17 +119,8 @@ def default_checks() -> list[MetricCheck]:
     """The checks that are one query each (``feedback-error-rate`` is judged
     from counts by :func:`feedback_error_rate`)."""
     checks = [
-        MetricCheck(
-            name="error-rate",
-            query=f"sum(rate({ERRORS}_total{_SEL}[{_W}])) / (sum(rate({PREDICTIONS}_total{_SEL}[{_W}]))"
-            f" + sum(rate({ERRORS}_total{_SEL}[{_W}])))",
-            max=0.05,
-        ),
-        MetricCheck(
-            name="p99-latency",
-            query=f"histogram_quantile(0.99, sum by (le) (rate({LATENCY}_bucket{_SEL}[{_W}])))",
-            max=1.0,
-        ),
+        MetricCheck(name="error-rate", query=promql.ERROR_RATE, max=0.05),
+        MetricCheck(name="p99-latency", query=promql.P99_LATENCY, max=1.0),
     ]
     return checks
 

@@ -2,7 +2,7 @@
 plane applied the route, and may a backend that left the route be deleted.
 
 Pure functions of what the API server says (objects as dicts) and of time;
-:mod:`relearn.handlers.experiments` and :mod:`relearn.handlers.rollback`
+:mod:`relearn.handlers.experiments` (its traffic and rollback modules)
 read the objects, call these and act. The order they enforce:
 
 1. weight moves to a backend only once its Service has ready endpoints

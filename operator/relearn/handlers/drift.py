@@ -21,7 +21,6 @@ import logging
 from typing import Any
 
 import kopf
-from kubernetes.client import ApiException
 from pydantic import ValidationError
 
 from relearn.adapters.kube import KubeClient
@@ -39,14 +38,15 @@ from relearn.adapters.prometheus import (
 from relearn.api import GROUP, VERSION
 from relearn.api.base import rfc3339
 from relearn.api.conditions import get_condition
-from relearn.api.driftpolicy import DriftPolicySpec, DriftPolicyStatus, RetrainingRecord
+from relearn.api.driftpolicy import ConceptDrift, DriftPolicySpec, DriftPolicyStatus, FeatureScore, RetrainingRecord
 from relearn.api.modelversion import ModelVersionSpec
-from relearn.core import drift_policy
+from relearn.api.names import DRIFTED, METRICS_AVAILABLE, RETRAINING
+from relearn.core import drift_policy, model_versions
 from relearn.core.consent import Allowlist
-from relearn.core.drift_policy import Assessment, WindowCounts, WindowData
+from relearn.core.drift_policy import Assessment, FeatureVerdict, WindowCounts, WindowData
 from relearn.core.durations import parse_duration
 from relearn.core.retraining import next_sequence, request_name
-from relearn.errors import DecisionError
+from relearn.errors import APIError, DecisionError, Forbidden, NotFound, RelearnError
 from relearn.handlers import retraining
 from relearn.handlers.guard import Guard, interval_seconds, keep_turning
 from relearn.handlers.outcome import Outcome, apply, event_basis, post_event
@@ -54,18 +54,15 @@ from relearn.metrics import DECISIONS, DRIFT_CHECKS, DRIFT_SCORE, HANDLER_SECOND
 
 logger = logging.getLogger(__name__)
 
-METRICS_AVAILABLE, DRIFTED, RETRAINING = "MetricsAvailable", "Drifted", "Retraining"
 NO_LIMITS = Allowlist()
 
 
-class CheckFailed(Exception):
+class CheckFailed(RelearnError):
     """No drift decision this time; the reason goes to MetricsAvailable, and
     an Event (``event``) when the reason is new."""
 
     def __init__(self, reason: str, message: str, event: str = "MetricsUnavailable") -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+        super().__init__(message, reason=reason)
         self.event = event
 
 
@@ -76,8 +73,8 @@ async def _auth(kube: KubeClient, namespace: str, spec: DriftPolicySpec, allowed
         )
     except PrometheusError as refused:  # a Secret without consent, a URL not allowed: nothing is sent
         raise CheckFailed(f"Prometheus{refused.reason}", refused.message) from None
-    except ApiException as error:
-        raise CheckFailed("SecretUnavailable", f"cannot read the Prometheus credentials: {error.reason}") from None
+    except APIError as error:
+        raise CheckFailed("SecretUnavailable", f"cannot read the Prometheus credentials: {error.http_reason}") from None
 
 
 async def _baseline(kube: KubeClient, namespace: str, version: dict[str, Any]) -> WindowData:
@@ -88,7 +85,7 @@ async def _baseline(kube: KubeClient, namespace: str, version: dict[str, Any]) -
         try:
             data = json.loads((await kube.read_config_map(namespace, ref.name))[ref.key])
             spec = ModelVersionSpec.model_validate({**version["spec"], "baseline": data})
-        except (ApiException, KeyError, ValueError, ValidationError) as error:
+        except (APIError, KeyError, ValueError, ValidationError) as error:
             raise CheckFailed(
                 "NoBaseline", f"baseline ConfigMap {ref.name}/{ref.key} of {name} is unreadable: {error}"
             ) from None
@@ -113,9 +110,9 @@ async def check(
     """One drift check of a policy, as status updates and Events."""
     outcome = Outcome()
     try:
-        champion = drift_policy.champion(await kube.list_model_versions(namespace, spec.model))
-    except ApiException as error:
-        raise CheckFailed("KubernetesAPIError", f"cannot list the model's ModelVersions: {error.reason}") from None
+        champion = model_versions.champion(await kube.list_model_versions(namespace, spec.model))
+    except APIError as error:
+        raise CheckFailed("KubernetesAPIError", f"cannot list the model's ModelVersions: {error.http_reason}") from None
     labels = scope(namespace, spec.prometheus, model=spec.model)  # this namespace's series only
     if champion is not None:
         labels["version"] = champion["spec"]["version"]
@@ -195,43 +192,50 @@ async def read_window(
     return arrange(batched, overrides, feedback)
 
 
+def _optional(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _feature_score(verdict: FeatureVerdict) -> dict[str, object]:
+    c = verdict.comparison
+    score = FeatureScore(
+        name=verdict.name,
+        p_value=_optional(verdict.adjusted_p_value),
+        drifted=None if verdict.drifted is None else bool(verdict.drifted),
+        note=verdict.note or None,
+    )
+    if c is not None:
+        score = score.model_copy(
+            update={
+                "psi": float(c.psi),
+                "psi_threshold": float(c.psi_threshold),
+                "jensen_shannon": float(c.jensen_shannon),
+                "jensen_shannon_threshold": float(c.jensen_shannon_threshold),
+                "test": c.test,
+                "reference_samples": float(c.reference_samples),
+                "current_samples": float(c.current_samples),
+                "wasserstein": _optional(c.wasserstein),
+            }
+        )
+    return score.to_wire()
+
+
 def _scores(assessment: Assessment) -> dict[str, Any]:
-    features = []
-    for verdict in assessment.features:
-        entry: dict[str, Any] = {"name": verdict.name}
-        c = verdict.comparison
-        if c is not None:
-            entry.update(
-                psi=c.psi,
-                psiThreshold=c.psi_threshold,
-                jensenShannon=c.jensen_shannon,
-                jensenShannonThreshold=c.jensen_shannon_threshold,
-                test=c.test,
-                referenceSamples=c.reference_samples,
-                currentSamples=c.current_samples,
-            )
-            if c.wasserstein is not None:
-                entry["wasserstein"] = c.wasserstein
-        if verdict.adjusted_p_value is not None:
-            entry["pValue"] = verdict.adjusted_p_value
-        if verdict.drifted is not None:
-            entry["drifted"] = verdict.drifted
-        if verdict.note:
-            entry["note"] = verdict.note
-        features.append(entry)
-    result: dict[str, Any] = {"features": features}
+    """``status.features`` and ``status.concept``, through the api models."""
+    result: dict[str, Any] = {"features": [_feature_score(v) for v in assessment.features]}
     if assessment.concept is not None:
         r = assessment.concept.result
-        result["concept"] = {
-            "referenceAccuracy": r.reference_accuracy,
-            "currentAccuracy": r.current_accuracy,
-            "drop": r.drop,
-            "ciLower": r.ci_lower,
-            "ciUpper": r.ci_upper,
-            "referenceSamples": r.reference_samples,
-            "currentSamples": r.current_samples,
-            **({"drifted": assessment.concept.drifted} if assessment.concept.drifted is not None else {}),
-        }
+        drifted = assessment.concept.drifted
+        result["concept"] = ConceptDrift(
+            reference_accuracy=float(r.reference_accuracy),
+            current_accuracy=float(r.current_accuracy),
+            drop=float(r.drop),
+            ci_lower=float(r.ci_lower),
+            ci_upper=float(r.ci_upper),
+            reference_samples=float(r.reference_samples),
+            current_samples=float(r.current_samples),
+            drifted=None if drifted is None else bool(drifted),
+        ).to_wire()
     return result
 
 
@@ -397,10 +401,8 @@ async def _write(
     guard.settle(outcome, status.conditions)
     try:
         written = await kube.update_status("driftpolicies", namespace, name, apply(outcome, generation, now))
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
+    except NotFound:
+        return None
     guard.finished()
     return written
 
@@ -429,10 +431,12 @@ async def _advance_retraining(
         progress = await retraining.advance(
             kube, name=name, namespace=namespace, uid=uid, spec=spec, record=record, now=now
         )
-    except ApiException as error:
-        if error.status == 403:  # refused, not transient: say so
-            outcome.conditions.append((RETRAINING, "Unknown", "KubernetesAPIError", f"{error.status} {error.reason}"))
-        logger.warning("retraining not advanced this turn: %s", error.reason)
+    except APIError as error:
+        if isinstance(error, Forbidden):  # refused, not transient: say so
+            outcome.conditions.append(
+                (RETRAINING, "Unknown", "KubernetesAPIError", f"{error.status} {error.http_reason}")
+            )
+        logger.warning("retraining not advanced this turn: %s", error.http_reason)
         return
     if progress is None:
         return

@@ -4,7 +4,7 @@ promotion, health checks and rollback) run each turn through
 :meth:`Guard.turn`, so that whatever a turn raises, the daemon keeps running
 and status says why the turn did not finish.
 
-- The Kubernetes API unreachable (:class:`relearn.adapters.kube.APIUnreachable`:
+- The Kubernetes API unreachable (:class:`relearn.errors.APIUnreachable`:
   connection refused or reset, a timeout, a 50x while it restarts): the turn
   is retried after :data:`API_RETRY` seconds, and the ``Stalled`` condition
   says the API was unreachable (written as soon as a write goes through).
@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import kopf
-from kubernetes.client import ApiException
 
-from relearn.adapters.kube import APIUnreachable, KubeClient
+from relearn.adapters.kube import KubeClient
 from relearn.api.base import duration_seconds
 from relearn.api.conditions import Condition
-from relearn.errors import DecisionError
-from relearn.handlers.outcome import STALLED, Outcome, apply, post_event
+from relearn.api.names import STALLED
+from relearn.errors import APIUnreachable, DecisionError, KubernetesError
+from relearn.handlers.outcome import Outcome, apply, post_event
 
 __all__ = ["STALLED", "Failure", "Guard", "classify", "interval_seconds", "keep_turning"]
 MIN_INTERVAL = 1.0  # seconds: no daemon turns faster, whatever an old object says
@@ -61,9 +61,9 @@ def classify(error: Exception) -> Failure:
     """The condition reason, message and retry delay for what a turn raised."""
     if isinstance(error, APIUnreachable):
         return Failure("APIUnreachable", str(error), API_RETRY, unreachable=True)
-    if isinstance(error, ApiException):
-        # Only status and reason: the body of an API error may quote the request.
-        return Failure("KubernetesAPIError", f"the Kubernetes API answered {error.status} {error.reason}", 2.0)
+    if isinstance(error, KubernetesError):
+        # Only status and reason (adapters.kube): the body of an API error may quote the request.
+        return Failure("KubernetesAPIError", f"the Kubernetes API answered {error.status} {error.http_reason}", 2.0)
     if isinstance(error, DecisionError):
         return Failure(error.reason, error.message[:1000], FAILED_RETRY)
     if isinstance(error, (OverflowError, ValueError)):
@@ -115,7 +115,7 @@ class Guard:
         self.failure = failure
         if failure.unreachable:
             self.logger.warning("turn not finished, retrying in %.0fs: %s", failure.retry, failure.message)
-        elif isinstance(error, DecisionError | ApiException):
+        elif isinstance(error, DecisionError | KubernetesError):
             self.logger.warning("turn not finished (%s): %s", failure.reason, failure.message)
         else:
             self.logger.exception("turn failed (%s), the daemon goes on: %s", failure.reason, failure.message)
@@ -130,7 +130,7 @@ class Guard:
             generation = (self.body.get("metadata") or {}).get("generation")
             await self.kube.update_status(self.plural, self.namespace, self.name, apply(stalled, generation, now))
             self._recorded = failure
-        except (APIUnreachable, ApiException) as unwritten:
+        except KubernetesError as unwritten:
             self.logger.debug("Stalled not written: %s", unwritten)
         return failure.retry
 

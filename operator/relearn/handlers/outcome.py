@@ -12,21 +12,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-from kubernetes.client import ApiException
 
 from relearn.adapters.kube import KubeClient
 from relearn.api.conditions import Condition, ConditionStatus, parse_conditions, set_condition
-
-STALLED = "Stalled"  # the condition of a turn that did not finish (relearn.handlers.guard)
+from relearn.api.names import STALLED, ConditionType, EventType
+from relearn.errors import APIError
 
 
 @dataclass
 class Outcome:
     """What one check writes: condition updates and the rest of status."""
 
-    conditions: list[tuple[str, ConditionStatus, str, str]] = field(default_factory=list)
-    status: dict[str, Any] = field(default_factory=dict)
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    conditions: list[tuple[ConditionType, ConditionStatus, str, str]] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)  # camelCase, built from the api models' to_wire()
+    events: list[tuple[EventType, str, str]] = field(default_factory=list)  # (type, reason, message)
     notification: tuple[str, str] | None = None  # (decision, message) for webhooks, sent after the write
 
 
@@ -68,7 +67,7 @@ def event_basis(status: Mapping[str, Any] | None) -> str:
 async def post_event(
     kube: KubeClient,
     body: Mapping[str, Any],
-    type_: str,
+    type_: EventType,
     reason: str,
     message: str,
     logger: kopf.Logger,
@@ -78,5 +77,5 @@ async def post_event(
     refusal is logged, an unreachable API fails the turn (it is redone)."""
     try:
         await kube.post_event(body, type_, reason, message, key=basis)
-    except ApiException as error:
-        logger.warning("event %s not posted: %s", reason, error.reason)
+    except APIError as error:
+        logger.warning("event %s not posted: %s", reason, error.http_reason)

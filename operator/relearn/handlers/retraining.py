@@ -12,17 +12,16 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from kubernetes.client import ApiException
-
 from relearn.adapters.kube import KubeClient
 from relearn.api.conditions import ConditionStatus
 from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
+from relearn.api.names import RETRAINING, ConditionType, EventType
 from relearn.core import retraining, semver
-from relearn.core.drift_policy import ACTIVE_OUTCOMES, champion
+from relearn.core.drift_policy import ACTIVE_OUTCOMES
 from relearn.core.jobs import retraining_job
+from relearn.core.model_versions import champion
+from relearn.errors import Invalid
 from relearn.metrics import DECISIONS, RETRAININGS
-
-RETRAINING = "Retraining"
 
 
 class Progress:
@@ -30,8 +29,8 @@ class Progress:
 
     def __init__(self, record: RetrainingRecord) -> None:
         self.record = record
-        self.condition: tuple[str, ConditionStatus, str, str] | None = None
-        self.events: list[tuple[str, str, str]] = []
+        self.condition: tuple[ConditionType, ConditionStatus, str, str] | None = None
+        self.events: list[tuple[EventType, str, str]] = []
 
     def set(self, **changes: Any) -> None:
         self.record = self.record.model_copy(update=changes)
@@ -116,12 +115,10 @@ async def _start(
     )
     try:
         created = await kube.create_job(namespace, job)
-    except ApiException as error:
-        if error.status not in (400, 422):
-            raise
+    except Invalid as error:
         _fail(
             progress,
-            f"the API server refused Job {progress.record.job}: {error.reason}",
+            f"the API server refused Job {progress.record.job}: {error.http_reason}",
             datetime.datetime.now(datetime.UTC),
         )
         return

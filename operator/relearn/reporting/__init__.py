@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from relearn.commands import Target
+from relearn.adapters.kube import Target
 from relearn.core import report
 from relearn.core.consent import check_webhook_url
 from relearn.reporting.collect import Series, client_for, period, prometheus_url, read_objects, read_series

@@ -20,16 +20,17 @@ from typing import Any
 import numpy as np
 from kubernetes import client
 
+from relearn.adapters.kube import Target
 from relearn.adapters.prometheus import PrometheusAuth, PrometheusClient, PrometheusError, label_matcher, scope
 from relearn.api import GROUP, VERSION
 from relearn.api.abexperiment import ABExperimentSpec
+from relearn.api.base import PrometheusSource
 from relearn.api.driftpolicy import DriftPolicySpec
-from relearn.commands import Target
 from relearn.core import report, stats
 from relearn.core.experiment import settings as experiment_settings
+from relearn.core.promql import FEEDBACK
 from relearn.errors import DecisionError
 from relearn.metrics import DRIFT_SCORE_METRIC, EXPERIMENT_WEIGHT_METRIC
-from relearn.serving.contract import FEEDBACK
 
 Points = list[tuple[float, float]]  # (unix seconds, value)
 MAX_POINTS = 240  # per series: enough for a week at 45 min, a demo at 1 s
@@ -230,16 +231,31 @@ async def _experiment(
         if weights:
             result.weights[name] = [(t, v) for t, v in weights[0].values if math.isfinite(v)]
     champion = spec.champion or status.get("champion")
-    if not champion:
-        return
-    source = spec.prometheus or (policy.prometheus if policy else None)
-    grid = np.arange(lo.timestamp(), hi.timestamp() + step / 2, step)
+    if champion:
+        source = spec.prometheus or (policy.prometheus if policy else None)
+        grid = np.arange(lo.timestamp(), hi.timestamp() + step / 2, step)
+        await _lift(prometheus, name, spec, str(champion), source, namespace, grid, step, result, notes)
+
+
+async def _lift(
+    prometheus: PrometheusClient,
+    name: str,
+    spec: ABExperimentSpec,
+    champion: str,
+    source: PrometheusSource | None,
+    namespace: str,
+    grid: np.ndarray,
+    step: float,
+    result: Series,
+    notes: list[str],
+) -> None:
+    """The experiment's cumulative lift at each time of ``grid`` with its bounds."""
     counts: dict[tuple[str, str], np.ndarray] = {}
-    for arm, version in (("champion", str(champion)), ("challenger", spec.challenger)):
+    for arm, version in (("champion", champion), ("challenger", spec.challenger)):
         # The raw counters, one series per pod and outcome: their increase since
         # the experiment began, resets counted as Prometheus' increase() does,
         # without its extrapolation (a short experiment has few scrapes).
-        query = f"{FEEDBACK}_total{label_matcher(scope(namespace, source, model=model, version=version))}"
+        query = f"{FEEDBACK}_total{label_matcher(scope(namespace, source, model=spec.model, version=version))}"
         try:
             answer = await prometheus.query_range(query, float(grid[0]), float(grid[-1]), step)
         except PrometheusError as error:

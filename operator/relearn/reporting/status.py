@@ -10,8 +10,8 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from relearn.adapters.kube import Target
 from relearn.api.abexperiment import TERMINAL_PHASES
-from relearn.commands import Target
 from relearn.core import report
 from relearn.reporting.collect import Objects, read_objects
 

@@ -17,10 +17,10 @@ A few lines in any Python model server (prometheus-client only)::
 docs/metrics.md lists every series and how to map existing metrics instead.
 """
 
+from relearn.core.promql import METRIC_PREFIX
 from relearn.serving.contract import (
     CONFIDENCE_BUCKETS,
     LATENCY_BUCKETS,
-    METRIC_PREFIX,
     OTHER_CATEGORY,
     CategoricalFeature,
     ModelMetrics,

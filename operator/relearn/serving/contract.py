@@ -23,18 +23,19 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-METRIC_PREFIX = "relearn_model"
+from relearn.core.promql import (  # the series names' one home, shared with the operator's queries
+    CONFIDENCE,
+    ERRORS,
+    FEATURE_CATEGORY,
+    FEATURE_VALUE,
+    FEEDBACK,
+    LATENCY,
+    PREDICTIONS,
+)
+
 OTHER_CATEGORY = "other"
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-FEATURE_VALUE = f"{METRIC_PREFIX}_feature_value"
-FEATURE_CATEGORY = f"{METRIC_PREFIX}_feature_category"
-CONFIDENCE = f"{METRIC_PREFIX}_confidence"
-PREDICTIONS = f"{METRIC_PREFIX}_predictions"
-ERRORS = f"{METRIC_PREFIX}_errors"
-LATENCY = f"{METRIC_PREFIX}_request_duration_seconds"
-FEEDBACK = f"{METRIC_PREFIX}_feedback"
 
 
 def quantile_edges(reference: Iterable[float], buckets: int = 10) -> list[float]:

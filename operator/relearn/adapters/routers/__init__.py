@@ -20,6 +20,7 @@ from typing import Literal
 
 from relearn.adapters.kube import ENDPOINTS, ENDPOINTSLICES, KubeClient
 from relearn.core import switching
+from relearn.errors import RelearnError
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -49,13 +50,11 @@ class Weights:
     challenger: int
 
 
-class RouterError(Exception):
+class RouterError(RelearnError):
     """The routing object cannot be used as it is; ``reason`` goes to a condition."""
 
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+        super().__init__(message, reason=reason)
 
 
 def percentages(champion: float, challenger: float) -> Weights:
@@ -68,12 +67,36 @@ def percentages(champion: float, challenger: float) -> Weights:
 
 
 class Router(ABC):
+    """One provider's routing. Besides the four operations, a router states
+    what differs between providers, so the handlers never ask which one they have:
+
+    - ``owns_services``: each arm has its own Service, which the experiment
+      creates for the challenger, pins to the champion's version for the
+      champion and removes afterwards (False: one Service, the target,
+      selects the pods of both arms);
+    - ``routes_by_ready_pods``: the split is made by ready pods, so there are no
+      endpoints to wait for, no route entry to restore, and a warm previous
+      champion cannot stay in the route at weight 0;
+    - :meth:`arm_service` and :meth:`initial_replicas`: the challenger's
+      Service and replica count.
+    """
+
     provider: str
+    owns_services: bool = True
+    routes_by_ready_pods: bool = False
 
     def __init__(self, kube: KubeClient, namespace: str, target: str) -> None:
         self.kube = kube
         self.namespace = namespace
         self.target = target
+
+    def arm_service(self, own_service: str) -> str:
+        """The Service in front of an arm whose own Service would be ``own_service``."""
+        return own_service if self.owns_services else self.target
+
+    def initial_replicas(self, total: int, first_weight: int) -> int:
+        """Replicas of a new challenger, given the champion's ``total`` and the first weight."""
+        return total
 
     @abstractmethod
     async def services(self) -> dict[str, int]:

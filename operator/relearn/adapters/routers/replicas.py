@@ -43,6 +43,11 @@ def unpinned(service: dict[str, Any]) -> None:
 
 class ReplicasRouter(Router):
     provider = "replicas"
+    owns_services = False
+    routes_by_ready_pods = True
+
+    def initial_replicas(self, total: int, first_weight: int) -> int:
+        return max(1, replica_split(total, first_weight)[1])
 
     async def _total(self, split: Split) -> int:
         challenger = await self.kube.get(DEPLOYMENTS, self.namespace, split.challenger.deployment)

@@ -25,6 +25,11 @@ it, then, once the data plane applied the route and ``rollback.drain``
 passed, the failed version's workload removed and phase RolledBack. Carrying out is idempotent and resumes after
 an operator restart, so it happens exactly once. A RolledBack experiment is
 final: automation never promotes that version again without a new experiment.
+
+Called by :mod:`.daemon` for a turn whose phase machine says Watch. The
+decisions (the rollback target and its refusal rules, whether the version is
+still watched, the bake-time and window verdicts, the Healthy condition) are
+in :mod:`relearn.core.rollback`; this module reads and writes.
 """
 
 from __future__ import annotations
@@ -32,40 +37,33 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from kubernetes.client import ApiException
-
-from relearn.adapters.kube import DEPLOYMENTS, SERVICES
+from relearn.adapters.kube import DEPLOYMENTS
 from relearn.adapters.prometheus import PrometheusError, scope
 from relearn.adapters.routers import Backend, RouterError, Split
-from relearn.api.base import rfc3339
-from relearn.core import health, workloads
-from relearn.core.drift_policy import champion as current_champion
-from relearn.core.durations import parse_duration
-from relearn.errors import DecisionError
-from relearn.handlers.experiments import (
+from relearn.api.abexperiment import CheckStatus, Health
+from relearn.api.names import (
+    HEALTHY,
     REQUESTED_BY_ANNOTATION,
-    Context,
-    Wait,
-    _decision,
-    _version,
-    _version_phase,
-    _versions,
-    _weights,
-    deployment_of,
-    drained,
-    hand_over,
-    not_serving,
-    read_values,
-    service_for,
+    ROLLBACK_ANNOTATION,
+    ROLLING_BACK,
+    WARM_REPLICAS_ANNOTATION,
 )
+from relearn.core import health, model_versions, promql, workloads
+from relearn.core import rollback as deciding
+from relearn.core.durations import parse_duration
+from relearn.errors import APIError, DecisionError, RollbackRefused
+from relearn.handlers.experiments.arms import deployment_of, not_serving, service_for
+from relearn.handlers.experiments.context import Context, Wait
+from relearn.handlers.experiments.measuring import read_values
+from relearn.handlers.experiments.traffic import drained, remove
 from relearn.handlers.outcome import Outcome
 from relearn.metrics import DECISIONS
 
-ROLLBACK_ANNOTATION = "relearn.dev/rollback"
-HEALTHY, ROLLING_BACK = "Healthy", "RollingBack"
-WARM_REPLICAS_ANNOTATION = "relearn.dev/warm-replicas"
-FAILED_PHASES = ("RolledBack", "Rejected")
-IDLE_POLL = 30.0  # seconds between looks once the rollback window is over
+
+def _promoted_workload(ctx: Context) -> str:
+    """The Deployment of the promoted (maybe failing) version: the challenger's as the experiment created it."""
+    recorded = ctx.status.workloads.challenger if ctx.status.workloads else None
+    return recorded or workloads.workload_name(ctx.spec.workload.name, ctx.spec.challenger)
 
 
 async def split_to(ctx: Context, target: str) -> tuple[Split, dict[str, Any]]:
@@ -75,13 +73,10 @@ async def split_to(ctx: Context, target: str) -> tuple[Split, dict[str, Any]]:
     deployment = await deployment_of(ctx, target, previous if target == ctx.status.champion else None)
     if deployment is None:
         raise Wait("NoWorkload", f"no Deployment of {ctx.spec.model} runs version {target} to roll back to")
-    failed_name = (ctx.status.workloads.challenger if ctx.status.workloads else None) or workloads.workload_name(
-        ctx.spec.workload.name, ctx.spec.challenger
-    )
-    failed_service = router.target if ctx.spec.routing.provider == "replicas" else failed_name
+    failed_name = _promoted_workload(ctx)
     split = Split(
         Backend(target, deployment["metadata"]["name"], await service_for(ctx, router, deployment)),
-        Backend(ctx.spec.challenger, failed_name, failed_service),
+        Backend(ctx.spec.challenger, failed_name, router.arm_service(failed_name)),
     )
     return split, deployment
 
@@ -90,7 +85,7 @@ async def split_to(ctx: Context, target: str) -> tuple[Split, dict[str, Any]]:
 
 
 def _decide_rollback(ctx: Context, outcome: Outcome, target: str, reason: str, message: str) -> None:
-    outcome.status["decision"] = _decision("RollBack", reason, message, ctx.now)
+    outcome.status["decision"] = ctx.decision("RollBack", reason, message)
     outcome.status["rollbackTarget"] = target
     outcome.notification = ("RollBack", message)
     outcome.events.append(("Warning", "RollbackStarted", message))
@@ -98,35 +93,26 @@ def _decide_rollback(ctx: Context, outcome: Outcome, target: str, reason: str, m
     DECISIONS.labels("rollback", reason).inc()
 
 
-async def _requested(ctx: Context, outcome: Outcome, request: str, versions: list[dict[str, Any]]) -> bool:
+def _requested(ctx: Context, outcome: Outcome, request: str, versions: list[dict[str, Any]]) -> bool:
     """A rollback asked for by annotation: decided (True) or refused with the reason."""
-    previous = ctx.status.champion
-    target = previous if request.strip() in ("", "true", "previous") else request.strip()
-    problem = None
-    if target is None:
-        problem = "the experiment does not know the previous champion"
-    elif target == ctx.spec.challenger:
-        problem = f"{target} is the champion already"
-    else:
-        found = _version(versions, target)
-        phase = ((found or {}).get("status") or {}).get("phase")
-        if found is None:
-            problem = f"no ModelVersion of {ctx.spec.model} has version {target}"
-        elif phase in FAILED_PHASES:
-            problem = f"{target} failed its own checks ({phase}); a rollback never returns to it"
-    if problem is not None:
+    try:
+        target = deciding.target(
+            request, previous=ctx.status.champion, champion=ctx.spec.challenger, model=ctx.spec.model, versions=versions
+        )
+    except RollbackRefused as refusal:
         refused = next((c for c in ctx.status.conditions or [] if c.type == ROLLING_BACK), None)
-        message = f"rollback to {target or 'the previous champion'} refused: {problem}"
-        if refused is None or refused.message != message:
-            outcome.events.append(("Warning", "RollbackRefused", message))
-        outcome.conditions.append((ROLLING_BACK, "False", "RollbackRefused", message))
+        if refused is None or refused.message != refusal.message:
+            outcome.events.append(("Warning", refusal.reason, refusal.message))
+        outcome.conditions.append((ROLLING_BACK, "False", refusal.reason, refusal.message))
         return False
-    assert target is not None
-    by = ctx.annotations.get(REQUESTED_BY_ANNOTATION)
-    asked = f"{ROLLBACK_ANNOTATION}: {request.strip() or 'previous'}" + (f", by {by}" if by else "")
-    _decide_rollback(
-        ctx, outcome, target, "ManualRollback", f"rollback of {ctx.spec.challenger} to {target} asked for ({asked})"
+    message = deciding.requested_message(
+        request,
+        champion=ctx.spec.challenger,
+        to=target,
+        annotation=ROLLBACK_ANNOTATION,
+        by=ctx.annotations.get(REQUESTED_BY_ANNOTATION),
     )
+    _decide_rollback(ctx, outcome, target, "ManualRollback", message)
     return True
 
 
@@ -141,7 +127,7 @@ async def _release_previous(ctx: Context, outcome: Outcome) -> bool:
         split, deployment = await split_to(ctx, previous)
     except (Wait, RouterError):
         return True
-    if ctx.spec.routing.provider != "replicas":
+    if not ctx.router().routes_by_ready_pods:  # there its route entry is its replicas, scaled below
         await ctx.router().finalize(split, "challenger")
     if await drained(ctx, outcome, split.champion) is not None:
         return False
@@ -168,12 +154,7 @@ async def _check(ctx: Context) -> tuple[list[health.CheckResult], str | None]:
     """Every check's result, and why Prometheus gave none when it did not."""
     rb = ctx.spec.rollback
     results = []
-    deployment = await ctx.kube.get(
-        DEPLOYMENTS,
-        ctx.namespace,
-        (ctx.status.workloads.challenger if ctx.status.workloads else None)
-        or workloads.workload_name(ctx.spec.workload.name, ctx.spec.challenger),
-    )
+    deployment = await ctx.kube.get(DEPLOYMENTS, ctx.namespace, _promoted_workload(ctx))
     if deployment is not None:
         desired = int(deployment["spec"].get("replicas", 1))
         results.append(
@@ -188,8 +169,8 @@ async def _check(ctx: Context) -> tuple[list[health.CheckResult], str | None]:
         # What the version was promoted with: its arm's counts in the experiment.
         at_promotion = health.counts(arm.samples - arm.successes, arm.samples)
         queries += [
-            ("feedback.correct", health.FEEDBACK_CORRECT_QUERY, labels),
-            ("feedback.total", health.FEEDBACK_TOTAL_QUERY, labels),
+            ("feedback.correct", promql.FEEDBACK_CORRECT, labels),
+            ("feedback.total", promql.FEEDBACK_TOTAL, labels),
         ]
     problem = None
     values: dict[str, float | None] = {key: None for key, _, _ in queries}
@@ -197,8 +178,8 @@ async def _check(ctx: Context) -> tuple[list[health.CheckResult], str | None]:
         values = await read_values(ctx, queries, rb.check_window)
     except PrometheusError as error:
         problem = error.message
-    except ApiException as error:  # the credentials Secret
-        problem = f"cannot read the Prometheus credentials: {error.reason}"
+    except APIError as error:  # the credentials Secret
+        problem = f"cannot read the Prometheus credentials: {error.http_reason}"
     except ValueError as error:  # a check's query that cannot be rendered safely
         problem = str(error)
     for c in checks:
@@ -216,51 +197,67 @@ async def _refresh_weights(ctx: Context, outcome: Outcome) -> None:
         return
     try:
         split, _ = await split_to(ctx, ctx.status.champion)
-        await _weights(ctx, split, outcome)
+        await ctx.record_weights(split, outcome)
     except (Wait, RouterError):
         return  # the previous champion's workload is gone: nothing to compare with
+
+
+async def _restore_champion(ctx: Context, outcome: Outcome, mine: dict[str, Any]) -> None:
+    """Promoted and serving, but recorded otherwise (an older operator's
+    re-registration): the model never stays without a champion."""
+    history = model_versions.History(
+        "Promoted",
+        "ChampionRestored",
+        f"{ctx.spec.challenger} serves the model's traffic since its promotion; no other champion",
+        f"abexperiment/{ctx.name}",
+        to_version=ctx.spec.challenger,
+    )
+    await ctx.write_version(mine, model_versions.phase_change("Champion", history, ctx.now))
+    outcome.events.append(
+        ("Warning", "ChampionRestored", f"{ctx.spec.challenger} was promoted and serves: Champion again")
+    )
+
+
+def _health(ctx: Context, warm: bool, **changes: Any) -> dict[str, object]:
+    """``status.health``: what it said, with ``changes`` and the previous champion's warmth."""
+    state = ctx.status.health or Health()
+    return state.model_copy(update={**changes, "previous_champion_warm": warm}).to_wire()
 
 
 async def watch(ctx: Context, outcome: Outcome) -> float | None:
     """One look at a promoted champion; None when there is nothing more to watch."""
     rb = ctx.spec.rollback
     interval = parse_duration(rb.interval).total_seconds()
-    versions = await _versions(ctx)
-    mine = _version(versions, ctx.spec.challenger)
-    if mine is None:
-        return None
-    if (mine.get("status") or {}).get("phase") != "Champion":
-        if current_champion(versions) is not None or (mine.get("status") or {}).get("phase") in FAILED_PHASES:
-            return None  # superseded by a later promotion, or rolled back by another experiment
-        # Promoted and serving, but recorded otherwise (an older operator's
-        # re-registration): the model never stays without a champion.
-        await _version_phase(
-            ctx,
-            mine,
-            "Champion",
-            action="Promoted",
-            reason="ChampionRestored",
-            message=f"{ctx.spec.challenger} serves the model's traffic since its promotion; no other champion",
-            triggered_by=f"abexperiment/{ctx.name}",
-            to_version=ctx.spec.challenger,
-        )
-        outcome.events.append(
-            ("Warning", "ChampionRestored", f"{ctx.spec.challenger} was promoted and serves: Champion again")
-        )
+    versions = await ctx.versions()
+    watched = deciding.watched(versions, ctx.spec.challenger)
+    if watched == "Stop":
+        return None  # gone, superseded by a later promotion, or rolled back by another experiment
+    if watched == "RestoreChampion":
+        mine = model_versions.find(versions, ctx.spec.challenger)
+        assert mine is not None
+        await _restore_champion(ctx, outcome, dict(mine))
     request = ctx.annotations.get(ROLLBACK_ANNOTATION)
-    if request is not None and await _requested(ctx, outcome, request, versions):
+    if request is not None and _requested(ctx, outcome, request, versions):
         return 0.0
     assert ctx.status.promotion_time is not None
     since = ctx.now - ctx.status.promotion_time
     state = ctx.status.health
     warm = True if state is None or state.previous_champion_warm is None else state.previous_champion_warm
-    if warm and since > parse_duration(rb.bake_time) and await _release_previous(ctx, outcome):
+    if deciding.release_due(
+        warm=warm, since_promotion=since, bake_time=parse_duration(rb.bake_time)
+    ) and await _release_previous(ctx, outcome):
         warm = False
-    if not rb.enabled or since > parse_duration(rb.window):
-        why = "automatic rollback is off" if not rb.enabled else f"the rollback window ({rb.window}) is over"
-        outcome.conditions.append((HEALTHY, "Unknown", "NotMonitored", why))
-        outcome.status["health"] = {**(state.to_wire() if state else {}), "previousChampionWarm": warm}
-        return max(interval, IDLE_POLL) if since > parse_duration(rb.window) else interval
+    monitoring = deciding.monitoring(
+        enabled=rb.enabled,
+        since_promotion=since,
+        window=parse_duration(rb.window),
+        window_text=rb.window,
+        interval=interval,
+    )
+    if not monitoring.checks:
+        outcome.conditions.append((HEALTHY, "Unknown", "NotMonitored", monitoring.why))
+        outcome.status["health"] = _health(ctx, warm)
+        return monitoring.wait
     await _refresh_weights(ctx, outcome)
     try:
         results, problem = await _check(ctx)
@@ -270,43 +267,38 @@ async def watch(ctx: Context, outcome: Outcome) -> float | None:
         outcome.conditions.append((HEALTHY, "Unknown", refused.reason, message))
         if previous is None or previous.reason != refused.reason:
             outcome.events.append(("Warning", refused.reason, message))
-        outcome.status["health"] = {
-            **(state.to_wire() if state else {}),
-            "lastCheckTime": rfc3339(ctx.now),
-            "previousChampionWarm": warm,
-        }
+        outcome.status["health"] = _health(ctx, warm, last_check_time=ctx.now)
         return interval
+    return _judge_health(ctx, outcome, results, problem, warm, since.total_seconds(), interval)
+
+
+def _judge_health(
+    ctx: Context,
+    outcome: Outcome,
+    results: list[health.CheckResult],
+    problem: str | None,
+    warm: bool,
+    since: float,
+    interval: float,
+) -> float:
+    """One look's health verdict into status, and a rollback when it is due."""
+    rb = ctx.spec.rollback
+    state = ctx.status.health
     verdict = health.assess(results, (state.consecutive_failures if state else None) or 0, rb.failure_threshold)
-    outcome.status["health"] = {
-        "lastCheckTime": rfc3339(ctx.now),
-        "consecutiveFailures": verdict.failures,
-        "previousChampionWarm": warm,
-        "checks": [
-            {
-                k: v
-                for k, v in {
-                    "name": r.name,
-                    "value": r.value,
-                    "max": r.max,
-                    "samples": r.samples,
-                    "result": r.result,
-                }.items()
-                if v is not None
-            }
+    outcome.status["health"] = Health(
+        last_check_time=ctx.now,
+        consecutive_failures=verdict.failures,
+        previous_champion_warm=warm,
+        checks=[
+            CheckStatus(name=r.name, value=r.value, max=r.max, samples=r.samples, result=r.result)
             for r in results
             if r.value is None or math.isfinite(r.value)
         ],
-    }
-    if verdict.failing:
-        message = f"{verdict.message()} ({verdict.failures} of {rb.failure_threshold} consecutive checks)"
-        outcome.conditions.append((HEALTHY, "False", "ChecksFailing", message))
-        if verdict.failures == 1:
-            outcome.events.append(("Warning", "HealthCheckFailed", message))
-    elif problem or any(r.result in ("NoData", "NotEnoughData") for r in results):
-        missing = "; ".join(r.describe() for r in results if r.result in ("NoData", "NotEnoughData"))
-        outcome.conditions.append((HEALTHY, "Unknown", "NoData", problem or missing))
-    else:
-        outcome.conditions.append((HEALTHY, "True", "ChecksPassing", "; ".join(r.describe() for r in results)))
+    ).to_wire()
+    condition = deciding.health_condition(verdict, results, problem, rb.failure_threshold)
+    outcome.conditions.append((HEALTHY, condition.status, condition.reason, condition.message))
+    if condition.event:
+        outcome.events.append(("Warning", "HealthCheckFailed", condition.message))
     if verdict.roll_back and ctx.status.champion is not None:
         _decide_rollback(
             ctx,
@@ -314,7 +306,7 @@ async def watch(ctx: Context, outcome: Outcome) -> float | None:
             ctx.status.champion,
             "HealthCheckFailed",
             f"{ctx.spec.challenger} failed its health checks: {verdict.message()} "
-            f"({verdict.failures} consecutive checks, {since.total_seconds():.0f}s after promotion); "
+            f"({verdict.failures} consecutive checks, {since:.0f}s after promotion); "
             f"rolling back to {ctx.status.champion}",
         )
         return 0.0
@@ -324,30 +316,22 @@ async def watch(ctx: Context, outcome: Outcome) -> float | None:
 # -- carrying out ---------------------------------------------------------------------
 
 
-async def carry_out(ctx: Context, outcome: Outcome) -> float:
-    """Do the decided rollback (idempotent); seconds until the next step."""
-    target = ctx.status.rollback_target
-    assert target is not None
-    assert ctx.status.decision is not None
-    split, deployment = await split_to(ctx, target)
-    router = ctx.router()
+async def _bring_back(ctx: Context, outcome: Outcome, split: Split, deployment: dict[str, Any]) -> float | None:
+    """The rollback target made ready to serve: scaled up when it was
+    released, then ready, then with endpoints. Seconds until the next look
+    while it is not, None when traffic may move."""
+    target = split.champion.version
     if int(deployment["spec"].get("replicas") or 0) == 0:
         warm = (deployment["metadata"].get("annotations") or {}).get(WARM_REPLICAS_ANNOTATION)
         failed = await ctx.kube.get(DEPLOYMENTS, ctx.namespace, split.challenger.deployment)
-        replicas = int(warm or ((failed or {}).get("spec") or {}).get("replicas") or 1)
+        replicas = deciding.scale_up_replicas(warm, int(((failed or {}).get("spec") or {}).get("replicas") or 0))
 
         def scale_up(obj: dict[str, Any]) -> None:
             obj["spec"]["replicas"] = replicas
 
         await ctx.kube.modify(DEPLOYMENTS, ctx.namespace, split.champion.deployment, scale_up)
-        outcome.conditions.append(
-            (
-                ROLLING_BACK,
-                "True",
-                "ScalingUp",
-                f"{target} was released: scaling {split.champion.deployment} to {replicas}",
-            )
-        )
+        message = f"{target} was released: scaling {split.champion.deployment} to {replicas}"
+        outcome.conditions.append((ROLLING_BACK, "True", "ScalingUp", message))
         return 1.0
     ready, words = workloads.ready(deployment)
     if not ready:
@@ -357,26 +341,30 @@ async def carry_out(ctx: Context, outcome: Outcome) -> float:
     if why is not None:
         outcome.conditions.append((ROLLING_BACK, "True", "WaitingForEndpoints", why))
         return 0.5
+    return None
+
+
+async def carry_out(ctx: Context, outcome: Outcome) -> float:
+    """Do the decided rollback (idempotent); seconds until the next step."""
+    target = ctx.status.rollback_target
+    decision = ctx.status.decision
+    assert target is not None
+    assert decision is not None
+    split, deployment = await split_to(ctx, target)
+    wait = await _bring_back(ctx, outcome, split, deployment)
+    if wait is not None:
+        return wait
     # Traffic moves in one routing change where the target is still in the
     # route (warm); a released one is added back first. Then the failed
     # version leaves the route, and is deleted only once drained.
+    router = ctx.router()
     record = ctx.status.drain
     moved = record.since if record and record.backend == split.challenger.deployment and record.since else ctx.now
-    if ctx.spec.routing.provider != "replicas" and split.champion.service not in await router.services():
+    if router.owns_services and split.champion.service not in await router.services():
         await router.set_weights(split, 0)
     await router.finalize(split, "champion")
-    weights = await _weights(ctx, split, outcome)
-    decision = ctx.status.decision
-    versions = await _versions(ctx)
-    by = ctx.annotations.get(REQUESTED_BY_ANNOTATION)
-    triggered_by = (
-        f"abexperiment/{ctx.name} health checks"
-        if decision.reason == "HealthCheckFailed"
-        else f"{ROLLBACK_ANNOTATION} on abexperiment/{ctx.name}" + (f" by {by}" if by else "")
-    )
-    await hand_over(
-        ctx,
-        versions,
+    weights = await ctx.record_weights(split, outcome)
+    plan = model_versions.hand_over(
         outgoing=ctx.spec.challenger,
         incoming=target,
         outgoing_phase="RolledBack",
@@ -385,17 +373,21 @@ async def carry_out(ctx: Context, outcome: Outcome) -> float:
         outgoing_message=decision.message or "",
         incoming_reason="RolledBack",
         incoming_message=f"champion again after {ctx.spec.challenger} was rolled back: {decision.message or ''}",
-        triggered_by=triggered_by,
+        triggered_by=deciding.triggered_by(
+            decision.reason,
+            experiment=ctx.name,
+            annotation=ROLLBACK_ANNOTATION,
+            by=ctx.annotations.get(REQUESTED_BY_ANNOTATION),
+        ),
     )
+    await ctx.move_versions(await ctx.versions(), plan)
     wait = await drained(ctx, outcome, split.challenger)
     if wait is not None:
         outcome.conditions.append(
             (ROLLING_BACK, "True", "Draining", f"traffic on {target}; {split.challenger.deployment} drains")
         )
         return wait
-    await ctx.kube.delete(DEPLOYMENTS, ctx.namespace, split.challenger.deployment)
-    if ctx.spec.routing.provider != "replicas":
-        await ctx.kube.delete(SERVICES, ctx.namespace, split.challenger.service)
+    await remove(ctx, split.challenger)
     took = ""
     if decision.time is not None:
         took = f" {(moved - decision.time).total_seconds():.1f}s after the decision"

@@ -1,0 +1,135 @@
+"""Which ModelVersion is which and how phases change
+(:mod:`relearn.core.model_versions`): the champion lookup, a phase change
+with its history entry, and the hand-over plan."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from relearn.api.modelversion import ModelVersionStatus
+from relearn.core import model_versions
+from relearn.core.model_versions import History
+
+NOW = datetime.datetime(2026, 11, 26, tzinfo=datetime.UTC)
+PHASES = ("Registered", "Challenger", "Champion", "Archived", "RolledBack", "Rejected")
+
+
+def version(v: str, phase: str | None = None, **status: Any) -> dict[str, Any]:
+    return {"spec": {"version": v}, "status": {"phase": phase, **status} if phase else {}}
+
+
+def test_promotion_history_is_written_once_and_bounded() -> None:
+    history = History("Promoted", "r", "m", "abexperiment/x", from_version="1.0.0", to_version="1.1.0")
+    change = model_versions.phase_change("Champion", history, NOW)
+    status = {"phase": "Challenger", "history": [{"action": "Registered"}] * 50}
+    patch = change(status)
+    assert patch["phase"] == "Champion"
+    assert patch["championSince"] == "2026-11-26T00:00:00Z"
+    assert len(patch["history"]) == 50
+    assert patch["history"][-1] == {
+        "time": "2026-11-26T00:00:00Z",
+        "action": "Promoted",
+        "reason": "r",
+        "message": "m",
+        "triggeredBy": "abexperiment/x",
+        "fromVersion": "1.0.0",
+        "toVersion": "1.1.0",
+    }
+    assert change({**status, **patch}) == {}  # redone after a restart: nothing more
+
+
+def test_a_phase_change_without_history_writes_the_phase_only() -> None:
+    change = model_versions.phase_change("Registered", None, NOW)
+    assert change({"phase": "Challenger", "history": [{"action": "Registered"}]}) == {"phase": "Registered"}
+    assert change({"phase": "Registered"}) == {}
+
+
+@given(
+    before=st.sampled_from((None, *PHASES)),
+    after=st.sampled_from(PHASES),
+    entries=st.integers(0, 60),
+    message=st.text(max_size=2000),
+)
+def test_every_phase_change_is_a_valid_status_and_idempotent(
+    before: str | None, after: Any, entries: int, message: str
+) -> None:
+    history = History("Archived", "Why", message, "abexperiment/x")
+    change = model_versions.phase_change(after, history, NOW)
+    status: dict[str, Any] = {"history": [history.entry(NOW)] * entries}
+    if before is not None:
+        status["phase"] = before
+    patch = change(status)
+    if before == after:
+        assert patch == {}
+        return
+    written = ModelVersionStatus.model_validate({**status, **patch})  # what the CRD schema admits
+    assert written.phase == after
+    assert written.history is not None
+    assert len(written.history) == min(entries + 1, model_versions.HISTORY_LIMIT)
+    assert written.history[-1].message == message[:1024]
+    assert change({**status, **patch}) == {}
+
+
+def test_the_champion_is_the_operators_then_the_declared_one() -> None:
+    declared = {"spec": {"version": "1.0.0", "declaredChampion": True}, "status": {}}
+    promoted = version("1.1.0", "Champion")
+    assert model_versions.champion([declared, promoted]) is promoted
+    assert model_versions.champion([declared]) is declared
+    assert model_versions.champion([version("2.0.0")]) is None
+
+
+def test_during_a_hand_over_the_newer_champion_is_the_champion() -> None:
+    outgoing = version("1.0.0", "Champion", championSince="2026-01-01T00:00:00Z")
+    incoming = version("1.1.0", "Champion", championSince="2026-02-01T00:00:00Z")
+    assert model_versions.champion([incoming, outgoing]) is incoming
+    assert model_versions.champion([outgoing, incoming]) is incoming
+
+
+@given(st.lists(st.tuples(st.sampled_from(("1.0.0", "1.1.0", "2.0.0")), st.sampled_from((None, *PHASES)))))
+def test_finding_a_version_finds_the_first_with_that_version(entries: list[tuple[str, str | None]]) -> None:
+    versions = [version(v, p) for v, p in entries]
+    for wanted in ("1.0.0", "9.9.9"):
+        found = model_versions.find(versions, wanted)
+        expected = next((v for v in versions if v["spec"]["version"] == wanted), None)
+        assert found is expected
+
+
+def promotion() -> tuple[model_versions.VersionMove, model_versions.VersionMove]:
+    return model_versions.hand_over(
+        outgoing="1.0.0",
+        incoming="1.1.0",
+        outgoing_phase="Archived",
+        outgoing_action="Demoted",
+        outgoing_reason="ChallengerPromoted",
+        outgoing_message="replaced",
+        incoming_reason="ChallengerBetter",
+        incoming_message="better",
+        triggered_by="abexperiment/x",
+    )
+
+
+def test_a_hand_over_makes_the_incoming_champion_first_then_retires_the_outgoing() -> None:
+    incoming, outgoing = promotion()
+    assert (incoming.version, incoming.phase, incoming.history.action) == ("1.1.0", "Champion", "Promoted")
+    assert (outgoing.version, outgoing.phase, outgoing.history.action) == ("1.0.0", "Archived", "Demoted")
+    for move in (incoming, outgoing):
+        assert (move.history.from_version, move.history.to_version) == ("1.0.0", "1.1.0")
+        assert move.history.triggered_by == "abexperiment/x"
+
+
+def test_a_hand_over_cut_short_leaves_two_champions_never_none() -> None:
+    """The plan applied one step only (a kill in between): the incoming one is champion."""
+    versions = [version("1.0.0", "Champion", championSince="2026-01-01T00:00:00Z"), version("1.1.0", "Challenger")]
+    first, _ = promotion()
+    later = NOW + datetime.timedelta(days=365)
+    target = versions[1]
+    target["status"] = {
+        **target["status"],
+        **model_versions.phase_change(first.phase, first.history, later)(target["status"]),
+    }
+    champion = model_versions.champion(versions)
+    assert champion is not None
+    assert champion["spec"]["version"] == "1.1.0"
