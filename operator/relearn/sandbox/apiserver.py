@@ -533,6 +533,7 @@ def _call(request: web.Request, user: str, target: Target) -> ApiCall:
         namespace=target.namespace,
         name=target.name,
         code=200,
+        at=time.monotonic(),
     )
 
 

@@ -36,6 +36,7 @@ class ApiCall:
     namespace: str | None
     name: str | None
     code: int  # the HTTP status answered
+    at: float = 0.0  # when it arrived (time.monotonic() of the sandbox's process)
 
     @property
     def rbac_resource(self) -> str:
@@ -106,7 +107,8 @@ class Audit:
         self.calls.append(call)
 
     def of(self, user: str) -> list[ApiCall]:
-        return [call for call in self.calls if call.user == user]
+        # A copy first (one C call, under the GIL): the sandbox's thread appends while others read.
+        return [call for call in list(self.calls) if call.user == user]
 
     def clear(self) -> None:
         self.calls.clear()
