@@ -261,3 +261,21 @@ def test_the_chart_limits_where_credentials_go() -> None:
     assert "--allowed-webhook-host=*.slack.com" in args
     defaults = only(render(None), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert not [a for a in defaults if a.startswith("--allowed-")]
+
+
+def test_the_rbac_table_in_the_docs_is_the_charts() -> None:
+    text = (REPO / "docs" / "operations.md").read_text()
+    table = text[text.index("| API group | resource | verbs | used by |") :].split("\n\n")[0].splitlines()[2:]
+    documented = set()
+    for line in table:
+        group, resources, verbs = (cell.strip() for cell in line.strip("|").split("|")[:3])
+        if group == "kopf.dev":
+            continue  # only with peering.enabled (test_peering_renders_its_object_and_rights)
+        group = "" if group == '""' else group
+        if resources == "*/status":
+            names = [f"{r}/status" for r in ("modelversions", "driftpolicies", "abexperiments")]
+        else:
+            names = [r.strip() for r in resources.split(",")]
+        documented |= {(group, r, v.strip()) for r in names for v in verbs.split(",")}
+    rights = {r for d in render(None) if d["kind"] == "ClusterRole" for r in granted(d["rules"])}
+    assert documented == rights
