@@ -24,8 +24,9 @@ against the goals:
 - orphans (0): challenger Deployments left behind by an ended experiment;
 - doubled and lost Events (0, 0): decision Events (RetrainingRequested ...
   RolledBack) posted more than once, or not at all for a decision taken;
-- daemon pause after an API outage (goal <= 5 s): for each daemon turning
-  before an outage (its object read by name in the 10 s before), the time
+- daemon pause after an API outage (goal <= 5 s): for each daemon (of a
+  DriftPolicy or an ABExperiment) turning before an outage (its object read
+  by name in the 10 s before, as every turn's status write does), the time
   from the API serving again to its next read, the worst over the loop's
   outages; left out where that loop's operator was killed or restarting
   between 5 s before the outage and that read (``-``: none left to measure);
@@ -193,6 +194,7 @@ def daemon_pauses(sandbox: Any, namespace: str, outages: list[tuple[float, float
         if c.namespace == namespace
         and c.verb == "get"
         and c.group == GROUP
+        and c.resource in ("driftpolicies", "abexperiments")  # the kinds with daemons (not ModelVersions)
         and c.subresource is None
         and c.name
         and c.code == 200
