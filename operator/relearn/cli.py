@@ -387,6 +387,7 @@ def _run(args: argparse.Namespace) -> int:
     os.environ["RELEARN_PROMETHEUS_URL"] = args.prometheus_url  # read at start-up into the handlers' memo
     os.environ["RELEARN_ALLOWED_PROMETHEUS_URLS"] = ",".join(args.allowed_prometheus_url)
     os.environ["RELEARN_ALLOWED_WEBHOOK_HOSTS"] = ",".join(args.allowed_webhook_host)
+    os.environ["RELEARN_NAMESPACES"] = ",".join(args.namespace)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_address)
     logging.getLogger("relearn").info(

@@ -78,6 +78,17 @@ def test_run_refuses_both_namespace_and_all_namespaces() -> None:
         build_parser().parse_args(["run", "-n", "a", "-A"])
 
 
+@pytest.mark.parametrize(
+    ("namespaces", "scans"),
+    [("ml-prod", False), ("ml-prod,ml-staging", False), ("", True), ("ml-*", True), ("!kube-system", True)],
+)
+def test_serving_named_namespaces_scans_nothing_cluster_wide(namespaces: str, scans: bool) -> None:
+    # The chart's namespaced install has no right to list namespaces or CRDs: kopf must not try.
+    from relearn.handlers.startup import exact_namespaces
+
+    assert exact_namespaces(namespaces) is not scans
+
+
 def test_imports_from_repo_root_do_not_shadow_the_standard_library() -> None:
     # operator/ is a folder at the root: it must never become a package that
     # hides the stdlib `operator` module.

@@ -67,6 +67,11 @@ async def advance(
         or record.model_version
     )
     state, reason = retraining.job_state(job)
+    if record.outcome == "Requested":
+        # The Job exists but its start is not recorded: the turn that created it
+        # was cut short. This turn records the start, and its Event (the same name
+        # as the one that turn may have posted: never lost, never doubled).
+        progress.events.append(_started(spec, str(version), job))
     if state == "Running":
         if record.outcome != "Running" or record.model_version != version:
             progress.set(outcome="Running", model_version=version)
@@ -126,16 +131,17 @@ async def _start(
     progress.condition = (RETRAINING, "True", "Running", f"Job {progress.record.job} trains version {version}")
     if created:
         RETRAININGS.labels("started").inc()
-        limits = (job["spec"]["template"]["spec"]["containers"][0].get("resources") or {}).get("limits") or {}
-        gpus = limits.get("nvidia.com/gpu")
-        progress.events.append(
-            (
-                "Normal",
-                "RetrainingStarted",
-                f"Job {progress.record.job} trains {spec.model} "
-                f"{version} from {base}" + (f" on {gpus} GPU" if gpus else ""),
-            )
-        )
+    progress.events.append(_started(spec, version, job))
+
+
+def _started(spec: DriftPolicySpec, version: str, job: dict[str, Any]) -> tuple[EventType, str, str]:
+    """The RetrainingStarted Event of ``job`` (as created, or as read back)."""
+    containers = (((job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or [{}]
+    container = containers[0]
+    gpus = ((container.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu")
+    base = next((a.split("=", 1)[1] for a in container.get("args") or () if a.startswith("--base-model=")), "")
+    message = f"Job {job['metadata'].get('name')} trains {spec.model} {version} from {base}"
+    return ("Normal", "RetrainingStarted", message + (f" on {gpus} GPU" if gpus else ""))
 
 
 def _fail(progress: Progress, reason: str, now: datetime.datetime) -> None:
@@ -191,13 +197,15 @@ async def _register(
     if created:
         RETRAININGS.labels("succeeded").inc()
         DECISIONS.labels("registration", "Registered" if passed else "Rejected").inc()
-        progress.events.append(
-            (
-                "Normal" if passed else "Warning",
-                "ModelVersionRegistered" if passed else "ModelVersionRejected",
-                f"{mv_name}: {verdict}",
-            )
+    # Also when this request's version exists already: the turn that created it
+    # was cut short before recording it, and maybe before its Events (same names).
+    progress.events.append(
+        (
+            "Normal" if passed else "Warning",
+            "ModelVersionRegistered" if passed else "ModelVersionRejected",
+            f"{mv_name}: {verdict}",
         )
+    )
     template = spec.experiment
     untested = existing is None or ((existing.get("status") or {}).get("phase") in (None, "Registered"))
     if passed and untested and template is not None and template.enabled:
@@ -210,7 +218,5 @@ async def _register(
             policy_name=policy,
             prometheus=spec.prometheus,
         )
-        if await kube.create_custom(namespace, "abexperiments", experiment):
-            progress.events.append(
-                ("Normal", "ExperimentCreated", f"ABExperiment {mv_name}: {version} vs the champion")
-            )
+        await kube.create_custom(namespace, "abexperiments", experiment)  # False: created by a turn cut short
+        progress.events.append(("Normal", "ExperimentCreated", f"ABExperiment {mv_name}: {version} vs the champion"))

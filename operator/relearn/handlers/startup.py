@@ -28,6 +28,11 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
+    # Serving named namespaces (relearn run -n NS ..., the chart's namespaced
+    # install): nothing to discover, so kopf neither lists nor watches the
+    # cluster's namespaces and CRDs, and that install needs no cluster-wide
+    # right at all. Patterns (-n 'ml-*') and every namespace (-A) still scan.
+    settings.scanning.disabled = exact_namespaces(os.environ.get("RELEARN_NAMESPACES", ""))
     # The handlers' own reads and status writes (in worker threads).
     memo["kube"] = KubeClient.from_environment()
     # Where ABExperiments without spec.prometheus read their arms (relearn run --prometheus-url).
@@ -37,6 +42,13 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         prometheus_urls=tuple(u for u in os.environ.get("RELEARN_ALLOWED_PROMETHEUS_URLS", "").split(",") if u),
         webhook_hosts=tuple(h for h in os.environ.get("RELEARN_ALLOWED_WEBHOOK_HOSTS", "").split(",") if h),
     )
+
+
+def exact_namespaces(namespaces: str) -> bool:
+    """Whether ``namespaces`` (comma-separated, as ``relearn run -n`` got them) are
+    all plain names: no glob pattern, no negation, and not every namespace."""
+    names = [n for n in namespaces.split(",") if n]
+    return bool(names) and not any(set(n) & set("*?[]!") for n in names)
 
 
 def register(registry: kopf.OperatorRegistry) -> None:

@@ -8,7 +8,10 @@ and bookmarks, Table output for ``kubectl get`` (``includeObject`` for
 ``--sort-by``), server-side dry-run from the query or the DeleteOptions body,
 JSON, YAML and (for built-in kinds, see :mod:`.protobuf`) protobuf request
 bodies, strict field validation for custom resources, and optional
-bearer-token authentication. It reports itself as v1.33. kubectl 1.30-1.33,
+bearer-token authentication. Every resource request is logged with its
+caller's identity and RBAC verb, and an identity can be held to RBAC rules
+(:mod:`.audit`); status writes can be made to fail for a while (fault
+injection for the chaos bench and tests). It reports itself as v1.33. kubectl 1.30-1.33,
 the ``kubernetes`` client and kopf all speak to it as to a cluster.
 """
 
@@ -16,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +32,7 @@ from aiohttp import web
 
 from relearn.api.openapi import FieldError
 from relearn.sandbox import errors, protobuf, tables
+from relearn.sandbox.audit import ADMIN, ApiCall, Audit, verb_of
 from relearn.sandbox.errors import ApiError
 from relearn.sandbox.kubelet import PORTS_ANNOTATION
 from relearn.sandbox.patching import APPLY_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, PatchError, apply_patch
@@ -69,12 +75,19 @@ class ApiServer:
         store: Store,
         *,
         token: str | None = None,
+        identities: Mapping[str, str] | None = None,
+        audit: Audit | None = None,
         log_source: LogSource | None = None,
         bookmark_interval: float = 5.0,
         max_watch_seconds: float = 1800.0,
     ) -> None:
         self.store = store
         self.token = token
+        # Bearer tokens of other identities than the admin's (the operator's kubeconfig).
+        self.identities = dict(identities or {})
+        self.audit = audit if audit is not None else Audit()
+        # (until, HTTP code): status writes (PUT/PATCH of */status) fail until then (time.monotonic()).
+        self.failing_status_writes: tuple[float, int] | None = None
         self.log_source = log_source
         self.bookmark_interval = bookmark_interval
         self.max_watch_seconds = max_watch_seconds
@@ -92,9 +105,16 @@ class ApiServer:
 
     # -- dispatch ---------------------------------------------------------
 
+    def fail_status_writes(self, seconds: float, code: int = 503) -> None:
+        """Answer ``code`` to every status write (PUT or PATCH of a ``status``
+        subresource) for the next ``seconds``; 0 ends it."""
+        self.failing_status_writes = (time.monotonic() + seconds, code) if seconds > 0 else None
+
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        call: ApiCall | None = None
+        code = 500
         try:
-            self._authenticate(request)
+            user = self._authenticate(request)
             parts = [p for p in request.path.split("/") if p]
             if request.method == "GET" and parts == ["openapi", "v2"]:
                 return _openapi_v2(request)
@@ -103,17 +123,49 @@ class ApiServer:
                 if discovery is not None:
                     return web.json_response(discovery)
             target = self._target(parts)
-            return await self._serve(request, target)
+            call = _call(request, user, target)
+            if not self.audit.allowed(call):
+                raise errors.forbidden(call)
+            self._inject_faults(call)
+            if call.verb == "watch":  # a watch lasts: logged when it starts
+                self.audit.record(call)
+                call = None
+            response = await self._serve(request, target)
+            code = response.status
+            return response
         except ApiError as error:
+            code = error.code
             return web.json_response(error.status(), status=error.code)
         except SelectorError as error:
+            code = 400
             return web.json_response(errors.bad_request(str(error)).status(), status=400)
+        finally:
+            if call is not None:
+                self.audit.record(dataclasses.replace(call, code=code))
 
-    def _authenticate(self, request: web.Request) -> None:
-        if self.token is None or request.path in ("/healthz", "/livez", "/readyz"):
+    def _authenticate(self, request: web.Request) -> str:
+        """The caller's identity, from its bearer token (:mod:`.audit`)."""
+        if request.path in ("/healthz", "/livez", "/readyz"):
+            return ADMIN
+        header = request.headers.get("Authorization")
+        if header is None and self.token is None:
+            return ADMIN
+        token = header.removeprefix("Bearer ") if header and header.startswith("Bearer ") else None
+        if token is not None and token in self.identities:
+            return self.identities[token]
+        if token is not None and token == self.token:
+            return ADMIN
+        raise errors.unauthorized()
+
+    def _inject_faults(self, call: ApiCall) -> None:
+        if self.failing_status_writes is None or call.subresource != "status" or call.verb not in ("update", "patch"):
             return
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
-            raise errors.unauthorized()
+        until, code = self.failing_status_writes
+        if time.monotonic() >= until:
+            self.failing_status_writes = None
+            return
+        reason = {500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}.get(code, "InternalError")
+        raise ApiError(code, reason, f"status writes are failing (sandbox fault injection): {call.rbac_resource}")
 
     def _discovery(self, parts: list[str]) -> dict[str, Any] | str | None:
         if parts in (["healthz"], ["livez"], ["readyz"]):
@@ -468,6 +520,21 @@ class ApiServer:
             f"the relearn sandbox does not forward ports: pod {target.name} is a process on this machine"
             + (f"; its {where}: connect there directly" if where else " and listens on no container port")
         )
+
+
+def _call(request: web.Request, user: str, target: Target) -> ApiCall:
+    watch = target.name is None and request.query.get("watch") in ("true", "1")
+    return ApiCall(
+        user=user,
+        verb=verb_of(request.method, named=target.name is not None, watch=watch),
+        group=target.rt.group,
+        resource=target.rt.plural,
+        subresource=target.subresource,
+        namespace=target.namespace,
+        name=target.name,
+        code=200,
+        at=time.monotonic(),
+    )
 
 
 OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from relearn.api.openapi import FieldError
+from relearn.sandbox.audit import ApiCall
 from relearn.sandbox.resources import ResourceType
 
 
@@ -99,3 +100,18 @@ def unsupported_media_type(message: str) -> ApiError:
 
 def unauthorized() -> ApiError:
     return ApiError(401, "Unauthorized", "Unauthorized")
+
+
+def forbidden(call: ApiCall) -> ApiError:
+    """RBAC's refusal, worded as a real API server words it."""
+    where = f' in the namespace "{call.namespace}"' if call.namespace else " at the cluster scope"
+    what = f'{call.resource}.{call.group} "{call.name}"' if call.group else f'{call.resource} "{call.name}"'
+    if call.name is None:
+        what = f"{call.resource}.{call.group}" if call.group else call.resource
+    return ApiError(
+        403,
+        "Forbidden",
+        f'{what} is forbidden: User "{call.user}" cannot {call.verb} resource "{call.rbac_resource}" '
+        f'in API group "{call.group}"{where}',
+        {"name": call.name or "", "group": call.group, "kind": call.resource},
+    )

@@ -113,7 +113,7 @@ async def ensure_challenger(
             experiment=ctx.body,
             replicas=max(1, replicas),
         )
-        await ctx.kube.create(DEPLOYMENTS, namespace, body)
+        # The Event first, named from the Deployment: a kill between the two leaves it posted once.
         await post_event(
             ctx.kube,
             ctx.body,
@@ -122,7 +122,9 @@ async def ensure_challenger(
             f"Deployment {split.challenger.deployment} runs {ctx.spec.model} {ctx.spec.challenger} "
             f"(a copy of {split.champion.deployment})",
             ctx.logger,
+            split.challenger.deployment,
         )
+        await ctx.kube.create(DEPLOYMENTS, namespace, body)
     if service is not None and await ctx.kube.get(SERVICES, namespace, split.challenger.service) is None:
         await ctx.kube.create(
             SERVICES,
