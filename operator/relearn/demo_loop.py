@@ -104,20 +104,17 @@ def build_champion(workdir: Path) -> dict[str, Any]:
         shutil.rmtree(workdir / "model" / previous, ignore_errors=True)
     (workdir / "model" / "data").mkdir(parents=True)
     base = synthetic.minilm_path()
-    settings = {
-        "documents": CHAMPION_DOCUMENTS,
-        "epochs": CHAMPION_EPOCHS,
-        "learningRate": CHAMPION_LEARNING_RATE,
-        "labels": synthetic.LABELS,
-    }
-    with_data = Path(workdir / "model" / "champion-data" / "original.jsonl")
+    with_data = workdir / "model" / "champion-data" / "original.jsonl"
     synthetic.write_dataset(
         with_data, corrections=CHAMPION_DOCUMENTS, predictions=0, seed=1, drifted=False, now=CHAMPION_DATA_TIME
     )
-    folder = cache_dir() / f"champion-{_champion_key(base, with_data.read_bytes(), settings)}"
+    lora = LoraSettings()
+    settings = TrainSettings(epochs=CHAMPION_EPOCHS, learning_rate=CHAMPION_LEARNING_RATE)
+    inputs = {"lora": repr(lora), "settings": repr(settings), "labels": synthetic.LABELS, "edges": LENGTH_EDGES}
+    folder = cache_dir() / f"champion-{_champion_key(base, with_data.read_bytes(), inputs)}"
     built = folder / "champion.json"
-    if built.exists():
-        return dict(json.loads(built.read_text()))
+    if built.exists():  # where the base and the cache are now, should they have moved
+        return {**json.loads(built.read_text()), "baseModel": str(base), "uri": str(folder / "1.0.0")}
     staging = folder.with_name(f".{folder.name}.{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     request = TrainRequest(
@@ -127,20 +124,20 @@ def build_champion(workdir: Path) -> dict[str, Any]:
         base_model_uri=str(base),
         output_uri=str(staging),
         labels=tuple(synthetic.LABELS),
-        lora=LoraSettings(),
-        settings=TrainSettings(epochs=CHAMPION_EPOCHS, learning_rate=CHAMPION_LEARNING_RATE),
+        lora=lora,
+        settings=settings,
         baseline_edges={"length": LENGTH_EDGES},
     )
     result = run(request, now=CHAMPION_DATA_TIME + datetime.timedelta(hours=1))
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)  # complete or absent: a run killed while building leaves only a staging folder
     champion = {
         "baseModel": str(base),
         "uri": str(folder / "1.0.0"),
         "sha256": result["sha256"],
         "metrics": {"accuracy": result["metrics"]["accuracy"], "samples": result["metrics"]["samples"]},
     }
-    built.write_text(json.dumps(champion, indent=2))
+    (staging / "champion.json").write_text(json.dumps(champion, indent=2))
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)  # complete or absent: a run killed while building leaves only a staging folder
     return champion
 
 

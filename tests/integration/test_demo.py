@@ -67,11 +67,14 @@ def test_make_demo_on_a_fresh_clone_runs_the_loop_and_cleans_up(fresh_clone: Pat
     # on documents of the new wording that neither saw, by at least 20 points.
     said = " ".join(result.stdout.split())  # the timeline wraps long lines
     trained = re.search(r"trained on (\d+) corrections and (\d+) pseudo-labels", said)
-    assert trained is not None and int(trained[1]) > 0 and int(trained[2]) > 0, result.stdout[-6000:]
+    assert trained is not None, result.stdout[-6000:]
+    assert int(trained[1]) > 0, trained[0]
+    assert int(trained[2]) > 0, trained[0]
     gain = re.search(
         r"held-out drifted documents: 1\.1\.0 [\d.]+% vs champion 1\.0\.0 [\d.]+%: ([+-][\d.]+) points", said
     )
-    assert gain is not None and float(gain[1]) >= 20, result.stdout[-6000:]
+    assert gain is not None, result.stdout[-6000:]
+    assert float(gain[1]) >= 20, gain[0]
     assert not (demo_dir / "state.json").exists()
     assert processes_mentioning(str(demo_dir)) == []
 
