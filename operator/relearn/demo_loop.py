@@ -196,11 +196,12 @@ def objects(
                 "model": MODEL,
                 "prometheus": {"url": prometheus, "timeout": "2s"},
                 "interval": "3s",
-                "window": "20s",
+                "window": "30s",
                 "features": [{"name": "length"}],
                 "accuracy": {"enabled": False},
-                # Three drifted checks in a row: the Job then finds a few hundred drifted corrections.
-                "thresholds": {"minSamples": 100, "pValue": 0.001},
+                # 60 documents in 30 s suffice (a real model's server answers slowly on a busy machine);
+                # three drifted checks in a row: the Job then finds a few hundred drifted corrections.
+                "thresholds": {"minSamples": 60, "pValue": 0.001},
                 "trigger": {"consecutiveChecks": 3, "cooldown": "1h"},
                 "retraining": {
                     "image": f"{TRAINER_IMAGE}:0.1.0",
