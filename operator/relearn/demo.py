@@ -253,12 +253,16 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
 
         loop: dict[str, Any] | None = None
         try:
-            import relearn_trainer.synthetic  # noqa: F401  (the trainer extra: torch, transformers, peft)
+            from relearn_trainer import synthetic  # the trainer extra: torch, transformers, peft
+
+            synthetic.minilm_path()  # the demo's base model, offline
         except ImportError:
             console.print(
                 "[yellow]the trainer extra is not installed: skipping drift -> retraining "
                 "(pip install 'relearn-operator[trainer]')[/yellow]"
             )
+        except LookupError as missing:
+            console.print(f"[yellow]skipping drift -> retraining: {missing}[/yellow]")
         else:
             from relearn.demo_loop import run_loop
 
