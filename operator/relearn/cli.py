@@ -337,6 +337,9 @@ def _sandbox(args: argparse.Namespace) -> int:
             except ImportError as error:
                 print(f"relearn sandbox: --example needs the trainer extra (torch, transformers, peft): {error}")
                 return 1
+            except LookupError as error:  # the demo's base model, all-MiniLM-L6-v2, is not installed
+                print(f"relearn sandbox: --example: {error}")
+                return 1
             print(f"example:     kubectl apply -k {example}   (then: relearn run -n default; kubectl get relearn -w)")
         return 0
     if args.sandbox_command == "down":

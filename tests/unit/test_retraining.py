@@ -8,10 +8,13 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from relearn.api.abexperiment import ExperimentTemplate
 from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
+from relearn.api.modelversion import ModelVersionSpec
 from relearn.core import retraining, semver
-from relearn.core.jobs import retraining_job
+from relearn.core.jobs import cpu_threads, retraining_job
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = yaml.safe_load((REPO / "examples/invoice-classifier/driftpolicy.yaml").read_text())
@@ -138,7 +141,7 @@ def test_a_result_without_a_valid_sha256_registers_nothing(digest: object) -> No
 def test_offline_gate() -> None:
     passed, why = retraining.gate(retraining.parse_result(json.dumps(RESULT)), 0.01)
     assert passed
-    assert "0.910 vs champion 0.620 passes" in why
+    assert "0.910 vs champion 0.620 on 80 held-out human corrections passes" in why
     worse = {**RESULT, "metrics": {**RESULT["metrics"], "accuracy": 0.60}}
     assert not retraining.gate(retraining.parse_result(json.dumps(worse)), 0.01)[0]
 
@@ -175,3 +178,83 @@ def test_registered_version_and_experiment_carry_lineage_and_the_template() -> N
     assert experiment["spec"]["traffic"] == {"weight": 10, "steps": [5]}
     assert (experiment["spec"]["champion"], experiment["spec"]["challenger"]) == ("1.0.0", "1.1.0")
     assert "enabled" not in experiment["spec"]
+
+
+PSEUDO = {"accuracy": 0.97, "championAccuracy": 1.0, "samples": 61}
+
+
+def test_the_version_records_the_gate_on_corrections_and_pseudo_labels_apart_with_their_counts() -> None:
+    spec = DriftPolicySpec.model_validate(EXAMPLE["spec"])
+    result = retraining.parse_result(json.dumps({**RESULT, "pseudoLabelMetrics": PSEUDO}))
+    body = retraining.model_version(
+        name="invoice-classifier-1.1.0",
+        spec=spec,
+        version="1.1.0",
+        base_model_uri="/models/base",
+        result=result,
+        record=RetrainingRecord(job="invoice-classifier-rt-1", outcome="Running"),
+        policy_name="invoice-classifier",
+        parent="1.0.0",
+    )
+    metrics = body["spec"]["metrics"]
+    assert (metrics["accuracy"], metrics["championAccuracy"], metrics["samples"]) == (0.91, 0.62, 80)
+    assert metrics["pseudoLabels"] == PSEUDO
+    ModelVersionSpec.model_validate(body["spec"])  # the CRD's mirror accepts it
+    passed, why = retraining.gate(result, 0.01)
+    assert passed
+    assert "on 80 held-out human corrections passes" in why
+    assert "on 61 held-out pseudo-labels (not gated on) 0.970 vs 1.000" in why
+
+
+def test_pseudo_labels_never_pass_a_version_the_corrections_fail() -> None:
+    worse = {**RESULT, "metrics": {**RESULT["metrics"], "accuracy": 0.5}, "pseudoLabelMetrics": PSEUDO}
+    assert not retraining.gate(retraining.parse_result(json.dumps(worse)), 0.01)[0]
+
+
+def test_without_held_out_pseudo_labels_there_is_no_pseudo_label_figure() -> None:
+    spec = DriftPolicySpec.model_validate(EXAMPLE["spec"])
+    none_held_out = {"accuracy": None, "championAccuracy": None, "samples": 0}
+    body = retraining.model_version(
+        name="invoice-classifier-1.1.0",
+        spec=spec,
+        version="1.1.0",
+        base_model_uri="/models/base",
+        result=retraining.parse_result(json.dumps({**RESULT, "pseudoLabelMetrics": none_held_out})),
+        record=RetrainingRecord(job="invoice-classifier-rt-1", outcome="Running"),
+        policy_name="invoice-classifier",
+        parent=None,
+    )
+    assert body["spec"]["metrics"]["pseudoLabels"] == {"samples": 0}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=12), st.integers(), st.floats(), st.booleans(), st.none()))
+def test_any_cpu_limit_gives_a_thread_count_of_at_least_one_or_none(limit: object) -> None:
+    threads = cpu_threads(limit)
+    assert threads is None or threads >= 1
+
+
+@given(st.integers(min_value=1, max_value=10**6))
+def test_a_cpu_limit_gives_its_ceiling_in_threads(millicores: int) -> None:
+    assert cpu_threads(f"{millicores}m") == -(-millicores // 1000)
+    assert cpu_threads(str(millicores)) == millicores == cpu_threads(millicores)
+
+
+def test_a_job_with_a_cpu_limit_runs_torch_with_as_many_threads() -> None:
+    spec = DriftPolicySpec.model_validate(
+        {**EXAMPLE["spec"], "retraining": {**EXAMPLE["spec"]["retraining"], "resources": {"limits": {"cpu": "1500m"}}}}
+    )
+    body = retraining_job(
+        name="invoice-classifier-rt-1",
+        namespace="ml-prod",
+        policy_name="invoice-classifier",
+        policy_uid="uid-1",
+        spec=spec,
+        version="1.1.0",
+        base_model_uri="/models/base",
+        champion=CHAMPION,
+    )
+    env = {e["name"]: e["value"] for e in body["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["OMP_NUM_THREADS"] == "2"
+    unlimited = {e["name"] for e in job()["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "OMP_NUM_THREADS" not in unlimited  # the example limits memory and GPUs, not CPU

@@ -170,13 +170,18 @@ class CrashingKube(FakeKube):
         return result
 
 
+def adapter_of(version: str) -> dict[str, Any]:
+    """The challenger's adapter and its sha256 (the operator tests no challenger without one)."""
+    return {} if version == "1.0.0" else {"adapter": {"uri": f"/adapters/{version}", "sha256": "a" * 64}}
+
+
 def world(kube: CrashingKube) -> None:
     for version, phase in (("1.0.0", "Champion"), ("1.1.0", "Registered")):
         kube.add(
             "modelversions",
             {
                 "metadata": {"name": f"ranker-{version}"},
-                "spec": {"model": "ranker", "version": version, "baseModel": {"uri": "/m"}},
+                "spec": {"model": "ranker", "version": version, "baseModel": {"uri": "/m"}, **adapter_of(version)},
                 "status": {"phase": phase},
             },
         )

@@ -2,7 +2,8 @@
 the champion's Service is pinned before a challenger exists, a withdrawn
 challenger is deleted only after the route is applied and drained (and a
 restart keeps the drain), and a route re-applied from Git during an
-experiment is restored with a Warning Event."""
+experiment is restored with a Warning Event; a challenger whose adapter has
+no sha256 never gets a Deployment (so is never promoted)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,21 @@ import datetime
 import logging
 from typing import Any
 
+import pytest
 from fake_kube import FakeKube
 from relearn.adapters.kube import Resource
 from relearn.api.abexperiment import ABExperimentSpec, ABExperimentStatus
 from relearn.handlers.experiments import arms, traffic
-from relearn.handlers.experiments.context import Context
+from relearn.handlers.experiments.context import Context, Wait
 from relearn.handlers.outcome import Outcome
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 SECOND = datetime.timedelta(seconds=1)
+
+
+def adapter_of(version: str) -> dict[str, Any]:
+    """The challenger's adapter and its sha256 (the operator tests no challenger without one)."""
+    return {} if version == "1.0.0" else {"adapter": {"uri": f"/adapters/{version}", "sha256": "a" * 64}}
 
 
 def world(kube: FakeKube, refs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -28,7 +35,7 @@ def world(kube: FakeKube, refs: list[dict[str, Any]]) -> dict[str, Any]:
             "modelversions",
             {
                 "metadata": {"name": f"ranker-{version}"},
-                "spec": {"model": "ranker", "version": version, "baseModel": {"uri": "/m"}},
+                "spec": {"model": "ranker", "version": version, "baseModel": {"uri": "/m"}, **adapter_of(version)},
                 "status": {"phase": phase},
             },
         )
@@ -201,3 +208,21 @@ async def test_a_route_reapplied_from_git_during_an_experiment_is_restored_with_
     await traffic.restore_route(ctx, split, outcome)
     assert route["spec"]["rules"][0]["backendRefs"][1]["weight"] == 10
     assert "36%" in outcome.events[0][2]  # its share: 50 of 140
+
+
+@pytest.mark.parametrize(
+    "adapter",
+    [None, {"uri": "/adapters/1.1.0"}, {"uri": "/adapters/1.1.0", "sha256": "0" * 63}, {"sha256": "a" * 64}],
+)
+async def test_a_challenger_without_an_adapter_sha256_never_takes_traffic(adapter: dict[str, Any] | None) -> None:
+    kube = FakeKube()
+    body = world(kube, [{"name": "ranker", "port": 80, "weight": 100}])
+    spec = kube.objects[("modelversions", "default", "ranker-1.1.0")]["spec"]
+    spec.pop("adapter")
+    if adapter is not None:
+        spec["adapter"] = adapter
+    with pytest.raises(Wait) as waiting:
+        await arms.resolve(context(kube, body, NOW))
+    assert waiting.value.reason == "UnverifiedChallenger"
+    assert "1.1.0" in str(waiting.value.message)
+    assert ("deployments", "default", "ranker-1-1-0") not in kube.objects

@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     traffic.add_argument("--host", help="Host header (a gateway route's hostname)")
     traffic.add_argument("--clean-seconds", type=float, default=60.0, help="unchanged documents first (default 60)")
     traffic.add_argument("--seconds", type=float, default=3600.0, help="then drifted documents until this total")
+    traffic.add_argument("--rate", type=float, help="documents per second at most (default: as fast as answered)")
     return parser
 
 
@@ -226,7 +227,7 @@ def _traffic(args: argparse.Namespace) -> int:
     from relearn_trainer.synthetic import Traffic
 
     started = time.monotonic()
-    with Traffic(args.url, host=args.host) as traffic:
+    with Traffic(args.url, host=args.host, rate=args.rate) as traffic:
         while (elapsed := time.monotonic() - started) < args.seconds:
             if not traffic.drifted and elapsed >= args.clean_seconds:
                 traffic.drifted = True

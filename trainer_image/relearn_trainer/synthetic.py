@@ -13,24 +13,31 @@ import datetime
 import json
 import random
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 LABELS = ["invoice", "purchase_order", "delivery_note", "credit_memo"]
+# The drifted wording is a supplier's German templates: real words that an
+# English base (all-MiniLM-L6-v2) cannot map to the old classes by meaning,
+# as it does English synonyms, so only retraining on them helps.
 WORDS = {
-    "invoice": (["invoice", "amount", "due", "payable", "billing"], ["bill", "charge", "settle", "owed", "statement"]),
+    "invoice": (
+        ["invoice", "amount", "due", "payable", "billing"],
+        ["rechnung", "betrag", "zahlbar", "faellig", "mahnung"],
+    ),
     "purchase_order": (
         ["purchase", "order", "requested", "buyer", "procure"],
-        ["requisition", "acquire", "wanted", "demand", "sourcing"],
+        ["bestellung", "auftrag", "angefordert", "einkauf", "beschaffung"],
     ),
     "delivery_note": (
         ["delivery", "shipped", "parcel", "received", "carrier"],
-        ["dispatch", "consignment", "freight", "arrived", "courier"],
+        ["lieferschein", "versandt", "paket", "zugestellt", "spediteur"],
     ),
     "credit_memo": (
         ["credit", "refund", "returned", "memo", "reversal"],
-        ["rebate", "reimburse", "giveback", "allowance", "chargeback"],
+        ["gutschrift", "erstattung", "retoure", "storno", "rueckbuchung"],
     ),
 }
 FILLER = [
@@ -244,13 +251,23 @@ class Traffic:
     """Live traffic for a served tiny model: documents to ``POST /predict`` and,
     for a share of them, a human verdict to ``POST /feedback``, until stopped.
     ``drifted`` switches to the new document template. ``host`` sets the Host
-    header (to reach a route through a gateway). Used by the demo and by the
-    end-to-end test's traffic Job (``python -m relearn_trainer traffic``)."""
+    header (to reach a route through a gateway). ``rate`` caps documents per
+    second (None: as fast as the server answers), so that a real model's
+    server leaves CPU to a retraining Job on the same machine. Used by the
+    demo and by the end-to-end test's traffic Job (``python -m relearn_trainer traffic``)."""
 
-    def __init__(self, url: str, host: str | None = None, feedback_share: float = 0.5, seed: int = 7) -> None:
+    def __init__(
+        self,
+        url: str,
+        host: str | None = None,
+        feedback_share: float = 0.5,
+        seed: int = 7,
+        rate: float | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.host = host
         self.feedback_share = feedback_share
+        self.rate = rate
         self.drifted = False
         self.sent = 0
         self.corrections = 0
@@ -277,7 +294,12 @@ class Traffic:
 
     def _run(self) -> None:
         rng = self._rng
+        next_at = time.monotonic()
         while not self._stop.is_set():
+            if self.rate:
+                next_at = max(next_at + 1 / self.rate, time.monotonic() - 1)  # no burst after a stall
+                if self._stop.wait(max(0.0, next_at - time.monotonic())):
+                    break
             label = rng.choice(LABELS)
             text = document(label, rng, drifted=self.drifted)
             try:

@@ -39,12 +39,23 @@ class Adapter(SpecModel):
     sha256: str = Field(pattern=r"^[a-f0-9]{64}$")
 
 
+class PseudoLabelMetrics(SpecModel):
+    """The comparison on held-out pseudo-labels: reported, never gated on."""
+
+    accuracy: Unit | None = None
+    champion_accuracy: Unit | None = None
+    samples: Annotated[int, Field(ge=0)] | None = None
+
+
 class OfflineMetrics(SpecModel):
+    """The gate's figures, on ``samples`` held-out human corrections; pseudo-labels apart."""
+
     accuracy: Unit | None = None
     macro_f1: Unit | None = None
     loss: Annotated[float, Field(ge=0)] | None = None
     samples: Annotated[int, Field(ge=0)] | None = None
     champion_accuracy: Unit | None = None
+    pseudo_labels: PseudoLabelMetrics | None = None
 
 
 class FeatureBaseline(SpecModel):

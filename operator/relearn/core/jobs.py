@@ -8,6 +8,8 @@ twice is a 409, never a second Job.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,6 +61,23 @@ def trainer_args(
     return args
 
 
+def cpu_threads(limit: object) -> int | None:
+    """Threads for a CPU limit (``"2"``, ``"1.5"``, ``"500m"``, 2): its ceiling,
+    at least 1; None for anything that is not a CPU quantity. The trainer's
+    torch otherwise starts one thread per core of the node, and more threads
+    than the limit allows only wait on one another."""
+    if isinstance(limit, bool):
+        return None
+    text = str(limit).strip()
+    match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)(m?)", text)
+    if match is None:
+        return None
+    cores = float(match.group(1)) / (1000 if match.group(2) else 1)
+    if not math.isfinite(cores) or cores <= 0:
+        return None
+    return max(1, math.ceil(cores - 1e-9))
+
+
 def checkpoint_dir(spec: DriftPolicySpec, job_name: str) -> str:
     """Beside the published versions when the output is a mounted path, so a
     retried pod resumes from the last checkpoint; else the pod's /tmp."""
@@ -97,6 +116,10 @@ def retraining_job(
     resources: dict[str, Any] = {}
     if retraining.resources is not None:
         resources = retraining.resources.model_dump(exclude_none=True)
+    env = [{"name": "RELEARN_TERMINATION_MESSAGE_PATH", "value": TERMINATION_PATH}]
+    threads = cpu_threads((resources.get("limits") or {}).get("cpu"))
+    if threads is not None:
+        env.append({"name": "OMP_NUM_THREADS", "value": str(threads)})
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [
@@ -105,7 +128,7 @@ def retraining_job(
                 "image": retraining.image,
                 "imagePullPolicy": retraining.image_pull_policy,
                 "args": trainer_args(spec, version, base_model_uri, champion, checkpoint_dir(spec, name)),
-                "env": [{"name": "RELEARN_TERMINATION_MESSAGE_PATH", "value": TERMINATION_PATH}],
+                "env": env,
                 "resources": resources,
                 "terminationMessagePath": TERMINATION_PATH,
                 "terminationMessagePolicy": "FallbackToLogsOnError",

@@ -85,6 +85,7 @@ class TrainerResult:
     metrics: dict[str, Any]
     data: dict[str, Any]
     baseline: list[dict[str, Any]] | None
+    pseudo_label_metrics: dict[str, Any] | None = None  # held-out pseudo-labels: reported, never gated on
 
 
 def job_state(job: Mapping[str, Any]) -> tuple[JobState, str]:
@@ -125,8 +126,14 @@ def parse_result(message: str | None) -> TrainerResult:
     if "error" in body:
         raise ValueError(f"{body['error']}: {body.get('message', '')}")
     try:
+        pseudo = body.get("pseudoLabelMetrics")
         result = TrainerResult(
-            body["uri"], body["sha256"], dict(body["metrics"]), dict(body.get("data") or {}), body.get("baseline")
+            body["uri"],
+            body["sha256"],
+            dict(body["metrics"]),
+            dict(body.get("data") or {}),
+            body.get("baseline"),
+            dict(pseudo) if isinstance(pseudo, dict) else None,
         )
     except KeyError as missing:
         raise ValueError(f"the trainer's result lacks {missing}") from None
@@ -150,15 +157,26 @@ def failure_reason(pods: Sequence[Mapping[str, Any]], job_reason: str) -> str:
 
 
 def gate(result: TrainerResult, tolerance: float) -> tuple[bool, str]:
-    """The offline gate: held-out accuracy not below the champion's by more than ``tolerance``."""
+    """The offline gate: accuracy on held-out human corrections not below the
+    champion's by more than ``tolerance``. Pseudo-labels (the champion's own
+    predictions) are named in the verdict but never decide it."""
     new, champion = result.metrics.get("accuracy"), result.metrics.get("championAccuracy")
     if new is None or champion is None:
         return False, "the trainer reported no accuracy for the new version or the champion"
     passed = new >= champion - tolerance
     relation = "passes" if passed else "fails"
+    samples = result.metrics.get("samples")
+    on = f" on {samples} held-out human corrections" if samples is not None else ""
+    pseudo = result.pseudo_label_metrics or {}
+    aside = ""
+    if pseudo.get("samples") and pseudo.get("accuracy") is not None and pseudo.get("championAccuracy") is not None:
+        aside = (
+            f"; on {pseudo['samples']} held-out pseudo-labels (not gated on) "
+            f"{pseudo['accuracy']:.3f} vs {pseudo['championAccuracy']:.3f}"
+        )
     return passed, (
-        f"held-out accuracy {new:.3f} vs champion {champion:.3f} {relation} the offline gate "
-        f"(tolerance {tolerance:.3f})"
+        f"held-out accuracy {new:.3f} vs champion {champion:.3f}{on} {relation} the offline gate "
+        f"(tolerance {tolerance:.3f}){aside}"
     )
 
 
@@ -178,11 +196,18 @@ def model_version(
     policy_name: str,
     parent: str | None,
 ) -> dict[str, Any]:
-    metrics = {
+    metrics: dict[str, Any] = {
         k: result.metrics[k]
         for k in ("accuracy", "macroF1", "loss", "samples", "championAccuracy")
         if result.metrics.get(k) is not None
     }
+    pseudo = {
+        k: (result.pseudo_label_metrics or {})[k]
+        for k in ("accuracy", "championAccuracy", "samples")
+        if (result.pseudo_label_metrics or {}).get(k) is not None
+    }
+    if pseudo:
+        metrics["pseudoLabels"] = pseudo
     window = result.data.get("window") or {}
     assert spec.retraining is not None
     source: dict[str, Any] = {

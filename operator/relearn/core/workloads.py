@@ -35,6 +35,24 @@ ADAPTER_ENV = ("RELEARN_ADAPTER_URI", "RELEARN_ADAPTER_SHA256")
 _SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink")
 
 
+def unverifiable(version: Mapping[str, Any]) -> str | None:
+    """Why a ModelVersion may not take traffic as a challenger (so may never be
+    promoted), or None: it needs an adapter and the sha256 the server checks it
+    against. Without one its copy of the champion's Deployment would serve the
+    champion's adapter, or an unchecked one, under the challenger's name."""
+    spec = version.get("spec") or {}
+    adapter = spec.get("adapter") or {}
+    digest = adapter.get("sha256")
+    if not adapter.get("uri"):
+        return f"ModelVersion {spec.get('version')} has no adapter (spec.adapter.uri): nothing of its own to serve"
+    if not isinstance(digest, str) or not re.fullmatch(r"[a-f0-9]{64}", digest):
+        return (
+            f"ModelVersion {spec.get('version')} has no valid spec.adapter.sha256: "
+            "its adapter cannot be verified where it is served"
+        )
+    return None
+
+
 def workload_name(workload: str, version: str) -> str:
     """``documents`` + ``1.1.0`` -> ``documents-1-1-0`` (a valid DNS-1035 label, at most 63)."""
     slug = re.sub(r"[^a-z0-9-]+", "-", version.lower()).strip("-")

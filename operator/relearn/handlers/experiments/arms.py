@@ -74,6 +74,9 @@ async def resolve(ctx: Context) -> tuple[Split, dict[str, Any], dict[str, Any]]:
     challenger = model_versions.find(versions, ctx.spec.challenger)
     if challenger is None:
         raise Wait("ModelVersionNotFound", f"no ModelVersion of {ctx.spec.model} has version {ctx.spec.challenger}")
+    refused = workloads.unverifiable(challenger)  # never an A/B test, so never a promotion, without a sha256
+    if refused is not None:
+        raise Wait("UnverifiedChallenger", refused)
     deployment = await champion_deployment(ctx, champion_version)
     name = workloads.workload_name(ctx.spec.workload.name, ctx.spec.challenger)
     router = ctx.router()
