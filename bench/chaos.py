@@ -220,12 +220,11 @@ def one_loop(api: client.ApiClient, sandbox: Any, faults: Faults, workdir: Path,
     retrying(lambda: core.create_namespace({"metadata": {"name": namespace}}))
     host = f"documents-{number}.chaos.local"  # one route per loop on the shared gateway
     loop_dir = workdir / namespace
+    with BUILD_LOCK:  # the demo's MiniLM champion: built by the first loop, then from its cache
+        champion = demo_loop.build_champion(loop_dir)
     with HOST_LOCK:
         demo_loop.HOST = host
-        kube_objects, relearn_objects = demo_loop.objects(loop_dir, sandbox.prometheus_url)
-    with BUILD_LOCK:
-        synthetic.build_tiny_model(loop_dir / "model" / "base", pretrain_on=synthetic.samples(400, seed=1))
-    (loop_dir / "model" / "data").mkdir(parents=True, exist_ok=True)
+        kube_objects, relearn_objects = demo_loop.objects(loop_dir, sandbox.prometheus_url, champion)
     for body in kube_objects + relearn_objects:
         retrying(lambda body=body: kubectl(kubeconfig, "apply", "-n", namespace, "-f", "-", input=json.dumps(body)))
 

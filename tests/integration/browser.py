@@ -15,7 +15,9 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import shutil
+import signal
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -97,7 +99,8 @@ async def open_page(path: Path, timeout: float = 60) -> AsyncIterator[Page]:
     binary = chromium()
     assert binary, "chromium is not installed (make test installs Debian's chromium)"
     url = path.resolve().as_uri()  # noqa: ASYNC240  (a path, before anything runs)
-    with tempfile.TemporaryDirectory(prefix="relearn-chromium-") as profile:
+    # Chromium's helpers may still be writing their profile as it is removed.
+    with tempfile.TemporaryDirectory(prefix="relearn-chromium-", ignore_cleanup_errors=True) as profile:
         process = await asyncio.create_subprocess_exec(
             binary,
             *FLAGS,
@@ -112,21 +115,31 @@ async def open_page(path: Path, timeout: float = 60) -> AsyncIterator[Page]:
             async with aiohttp.ClientSession() as session:
                 async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
                     targets = await response.json(content_type=None)
-                url = next(t["webSocketDebuggerUrl"] for t in targets if t.get("type") == "page")
-                async with session.ws_connect(url, max_msg_size=0) as socket:
+                debugger = next(t["webSocketDebuggerUrl"] for t in targets if t.get("type") == "page")
+                async with session.ws_connect(debugger, max_msg_size=0) as socket:
                     page = Page(socket)
                     reader = asyncio.create_task(page._read())
                     try:
                         for domain in ("Page", "Runtime", "Log", "Network"):
                             await page.call(f"{domain}.enable")
                         await page.call("Page.navigate", url=url)
-                        await asyncio.wait_for(page._loaded.wait(), timeout)
+                        await asyncio.wait_for(_loaded(page, url), timeout)
                         yield page
                     finally:
                         reader.cancel()
         finally:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # its renderers and helpers too
             await process.wait()
+
+
+async def _loaded(page: Page, url: str) -> None:
+    """Until the page at ``url`` (not the blank one it replaced) has loaded."""
+    while True:
+        state = await page.evaluate("document.readyState + ' ' + location.href")
+        if state == f"complete {url}":
+            return
+        await asyncio.sleep(0.1)
 
 
 async def _devtools_port(profile: Path, process: asyncio.subprocess.Process) -> str:

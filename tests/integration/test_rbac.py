@@ -86,9 +86,9 @@ def the_loop(api: client.ApiClient, kubeconfig: Path, namespace: str, workdir: P
     from relearn_trainer import synthetic
 
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
-    kube_objects, relearn_objects = demo_loop.objects(workdir, sandbox.prometheus_url)
+    champion = demo_loop.build_champion(workdir)
+    kube_objects, relearn_objects = demo_loop.objects(workdir, sandbox.prometheus_url, champion)
     relearn_objects[1]["spec"]["trigger"]["consecutiveChecks"] = 1
-    demo_loop.build_champion(workdir)
     for body in kube_objects + relearn_objects:
         kubectl(kubeconfig, "apply", "-n", namespace, "-f", "-", input=json.dumps(body))
 
