@@ -217,8 +217,14 @@ def plot_registry(report: ModelReport) -> str:
         if not any(seconds.values()):
             return False
         names = sorted(seconds, key=lambda v: -seconds[v])
-        axes.barh(names, [seconds[n] / 3600 for n in names])
-        axes.set_xlabel("hours as champion in this period", fontsize=9)
+        longest = max(seconds.values())
+        size, unit = next(
+            (s, u)
+            for s, u in ((86400, "days"), (3600, "hours"), (60, "minutes"), (1, "seconds"))
+            if longest >= 2 * s or s == 1
+        )
+        axes.barh(names, [seconds[n] / size for n in names])
+        axes.set_xlabel(f"{unit} as champion in this period", fontsize=9)
         return True
 
     return _figure(draw, "Time as champion", "version")
