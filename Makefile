@@ -9,8 +9,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 TORCH_VERSION ?= 2.13.0
-# pytest workers (pytest-xdist); each worker starts its own sandbox. 0 = in-process.
-PYTEST_WORKERS ?= 2
+# pytest workers (pytest-xdist); each starts its own sandbox. Most tests wait on
+# processes and Prometheus, so three keep two cores busy. 0 = in-process.
+PYTEST_WORKERS ?= 3
 
 .PHONY: test demo setup prometheus chromium lint typecheck pytest crds docs clean
 
