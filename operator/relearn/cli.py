@@ -253,7 +253,16 @@ def _report(args: argparse.Namespace) -> int:
     token = Path(args.prometheus_token_file).read_text().strip() if args.prometheus_token_file else None
     try:
         target = commands.connect(args.namespace, args.kubeconfig)
-        reports = asyncio.run(reporting.generate(target, args.models, args.since, args.prometheus, token))
+        reports = asyncio.run(
+            reporting.generate(
+                target,
+                args.models,
+                args.since,
+                args.prometheus,
+                token,
+                scrape_interval=args.scrape_interval.total_seconds(),
+            )
+        )
     except (ApiException, OSError) as error:
         print(f"relearn report: cannot read the registry: {getattr(error, 'reason', None) or error}", file=sys.stderr)
         return 1

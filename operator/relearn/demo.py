@@ -197,7 +197,11 @@ def write_report(kubeconfig: Path, namespace: str, path: Path, model: str | None
     except ImportError:
         return ["the report extra is not installed: no report (pip install 'relearn-operator[report]')"]
     target = connect(namespace, str(kubeconfig))
-    reports = asyncio.run(reporting.generate(target, [model] if model else (), since=datetime.timedelta(hours=1)))
+    reports = asyncio.run(
+        reporting.generate(
+            target, [model] if model else (), since=datetime.timedelta(hours=1), scrape_interval=1.0
+        )  # the sandbox's Prometheus scrapes every second
+    )
     location = reporting.write(str(path), render.to_html(reports, datetime.datetime.now(datetime.UTC)))
     return [*"\n".join(render.summary(r) for r, _ in reports).splitlines(), f"open {location} in a browser"]
 

@@ -198,7 +198,8 @@ def test_steps_keep_a_week_under_the_point_limit_and_a_window_of_several_scrapes
     step, window = steps(T0, T0 + datetime.timedelta(days=7))
     assert 7 * 86400 / step <= 240
     assert window >= step
-    step, window = steps(T0, T0 + datetime.timedelta(minutes=3))
+    assert steps(T0, T0 + datetime.timedelta(hours=1))[1] == 120  # four 30 s scrapes
+    step, window = steps(T0, T0 + datetime.timedelta(minutes=3), scrape=1.0)
     assert step == 1
     assert window == 15
 

@@ -32,10 +32,12 @@ async def generate(
     prometheus: str | None = None,
     token: str | None = None,
     now: datetime.datetime | None = None,
+    scrape_interval: float = 30.0,
 ) -> list[tuple[report.ModelReport, Series]]:
     """One report per model (every model of the namespace when ``models`` is
     empty) over the last ``since``; Prometheus is ``prometheus`` or the URL
-    the model's DriftPolicy reads."""
+    the model's DriftPolicy reads; rates are taken over at least four of its
+    ``scrape_interval`` (seconds)."""
     now = now or datetime.datetime.now(datetime.UTC)
     objects = read_objects(target)
     names = list(models) or report.models(objects.model_versions)
@@ -53,7 +55,9 @@ async def generate(
             result.append((built, Series()))
             continue
         async with client_for(url, token) as client:
-            series = await read_series(client, objects, model, target.namespace, start, now, built.notes)
+            series = await read_series(
+                client, objects, model, target.namespace, start, now, built.notes, scrape_interval
+            )
         result.append((built, series))
     return result
 

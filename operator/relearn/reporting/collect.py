@@ -99,12 +99,13 @@ def period(objects: Objects, model: str, since: datetime.timedelta, now: datetim
     return max(now - since, min((m for m in moments if m is not None), default=now - since))
 
 
-def steps(start: datetime.datetime, end: datetime.datetime, scrape: float = 1.0) -> tuple[float, float]:
+def steps(start: datetime.datetime, end: datetime.datetime, scrape: float = 30.0) -> tuple[float, float]:
     """Step and rate window of the range queries: at most MAX_POINTS points;
-    the window covers at least four scrapes, so a rate has samples to stand on."""
+    the window covers at least four scrapes (``scrape``: Prometheus' scrape
+    interval, in seconds), so a rate has samples to stand on."""
     span = max((end - start).total_seconds(), 1.0)
     step = max(math.ceil(span / MAX_POINTS), 1.0)
-    return step, max(step, 4 * scrape, 15.0)
+    return step, max(step, 4 * scrape, 15.0)  # 15 s at least: a rate over fewer requests is noise
 
 
 def _duration(seconds: float) -> str:
@@ -145,8 +146,9 @@ async def read_series(
     start: datetime.datetime,
     end: datetime.datetime,
     notes: list[str],
+    scrape: float = 30.0,
 ) -> Series:
-    step, window = steps(start, end)
+    step, window = steps(start, end, scrape)
     result = Series(step=step, window=window)
     t0, t1 = start.timestamp(), end.timestamp()
     name, policy = _policy_source(objects.policies, model)
