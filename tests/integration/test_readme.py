@@ -44,7 +44,7 @@ def test_try_it_without_a_cluster_reaches_a_promoted_challenger(fresh_clone: Pat
     assert re.search(r"modelversion\.relearn\.dev/documents-1\.1\.0\s+documents\s+1\.1\.0\s+Champion", output)
     assert re.search(r"modelversion\.relearn\.dev/documents-1\.0\.0\s+documents\s+1\.0\.0\s+Archived", output)
     assert "sandbox stopped" in output
-    assert re.search(r"documents\s+1\.1\.0 \(", output), output[-4000:]  # relearn status: the new champion
+    assert re.search(r"documents\W+1\.1\.0 \(", output), output[-4000:]  # relearn status: the new champion
     assert "report written to" in output
     page = (fresh_clone / ".relearn" / "report.html").read_text()
     assert "<section id='experiments'>" in page

@@ -105,4 +105,5 @@ def table(target: Target, models: Sequence[str] = ()) -> str:
     objects = read_objects(target)
     if not objects.model_versions:
         return f"no ModelVersion in {target.namespace}\n"
-    return render(rows(objects, models, now), shutil.get_terminal_size().columns, sys.stdout.isatty())
+    terminal = sys.stdout.isatty()  # piped: wide enough that no cell wraps
+    return render(rows(objects, models, now), shutil.get_terminal_size().columns if terminal else 200, terminal)
