@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--prometheus", metavar="URL", help="Prometheus to read (default: the model's DriftPolicy's)")
     command.add_argument("--prometheus-token-file", metavar="PATH", help="file holding a bearer token for Prometheus")
     command.add_argument(
+        "--scrape-interval",
+        type=_duration,
+        default="30s",
+        help="Prometheus' scrape interval: rates are taken over four of them at least (%(default)s)",
+    )
+    command.add_argument(
         "--notify",
         default=os.environ.get("RELEARN_REPORT_WEBHOOK_URL", ""),
         metavar="URL",

@@ -112,3 +112,16 @@ def test_trainer_env_reports_torch() -> None:
     report = yaml.safe_load(result.stdout)
     assert report["torch"].startswith("2.")
     assert isinstance(report["cuda_available"], bool)
+
+
+def test_report_options_parse_with_their_defaults() -> None:
+    import datetime
+
+    from relearn.cli import build_parser
+
+    args = build_parser().parse_args(["report", "documents", "--since", "2d"])
+    assert args.models == ["documents"]
+    assert args.since == datetime.timedelta(days=2)
+    assert args.scrape_interval == datetime.timedelta(seconds=30)
+    assert args.output == "relearn-report.html"
+    assert args.format == "html"
