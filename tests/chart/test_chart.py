@@ -320,3 +320,12 @@ def test_the_rbac_table_in_the_docs_is_the_charts() -> None:
         documented |= {(group, r, v.strip()) for r in names for v in verbs.split(",")}
     rights = {r for d in render(None) if d["kind"] == "ClusterRole" for r in granted(d["rules"])}
     assert documented == rights
+
+
+def test_a_weekly_report_to_a_path_needs_a_volume() -> None:
+    with pytest.raises(helm_python.HelmError, match="set report.persistentVolumeClaim"):
+        render({"report": {"enabled": True}})
+    docs = render({"report": {"enabled": True, "output": "s3://reports/r-{date}.html", "envFromSecret": "s3"}})
+    (job,) = [d for d in docs if d["kind"] == "CronJob"]
+    (container,) = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["envFrom"] == [{"secretRef": {"name": "s3"}}]
