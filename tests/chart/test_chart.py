@@ -323,7 +323,7 @@ def test_the_rbac_table_in_the_docs_is_the_charts() -> None:
 
 
 def test_a_weekly_report_to_a_path_needs_a_volume() -> None:
-    with pytest.raises(helm_python.HelmError, match="set report.persistentVolumeClaim"):
+    with pytest.raises(helm_python.HelmError, match=r"set report\.persistentVolumeClaim"):
         render({"report": {"enabled": True}})
     docs = render({"report": {"enabled": True, "output": "s3://reports/r-{date}.html", "envFromSecret": "s3"}})
     (job,) = [d for d in docs if d["kind"] == "CronJob"]
