@@ -72,14 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--allowed-prometheus-url",
         action="append",
-        default=[u for u in os.environ.get("RELEARN_ALLOWED_PROMETHEUS_URLS", "").split(",") if u],
+        default=_env_list("RELEARN_ALLOWED_PROMETHEUS_URLS"),
         metavar="URL",
         help="only query Prometheus under this URL prefix (repeatable; default: any)",
     )
     run.add_argument(
         "--allowed-webhook-host",
         action="append",
-        default=[h for h in os.environ.get("RELEARN_ALLOWED_WEBHOOK_HOSTS", "").split(",") if h],
+        default=_env_list("RELEARN_ALLOWED_WEBHOOK_HOSTS"),
         metavar="HOST",
         help="only send notifications to this host or *.domain (repeatable; default: any)",
     )
@@ -94,22 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(verb, help=text)
         command.add_argument("experiment", help="ABExperiment name")
-        command.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
-        command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+        _cluster_arguments(command)
 
     command = commands.add_parser(
         "report", help="how each model fared over a period: one self-contained HTML file (or JSON) and a summary"
     )
     command.add_argument("models", nargs="*", metavar="MODEL", help="models to report on (default: every model)")
-    command.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
-    command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    _cluster_arguments(command)
     command.add_argument("--since", type=_duration, default="7d", help="period to cover (default %(default)s)")
     command.add_argument(
         "-o",
         "--output",
         default="relearn-report.html",
         metavar="PATH|URI",
-        help="where to write (fsspec URI; %(default)s)",
+        help="where to write: a path or fsspec URI; {namespace} and {date} are filled in (%(default)s)",
     )
     command.add_argument("--format", choices=("html", "json"), default="html", help="html (default) or json")
     command.add_argument("--prometheus", metavar="URL", help="Prometheus to read (default: the model's DriftPolicy's)")
@@ -130,23 +128,21 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument(
         "--allowed-webhook-host",
         action="append",
-        default=[h for h in os.environ.get("RELEARN_ALLOWED_WEBHOOK_HOSTS", "").split(",") if h],
+        default=_env_list("RELEARN_ALLOWED_WEBHOOK_HOSTS"),
         metavar="HOST",
         help="only notify this host or *.domain (repeatable; default: any)",
     )
 
     command = commands.add_parser("status", help="the registry at a glance: champion, challenger, decisions, drift")
     command.add_argument("models", nargs="*", metavar="MODEL", help="models to show (default: every model)")
-    command.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
-    command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    _cluster_arguments(command)
 
     command = commands.add_parser(
         "rollback", help="revert a model to its previous champion (annotation relearn.dev/rollback)"
     )
     command.add_argument("model", help="model name (ModelVersion spec.model)")
     command.add_argument("--to", metavar="VERSION", help="the version to return to (default: the previous champion)")
-    command.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
-    command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    _cluster_arguments(command)
 
     demo = commands.add_parser("demo", help="Relearn in the local sandbox, step by step (what `make demo` runs)")
     demo.add_argument("--dir", type=absolute_path, default=".relearn/demo", help="state folder (%(default)s)")
@@ -236,6 +232,17 @@ def _decide(args: argparse.Namespace) -> int:
         print(f"relearn {args.command}: {refusal}", file=sys.stderr)
         return 1
     return 0
+
+
+def _cluster_arguments(command: argparse.ArgumentParser) -> None:
+    """Where a person's command reaches the cluster (``relearn.adapters.kube.connect``)."""
+    command.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
+    command.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+
+
+def _env_list(variable: str) -> list[str]:
+    """A comma-separated environment variable's items (the default of a repeatable option)."""
+    return [item for item in os.environ.get(variable, "").split(",") if item]
 
 
 def _duration(text: str) -> datetime.timedelta:

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from relearn.core.model_versions import champion as current_champion
+from relearn.core.retraining import job_state
 from relearn.core.workloads import MODEL_LABEL
 
 # Actions that end a version's time as champion (on the outgoing version).
@@ -254,13 +256,17 @@ def versions(
     return sorted(summaries, key=lambda s: (s.created or end, s.version))
 
 
-def _job_outcome(job: Mapping[str, Any]) -> tuple[str, datetime.datetime | None, str | None]:
-    for raw in _status(job).get("conditions") or ():
-        condition = _mapping(raw)
-        if condition.get("status") == "True" and condition.get("type") in ("Complete", "Failed"):
-            outcome = "Succeeded" if condition["type"] == "Complete" else "Failed"
-            return outcome, timestamp(condition.get("lastTransitionTime")), _text(condition.get("message"))
-    return "Running", None, None
+def _job_end(job: Mapping[str, Any], outcome: str) -> datetime.datetime | None:
+    """When a finished Job finished: its completionTime, else (a failure) its condition's time."""
+    finished = timestamp(_status(job).get("completionTime"))
+    if finished is None and outcome != "Running":
+        times = [
+            timestamp(_mapping(c).get("lastTransitionTime"))
+            for c in _status(job).get("conditions") or ()
+            if _mapping(c).get("status") == "True"
+        ]
+        finished = max((t for t in times if t is not None), default=None)
+    return finished
 
 
 def retrainings(
@@ -285,9 +291,8 @@ def retrainings(
         started = timestamp(_status(obj).get("startTime")) or timestamp(_meta(obj).get("creationTimestamp"))
         if started is not None and not start <= started <= end:
             continue
-        outcome, finished, message = _job_outcome(obj)
-        finished = timestamp(_status(obj).get("completionTime")) or finished
-        result.append(_retraining(name, by_job.get(name), started, finished, outcome, message))
+        outcome, reason = job_state(obj)
+        result.append(_retraining(name, by_job.get(name), started, _job_end(obj, outcome), outcome, reason or None))
     for name, mv in by_job.items():
         if name in seen:
             continue
@@ -411,11 +416,7 @@ def build(
     jobs_of = [j for j in jobs if _mapping(_meta(j).get("labels")).get(MODEL_LABEL) == model]
     notes: list[str] = []
     champions = [v for v in mine if _status(v).get("phase") == "Champion"]
-    champion = max(
-        champions,
-        key=lambda v: timestamp(_status(v).get("championSince")) or datetime.datetime.min.replace(tzinfo=datetime.UTC),
-        default=None,
-    )
+    champion = current_champion(mine)
     if len(champions) > 1:
         notes.append(f"{len(champions)} versions are Champion at once; the newest is shown as champion")
     return ModelReport(

@@ -12,7 +12,7 @@ from typing import Any
 
 from relearn.adapters.kube import Target
 from relearn.api.abexperiment import TERMINAL_PHASES
-from relearn.core import report
+from relearn.core import model_versions, report
 from relearn.reporting.collect import Objects, read_objects
 
 COLUMNS = ("model", "champion", "challenger", "last decision", "drift", "retraining")
@@ -36,11 +36,9 @@ def rows(objects: Objects, models: Sequence[str], now: datetime.datetime) -> lis
     """One row of :data:`COLUMNS` per model."""
     result: list[tuple[str, ...]] = []
     for model in models or report.models(objects.model_versions):
-        built = report.build(model, "", objects.model_versions, objects.abexperiments, objects.jobs, now, now)
-        versions = _of(objects.model_versions, model)
-        champion = next((v for v in versions if (v.get("spec") or {}).get("version") == built.champion), None)
+        champion = model_versions.champion(_of(objects.model_versions, model))
         since = report.timestamp(((champion or {}).get("status") or {}).get("championSince"))
-        champion_text = f"{built.champion} ({_age(since, now)})" if built.champion else "none"
+        champion_text = f"{champion['spec'].get('version')} ({_age(since, now)})" if champion else "none"
         experiments = sorted(
             _of(objects.abexperiments, model),
             key=lambda x: report.timestamp((x.get("metadata") or {}).get("creationTimestamp")) or now,
