@@ -19,7 +19,9 @@ against the goals:
 - Jobs per trigger (goal exactly 1): retraining Jobs / requests recorded;
 - ModelVersions per version (1): ModelVersion objects / distinct versions;
 - promotions and rollbacks recorded (1 each): history entries on the new version;
-- Champions per model, min and max over the loop (1 always), sampled every 0.5 s;
+- Champions per model, min and max over the loop (1 always), sampled every 0.5 s,
+  and the longest stretch of samples with two (``overlap_s``: a hand-over
+  between its two writes; every reader takes the newer of the two);
 - stuck experiments (0): not ended at the end of the loop;
 - orphans (0): challenger Deployments left behind by an ended experiment;
 - doubled and lost Events (0, 0): decision Events (RetrainingRequested ...
@@ -238,6 +240,7 @@ def one_loop(api: client.ApiClient, sandbox: Any, faults: Faults, workdir: Path,
         return custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "abexperiments")["items"]
 
     champions: list[int] = []
+    overlaps: list[float] = []  # seconds each stretch of two Champion phases lasted, as sampled
     sampling = threading.Event()
 
     def sample() -> None:
@@ -247,6 +250,10 @@ def one_loop(api: client.ApiClient, sandbox: Any, faults: Faults, workdir: Path,
                 promoted = sum((v.get("status") or {}).get("phase") == "Champion" for v in listed)
                 # Before any promotion the champion is the one declared from Git (as the operator reads it).
                 champions.append(promoted or sum(bool(v["spec"].get("declaredChampion")) for v in listed))
+                if promoted > 1:  # a hand-over between its two writes
+                    if len(champions) < 2 or champions[-2] < 2:
+                        overlaps.append(0.0)
+                    overlaps[-1] += 0.5
             except Exception:  # the API answered nothing this time
                 continue
 
@@ -346,6 +353,7 @@ def one_loop(api: client.ApiClient, sandbox: Any, faults: Faults, workdir: Path,
         "promotions": history.count("Promoted"),
         "rollbacks": history.count("RolledBack"),
         "champions": (min(champions, default=-1), max(champions, default=-1)),
+        "overlap": max(overlaps, default=0.0),
         "stuck": len(running),
         "orphans": len(orphans),
         "pause": max(pauses) if pauses else float("nan"),
@@ -357,7 +365,7 @@ def one_loop(api: client.ApiClient, sandbox: Any, faults: Faults, workdir: Path,
 
 HEADER = (
     "loop  outcome     s  jobs/trigger  mv/version  promotions  rollbacks  champions(min,max)  "
-    "stuck  orphans  doubled  lost  pause_s  outages  503s  kills"
+    "overlap_s  stuck  orphans  doubled  lost  pause_s  outages  503s  kills"
 )
 
 
@@ -367,7 +375,8 @@ def row(number: int, r: dict[str, Any]) -> str:
     return (
         f"{number:4d}  {r['outcome'][:10]:10s} {r['seconds']:5.0f}  {r['jobs_per_trigger']:12.2f}  "
         f"{r['mv_per_version']:10.2f}  {r['promotions']:10d}  {r['rollbacks']:9d}  "
-        f"{r['champions']!s:18s}  {r['stuck']:5d}  {r['orphans']:7d}  {r['doubled']:7d}  {r['lost']:4d}  "
+        f"{r['champions']!s:18s}  {r['overlap']:9.1f}  {r['stuck']:5d}  {r['orphans']:7d}  "
+        f"{r['doubled']:7d}  {r['lost']:4d}  "
         f"{pause:>7s}  {r['outages']:7d}  {r['failures']:4d}  {kills}"
     )
 

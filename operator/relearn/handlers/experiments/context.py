@@ -11,7 +11,10 @@ down only: this module imports no other module of the package.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,13 +26,34 @@ from relearn.api.abexperiment import ABExperimentSpec, ABExperimentStatus, ArmWe
 from relearn.core import model_versions
 from relearn.core.consent import Allowlist
 from relearn.core.model_versions import StatusChange
-from relearn.errors import RelearnError
+from relearn.errors import APIUnreachable, KubernetesError, RelearnError
 from relearn.handlers.outcome import Outcome
 from relearn.metrics import EXPERIMENT_WEIGHT
 
 PLURAL = "abexperiments"
 PENDING_POLL = 2.0  # seconds between looks while the challenger starts
 FIX_POLL = 10.0  # seconds between looks while the spec names something missing
+
+
+HAND_OVER_RETRY = 20.0  # seconds a hand-over's completing write is retried through an API outage
+
+
+async def _retrying(write: Callable[[], Awaitable[None]]) -> None:
+    """``write``, retried with backoff (0.25 s doubling to 2 s) while the API is
+    unavailable, for up to :data:`HAND_OVER_RETRY` seconds; any other error,
+    or that time spent, raises as it is (the next turn redoes the plan)."""
+    deadline = time.monotonic() + HAND_OVER_RETRY
+    delay = 0.25
+    while True:
+        try:
+            await write()
+            return
+        except KubernetesError as error:
+            unavailable = isinstance(error, APIUnreachable) or (error.status or 0) >= 500
+            if not unavailable or time.monotonic() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(2 * delay, 2.0)
 
 
 class Wait(RelearnError):
@@ -93,8 +117,17 @@ class Context:
     async def move_versions(
         self, versions: list[dict[str, Any]], moves: tuple[model_versions.VersionMove, ...]
     ) -> None:
-        """Carry out a plan of :func:`relearn.core.model_versions.hand_over`, in its order."""
-        for move in moves:
+        """Carry out a plan of :func:`relearn.core.model_versions.hand_over`, in
+        its order. Once its first write went through, the model has two
+        Champions until the last one does: a write after the first is retried
+        here for up to :data:`HAND_OVER_RETRY` seconds while the API is
+        unavailable (an API restart, a 503), rather than a whole turn later."""
+        for number, move in enumerate(moves):
             found = model_versions.find(versions, move.version)
-            if found is not None:
-                await self.write_version(dict(found), model_versions.phase_change(move.phase, move.history, self.now))
+            if found is None:
+                continue
+            change = model_versions.phase_change(move.phase, move.history, self.now)
+            if number == 0:
+                await self.write_version(dict(found), change)
+                continue
+            await _retrying(lambda found=found, change=change: self.write_version(dict(found), change))
