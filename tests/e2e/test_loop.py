@@ -11,7 +11,7 @@ from typing import Any
 
 from e2e_support import MANIFESTS, REPO, run
 from kubernetes import client
-from relearn.sandbox.waiting import condition, wait_for
+from relearn_sandbox.waiting import condition, wait_for
 
 GROUP, VERSION, NAMESPACE = "relearn.dev", "v1alpha1", "relearn-e2e"
 

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
-from relearn.sandbox.kubelet import pod_url
-from relearn.sandbox.manifests import served_model
-from relearn.sandbox.processes import start_operator, stop_operator
-from relearn.sandbox.testing import ControlPlane, wait_for
+from relearn_sandbox.kubelet import pod_url
+from relearn_sandbox.manifests import served_model
+from relearn_sandbox.processes import start_operator, stop_operator
+from relearn_sandbox.testing import ControlPlane, wait_for
 
 SERVER = """
 import http.server, json, os, random, threading

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from ab_server import GROUP, MODEL, VERSION, Served, serving, versions
 from kubernetes import client
-from relearn.sandbox.processes import start_operator, stop_operator
-from relearn.sandbox.testing import ControlPlane
+from relearn_sandbox.processes import start_operator, stop_operator
+from relearn_sandbox.testing import ControlPlane
 
 
 @pytest.fixture
@@ -63,11 +63,13 @@ def fresh_clone(tmp_path: Path, repo: Path, control_plane: ControlPlane) -> Path
         pytest.skip("needs git, make and a git checkout")
     clone = tmp_path / "relearn"
     subprocess.run(["git", "clone", "--quiet", str(repo), str(clone)], check=True, timeout=120)
-    stamp = hashlib.sha256((clone / "pyproject.toml").read_bytes()).hexdigest()[:12]
+    projects = [clone / "pyproject.toml", clone / "sandbox" / "pyproject.toml"]  # what the Makefile's stamp hashes
+    stamp = hashlib.sha256(b"".join(p.read_bytes() for p in projects)).hexdigest()[:12]
     if not (Path(sys.prefix) / f".installed-{stamp}").exists():
         # `make` would reinstall into this virtualenv, pointed at a folder about to be deleted.
         pytest.skip("this virtualenv was not set up by `make` from the committed pyproject.toml (commit it first)")
     (clone / ".venv").symlink_to(sys.prefix)
     installed = (Path(sys.prefix) / f".installed-{stamp}").stat().st_mtime
-    os.utime(clone / "pyproject.toml", (installed - 1, installed - 1))  # make: installed after the clone's pyproject
+    for project in projects:  # make: installed after the clone's pyprojects
+        os.utime(project, (installed - 1, installed - 1))
     return clone

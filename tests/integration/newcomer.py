@@ -9,7 +9,7 @@ from pathlib import Path
 
 def clone_env(clone: Path) -> dict[str, str]:
     """The environment a newcomer's shell has in ``clone``: its code first, no make flags of ours."""
-    env = {**os.environ, "PYTHONPATH": f"{clone / 'operator'}:{clone / 'trainer_image'}"}
+    env = {**os.environ, "PYTHONPATH": f"{clone / 'operator'}:{clone / 'trainer_image'}:{clone / 'sandbox'}"}
     env.pop("MAKEFLAGS", None)
     env.pop("KUBECONFIG", None)
     return env

@@ -18,7 +18,7 @@ import pytest
 from browser import open_page
 from newcomer import clone_env
 from relearn.reporting.render import SECTIONS
-from relearn.sandbox.testing import ControlPlane
+from relearn_sandbox.testing import ControlPlane
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -129,8 +129,8 @@ def test_a_step_that_does_not_happen_is_named_with_the_log_that_explains_it(
     control_plane: ControlPlane, api_client: Any, namespace: str, tmp_path: Path
 ) -> None:
     from kubernetes import client
-    from relearn.demo import explain_failure
-    from relearn.sandbox.waiting import wait_for
+    from relearn_sandbox.demo import explain_failure
+    from relearn_sandbox.waiting import wait_for
 
     if not control_plane.is_sandbox:
         pytest.skip("the demo's diagnostics are checked in the sandbox, where pods run as local processes")

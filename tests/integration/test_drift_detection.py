@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 from model_server import baseline_features, model_server
-from relearn.sandbox.kubelet import pod_url
-from relearn.sandbox.processes import start_operator, stop_operator
-from relearn.sandbox.testing import ControlPlane, condition, wait_for
+from relearn_sandbox.kubelet import pod_url
+from relearn_sandbox.processes import start_operator, stop_operator
+from relearn_sandbox.testing import ControlPlane, condition, wait_for
 
 GROUP, VERSION = "relearn.dev", "v1alpha1"
 INTERVAL = 2  # seconds between checks

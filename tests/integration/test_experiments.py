@@ -26,7 +26,7 @@ from ab_server import (
     relearn,
 )
 from kubernetes import client
-from relearn.sandbox.testing import ControlPlane, condition, wait_for
+from relearn_sandbox.testing import ControlPlane, condition, wait_for
 
 
 @pytest.mark.parametrize("served", [{"1.0.0": 0.85, "1.1.0": 0.90}], indirect=True)

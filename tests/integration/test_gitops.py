@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from kubernetes import client
-from relearn.sandbox.processes import start_operator, stop_operator
-from relearn.sandbox.testing import ControlPlane, Kubectl, condition, wait_for
+from relearn_sandbox.processes import start_operator, stop_operator
+from relearn_sandbox.testing import ControlPlane, Kubectl, condition, wait_for
 
 
 def test_reapplying_the_unchanged_example_changes_nothing(

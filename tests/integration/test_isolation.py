@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 from model_server import model_server
-from relearn.sandbox.processes import start_operator, stop_operator
-from relearn.sandbox.testing import ControlPlane
+from relearn_sandbox.processes import start_operator, stop_operator
+from relearn_sandbox.testing import ControlPlane
 from test_drift_detection import GROUP, VERSION, checks, conditions, resources
 
 

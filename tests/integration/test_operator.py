@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from relearn.sandbox.processes import start_operator, stop_operator
-from relearn.sandbox.testing import ControlPlane, condition, wait_for
+from relearn_sandbox.processes import start_operator, stop_operator
+from relearn_sandbox.testing import ControlPlane, condition, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "invoice-classifier"

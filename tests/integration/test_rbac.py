@@ -24,11 +24,11 @@ import helm_python
 import pytest
 import yaml
 from kubernetes import client
-from relearn import demo_loop
-from relearn.sandbox.audit import OPERATOR, ApiCall, Grant
-from relearn.sandbox.kubelet import pod_url
-from relearn.sandbox.processes import start_operator, stop_operator
-from relearn.sandbox.testing import ControlPlane, wait_for
+from relearn_sandbox import demo_loop
+from relearn_sandbox.audit import OPERATOR, ApiCall, Grant
+from relearn_sandbox.kubelet import pod_url
+from relearn_sandbox.processes import start_operator, stop_operator
+from relearn_sandbox.testing import ControlPlane, wait_for
 
 GROUP, VERSION, MODEL = "relearn.dev", "v1alpha1", demo_loop.MODEL
 CHART = Path(__file__).resolve().parents[2] / "charts" / "relearn"
@@ -82,7 +82,7 @@ def calls_until(sandbox: Any, predicate: Callable[[list[ApiCall]], bool], timeou
 def the_loop(api: client.ApiClient, kubeconfig: Path, namespace: str, workdir: Path, sandbox: Any) -> None:
     """The demo's loop, made short: drift, a retraining Job, its ModelVersion and
     experiment, promotion on live traffic, a fault, the rollback."""
-    from relearn.demo import kubectl
+    from relearn_sandbox.demo import kubectl
     from relearn_trainer import synthetic
 
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)

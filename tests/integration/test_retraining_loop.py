@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 from model_server import baseline_features, model_server
-from relearn.sandbox.processes import start_operator, stop_operator
-from relearn.sandbox.testing import ControlPlane, wait_for
+from relearn_sandbox.processes import start_operator, stop_operator
+from relearn_sandbox.testing import ControlPlane, wait_for
 from relearn_trainer import synthetic
 
 GROUP, VERSION = "relearn.dev", "v1alpha1"

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from ab_server import GROUP, MODEL, VERSION, Served, experiment, experiments, finish, load, phase_of, relearn
 from kubernetes import client
-from relearn.sandbox.kubelet import pod_url
-from relearn.sandbox.testing import ControlPlane, condition, wait_for
+from relearn_sandbox.kubelet import pod_url
+from relearn_sandbox.testing import ControlPlane, condition, wait_for
 
 
 def promoted(custom: client.CustomObjectsApi, namespace: str, sandbox: Any, **rollback: Any) -> dict[str, Any]:

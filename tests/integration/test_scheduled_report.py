@@ -21,7 +21,7 @@ import helm_python
 import pytest
 import yaml
 from kubernetes import client
-from relearn.sandbox.testing import ControlPlane
+from relearn_sandbox.testing import ControlPlane
 
 GROUP, VERSION = "relearn.dev", "v1alpha1"
 

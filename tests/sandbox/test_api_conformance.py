@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client, watch
-from relearn.sandbox.cluster import SandboxConfig, SandboxThread
+from relearn_sandbox.cluster import SandboxConfig, SandboxThread
 
 GROUP, VERSION = "relearn.dev", "v1alpha1"
 

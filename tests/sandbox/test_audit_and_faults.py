@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client, config
-from relearn.sandbox.audit import ADMIN, OPERATOR, Grant
-from relearn.sandbox.cluster import Sandbox, SandboxConfig, SandboxThread
+from relearn_sandbox.audit import ADMIN, OPERATOR, Grant
+from relearn_sandbox.cluster import Sandbox, SandboxConfig, SandboxThread
 
 
 @pytest.fixture(scope="module")

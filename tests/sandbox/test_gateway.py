@@ -10,8 +10,8 @@ import time
 from typing import Any
 
 from relearn.core.switching import route_applied
-from relearn.sandbox.gateway import Gateway
-from relearn.sandbox.store import Store
+from relearn_sandbox.gateway import Gateway
+from relearn_sandbox.store import Store
 
 GROUP = "gateway.networking.k8s.io"
 

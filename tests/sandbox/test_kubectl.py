@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from relearn.sandbox.testing import Kubectl
+from relearn_sandbox.testing import Kubectl
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "invoice-classifier"

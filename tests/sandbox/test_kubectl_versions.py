@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from relearn.sandbox.testing import ControlPlane, wait_for
+from relearn_sandbox.testing import ControlPlane, wait_for
 
 VERSIONS = ("1.30", "1.31", "1.32", "1.33")
 RFC3339_LINE = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z ")

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from relearn.sandbox.cluster import Sandbox
-from relearn.sandbox.testing import condition, wait_for
+from relearn_sandbox.cluster import Sandbox
+from relearn_sandbox.testing import condition, wait_for
 
 SERVER = """
 import os, http.server

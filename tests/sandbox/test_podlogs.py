@@ -9,8 +9,8 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from relearn.sandbox.errors import ApiError
-from relearn.sandbox.podlogs import LogOptions, TimedLog, select
+from relearn_sandbox.errors import ApiError
+from relearn_sandbox.podlogs import LogOptions, TimedLog, select
 
 START = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 lines = st.lists(st.binary(max_size=20).map(lambda b: b.replace(b"\n", b"") + b"\n"), max_size=30)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from relearn.sandbox.protobuf import MAGIC, MEDIA_TYPE, ProtobufError, decode
+from relearn_sandbox.protobuf import MAGIC, MEDIA_TYPE, ProtobufError, decode
 
 # Request bodies captured from kubectl v1.33.1 (`-v=9` prints them).
 KUBECTL_133 = {

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from relearn.sandbox.cluster import SandboxConfig, SandboxThread
-from relearn.sandbox.prometheus import Prometheus, PrometheusNotInstalled
+from relearn_sandbox.cluster import SandboxConfig, SandboxThread
+from relearn_sandbox.prometheus import Prometheus, PrometheusNotInstalled
 
 
 def relearn(*args: str) -> subprocess.CompletedProcess[str]:

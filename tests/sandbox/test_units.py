@@ -7,9 +7,9 @@ import datetime
 
 import pytest
 from relearn.api.openapi import apply_defaults, prune, unknown_fields, validate
-from relearn.sandbox.patching import PatchError, apply_patch, merge_patch, strategic_merge_patch
-from relearn.sandbox.selectors import SelectorError, parse_field_selector, parse_label_selector
-from relearn.sandbox.tables import age, json_path
+from relearn_sandbox.patching import PatchError, apply_patch, merge_patch, strategic_merge_patch
+from relearn_sandbox.selectors import SelectorError, parse_field_selector, parse_label_selector
+from relearn_sandbox.tables import age, json_path
 
 
 def test_merge_patch_follows_rfc7386() -> None:

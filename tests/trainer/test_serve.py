@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
-from relearn.sandbox.processes import free_port
+from relearn_sandbox.processes import free_port
 from relearn_trainer import synthetic
 from relearn_trainer.modeling import LoraSettings, add_lora, load_base
 from relearn_trainer.publishing import publish

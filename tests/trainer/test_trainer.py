@@ -135,11 +135,9 @@ def train(
 
 
 def test_lora_adapter_beats_the_champion_on_drifted_wording(workspace: Path, tmp_path: Path) -> None:
-    started = time.monotonic()
+    # How fast it trains is bench/trainer.py's to measure (against a baseline), not a timed test's.
     run = train(workspace, tmp_path)
-    elapsed = time.monotonic() - started
     assert run.returncode == 0, run.stderr
-    assert elapsed < 60
     result = json.loads((tmp_path / "termination-log").read_text())
     assert len((tmp_path / "termination-log").read_bytes()) <= MAX_TERMINATION_MESSAGE
     assert result["metrics"]["accuracy"] >= result["metrics"]["championAccuracy"] + 0.20

@@ -125,3 +125,23 @@ def test_report_options_parse_with_their_defaults() -> None:
     assert args.scrape_interval == datetime.timedelta(seconds=30)
     assert args.output == "relearn-report.html"
     assert args.format == "html"
+
+
+def test_the_sandbox_adds_demo_and_sandbox_to_the_command() -> None:
+    parsed = build_parser().parse_args(["sandbox", "up", "--no-prometheus"])
+    assert parsed.plugin_main.__module__ == "relearn_sandbox.cli"
+    assert build_parser().parse_args(["demo"]).plugin_main.__module__ == "relearn_sandbox.cli"
+
+
+@pytest.mark.parametrize("command", ["demo", "sandbox"])
+def test_without_the_sandbox_installed_its_commands_say_how_to_get_it(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import relearn.cli
+
+    monkeypatch.setattr(relearn.cli, "entry_points", lambda group: [])  # an operator-only install (the image)
+    assert main([command, "up"] if command == "sandbox" else [command]) == 2
+    error = capsys.readouterr().err
+    assert "relearn-sandbox" in error
+    assert "pip install ./sandbox" in error
+    assert main(["crds"]) == 0  # the operator's own commands do not need it

@@ -17,6 +17,7 @@ from relearn.api.abexperiment import ABExperimentSpec, ABExperimentStatus
 from relearn.core import model_versions
 from relearn.errors import Forbidden
 from relearn.handlers.experiments import context
+from test_model_versions import promotion  # the hand-over of 1.0.0 to 1.1.0
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -52,18 +53,7 @@ async def promote(kube: FakeKube) -> None:
     body = {"metadata": {"name": "ranker-1.1.0", "namespace": "default"}}
     spec = ABExperimentSpec.model_validate({"model": "ranker", "challenger": "1.1.0", "workload": {"name": "ranker"}})
     ctx = context.Context(kube, body, spec, ABExperimentStatus(), NOW, logging.getLogger("test"), None)  # type: ignore[arg-type]
-    plan = model_versions.hand_over(
-        outgoing="1.0.0",
-        incoming="1.1.0",
-        outgoing_phase="Archived",
-        outgoing_action="Demoted",
-        outgoing_reason="ChallengerPromoted",
-        outgoing_message="replaced",
-        incoming_reason="ChallengerBetter",
-        incoming_message="better",
-        triggered_by="abexperiment/ranker-1.1.0",
-    )
-    await ctx.move_versions(kube.of("modelversions"), plan)
+    await ctx.move_versions(kube.of("modelversions"), promotion())
 
 
 def champions(kube: FakeKube) -> list[str]:

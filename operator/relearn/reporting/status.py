@@ -1,12 +1,11 @@
 """``relearn status``: the registry at a glance, one row per model: its
 champion, the challenger under test and the experiment's phase and weight,
 the last decision with its numbers, the drift state and the last retraining.
-A rich table on a terminal; plain columns without rich or when piped."""
+Plain columns, as `kubectl get` prints them."""
 
 from __future__ import annotations
 
 import datetime
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -77,31 +76,18 @@ def rows(objects: Objects, models: Sequence[str], now: datetime.datetime) -> lis
     return result
 
 
-def render(table: Sequence[tuple[str, ...]], width: int = 160, colour: bool = False) -> str:
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:  # the operator image has no rich: plain columns
-        widths = [max(len(str(r[i])) for r in [COLUMNS, *table]) for i in range(len(COLUMNS))]
-        return "".join(
-            "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n"
-            for r in [COLUMNS, *table]
-        )
-    grid = Table(*COLUMNS, title="Relearn models")
-    for row in table:
-        grid.add_row(*row)
-    buffer = io.StringIO()
-    Console(file=buffer, width=width, force_terminal=colour, color_system="auto" if colour else None).print(grid)
-    return buffer.getvalue()
+def render(table: Sequence[tuple[str, ...]]) -> str:
+    """Plain columns, as ``kubectl get`` prints them: each as wide as its
+    widest cell, so no cell wraps (piped output included)."""
+    widths = [max(len(str(r[i])) for r in [COLUMNS, *table]) for i in range(len(COLUMNS))]
+    return "".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in [COLUMNS, *table]
+    )
 
 
 def table(target: Target, models: Sequence[str] = ()) -> str:
-    import shutil
-    import sys
-
     now = datetime.datetime.now(datetime.UTC)
     objects = read_objects(target)
     if not objects.model_versions:
         return f"no ModelVersion in {target.namespace}\n"
-    terminal = sys.stdout.isatty()  # piped: wide enough that no cell wraps
-    return render(rows(objects, models, now), shutil.get_terminal_size().columns if terminal else 200, terminal)
+    return render(rows(objects, models, now))

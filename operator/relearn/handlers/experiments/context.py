@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -130,4 +131,4 @@ class Context:
             if number == 0:
                 await self.write_version(dict(found), change)
                 continue
-            await _retrying(lambda found=found, change=change: self.write_version(dict(found), change))
+            await _retrying(functools.partial(self.write_version, dict(found), change))

@@ -34,12 +34,12 @@ from typing import Any
 
 import yaml
 from kubernetes import client
-
-from relearn.sandbox.cluster import TRAINER_IMAGE
-from relearn.sandbox.kubelet import pod_url
-from relearn.sandbox.manifests import served_model
-from relearn.sandbox.waiting import condition, wait_for
 from relearn.serving import histogram_counts
+
+from relearn_sandbox.cluster import TRAINER_IMAGE
+from relearn_sandbox.kubelet import pod_url
+from relearn_sandbox.manifests import served_model
+from relearn_sandbox.waiting import condition, wait_for
 
 GROUP, VERSION = "relearn.dev", "v1alpha1"
 MODEL = "documents"

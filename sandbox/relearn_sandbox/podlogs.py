@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from relearn.sandbox import errors
+from relearn_sandbox import errors
 
 _NEWLINE_PIECES = re.compile(rb"[^\n]*\n|[^\n]+")
 

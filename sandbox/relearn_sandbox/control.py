@@ -22,8 +22,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from relearn.sandbox.cluster import Sandbox, SandboxConfig
-from relearn.sandbox.processes import die_with_parent
+from relearn_sandbox.cluster import Sandbox, SandboxConfig
+from relearn_sandbox.processes import die_with_parent
 
 DEFAULT_DIR = Path(".relearn/sandbox")
 

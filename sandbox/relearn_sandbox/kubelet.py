@@ -45,11 +45,11 @@ from typing import Any
 
 import aiohttp
 
-from relearn.sandbox.errors import ApiError
-from relearn.sandbox.podlogs import LogOptions, TimedLog, select
-from relearn.sandbox.processes import die_with_parent, free_port, terminate_group
-from relearn.sandbox.selectors import parse_label_selector
-from relearn.sandbox.store import Change, Store, now_rfc3339
+from relearn_sandbox.errors import ApiError
+from relearn_sandbox.podlogs import LogOptions, TimedLog, select
+from relearn_sandbox.processes import die_with_parent, free_port, terminate_group
+from relearn_sandbox.selectors import parse_label_selector
+from relearn_sandbox.store import Change, Store, now_rfc3339
 
 logger = logging.getLogger(__name__)
 

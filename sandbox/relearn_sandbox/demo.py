@@ -4,7 +4,7 @@ What ``make demo`` runs: the sandbox control plane comes up, the CRDs
 install, the operator starts, the invoice-classifier CRs are applied and
 judged (by admission and by the operator); then the whole loop on a real
 pretrained model (all-MiniLM-L6-v2, offline) served with live traffic
-(:mod:`relearn.demo_loop`): drift injected, the DriftPolicy noticing, a LoRA
+(:mod:`relearn_sandbox.demo_loop`): drift injected, the DriftPolicy noticing, a LoRA
 Job retraining, the new ModelVersion registered and measured on held-out
 drifted documents, its ABExperiment promoting it on live traffic, a fault in the new
 champion and the automatic rollback. A summary table and where to look
@@ -29,10 +29,10 @@ from kubernetes import client, config
 from rich.console import Console
 from rich.table import Table
 
-from relearn.sandbox import control
-from relearn.sandbox.processes import free_port, start_operator, stop_operator
-from relearn.sandbox.prometheus import scrape_operator
-from relearn.sandbox.waiting import condition, established, wait_for
+from relearn_sandbox import control
+from relearn_sandbox.processes import free_port, start_operator, stop_operator
+from relearn_sandbox.prometheus import scrape_operator
+from relearn_sandbox.waiting import condition, established, wait_for
 
 GROUP, VERSION = "relearn.dev", "v1alpha1"
 PLURALS = {"ModelVersion": "modelversions", "DriftPolicy": "driftpolicies", "ABExperiment": "abexperiments"}
@@ -175,7 +175,7 @@ def _report_step(
     """The report of the loop's model (of every model when the loop did not run)."""
     model: str | None = None
     if loop is not None:
-        from relearn.demo_loop import MODEL
+        from relearn_sandbox.demo_loop import MODEL
 
         model = MODEL
     with timeline.step(f"report written: relearn report -o {workdir / 'report.html'}"):
@@ -233,7 +233,7 @@ def _drift_to_rollback(
     except LookupError as missing:
         console.print(f"[yellow]skipping drift -> retraining: {missing}[/yellow]")
         return None
-    from relearn.demo_loop import run_loop
+    from relearn_sandbox.demo_loop import run_loop
 
     loop = run_loop(
         timeline.step,

@@ -1,6 +1,7 @@
 """pytest fixtures for testing against a Kubernetes API: the sandbox by
 default, or a real cluster (kind in CI) when ``RELEARN_TEST_KUBECONFIG``
-names its kubeconfig. Load with ``pytest_plugins = ["relearn.sandbox.testing"]``.
+names its kubeconfig. Load it with
+``pytest_plugins = ["relearn_sandbox.testing"]`` in a ``conftest.py``.
 
 - ``control_plane``: where the API is (kubeconfig, and the sandbox if it is one);
 - ``api_client``: a ``kubernetes`` client for it;
@@ -23,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import relearn
 import yaml
 from kubernetes import client, config
 
-from relearn.sandbox.cluster import Sandbox, SandboxConfig, SandboxThread
-from relearn.sandbox.waiting import condition, established, wait_for
+from relearn_sandbox.cluster import Sandbox, SandboxConfig, SandboxThread
+from relearn_sandbox.waiting import condition, established, wait_for
 
 KUBECONFIG_ENV = "RELEARN_TEST_KUBECONFIG"
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
@@ -104,8 +106,8 @@ def namespace(api_client: client.ApiClient) -> Iterator[str]:
 def install_crds(api_client: client.ApiClient) -> None:
     """Create or replace Relearn's CRDs and wait until they are established."""
     extensions = client.ApiextensionsV1Api(api_client)
-    repo = Path(__file__).resolve().parent.parent / "crds"
-    for path in sorted(repo.glob("*.yaml")):
+    crds = Path(relearn.__file__).resolve().parent / "crds"  # relearn-operator's package data
+    for path in sorted(crds.glob("*.yaml")):
         for crd in yaml.safe_load_all(path.read_text()):
             try:
                 extensions.create_custom_resource_definition(crd)
@@ -115,7 +117,7 @@ def install_crds(api_client: client.ApiClient) -> None:
                 current = extensions.read_custom_resource_definition(crd["metadata"]["name"])
                 crd["metadata"]["resourceVersion"] = current.metadata.resource_version
                 extensions.replace_custom_resource_definition(crd["metadata"]["name"], crd)
-    names = {crd["metadata"]["name"] for path in repo.glob("*.yaml") for crd in yaml.safe_load_all(path.read_text())}
+    names = {crd["metadata"]["name"] for path in crds.glob("*.yaml") for crd in yaml.safe_load_all(path.read_text())}
     for name in sorted(names):
         wait_for(extensions.list_custom_resource_definition, established(name), timeout=30)
 

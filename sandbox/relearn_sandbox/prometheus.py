@@ -24,8 +24,8 @@ from typing import Any
 
 import aiohttp
 
-from relearn.sandbox.kubelet import PORTS_ANNOTATION
-from relearn.sandbox.processes import die_with_parent, free_port, terminate_group
+from relearn_sandbox.kubelet import PORTS_ANNOTATION
+from relearn_sandbox.processes import die_with_parent, free_port, terminate_group
 
 INSTALL_HINT = (
     "Prometheus is not installed: run `apt-get install prometheus` (Debian/Ubuntu), or put a prometheus "

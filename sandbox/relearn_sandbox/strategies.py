@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from relearn.sandbox.resources import ResourceType
+from relearn_sandbox.resources import ResourceType
 
 CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
 JOB_NAME = "batch.kubernetes.io/job-name"

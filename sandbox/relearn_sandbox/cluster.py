@@ -33,13 +33,13 @@ from typing import Any, TypeVar
 import yaml
 from aiohttp import web
 
-from relearn.sandbox.apiserver import ApiServer
-from relearn.sandbox.audit import OPERATOR, ApiCall, Audit, Grant
-from relearn.sandbox.gateway import Gateway
-from relearn.sandbox.kubelet import Kubelet
-from relearn.sandbox.prometheus import Prometheus
-from relearn.sandbox.store import Store
-from relearn.sandbox.tls import ServingCertificate, make_serving_certificate
+from relearn_sandbox.apiserver import ApiServer
+from relearn_sandbox.audit import OPERATOR, ApiCall, Audit, Grant
+from relearn_sandbox.gateway import Gateway
+from relearn_sandbox.kubelet import Kubelet
+from relearn_sandbox.prometheus import Prometheus
+from relearn_sandbox.store import Store
+from relearn_sandbox.tls import ServingCertificate, make_serving_certificate
 
 T = TypeVar("T")
 TRAINER_IMAGE = "ghcr.io/relearn-dev/relearn-trainer"

@@ -28,10 +28,11 @@ from typing import Any
 
 from relearn.api import openapi
 from relearn.api.base import rfc3339
-from relearn.sandbox import errors, strategies
-from relearn.sandbox.patching import PatchError, apply_patch
-from relearn.sandbox.resources import BUILTINS, ResourceType, from_crd
-from relearn.sandbox.selectors import Predicate
+
+from relearn_sandbox import errors, strategies
+from relearn_sandbox.patching import PatchError, apply_patch
+from relearn_sandbox.resources import BUILTINS, ResourceType, from_crd
+from relearn_sandbox.selectors import Predicate
 
 Key = tuple[str, str]  # (group, plural)
 NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

@@ -34,8 +34,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from relearn.sandbox.errors import ApiError
-from relearn.sandbox.store import Change, Store, now_rfc3339
+from relearn_sandbox.errors import ApiError
+from relearn_sandbox.store import Change, Store, now_rfc3339
 
 logger = logging.getLogger(__name__)
 CONTROLLER = "relearn.dev/sandbox-gateway"

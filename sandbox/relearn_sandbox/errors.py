@@ -8,8 +8,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from relearn.api.openapi import FieldError
-from relearn.sandbox.audit import ApiCall
-from relearn.sandbox.resources import ResourceType
+
+from relearn_sandbox.audit import ApiCall
+from relearn_sandbox.resources import ResourceType
 
 
 class ApiError(Exception):

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from relearn.sandbox.resources import ResourceType
+from relearn_sandbox.resources import ResourceType
 
 _STEP = re.compile(r"\.([\w-]+)|\[(\d+)\]|\[\*\]|\[\?\(@\.([\w.-]+)\s*==\s*[\"']([^\"']*)[\"']\)\]")
 
