@@ -163,8 +163,10 @@ def run(args: argparse.Namespace) -> int:
     pu = float(np.isfinite(unpaired).mean())
     print(f"champion {CHAMPION} -> challenger {CHALLENGER}, alpha {ALPHA}, {args.runs} runs per test, seed {args.seed}")
     print(
-        f"unpaired A/B (50/50, sequential, minImprovement {LIFT:.2f}): P(promote) {pu:.3f} +- {se_of(pu, args.runs):.3f}, "
-        f"mean labels at promotion {np.mean(unpaired[np.isfinite(unpaired)]):.0f}; fixed z-test horizon {fixed_ab} labels"
+        f"unpaired A/B (50/50, sequential, minImprovement {LIFT:.2f}): "
+        f"P(promote) {pu:.3f} +- {se_of(pu, args.runs):.3f}, "
+        f"mean labels at promotion {np.mean(unpaired[np.isfinite(unpaired)]):.0f}; "
+        f"fixed z-test horizon {fixed_ab} labels"
     )
     ok = True
     for b_rate, words in ((0.02, "retrained model, few disagreements"), (0.085, "independent errors")):
@@ -181,8 +183,8 @@ def run(args: argparse.Namespace) -> int:
             f"mean labels at promotion {np.mean(paired[np.isfinite(paired)]):.0f}"
         )
         print(
-            f"  labels for {POWER:.0%} power: paired {q_paired:.0f} +- {se_p:.0f}, unpaired {q_unpaired:.0f} +- {se_u:.0f}; "
-            f"ratio paired/unpaired {ratio:.3f} +- {se_ratio:.3f}"
+            f"  labels for {POWER:.0%} power: paired {q_paired:.0f} +- {se_p:.0f}, "
+            f"unpaired {q_unpaired:.0f} +- {se_u:.0f}; ratio paired/unpaired {ratio:.3f} +- {se_ratio:.3f}"
         )
         print(
             f"  fixed horizons (power 0.8, one look): exact McNemar {horizon} pairs vs z-test {fixed_ab} labels, "

@@ -674,6 +674,17 @@ def mcnemar_p_value(champion_only: float, challenger_only: float) -> float:
     return float(min(1.0, binom.sf(c - 1, b + c, 0.5)))
 
 
+def check_paired_settings(settings: Settings, planned_pairs: int | None) -> None:
+    """Raise InvalidSetting for a setting the paired test cannot honour."""
+    check_settings(settings)
+    if settings.promote_when == "BetterByMinImprovement":
+        raise InvalidSetting("a shadow stage's paired test cannot use promoteWhen BetterByMinImprovement")
+    if planned_pairs is not None and not (isinstance(planned_pairs, int) and planned_pairs >= 1):
+        raise InvalidSetting(f"planned pairs must be a whole number >= 1, got {planned_pairs!r}")
+    if settings.method == "fixed" and planned_pairs is None:
+        raise InvalidSetting("the fixed paired test needs the number of pairs to collect (traffic.shadow.pairs)")
+
+
 def decide_paired(
     pairs: Pairs,
     settings: Settings,
@@ -692,14 +703,8 @@ def decide_paired(
     ``BetterAndObservedMinImprovement`` the observed lift must also reach
     ``min_improvement``. Raises InvalidMetrics or InvalidSetting, never
     decides on invalid input."""
-    check_settings(settings)
+    check_paired_settings(settings, planned_pairs)
     check_pairs(pairs)
-    if settings.promote_when == "BetterByMinImprovement":
-        raise InvalidSetting("a shadow stage's paired test cannot use promoteWhen BetterByMinImprovement")
-    if planned_pairs is not None and not (isinstance(planned_pairs, int) and planned_pairs >= 1):
-        raise InvalidSetting(f"planned pairs must be a whole number >= 1, got {planned_pairs!r}")
-    if settings.method == "fixed" and planned_pairs is None:
-        raise InvalidSetting("the fixed paired test needs the number of pairs to collect (traffic.shadow.pairs)")
     if not (isinstance(previous_p_value, int | float) and 0.0 <= previous_p_value <= 1.0):
         previous_p_value = 1.0
     b, c, n = pairs.champion_only, pairs.challenger_only, pairs.pairs
