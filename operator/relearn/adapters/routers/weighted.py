@@ -75,11 +75,12 @@ class WeightedRouter(Router):
         """How every Cookie-header pattern this router writes begins."""
         assert self.stickiness is not None
         assert self.stickiness.cookie is not None
-        return f"(^|;\\s*){re.escape(self.stickiness.cookie)}="
+        return f"(.*;\\s*)?{re.escape(self.stickiness.cookie)}="
 
     def cookie_pattern(self, value: str) -> str:
-        """A regular expression for a Cookie header that carries the mark ``value``."""
-        return f"{self.cookie_prefix()}{re.escape(value)}(;|$)"
+        """A regular expression for a Cookie header that carries the mark
+        ``value``; it matches the whole header, as Envoy's (RE2) matchers need."""
+        return f"{self.cookie_prefix()}{re.escape(value)}(;.*)?"
 
     @abstractmethod
     def service_of(self, destination: dict[str, Any]) -> str | None:
