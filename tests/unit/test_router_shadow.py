@@ -86,7 +86,9 @@ def test_gateway_api_cookie_stickiness_sends_marked_requests_to_their_arm_before
     assert challenger_only["matches"] == [
         {
             "path": {"type": "PathPrefix", "value": "/v1"},
-            "headers": [{"type": "RegularExpression", "name": "Cookie", "value": r"(.*;\s*)?relearn\-arm=1\.1\.0(;.*)?"}],
+            "headers": [
+                {"type": "RegularExpression", "name": "Cookie", "value": r"(.*;\s*)?relearn\-arm=1\.1\.0(;.*)?"}
+            ],
         }
     ]
     assert champion_only["matches"][0]["headers"][0]["value"] == r"(.*;\s*)?relearn\-arm=1\.0\.0(;.*)?"
