@@ -27,6 +27,7 @@ def _experiment(**spec: Any) -> dict[str, Any]:
         ({"routing": {"provider": "replicas"}, "traffic": {"shadow": {"pairs": 500}}}, "cannot mirror"),
         ({"traffic": {"shadow": {"weight": 50}}}, "duration or pairs"),
         ({"traffic": {"shadow": {"pairs": 500}}, "analysis": {"promoteWhen": "BetterByMinImprovement"}}, "paired"),
+        ({"traffic": {"shadow": {"duration": "1h"}}, "analysis": {"method": "fixed"}}, "needs pairs"),
         ({"routing": {"stickiness": {}}}, "exactly one"),
         ({"routing": {"stickiness": {"cookie": "a", "header": "x-user"}}}, "exactly one"),
         ({"traffic": {"shadow": {"pairs": 0}}}, "pairs"),

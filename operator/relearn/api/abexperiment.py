@@ -185,6 +185,8 @@ class ExperimentSettings(SpecModel):
             )
         if self.analysis.promote_when == "BetterByMinImprovement":
             raise ValueError("traffic.shadow's paired test cannot use analysis.promoteWhen BetterByMinImprovement")
+        if self.analysis.method == "fixed" and self.traffic.shadow.pairs is None:
+            raise ValueError("traffic.shadow with analysis.method fixed needs pairs (the exact test's planned sample)")
         return self
 
 
