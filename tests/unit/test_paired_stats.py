@@ -6,12 +6,14 @@ the exact McNemar test."""
 
 from __future__ import annotations
 
+import datetime
 import math
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from relearn.core import stats
+from relearn.api.abexperiment import ABExperimentSpec
+from relearn.core import experiment, stats
 from relearn.core.stats import Pairs, Settings
 from relearn.errors import InvalidMetrics, InvalidSetting
 from scipy.stats import binomtest
@@ -119,3 +121,33 @@ def test_refuses_more_discordant_pairs_than_pairs() -> None:
 def test_refuses_a_rule_the_paired_test_cannot_test() -> None:
     with pytest.raises(InvalidSetting):
         stats.decide_paired(Pairs(10, 1, 2), Settings(promote_when="BetterByMinImprovement"), planned_pairs=None)
+
+
+def _spec(**shadow: object) -> ABExperimentSpec:
+    return ABExperimentSpec.model_validate(
+        {
+            "model": "m",
+            "challenger": "1.1.0",
+            "workload": {"name": "m"},
+            "traffic": {"shadow": {"pairs": 2000, **shadow}},
+            "analysis": {"minSamplesPerArm": 100},
+        }
+    )
+
+
+def test_a_shadow_stage_won_goes_live_or_promotes_when_shadow_only() -> None:
+    look = experiment.ShadowLook(Pairs(600, 15, 50), datetime.timedelta(minutes=5))
+    assert experiment.judge_shadow(_spec(), look).outcome == "Live"
+    assert experiment.judge_shadow(_spec(live=False), look).outcome == "Promote"
+
+
+def test_a_shadow_stage_past_its_duration_without_a_decision_is_inconclusive() -> None:
+    look = experiment.ShadowLook(Pairs(300, 10, 12), datetime.timedelta(hours=2))
+    judged = experiment.judge_shadow(_spec(duration="1h"), look)
+    assert judged.outcome == "Inconclusive"
+    assert judged.reason == "ShadowDurationReached"
+
+
+def test_a_shadow_stage_that_collected_its_pairs_without_a_win_rejects() -> None:
+    look = experiment.ShadowLook(Pairs(2000, 40, 45), datetime.timedelta(minutes=30))
+    assert experiment.judge_shadow(_spec(), look).reason == "PlannedPairsReached"

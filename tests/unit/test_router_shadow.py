@@ -37,6 +37,17 @@ def test_gateway_api_mirrors_the_champions_rule_to_the_challenger_with_its_perce
     assert "filters" not in kube.objects[("httproutes", "docs")]["spec"]["rules"][0]
 
 
+@pytest.mark.parametrize("provider", ["gateway-api", "istio"])
+def test_a_challenger_that_takes_live_traffic_is_no_longer_mirrored_to(provider: str) -> None:
+    resource, body = (HTTPROUTES, http_route()) if provider == "gateway-api" else (VIRTUALSERVICES, virtual_service())
+    router = router_for(provider, FakeKube((resource, body)), "ml", "docs")  # type: ignore[arg-type]
+    run(router.set_mirror(SPLIT, 100))
+    run(router.set_weights(SPLIT, 0))
+    assert run(router.get_mirror(SPLIT)) == 100  # weight 0 keeps the shadow stage
+    run(router.set_weights(SPLIT, 10))
+    assert run(router.get_mirror(SPLIT)) == 0
+
+
 def test_gateway_api_reads_a_mirror_fraction_as_percent() -> None:
     route = http_route()
     route["spec"]["rules"][0]["filters"] = [

@@ -167,7 +167,14 @@ class WeightedRouter(Router):
         return 0
 
     def put_weights(self, obj: dict[str, Any], split: Split, challenger: int) -> None:
+        """``challenger`` percent to the challenger. A challenger that takes
+        live traffic is no longer mirrored to (a shadow stage ends with its
+        first weight, or a promotion), so it never answers a request twice."""
         self.add_challenger(obj, split)
+        if challenger > 0:
+            for rule in self.rules(obj):
+                if self.mirror_of(rule, split.challenger.service) is not None:
+                    self.put_mirror(rule, {}, split.challenger.service, 0)
         for group in self._rules(obj, split.champion.service, split.challenger.service):
             for destination in group:
                 if self.is_service(destination, split.champion.service):
