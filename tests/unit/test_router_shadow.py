@@ -111,6 +111,19 @@ def test_gateway_api_cookie_stickiness_sends_marked_requests_to_their_arm_before
     assert kube.objects[("httproutes", "docs")] == before  # rebuilt the same: idempotent
 
 
+def test_a_promoted_challenger_keeps_every_client_and_the_old_champion_none() -> None:
+    kube = FakeKube((HTTPROUTES, http_route()))
+    router = router_for("gateway-api", kube, "ml", "docs", COOKIE)  # type: ignore[arg-type]
+    run(router.set_weights(SPLIT, 50))
+    run(router.set_weights(SPLIT, 100))  # promotion: the old champion stays warm at weight 0
+    rules = kube.objects[("httproutes", "docs")]["spec"]["rules"]
+    assert [[r["name"] for r in rule["backendRefs"]] for rule in rules] == [
+        ["docs-1-1-0"],
+        ["docs", "docs-1-1-0"],
+        ["legacy"],
+    ]
+
+
 def test_finalize_removes_the_sticky_rules_and_marks() -> None:
     kube = FakeKube((HTTPROUTES, http_route()))
     router = router_for("gateway-api", kube, "ml", "docs", COOKIE)  # type: ignore[arg-type]

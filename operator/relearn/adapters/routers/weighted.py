@@ -122,9 +122,11 @@ class WeightedRouter(Router):
 
     def stick(self, obj: dict[str, Any], split: Split, *, on: bool = True) -> None:
         """The sticky rules rebuilt: before each weighted rule that routes to
-        the arms, one per arm for requests that carry its mark, and each arm's
-        destination marking its responses (``on`` False: all of them removed).
-        Without stickiness the object is left alone."""
+        the arms, one per arm that has weight there, for requests that carry
+        its mark, and each arm's destination marking its responses (``on``
+        False: all of them removed). An arm at weight 0 (not ready, in shadow,
+        promoted away from or rolled back) keeps no client: its marked clients
+        go by the weights. Without stickiness the object is left alone."""
         if self.stickiness is None:
             return
         rules = self.rules(obj)
@@ -140,10 +142,11 @@ class WeightedRouter(Router):
                     self.mark(destination, arm.version if on else None)
             if not on or not routed:
                 continue
-            sticky = [
-                self.sticky_rule(rule, next(d for d in group if self.is_service(d, arm.service)), arm.version)
-                for arm in routed
-            ]
+            sticky = []
+            for arm in routed:
+                destination = next(d for d in group if self.is_service(d, arm.service))
+                if int(destination.get("weight", self.default_weight)) > 0:
+                    sticky.append(self.sticky_rule(rule, destination, arm.version))
             rules[index:index] = sticky
 
     def put_mirror_all(self, obj: dict[str, Any], split: Split, percent: int) -> None:
@@ -181,6 +184,7 @@ class WeightedRouter(Router):
                     destination["weight"] = 100 - challenger
                 elif self.is_service(destination, split.challenger.service):
                     destination["weight"] = challenger
+        self.stick(obj, split)  # the sticky rules follow the new weights
 
     def weights(self, obj: dict[str, Any], split: Split) -> Weights:
         """The split of the first rule that routes to the arms."""
