@@ -177,6 +177,42 @@ print(json.dumps({"versions": counts, "backends": backends}))
 """
 
 
+STICKY_LOAD = """
+import http.client, json, sys
+gateway, host, clients, requests = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+address = gateway.split("//", 1)[1]
+seen = []
+for _ in range(clients):
+    cookies, versions = {}, []  # one browser: it sends back the cookies it was given
+    connection = http.client.HTTPConnection(address, timeout=10)
+    for _ in range(requests):
+        headers = {"Host": host}
+        if cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        connection.request("GET", "/", headers=headers)
+        response = connection.getresponse()
+        versions.append(json.loads(response.read())["version"])
+        for value in response.headers.get_all("Set-Cookie") or ():
+            name, _, rest = value.partition("=")
+            cookies[name.strip()] = rest.split(";", 1)[0]
+    seen.append(versions)
+print(json.dumps(seen))
+"""
+
+
+def sticky_load(gateway: str, host: str, *, clients: int, requests: int) -> list[list[str]]:
+    """Each client's versions, in order, for ``requests`` GETs from ``clients`` cookie-keeping clients."""
+    out = subprocess.run(
+        [sys.executable, "-c", STICKY_LOAD, gateway, host, str(clients), str(requests)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    result: list[list[str]] = json.loads(out)
+    return result
+
+
 def paired_load(gateway: str, host: str, *, requests: int = 0, seconds: float = 120) -> subprocess.Popen[str]:
     """Requests each followed by its label (with the answer the client got), as ``load`` does otherwise."""
     return subprocess.Popen(
