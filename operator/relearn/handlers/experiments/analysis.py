@@ -233,10 +233,13 @@ async def analyse_shadow(ctx: Context, split: Split, outcome: Outcome) -> float:
     shadow = ctx.spec.traffic.shadow
     if shadow is None:  # removed from the spec while it ran: on to the live test
         return await _go_live(ctx, split, outcome, "ShadowRemoved", "traffic.shadow was removed from the spec")
-    record = ctx.status.shadow or ShadowStatus(start_time=ctx.status.start_time or ctx.now)
+    record = ctx.status.shadow or ShadowStatus()
+    # written with the stage; missing only when status was edited by hand
+    since = record.start_time or ctx.status.start_time or ctx.now
+    record = record.model_copy(update={"start_time": since})
     mirrored = await _mirror(ctx, split, outcome, shadow.weight)
     await ctx.record_weights(split, outcome)
-    look = await _look(ctx, outcome, measure_pairs(ctx, split))
+    look = await _look(ctx, outcome, measure_pairs(ctx, split, since))
     if look is None:
         outcome.status["shadow"] = record.model_copy(update={"mirror": mirrored}).to_wire()
         return interval

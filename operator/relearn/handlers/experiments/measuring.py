@@ -6,6 +6,7 @@ the health checks of :mod:`.rollback` (:func:`read_values`).
 
 from __future__ import annotations
 
+import datetime
 import math
 from collections.abc import Mapping, Sequence
 
@@ -60,12 +61,11 @@ def clamp_extrapolated(successes: float, samples: float) -> stats.Arm:
     return stats.Arm(successes, samples)
 
 
-async def measure_pairs(ctx: Context, split: Split) -> judging.ShadowLook:
-    """The shadow stage's paired counts since it began: labelled requests the
-    challenger answered as a shadow of this champion, and the discordant ones."""
-    assert ctx.status.shadow is not None
-    assert ctx.status.shadow.start_time is not None
-    elapsed = ctx.now - ctx.status.shadow.start_time
+async def measure_pairs(ctx: Context, split: Split, since: datetime.datetime) -> judging.ShadowLook:
+    """The shadow stage's paired counts since it began (``since``): labelled
+    requests the challenger answered as a shadow of this champion, and the
+    discordant ones."""
+    elapsed = ctx.now - since
     window = f"{max(1, math.ceil(elapsed.total_seconds()))}s"
     labels = scope(
         ctx.namespace,
