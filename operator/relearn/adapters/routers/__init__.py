@@ -6,6 +6,8 @@ challenger. One small interface, one module per provider:
 - :mod:`.replicas`: one Service over both Deployments, the weight
   approximated by replica counts (for clusters without a mesh or gateway).
 
+A shadow stage mirrors requests to the challenger (``set_mirror``; not with
+``replicas``), and ``spec.routing.stickiness`` keeps each client on one arm.
 Every router reports weights as the routing object says them (or, for
 ``replicas``, as the ready pods make them), never as they were asked for.
 Each provider keeps its edits as pure functions of the object, so the

@@ -10,6 +10,14 @@ challenger's Service beside it (at weight 0, same port); only those two
 destinations' weights change, others in the rule are left alone. The object
 is replaced with its resourceVersion as precondition, so a concurrent edit
 (a GitOps sync) is re-read, never overwritten.
+
+A shadow stage's mirror sits on each weighted rule that routes to the
+champion (:meth:`WeightedRouter.put_mirror_all`) and goes once the
+challenger takes live traffic. With ``stickiness``, each arm's destination
+marks its responses and a sticky rule per arm with weight, before the
+weighted rule, sends marked requests to it (:meth:`WeightedRouter.stick`);
+the weights are read from the weighted rules only. A provider says how a
+mirror, a mark and a sticky rule are written.
 """
 
 from __future__ import annotations
