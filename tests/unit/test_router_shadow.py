@@ -8,6 +8,8 @@ import copy
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from relearn.adapters.kube import HTTPROUTES, SERVICES, VIRTUALSERVICES
 from relearn.adapters.routers import RouterError, Weights, router_for
 from relearn.api.abexperiment import Stickiness
@@ -168,3 +170,36 @@ def test_replicas_stickiness_is_the_services_client_ip_affinity_undone_at_the_en
     assert spec["sessionAffinityConfig"] == {"clientIP": {"timeoutSeconds": 3600}}
     run(router.finalize(SPLIT, "champion"))
     assert "sessionAffinity" not in kube.objects[("services", "docs")]["spec"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    provider=st.sampled_from(["gateway-api", "istio"]),
+    sticky=st.sampled_from([COOKIE, HEADER, None]),
+    history=st.lists(st.integers(0, 100), min_size=1, max_size=5),
+    mirror=st.integers(0, 100),
+)
+def test_the_route_depends_only_on_the_last_weight_and_finalize_leaves_nothing_behind(
+    provider: str, sticky: Stickiness | None, history: list[int], mirror: int
+) -> None:
+    def fresh() -> tuple[Any, FakeKube, tuple[str, str]]:
+        resource, body = (
+            (HTTPROUTES, http_route()) if provider == "gateway-api" else (VIRTUALSERVICES, virtual_service())
+        )
+        kube = FakeKube((resource, body))
+        return router_for(provider, kube, "ml", "docs", sticky), kube, (resource.plural, "docs")  # type: ignore[arg-type]
+
+    router, kube, key = fresh()
+    run(router.set_mirror(SPLIT, mirror))
+    for weight in history:
+        run(router.set_weights(SPLIT, weight))
+    direct, direct_kube, _ = fresh()
+    if not any(history):  # any live weight ended the mirror for good
+        run(direct.set_mirror(SPLIT, mirror))
+    run(direct.set_weights(SPLIT, history[-1]))
+    assert kube.objects[key] == direct_kube.objects[key]
+    assert run(router.get_weights(SPLIT)) == Weights(100 - history[-1], history[-1])
+    run(router.finalize(SPLIT, "champion"))
+    plain, plain_kube, _ = fresh()
+    run(plain.finalize(SPLIT, "champion"))
+    assert kube.objects[key] == plain_kube.objects[key]  # no mirror, mark or sticky rule left
