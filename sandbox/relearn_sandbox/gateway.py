@@ -3,9 +3,16 @@ Services, as a local HTTP reverse proxy.
 
 Each request picks the route whose ``hostnames`` match its Host header (a
 route without hostnames matches any) and whose rule matches its path (a
-``PathPrefix`` match, ``/`` by default; the longest prefix wins), then a
-``backendRef`` at random in proportion to its ``weight`` (default 1; weight 0
-never receives a request), then a ready endpoint of that Service in turn.
+``PathPrefix`` match, ``/`` by default) and headers (``Exact`` or
+``RegularExpression``, matched against the whole value as Envoy does; the
+longest prefix wins, then the most header matches, as the API orders them),
+then a ``backendRef`` at random in proportion to its ``weight`` (default 1;
+weight 0 never receives a request), then a ready endpoint of that Service in
+turn. Two filters are implemented: a rule's ``RequestMirror`` (a copy of the
+request to its backendRef, for ``percent`` or ``fraction`` of requests, with
+``-shadow`` appended to the Host as Envoy does; its answer is discarded and
+never delays the client's) and ``ResponseHeaderModifier`` (add, set,
+remove) on a rule or a backendRef, which sticky routes use to mark responses.
 Routes and weights are read on every request, so without ``lag`` a weight
 change applies to the next request. ``parentRefs`` are not checked: every
 route is served by this one gateway.
@@ -28,6 +35,7 @@ import copy
 import itertools
 import logging
 import random
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,6 +63,7 @@ class Gateway:
         self._view: dict[tuple[str, str], dict[tuple[str, str], dict[str, Any]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: set[asyncio.TimerHandle] = set()
+        self._copies: set[asyncio.Future[None]] = set()  # mirrored requests under way
 
     def start(self) -> None:
         """Follow the store (call on the running loop): route status, and the lagging view."""
@@ -153,6 +162,8 @@ class Gateway:
         for handle in self._pending:
             handle.cancel()
         self._pending.clear()
+        for task in self._copies:
+            task.cancel()
 
     def _objects(self, group: str, plural: str) -> list[dict[str, Any]]:
         if self.lag <= 0 or self._loop is None:
@@ -181,18 +192,33 @@ class Gateway:
         if self._session:
             await self._session.close()
 
-    def choose(self, host: str, path: str) -> tuple[Mapping[str, Any], Mapping[str, Any]] | None:
+    def choose(
+        self, host: str, path: str, headers: Mapping[str, str] | None = None
+    ) -> tuple[Mapping[str, Any], Mapping[str, Any]] | None:
         """The (route, backendRef) a request goes to, or None when nothing matches."""
+        chosen = self.choose_rule(host, path, headers or {})
+        return None if chosen is None else (chosen[0], chosen[2])
+
+    def choose_rule(
+        self, host: str, path: str, headers: Mapping[str, str]
+    ) -> tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]] | None:
+        """The (route, rule, backendRef) a request goes to, or None when nothing matches."""
         host = host.split(":")[0].lower()
-        best: tuple[int, Mapping[str, Any], Mapping[str, Any]] | None = None
+        lowered = {k.lower(): v for k, v in headers.items()}
+        best: tuple[tuple[int, int], Mapping[str, Any], Mapping[str, Any]] | None = None
         for route in self._objects("gateway.networking.k8s.io", "httproutes"):
             hostnames = [h.lower() for h in route.get("spec", {}).get("hostnames") or ()]
             if hostnames and host not in hostnames:
                 continue
             for rule in route.get("spec", {}).get("rules") or ():
-                for prefix in _prefixes(rule):
-                    if path.startswith(prefix) and (best is None or len(prefix) > best[0]):
-                        best = (len(prefix), route, rule)
+                for match in rule.get("matches") or [{}]:
+                    prefix = (match.get("path") or {}).get("value") or "/"
+                    wanted = match.get("headers") or ()
+                    if not path.startswith(prefix) or not all(_header_matches(h, lowered) for h in wanted):
+                        continue
+                    key = (len(prefix), len(wanted))
+                    if best is None or key > best[0]:
+                        best = (key, route, rule)
         if best is None:
             return None
         _, chosen_route, chosen_rule = best
@@ -200,7 +226,25 @@ class Gateway:
         if not refs:
             return None
         ref = self.rng.choices(refs, weights=[int(r.get("weight", 1)) for r in refs])[0]
-        return chosen_route, ref
+        return chosen_route, chosen_rule, ref
+
+    def mirrors(self, rule: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        """The backendRefs this request is copied to (each RequestMirror filter draws on its own)."""
+        chosen = []
+        for entry in rule.get("filters") or ():
+            if entry.get("type") != "RequestMirror":
+                continue
+            mirror = entry.get("requestMirror") or {}
+            if "percent" in mirror:
+                share = float(mirror["percent"]) / 100
+            elif mirror.get("fraction"):
+                fraction = mirror["fraction"]
+                share = float(fraction.get("numerator", 0)) / float(fraction.get("denominator", 100))
+            else:
+                share = 1.0
+            if mirror.get("backendRef") and self.rng.random() < share:
+                chosen.append(mirror["backendRef"])
+        return chosen
 
     def endpoint(self, namespace: str, ref: Mapping[str, Any]) -> str | None:
         """``127.0.0.1:port`` of a ready pod behind the backendRef's Service."""
@@ -229,32 +273,84 @@ class Gateway:
         return addresses[next(self._turn) % len(addresses)]
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
-        choice = self.choose(request.host, request.path)
+        choice = self.choose_rule(request.host, request.path, request.headers)
         if choice is None:
             return web.Response(status=404, text="no HTTPRoute matches this request\n")
-        route, ref = choice
-        address = self.endpoint(route["metadata"]["namespace"], ref)
+        route, rule, ref = choice
+        namespace = route["metadata"]["namespace"]
+        address = self.endpoint(namespace, ref)
         if address is None:
             return web.Response(status=503, text=f"no ready endpoint for service {ref['name']}\n")
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        body = await request.read()
+        for mirror in self.mirrors(rule):
+            self._copy(namespace, mirror, request, headers, body)
         headers["X-Relearn-Backend"] = ref["name"]
         try:
             async with self._session.request(
-                request.method, f"http://{address}{request.rel_url}", headers=headers, data=await request.read()
+                request.method, f"http://{address}{request.rel_url}", headers=headers, data=body
             ) as upstream:
-                body = await upstream.read()
+                answer = await upstream.read()
                 response = web.Response(
                     status=upstream.status,
-                    body=body,
+                    body=answer,
                     headers={k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS},
                 )
                 response.headers["X-Relearn-Backend"] = ref["name"]
+                for entry in [*(rule.get("filters") or ()), *(ref.get("filters") or ())]:
+                    if entry.get("type") == "ResponseHeaderModifier":
+                        _modify_headers(response, entry.get("responseHeaderModifier") or {})
                 return response
         except (aiohttp.ClientError, TimeoutError) as error:
             return web.Response(status=502, text=f"backend {ref['name']} at {address} failed: {error}\n")
 
+    def _copy(
+        self, namespace: str, ref: Mapping[str, Any], request: web.Request, headers: Mapping[str, str], body: bytes
+    ) -> None:
+        """Send a copy of the request to a mirror, in the background; its answer is discarded."""
+        address = self.endpoint(namespace, ref)
+        if address is None or self._session is None:
+            return
+        copied = {**headers, "Host": f"{request.host}-shadow", "X-Relearn-Backend": str(ref.get("name"))}
+        task = asyncio.ensure_future(
+            self._send_copy(request.method, f"http://{address}{request.rel_url}", copied, body)
+        )
+        self._copies.add(task)
+        task.add_done_callback(self._copies.discard)
 
-def _prefixes(rule: Mapping[str, Any]) -> list[str]:
-    matches = rule.get("matches") or [{}]
-    return [((m.get("path") or {}).get("value") or "/") for m in matches]
+    async def copies_sent(self) -> None:
+        """Wait until every mirrored request under way has been answered (tests, demos)."""
+        while self._copies:
+            await asyncio.gather(*list(self._copies), return_exceptions=True)
+
+    async def _send_copy(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> None:
+        assert self._session is not None
+        try:
+            async with self._session.request(method, url, headers=dict(headers), data=body) as upstream:
+                await upstream.read()
+        except (aiohttp.ClientError, TimeoutError) as error:
+            logger.debug("mirrored request to %s failed: %s", url, error)
+
+
+def _header_matches(match: Mapping[str, Any], headers: Mapping[str, str]) -> bool:
+    """One HTTPHeaderMatch against the request's headers (names lowercased)."""
+    value = headers.get(str(match.get("name", "")).lower())
+    if value is None:
+        return False
+    if match.get("type", "Exact") == "RegularExpression":
+        try:
+            return re.fullmatch(str(match.get("value", "")), value) is not None
+        except re.error:
+            return False
+    return bool(value == match.get("value"))
+
+
+def _modify_headers(response: web.Response, modifier: Mapping[str, Any]) -> None:
+    """A ResponseHeaderModifier: set replaces, add appends (Set-Cookie stays one line per cookie), remove drops."""
+    for header in modifier.get("set") or ():
+        response.headers[str(header["name"])] = str(header["value"])
+    for header in modifier.get("add") or ():
+        response.headers.add(str(header["name"]), str(header["value"]))
+    for name in modifier.get("remove") or ():
+        response.headers.popall(str(name), None)

@@ -110,6 +110,27 @@ def test_predict_feedback_metrics_and_the_dataset_log(server: str, tmp_path: Pat
     assert records[0]["features"]["length"] == len(text.split())
 
 
+def test_a_label_for_a_request_another_version_served_counts_the_pair(server: str) -> None:
+    text, label = synthetic.samples(1, seed=11)[0]
+    mine = post(f"{server}/predict", {"input": text})["prediction"]
+    champion_answer = label if mine != label else next(other for other in synthetic.LABELS if other != label)
+    post(
+        f"{server}/feedback",
+        {"input": text, "label": label, "served": {"version": "0.9.0", "prediction": champion_answer}},
+    )
+    pairs = {
+        (s.labels["champion_outcome"], s.labels["outcome"]): s.value
+        for family in text_string_to_metric_families(
+            urllib.request.urlopen(f"{server}/metrics", timeout=5).read().decode()
+        )
+        for s in family.samples
+        if s.name == "relearn_model_shadow_feedback_total" and s.labels["champion"] == "0.9.0"
+    }
+    expected = ("correct" if champion_answer == label else "incorrect", "correct" if mine == label else "incorrect")
+    assert pairs[expected] == 1
+    assert sum(pairs.values()) == 1
+
+
 def test_bad_requests_are_refused_with_a_reason(server: str) -> None:
     with pytest.raises(urllib.error.HTTPError) as empty:
         post(f"{server}/predict", {})

@@ -91,3 +91,22 @@ def test_quantile_edges_split_the_reference_evenly() -> None:
     reference = list(range(1000))
     edges = quantile_edges(reference, buckets=4)
     assert histogram_counts(edges, reference) == pytest.approx([250, 250, 250, 250], abs=1)
+
+
+def test_a_shadow_counts_both_outcomes_of_each_labelled_pair(registry: CollectorRegistry) -> None:
+    shadow = ModelMetrics("m", "1.1.0", [], registry=registry)
+    shadow.pair_with("1.0.0")
+    zero = scrape(registry)
+    base = {("model", "m"), ("version", "1.1.0"), ("champion", "1.0.0")}
+
+    def pair(champion_outcome: str, outcome: str) -> frozenset[tuple[str, str]]:
+        return frozenset({*base, ("champion_outcome", champion_outcome), ("outcome", outcome)})
+
+    assert zero[("relearn_model_shadow_feedback_total", pair("correct", "incorrect"))] == 0  # exists before the first
+    shadow.paired_feedback("1.0.0", champion_correct=False, correct=True)
+    shadow.paired_feedback("1.0.0", champion_correct=False, correct=True)
+    shadow.paired_feedback("1.0.0", champion_correct=True, correct=True)
+    series = scrape(registry)
+    assert series[("relearn_model_shadow_feedback_total", pair("incorrect", "correct"))] == 2
+    assert series[("relearn_model_shadow_feedback_total", pair("correct", "correct"))] == 1
+    assert series[("relearn_model_shadow_feedback_total", pair("correct", "incorrect"))] == 0

@@ -4,6 +4,8 @@ and corrections exist for the next retraining.
 
     POST /predict   {"input": "text"}               -> {"prediction", "confidence", "version"}
     POST /feedback  {"input": "text", "label": "x"}  a human correction: logged, counted correct/incorrect
+                    (+ "served": {"version", "prediction"}: the answer the client got; when
+                    another version served it, this server is a shadow and also counts the pair)
     GET  /metrics   the metric contract (relearn.serving)
     GET  /healthz   200 once the model is loaded
 
@@ -206,13 +208,21 @@ class ModelServer:
         )
         return {"prediction": label, "confidence": confidence, "version": self.config.version}
 
-    def feedback(self, text: str, label: str) -> dict[str, Any]:
+    def feedback(self, text: str, label: str, answered: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A label for ``text``; ``answered`` is what the client was served
+        (``version``, ``prediction``): from another version, this server
+        answered as a shadow, and the pair of outcomes is counted for the
+        shadow stage's paired test."""
         with self._lock:
             served = self._served.get(_key(text))
         if served is None:
             served = self.predict(text)["prediction"]
         correct = served == label
         self.metrics.feedback(correct)
+        answered = answered or {}
+        champion = answered.get("version")
+        if isinstance(champion, str) and champion and champion != self.config.version:
+            self.metrics.paired_feedback(champion, answered.get("prediction") == label, correct)
         self.log.append(
             {
                 "kind": "correction",
@@ -268,7 +278,10 @@ class ModelServer:
             return web.json_response(
                 {"error": f"unknown label {label!r}; known: {sorted(self.labels.values())}"}, status=400
             )
-        return web.json_response(await asyncio.to_thread(self.feedback, text, label))
+        answered = body.get("served")
+        return web.json_response(
+            await asyncio.to_thread(self.feedback, text, label, answered if isinstance(answered, dict) else None)
+        )
 
     async def _metrics(self, _: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.registry), content_type="text/plain")

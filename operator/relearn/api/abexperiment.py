@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from relearn.api.base import (
     CheckName,
@@ -56,14 +56,53 @@ class Workload(SpecModel):
     version_env: Annotated[str, Field(max_length=253)] = "RELEARN_MODEL_VERSION"
 
 
+COOKIE_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"  # an HTTP token (RFC 9110)
+HEADER_NAME_PATTERN = r"^[A-Za-z0-9-]+$"
+
+
+class Stickiness(SpecModel):
+    """Each client stays on the version it was first sent to: the route marks
+    each arm's responses (a cookie, or a response header the client sends
+    back) and sends requests that carry a mark to that arm."""
+
+    cookie: Annotated[str, Field(max_length=64, pattern=COOKIE_NAME_PATTERN)] | None = None
+    header: Annotated[str, Field(max_length=128, pattern=HEADER_NAME_PATTERN)] | None = None
+    max_age: Duration = "24h"
+
+    @model_validator(mode="after")
+    def _one_mark(self) -> Stickiness:
+        if (self.cookie is None) == (self.header is None):
+            raise ValueError("set exactly one of cookie or header")
+        return self
+
+
 class Routing(SpecModel):
     provider: RoutingProvider = "gateway-api"
     target: ObjectName | None = None
+    stickiness: Stickiness | None = None
+
+
+class Shadow(SpecModel):
+    """A first stage in which the challenger answers mirrored copies of
+    requests (its answers discarded) and is judged on the same labelled
+    requests as the champion (a paired test)."""
+
+    weight: Annotated[int, Field(ge=1, le=100)] = 100
+    duration: Duration | None = None
+    pairs: Annotated[int, Field(ge=1)] | None = None
+    live: bool = True
+
+    @model_validator(mode="after")
+    def _ends(self) -> Shadow:
+        if self.duration is None and self.pairs is None:
+            raise ValueError("a shadow stage needs duration or pairs (or both)")
+        return self
 
 
 class Traffic(SpecModel):
     weight: Percent = 10
     steps: Annotated[list[Percent], Field(max_length=20)] | None = None
+    shadow: Shadow | None = None
 
     @field_validator("steps")
     @classmethod
@@ -136,6 +175,20 @@ class ExperimentSettings(SpecModel):
     notifications: Notifications | None = None
     rollback: Rollback = Field(default_factory=Rollback)
 
+    @model_validator(mode="after")
+    def _shadow_is_possible(self) -> ExperimentSettings:
+        if self.traffic.shadow is None:
+            return self
+        if self.routing.provider == "replicas":
+            raise ValueError(
+                "routing provider replicas cannot mirror requests: traffic.shadow needs gateway-api or istio"
+            )
+        if self.analysis.promote_when == "BetterByMinImprovement":
+            raise ValueError("traffic.shadow's paired test cannot use analysis.promoteWhen BetterByMinImprovement")
+        if self.analysis.method == "fixed" and self.traffic.shadow.pairs is None:
+            raise ValueError("traffic.shadow with analysis.method fixed needs pairs (the exact test's planned sample)")
+        return self
+
 
 class ABExperimentSpec(ExperimentSettings):
     model: ModelName
@@ -183,6 +236,23 @@ class Statistic(StatusModel):
     expected_time_to_decision_p90: str | None = None
 
 
+Stage = Literal["Shadow", "Live"]
+
+
+class ShadowStatus(StatusModel):
+    """The shadow stage's paired counts and test, as of the last look."""
+
+    start_time: Timestamp | None = None
+    end_time: Timestamp | None = None
+    mirror: int | None = None
+    pairs: float | None = None
+    champion_only: float | None = None
+    challenger_only: float | None = None
+    lift: float | None = None
+    p_value: float | None = None
+    outcome: str | None = None
+
+
 class Decision(StatusModel):
     outcome: DecisionOutcome | None = None
     reason: str | None = None
@@ -222,6 +292,7 @@ class DrainStatus(StatusModel):
 class ABExperimentStatus(StatusModel):
     observed_generation: int | None = None
     phase: ExperimentPhase | None = None
+    stage: Stage | None = None
     champion: str | None = None
     start_time: Timestamp | None = None
     promotion_time: Timestamp | None = None
@@ -230,6 +301,7 @@ class ABExperimentStatus(StatusModel):
     health: Health | None = None
     workloads: Workloads | None = None
     weights: ArmWeights | None = None
+    shadow: ShadowStatus | None = None
     arms: Arms | None = None
     statistic: Statistic | None = None
     decision: Decision | None = None

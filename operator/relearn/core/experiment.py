@@ -12,6 +12,10 @@ counts or a non-finite guardrail value, and
 :class:`relearn.errors.InvalidSetting` for a setting the test cannot honour
 (the handler records either as a condition and takes no decision).
 
+:func:`judge_shadow` is the same for a shadow stage: the paired counts of
+the labelled requests both versions answered, and where they lead (on to
+the live test, promotion when shadow only, rejection, or Inconclusive).
+
 Around the analysis: :func:`turn_action` is the phase machine (what a daemon
 turn does in each phase), :func:`end_phase` where a decision leads,
 :func:`blocking_experiment` the one-experiment-per-model rule,
@@ -129,6 +133,63 @@ def judge(spec: ABExperimentSpec, look: Look, previous_p_value: float = 1.0) -> 
             f"no decision within maxDuration {spec.analysis.max_duration}: {verdict.message}",
         )
     return judgement(verdict.outcome, verdict.reason, verdict.message)
+
+
+# -- the shadow stage ------------------------------------------------------------------
+
+ShadowOutcome = Literal["Continue", "Live", "Promote", "Reject", "Inconclusive"]
+
+
+@dataclass(frozen=True)
+class ShadowLook:
+    pairs: stats.Pairs
+    elapsed: datetime.timedelta  # since the shadow stage began
+
+
+@dataclass(frozen=True)
+class ShadowJudgement:
+    outcome: ShadowOutcome  # Live: on to the live A/B test; Promote: shadow only, promoted at once
+    reason: str
+    message: str
+    verdict: stats.PairedVerdict
+
+
+def judge_shadow(spec: ABExperimentSpec, look: ShadowLook, previous_p_value: float = 1.0) -> ShadowJudgement:
+    """This look of the shadow stage (:func:`relearn.core.stats.decide_paired`
+    on the labelled pairs; ``analysis.minSamplesPerArm`` is the gate in
+    pairs): a challenger shown better goes Live (or, with
+    ``traffic.shadow.live`` false, is promoted), one shown worse, or not
+    better at the planned pairs, is rejected; past ``traffic.shadow.duration``
+    (or ``analysis.maxDuration``) without a decision the experiment is
+    Inconclusive. Raises InvalidMetrics or InvalidSetting; never decides on
+    invalid data."""
+    shadow = spec.traffic.shadow
+    if shadow is None:
+        raise InvalidSetting("the experiment has no shadow stage (traffic.shadow)")
+    verdict = stats.decide_paired(
+        look.pairs, settings(spec), planned_pairs=shadow.pairs, previous_p_value=previous_p_value
+    )
+
+    def judgement(outcome: ShadowOutcome, reason: str, message: str) -> ShadowJudgement:
+        return ShadowJudgement(outcome, reason, message, verdict)
+
+    if verdict.outcome == "Promote":
+        return judgement("Live" if shadow.live else "Promote", verdict.reason, verdict.message)
+    if verdict.outcome == "Reject":
+        return judgement("Reject", verdict.reason, verdict.message)
+    if shadow.duration is not None and look.elapsed >= parse_duration(shadow.duration):
+        return judgement(
+            "Inconclusive",
+            "ShadowDurationReached",
+            f"no decision within traffic.shadow.duration {shadow.duration}: {verdict.message}",
+        )
+    if look.elapsed > parse_duration(spec.analysis.max_duration):
+        return judgement(
+            "Inconclusive",
+            "MaxDurationReached",
+            f"no decision within maxDuration {spec.analysis.max_duration}: {verdict.message}",
+        )
+    return judgement("Continue", verdict.reason, verdict.message)
 
 
 def next_weight(traffic: Traffic, current: int) -> int:

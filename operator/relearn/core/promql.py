@@ -22,6 +22,9 @@ PREDICTIONS: Final = f"{METRIC_PREFIX}_predictions"
 ERRORS: Final = f"{METRIC_PREFIX}_errors"
 LATENCY: Final = f"{METRIC_PREFIX}_request_duration_seconds"
 FEEDBACK: Final = f"{METRIC_PREFIX}_feedback"
+# Labelled requests a shadow answered: its own outcome and that of the champion
+# whose answer the client got (labels champion, champion_outcome, outcome).
+SHADOW_FEEDBACK: Final = f"{METRIC_PREFIX}_shadow_feedback"
 
 _SEL = "{{selector}}"
 _W = "{{window}}"
@@ -29,6 +32,14 @@ _W = "{{window}}"
 # An arm's feedback (the A/B success metric) and the feedback health check read the same counters.
 FEEDBACK_CORRECT: Final = f'sum(increase({FEEDBACK}_total{{{_SEL},outcome="correct"}}[{_W}]))'
 FEEDBACK_TOTAL: Final = f"sum(increase({FEEDBACK}_total{{{_SEL}}}[{_W}]))"
+# A shadow stage's paired counts; the selector carries the challenger's version and ``champion``.
+SHADOW_PAIRS: Final = f"sum(increase({SHADOW_FEEDBACK}_total{{{_SEL}}}[{_W}]))"
+SHADOW_CHAMPION_ONLY: Final = (
+    f'sum(increase({SHADOW_FEEDBACK}_total{{{_SEL},champion_outcome="correct",outcome="incorrect"}}[{_W}]))'
+)
+SHADOW_CHALLENGER_ONLY: Final = (
+    f'sum(increase({SHADOW_FEEDBACK}_total{{{_SEL},champion_outcome="incorrect",outcome="correct"}}[{_W}]))'
+)
 # The default health checks that are one query each.
 ERROR_RATE: Final = (
     f"sum(rate({ERRORS}_total{{{_SEL}}}[{_W}])) / (sum(rate({PREDICTIONS}_total{{{_SEL}}}[{_W}]))"

@@ -95,7 +95,7 @@ from typing import Literal, get_args
 import numpy as np
 import numpy.typing as npt
 from scipy import optimize, special
-from scipy.stats import norm
+from scipy.stats import binom, norm
 
 from relearn.errors import InvalidMetrics, InvalidSetting, NotEnoughData
 
@@ -576,3 +576,175 @@ def first_decision(looks: Iterable[tuple[Arm, Arm]], settings: Settings) -> tupl
         if verdict.outcome != "Continue":
             return verdict, number
     return None
+
+
+# -- the paired test of a shadow stage ----------------------------------------------------
+#
+# In a shadow stage both versions answer the same labelled requests (the
+# challenger's copies are mirrored and its answers discarded), so each label
+# says whether each version was right on the same request. Only the discordant
+# pairs carry information about which is better: b (champion right,
+# challenger wrong) and c (champion wrong, challenger right). The lift is
+# (c - b) / pairs; under "the challenger is not better" (c <= b in
+# expectation) each discordant pair is c with probability q <= 1/2.
+#
+# ``fixed``: the exact one-sided McNemar test, P(Binomial(b + c, 1/2) >= c)
+# (as scipy.stats.binomtest), valid when looked at once, at the planned pairs.
+# ``sequential``: its always-valid counterpart, the mixture likelihood ratio
+#
+#     Lambda(b, c) = integral over q in (1/2, 1) of (2q)^c (2(1 - q))^b  2 dq
+#
+# (uniform prior on q above 1/2). For every q0 <= 1/2 and fixed q > 1/2 one
+# more discordant pair multiplies (2q)^c (2(1-q))^b by a factor of mean
+# 2 (q0 q + (1 - q0)(1 - q)) <= 1, so Lambda is a non-negative supermartingale
+# under the null and, by Ville's inequality, P(ever Lambda >= 1 / alpha) <= alpha
+# for any looks at all. p = min(1, 1 / Lambda), kept as a running minimum.
+# Futility mirrors it (q below 1/2, level PAIRED_FUTILITY_ALPHA): a challenger
+# that is clearly worse on the same requests is rejected early.
+
+PAIRED_FUTILITY_ALPHA = 0.01  # the chance to reject, early, a challenger that is in truth no worse
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Labelled requests both versions answered: all of them, and the discordant ones."""
+
+    pairs: float  # labelled requests both versions answered
+    champion_only: float  # b: the champion right, the challenger wrong
+    challenger_only: float  # c: the champion wrong, the challenger right
+
+    @property
+    def lift(self) -> float:
+        return (self.challenger_only - self.champion_only) / self.pairs if self.pairs > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class PairedVerdict:
+    outcome: Outcome
+    reason: str
+    message: str
+    lift: float
+    p_value: float  # always valid (sequential, running minimum) or exact McNemar (fixed)
+    futility_p_value: float  # the same for "the challenger is not worse" (early rejection)
+
+
+def check_pairs(pairs: Pairs) -> None:
+    """Raise InvalidMetrics for counts that cannot be real."""
+    values = (pairs.pairs, pairs.champion_only, pairs.challenger_only)
+    if not all(isinstance(v, int | float) and math.isfinite(v) and v >= 0 for v in values):
+        raise InvalidMetrics(f"paired counts must be finite and >= 0, got {pairs}")
+    if pairs.champion_only + pairs.challenger_only > pairs.pairs * (1 + 1e-9):
+        raise InvalidMetrics(
+            f"{pairs.champion_only:g} + {pairs.challenger_only:g} discordant pairs are more than the "
+            f"{pairs.pairs:g} labelled pairs"
+        )
+
+
+def log_mixture_ratio(champion_only: float, challenger_only: float) -> float:
+    """log Lambda(b, c) for "the challenger is better" (the module's mixture over q > 1/2):
+    log 2 + n log 2 + log B(c + 1, b + 1) + log P(Beta(c + 1, b + 1) > 1/2)."""
+    b, c = float(champion_only), float(challenger_only)
+    tail = float(special.betaincc(c + 1.0, b + 1.0, 0.5))
+    if tail > 1e-280:
+        return math.log(2.0) * (b + c + 1.0) + float(special.betaln(c + 1.0, b + 1.0)) + math.log(tail)
+    # The tail underflows where c is far below b; then it is P(Binomial(N, 1/2) <= c)
+    # with N = b + c + 1, summed in log space (the 2^N cancels).
+    # Lambda <= 1 whenever c <= b (each (2q)^c (2(1-q))^b <= 1 above 1/2), so
+    # beyond a million terms the exact value changes nothing: no evidence.
+    if c > 1e6:
+        return -math.inf
+    total = b + c + 1.0
+    k = np.arange(0.0, math.floor(c) + 1.0)
+    terms = special.gammaln(total + 1.0) - special.gammaln(k + 1.0) - special.gammaln(total - k + 1.0)
+    return float(special.betaln(c + 1.0, b + 1.0) + special.logsumexp(terms))
+
+
+def _mixture_p(champion_only: float, challenger_only: float) -> float:
+    return float(min(1.0, math.exp(-max(log_mixture_ratio(champion_only, challenger_only), 0.0))))
+
+
+def mcnemar_p_value(champion_only: float, challenger_only: float) -> float:
+    """The exact one-sided McNemar p-value: P(Binomial(b + c, 1/2) >= c) (1 without discordant pairs).
+    Fractional counts (Prometheus extrapolation) are rounded to the nearest whole pair."""
+    b, c = float(round(champion_only)), float(round(challenger_only))
+    if b + c <= 0:
+        return 1.0
+    # binomtest(c, b + c, 1/2, alternative="greater").pvalue, through binom.sf,
+    # which also takes counts beyond what binomtest's integers hold
+    return float(min(1.0, binom.sf(c - 1, b + c, 0.5)))
+
+
+def check_paired_settings(settings: Settings, planned_pairs: int | None) -> None:
+    """Raise InvalidSetting for a setting the paired test cannot honour."""
+    check_settings(settings)
+    if settings.promote_when == "BetterByMinImprovement":
+        raise InvalidSetting("a shadow stage's paired test cannot use promoteWhen BetterByMinImprovement")
+    if planned_pairs is not None and not (isinstance(planned_pairs, int) and planned_pairs >= 1):
+        raise InvalidSetting(f"planned pairs must be a whole number >= 1, got {planned_pairs!r}")
+    if settings.method == "fixed" and planned_pairs is None:
+        raise InvalidSetting("the fixed paired test needs the number of pairs to collect (traffic.shadow.pairs)")
+
+
+def decide_paired(
+    pairs: Pairs,
+    settings: Settings,
+    *,
+    planned_pairs: int | None,
+    previous_p_value: float = 1.0,
+) -> PairedVerdict:
+    """The decision of one look at a shadow stage's cumulative paired counts.
+
+    ``sequential`` decides at any look: Promote once the always-valid p-value
+    is below alpha (the gate of ``min_samples_per_arm`` labelled pairs
+    passed), Reject once the challenger is shown worse. ``fixed`` decides
+    once ``planned_pairs`` are in, with the exact McNemar test. The rule
+    ``BetterByMinImprovement`` has no paired form here (the discordant pairs
+    alone cannot test a lift above delta): InvalidSetting; with
+    ``BetterAndObservedMinImprovement`` the observed lift must also reach
+    ``min_improvement``. Raises InvalidMetrics or InvalidSetting, never
+    decides on invalid input."""
+    check_paired_settings(settings, planned_pairs)
+    check_pairs(pairs)
+    if not (isinstance(previous_p_value, int | float) and 0.0 <= previous_p_value <= 1.0):
+        previous_p_value = 1.0
+    b, c, n = pairs.champion_only, pairs.challenger_only, pairs.pairs
+    lift = pairs.lift
+    if settings.method == "fixed":
+        p_value, futility = mcnemar_p_value(b, c), mcnemar_p_value(c, b)
+    else:
+        p_value, futility = min(_mixture_p(b, c), previous_p_value), _mixture_p(c, b)
+    numbers = (
+        f"paired lift {lift:+.4f} over {n:.0f} labelled pairs (champion only right {b:.0f}, challenger only "
+        f"right {c:.0f}), p={p_value:.4g}"
+        if n > 0
+        else "no labelled pairs yet"
+    )
+
+    def verdict(outcome: Outcome, reason: str, message: str) -> PairedVerdict:
+        return PairedVerdict(outcome, reason, message, lift, p_value, futility)
+
+    if n <= 0:
+        return verdict("Continue", "NoSamples", numbers)
+    if n < settings.min_samples_per_arm:
+        return verdict("Continue", "NotEnoughSamples", f"{n:.0f} of {settings.min_samples_per_arm} pairs; {numbers}")
+    at_horizon = planned_pairs is not None and n >= planned_pairs
+    if settings.method == "fixed" and not at_horizon:
+        return verdict("Continue", "Undecided", f"{n:.0f} of {planned_pairs} planned pairs; {numbers}")
+    observed = settings.promote_when != "BetterAndObservedMinImprovement" or lift >= settings.min_improvement
+    method = "exact McNemar" if settings.method == "fixed" else "sequential McNemar"
+    if p_value < settings.alpha and observed:
+        return verdict("Promote", "ChallengerBetterOnSameRequests", f"{numbers} < alpha {settings.alpha} ({method})")
+    if settings.method == "sequential" and futility < PAIRED_FUTILITY_ALPHA:
+        return verdict(
+            "Reject",
+            "ChallengerWorseOnSameRequests",
+            f"{numbers}: the challenger is wrong where the champion is right significantly more often "
+            f"(p={futility:.4g} < {PAIRED_FUTILITY_ALPHA}, {method})",
+        )
+    if at_horizon:
+        return verdict(
+            "Reject",
+            "PlannedPairsReached",
+            f"{numbers}: {planned_pairs} planned pairs collected without showing the challenger better ({method})",
+        )
+    return verdict("Continue", "Undecided", numbers)

@@ -13,6 +13,8 @@ A few lines in any Python model server (prometheus-client only)::
         label, confidence = predict(x)
         metrics.observe({"amount": x.amount, "currency": x.currency}, prediction=label, confidence=confidence)
     metrics.feedback(correct=True)  # when a human confirms or corrects a prediction
+    # as a shadow (mirrored requests), when the label also says whether the champion's answer was right:
+    metrics.paired_feedback(champion="1.0.0", champion_correct=False, correct=True)
 
 docs/metrics.md lists every series and how to map existing metrics instead.
 """

@@ -31,6 +31,7 @@ from relearn.core.promql import (  # the series names' one home, shared with the
     FEEDBACK,
     LATENCY,
     PREDICTIONS,
+    SHADOW_FEEDBACK,
 )
 
 OTHER_CATEGORY = "other"
@@ -128,6 +129,7 @@ class ModelMetrics(Collector):
         self._predictions = 0.0
         self._errors = 0.0
         self._feedback = {"correct": 0.0, "incorrect": 0.0}
+        self._paired: dict[tuple[str, str, str], float] = {}  # (champion, champion_outcome, outcome) -> count
         if registry is not None:
             registry.register(self)
 
@@ -154,6 +156,23 @@ class ModelMetrics(Collector):
         """A human verdict on a served prediction (the A/B success metric and concept drift)."""
         with self._lock:
             self._feedback["correct" if correct else "incorrect"] += 1
+
+    def pair_with(self, champion: str) -> None:
+        """Create the paired series against ``champion`` at zero (a shadow
+        that knows its champion before the first label), so the first pair is
+        not lost to ``increase()``."""
+        with self._lock:
+            for key in _pair_keys(champion):
+                self._paired.setdefault(key, 0.0)
+
+    def paired_feedback(self, champion: str, champion_correct: bool, correct: bool) -> None:
+        """A human verdict on a request both this version (as a shadow) and
+        ``champion`` (whose answer the client got) answered: both outcomes,
+        for the paired test of a shadow stage."""
+        with self._lock:
+            for key in _pair_keys(champion):
+                self._paired.setdefault(key, 0.0)
+            self._paired[(champion, _outcome(champion_correct), _outcome(correct))] += 1
 
     def error(self) -> None:
         with self._lock:
@@ -201,4 +220,19 @@ class ModelMetrics(Collector):
             feedback = CounterMetricFamily(FEEDBACK, "Human feedback on served predictions.", labels=[*base, "outcome"])
             for outcome, count in self._feedback.items():
                 feedback.add_metric([*base.values(), outcome], count)
-        yield from (values, categories, confidence, latency, predictions, errors, feedback)
+            paired = CounterMetricFamily(
+                SHADOW_FEEDBACK,
+                "Human feedback on requests this version answered as a shadow, with the champion's outcome.",
+                labels=[*base, "champion", "champion_outcome", "outcome"],
+            )
+            for (champion, champion_outcome, outcome), count in self._paired.items():
+                paired.add_metric([*base.values(), champion, champion_outcome, outcome], count)
+        yield from (values, categories, confidence, latency, predictions, errors, feedback, paired)
+
+
+def _outcome(correct: bool) -> str:
+    return "correct" if correct else "incorrect"
+
+
+def _pair_keys(champion: str) -> list[tuple[str, str, str]]:
+    return [(champion, a, b) for a in ("correct", "incorrect") for b in ("correct", "incorrect")]

@@ -6,6 +6,8 @@ challenger. One small interface, one module per provider:
 - :mod:`.replicas`: one Service over both Deployments, the weight
   approximated by replica counts (for clusters without a mesh or gateway).
 
+A shadow stage mirrors requests to the challenger (``set_mirror``; not with
+``replicas``), and ``spec.routing.stickiness`` keeps each client on one arm.
 Every router reports weights as the routing object says them (or, for
 ``replicas``, as the ready pods make them), never as they were asked for.
 Each provider keeps its edits as pure functions of the object, so the
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from relearn.adapters.kube import ENDPOINTS, ENDPOINTSLICES, KubeClient
+from relearn.api.abexperiment import Stickiness
 from relearn.core import switching
 from relearn.errors import RelearnError
 
@@ -78,17 +81,23 @@ class Router(ABC):
       endpoints to wait for, no route entry to restore, and a warm previous
       champion cannot stay in the route at weight 0;
     - :meth:`arm_service` and :meth:`initial_replicas`: the challenger's
-      Service and replica count.
+      Service and replica count;
+    - ``can_mirror``: whether it can copy requests to the challenger
+      (:meth:`set_mirror`) for a shadow stage;
+    - ``stickiness``: when set, every route it writes keeps each client on
+      the arm it was first sent to (the routing object's own matches).
     """
 
     provider: str
     owns_services: bool = True
     routes_by_ready_pods: bool = False
+    can_mirror: bool = True
 
-    def __init__(self, kube: KubeClient, namespace: str, target: str) -> None:
+    def __init__(self, kube: KubeClient, namespace: str, target: str, stickiness: Stickiness | None = None) -> None:
         self.kube = kube
         self.namespace = namespace
         self.target = target
+        self.stickiness = stickiness
 
     def arm_service(self, own_service: str) -> str:
         """The Service in front of an arm whose own Service would be ``own_service``."""
@@ -119,6 +128,17 @@ class Router(ABC):
     async def finalize(self, split: Split, keep: Arm) -> None:
         """All traffic to ``keep``; the other arm is taken out of the target."""
 
+    async def set_mirror(self, split: Split, percent: int) -> None:
+        """Copy ``percent`` of the champion's requests to the challenger, whose
+        answers are discarded (0: no copies). Only where ``can_mirror``."""
+        raise RouterError(
+            "MirrorUnsupported", f"routing provider {self.provider} cannot mirror requests (traffic.shadow)"
+        )
+
+    async def get_mirror(self, split: Split) -> int:
+        """Percent of requests the routing object mirrors to the challenger."""
+        return 0
+
     async def route_applied(self) -> bool | None:
         """Whether the data plane has applied the target's current spec
         (:func:`relearn.core.switching.route_applied`); None when the
@@ -132,7 +152,9 @@ class Router(ABC):
         return switching.ready_endpoints(slices, endpoints)
 
 
-def router_for(provider: str, kube: KubeClient, namespace: str, target: str) -> Router:
+def router_for(
+    provider: str, kube: KubeClient, namespace: str, target: str, stickiness: Stickiness | None = None
+) -> Router:
     from relearn.adapters.routers.gateway_api import GatewayAPIRouter
     from relearn.adapters.routers.istio import IstioRouter
     from relearn.adapters.routers.replicas import ReplicasRouter
@@ -142,4 +164,4 @@ def router_for(provider: str, kube: KubeClient, namespace: str, target: str) -> 
         "istio": IstioRouter,
         "replicas": ReplicasRouter,
     }
-    return kinds[provider](kube, namespace, target)
+    return kinds[provider](kube, namespace, target, stickiness)

@@ -10,7 +10,10 @@ experiment ends (so with T = 1 any split is 50/50). Reported weights come
 from ready replicas, which is what the Service actually balances over.
 
 The previous champion cannot stay warm here without taking traffic: on
-promotion it is scaled to 0, and a rollback scales it up again.
+promotion it is scaled to 0, and a rollback scales it up again. Nor can it
+mirror requests (``can_mirror`` is False: a shadow stage is refused at
+admission); stickiness is by client address (the Service's
+``sessionAffinity: ClientIP``), whatever cookie or header it names.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from typing import Any
 
 from relearn.adapters.kube import DEPLOYMENTS, SERVICES
 from relearn.adapters.routers import Arm, Router, RouterError, Split, Weights, percentages
+from relearn.core.durations import parse_duration
 
 TOTAL_ANNOTATION = "relearn.dev/total-replicas"
 VERSION_LABEL = "relearn.dev/version"
+AFFINITY_ANNOTATION = "relearn.dev/session-affinity"  # the Service's affinity is the experiment's, undone at the end
 
 
 def replica_split(total: int, weight: int) -> tuple[int, int]:
@@ -41,10 +46,28 @@ def unpinned(service: dict[str, Any]) -> None:
     (service.get("spec") or {}).get("selector", {}).pop(VERSION_LABEL, None)
 
 
+def sticky(service: dict[str, Any], seconds: int | None) -> None:
+    """Stickiness by client address: the Service's ``sessionAffinity``
+    (``ClientIP``, at most a day, the API's limit) keeps a client on one pod,
+    so on one arm; None undoes what this router set, nothing else."""
+    annotations = service["metadata"].setdefault("annotations", {})
+    spec = service.setdefault("spec", {})
+    if seconds is None:
+        if annotations.pop(AFFINITY_ANNOTATION, None) is not None:
+            spec.pop("sessionAffinity", None)
+            spec.pop("sessionAffinityConfig", None)
+        return
+    if spec.get("sessionAffinity", "None") == "None":
+        annotations[AFFINITY_ANNOTATION] = "true"
+    spec["sessionAffinity"] = "ClientIP"
+    spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": max(1, min(seconds, 86400))}}
+
+
 class ReplicasRouter(Router):
     provider = "replicas"
     owns_services = False
     routes_by_ready_pods = True
+    can_mirror = False  # one Service over both arms: there is nothing to copy a request to
 
     def initial_replicas(self, total: int, first_weight: int) -> int:
         return max(1, replica_split(total, first_weight)[1])
@@ -78,6 +101,9 @@ class ReplicasRouter(Router):
         if await self.kube.get(SERVICES, self.namespace, self.target) is None:
             raise RouterError("ServiceNotFound", f"Service {self.namespace}/{self.target} does not exist")
         await self.kube.modify(SERVICES, self.namespace, self.target, unpinned)
+        if self.stickiness is not None:
+            seconds = int(parse_duration(self.stickiness.max_age).total_seconds())
+            await self.kube.modify(SERVICES, self.namespace, self.target, lambda s: sticky(s, seconds))
         await self._total(split)
 
     async def set_weights(self, split: Split, challenger: int) -> None:
@@ -105,3 +131,5 @@ class ReplicasRouter(Router):
 
     async def finalize(self, split: Split, keep: Arm) -> None:
         await self.set_weights(split, 100 if keep == "challenger" else 0)
+        if self.stickiness is not None and await self.kube.get(SERVICES, self.namespace, self.target) is not None:
+            await self.kube.modify(SERVICES, self.namespace, self.target, lambda s: sticky(s, None))

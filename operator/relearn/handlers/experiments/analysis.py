@@ -1,7 +1,11 @@
 """The running phases of an ABExperiment, Pending and Progressing: start the
 challenger (one experiment per model at a time), then every interval
 measure both arms, let :func:`relearn.core.experiment.judge` decide, and
-record the look (numbers in status, conditions, Events).
+record the look (numbers in status, conditions, Events). With
+``traffic.shadow`` Progressing begins with the shadow stage
+(``status.stage`` Shadow): the challenger answers mirrored requests and
+:func:`relearn.core.experiment.judge_shadow` decides on the labelled pairs;
+passed, the live stage starts (``stage`` Live), or, shadow only, promotion.
 
 Called by :mod:`.daemon` for a turn whose phase machine says Advance
 (:func:`relearn.core.experiment.turn_action`). The decisions themselves
@@ -11,10 +15,21 @@ Called by :mod:`.daemon` for a turn whose phase machine says Advance
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import TypeVar
+
 from relearn.adapters.kube import ABEXPERIMENTS
 from relearn.adapters.prometheus import PrometheusError
 from relearn.adapters.routers import RouterError, Split
-from relearn.api.abexperiment import ArmMeasurement, Arms, DecisionOutcome, Statistic, TestMethod, Workloads
+from relearn.api.abexperiment import (
+    ArmMeasurement,
+    Arms,
+    DecisionOutcome,
+    ShadowStatus,
+    Statistic,
+    TestMethod,
+    Workloads,
+)
 from relearn.api.base import rfc3339
 from relearn.api.conditions import get_condition
 from relearn.api.names import (
@@ -32,10 +47,12 @@ from relearn.core.durations import parse_duration
 from relearn.errors import APIError, DecisionError
 from relearn.handlers.experiments.arms import ensure_challenger, not_serving, resolve
 from relearn.handlers.experiments.context import FIX_POLL, PENDING_POLL, Context, Wait
-from relearn.handlers.experiments.measuring import measure
+from relearn.handlers.experiments.measuring import measure, measure_pairs
 from relearn.handlers.experiments.traffic import restore_route
 from relearn.handlers.outcome import Outcome
 from relearn.metrics import DECISIONS
+
+Measured = TypeVar("Measured")
 
 
 def status_numbers(look: judging.Look, judgement: judging.Judgement, method: TestMethod) -> dict[str, object]:
@@ -90,7 +107,7 @@ def _refused(ctx: Context, outcome: Outcome, refused: DecisionError) -> None:
         outcome.events.append(("Warning", refused.reason, message))
 
 
-def _promote(ctx: Context, outcome: Outcome, judgement: judging.Judgement, interval: float) -> float:
+def _promote(ctx: Context, outcome: Outcome, reason: str, message: str, interval: float) -> float:
     """The statistics call for promotion: promote, or wait for approval."""
     gate = judging.promotion_gate(
         ctx.spec.promotion,
@@ -101,22 +118,23 @@ def _promote(ctx: Context, outcome: Outcome, judgement: judging.Judgement, inter
     if not gate.go:
         waiting = get_condition(ctx.status.conditions or [], AWAITING_APPROVAL)
         outcome.conditions.append(
-            (AWAITING_APPROVAL, "True", "ChallengerBetter", f"approve with relearn promote: {judgement.message}")
+            (AWAITING_APPROVAL, "True", "ChallengerBetter", f"approve with relearn promote: {message}")
         )
-        outcome.status["decision"] = ctx.decision("Continue", "AwaitingApproval", judgement.message)
+        outcome.status["decision"] = ctx.decision("Continue", "AwaitingApproval", message)
         if waiting is None or waiting.status != "True":
-            outcome.events.append(("Normal", "AwaitingApproval", judgement.message))
+            outcome.events.append(("Normal", "AwaitingApproval", message))
         return interval
     if ctx.spec.promotion == "Manual":
         outcome.conditions.append((AWAITING_APPROVAL, "False", "Approved", "approved"))
-    conclude(ctx, outcome, "Promote", judgement.reason, f"{judgement.message} ({gate.how})")
+    conclude(ctx, outcome, "Promote", reason, f"{message} ({gate.how})")
     return 0.0
 
 
-async def _look(ctx: Context, split: Split, outcome: Outcome) -> judging.Look | None:
-    """Both arms measured, with MetricsAvailable; None when Prometheus gave no answer (recorded)."""
+async def _look(ctx: Context, outcome: Outcome, reading: Awaitable[Measured]) -> Measured | None:
+    """What ``reading`` measures (both arms, or a shadow stage's pairs), with
+    MetricsAvailable; None when Prometheus gave no answer (recorded)."""
     try:
-        look = await measure(ctx, split)
+        look = await reading
     except PrometheusError as error:
         _unmeasured(ctx, outcome, f"Prometheus{error.reason}", error.message)
         return None
@@ -153,13 +171,13 @@ def _judge(ctx: Context, outcome: Outcome, look: judging.Look) -> judging.Judgem
 async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
     """One Progressing look; returns seconds until the next one."""
     interval = parse_duration(ctx.spec.analysis.interval).total_seconds()
-    look = await _look(ctx, split, outcome)
+    look = await _look(ctx, outcome, measure(ctx, split))
     judgement = _judge(ctx, outcome, look) if look is not None else None
     current = await ctx.record_weights(split, outcome)
     if judgement is None:
         return interval  # no decision until the data returns or is valid; weights unchanged
     if judgement.outcome == "Promote":
-        return _promote(ctx, outcome, judgement, interval)
+        return _promote(ctx, outcome, judgement.reason, judgement.message, interval)
     if judgement.outcome in ("Reject", "Inconclusive"):
         conclude(ctx, outcome, judgement.outcome, judgement.reason, judgement.message)
         return 0.0
@@ -169,6 +187,89 @@ async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
         await ctx.router().set_weights(split, wanted)
         await ctx.record_weights(split, outcome)
         outcome.events.append(("Normal", "WeightChanged", f"challenger weight {current}% -> {wanted}%"))
+    return interval
+
+
+# -- the shadow stage ----------------------------------------------------------------
+
+
+async def _go_live(ctx: Context, split: Split, outcome: Outcome, reason: str, message: str) -> float:
+    """The shadow stage passed: the mirror off and the challenger's first live
+    weight; the live test's window starts now (``startTime``)."""
+    first = (ctx.spec.traffic.steps or [ctx.spec.traffic.weight])[0]
+    router = ctx.router()
+    await router.set_mirror(split, 0)
+    await router.set_weights(split, first)
+    await ctx.record_weights(split, outcome)
+    record = ctx.status.shadow or ShadowStatus()
+    shadow = outcome.status.get("shadow") or record.to_wire()
+    outcome.status["shadow"] = {**shadow, "mirror": 0, "endTime": rfc3339(ctx.now)}
+    outcome.status.update(stage="Live", startTime=rfc3339(ctx.now))
+    outcome.status["decision"] = ctx.decision("Continue", reason, message)
+    outcome.events.append(("Normal", "ShadowPassed", f"{message}; challenger takes {first}% of live traffic"))
+    return parse_duration(ctx.spec.analysis.interval).total_seconds()
+
+
+async def _mirror(ctx: Context, split: Split, outcome: Outcome, percent: int) -> int:
+    """The mirror as the spec says, restored (with a Warning) when someone changed the route."""
+    router = ctx.router()
+    found = await router.get_mirror(split)
+    if found != percent:
+        await router.set_mirror(split, percent)
+        outcome.events.append(
+            (
+                "Warning",
+                "RouteRestored",
+                f"{ctx.spec.routing.provider} route {router.target}: mirror {found}% instead of {percent}%; restored",
+            )
+        )
+    return percent
+
+
+async def analyse_shadow(ctx: Context, split: Split, outcome: Outcome) -> float:
+    """One look of the shadow stage (:func:`relearn.core.experiment.judge_shadow`):
+    the challenger answers mirrored requests; its paired counts decide."""
+    interval = parse_duration(ctx.spec.analysis.interval).total_seconds()
+    shadow = ctx.spec.traffic.shadow
+    if shadow is None:  # removed from the spec while it ran: on to the live test
+        return await _go_live(ctx, split, outcome, "ShadowRemoved", "traffic.shadow was removed from the spec")
+    record = ctx.status.shadow or ShadowStatus()
+    # written with the stage; missing only when status was edited by hand
+    since = record.start_time or ctx.status.start_time or ctx.now
+    record = record.model_copy(update={"start_time": since})
+    mirrored = await _mirror(ctx, split, outcome, shadow.weight)
+    await ctx.record_weights(split, outcome)
+    look = await _look(ctx, outcome, measure_pairs(ctx, split, since))
+    if look is None:
+        outcome.status["shadow"] = record.model_copy(update={"mirror": mirrored}).to_wire()
+        return interval
+    previous = (record.p_value if ctx.spec.analysis.method == "sequential" else None) or 1.0
+    try:
+        judgement = judging.judge_shadow(ctx.spec, look, previous)
+    except DecisionError as refused:
+        _refused(ctx, outcome, refused)
+        return interval
+    outcome.conditions.append((INCONCLUSIVE, "False", "DataComplete", "both versions' labelled pairs measured"))
+    verdict, pairs = judgement.verdict, look.pairs
+    outcome.status["shadow"] = record.model_copy(
+        update={
+            "mirror": mirrored,
+            "pairs": pairs.pairs,
+            "champion_only": pairs.champion_only,
+            "challenger_only": pairs.challenger_only,
+            "lift": judging.finite(verdict.lift),
+            "p_value": verdict.p_value,
+            "outcome": judgement.outcome,
+        }
+    ).to_wire()
+    if judgement.outcome == "Live":
+        return await _go_live(ctx, split, outcome, judgement.reason, f"shadow stage passed: {judgement.message}")
+    if judgement.outcome == "Promote":
+        return _promote(ctx, outcome, judgement.reason, f"shadow only: {judgement.message}", interval)
+    if judgement.outcome in ("Reject", "Inconclusive"):
+        conclude(ctx, outcome, judgement.outcome, judgement.reason, f"shadow stage: {judgement.message}")
+        return 0.0
+    outcome.status["decision"] = ctx.decision("Continue", judgement.reason, f"shadow stage: {judgement.message}")
     return interval
 
 
@@ -190,7 +291,11 @@ async def one_at_a_time(ctx: Context) -> None:
 async def _start(
     ctx: Context, outcome: Outcome, split: Split, version: dict[str, object], first: int, words: str
 ) -> float:
-    """Pending and the challenger ready: it takes its first weight."""
+    """Pending and the challenger ready: it takes its first weight, or, with
+    a shadow stage, mirrored copies of requests."""
+    shadow = ctx.spec.traffic.shadow
+    if shadow is not None:
+        return await _start_shadow(ctx, outcome, split, version, shadow.weight, words)
     await ctx.router().set_weights(split, first)
     await ctx.record_weights(split, outcome)
     outcome.status.update(phase="Progressing", startTime=rfc3339(ctx.now))
@@ -201,6 +306,30 @@ async def _start(
             "ExperimentStarted",
             f"challenger {split.challenger.version} ({split.challenger.deployment}, {words}) takes {first}% "
             f"of traffic; champion {split.champion.version}",
+        )
+    )
+    return parse_duration(ctx.spec.analysis.interval).total_seconds()
+
+
+async def _start_shadow(
+    ctx: Context, outcome: Outcome, split: Split, version: dict[str, object], percent: int, words: str
+) -> float:
+    """Pending and the challenger ready, with a shadow stage: no live traffic,
+    ``percent`` of requests mirrored to it (its answers discarded)."""
+    router = ctx.router()
+    await router.set_weights(split, 0)
+    await router.set_mirror(split, percent)
+    await ctx.record_weights(split, outcome)
+    outcome.status.update(phase="Progressing", stage="Shadow", startTime=rfc3339(ctx.now))
+    outcome.status["shadow"] = ShadowStatus(start_time=ctx.now, mirror=percent).to_wire()
+    await ctx.write_version(dict(version), model_versions.phase_change("Challenger", None, ctx.now))
+    outcome.events.append(
+        (
+            "Normal",
+            "ShadowStarted",
+            f"challenger {split.challenger.version} ({split.challenger.deployment}, {words}) answers mirrored "
+            f"copies of {percent}% of requests, its answers discarded; champion {split.champion.version} "
+            "answers every client",
         )
     )
     return parse_duration(ctx.spec.analysis.interval).total_seconds()
@@ -243,4 +372,6 @@ async def advance_experiment(ctx: Context, outcome: Outcome) -> float:
     if phase == "Pending":
         return await _start(ctx, outcome, split, version, first, words)
     await restore_route(ctx, split, outcome, found)
+    if ctx.status.stage == "Shadow":
+        return await analyse_shadow(ctx, split, outcome)
     return await analyse(ctx, split, outcome)

@@ -94,7 +94,8 @@ class Context:
 
     def router(self) -> Router:
         routing = self.spec.routing
-        return router_for(routing.provider, self.kube, self.namespace, routing.target or self.spec.workload.name)
+        target = routing.target or self.spec.workload.name
+        return router_for(routing.provider, self.kube, self.namespace, target, routing.stickiness)
 
     async def versions(self) -> list[dict[str, Any]]:
         """The ModelVersions of the experiment's model."""

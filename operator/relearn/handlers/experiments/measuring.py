@@ -1,10 +1,12 @@
 """Reading an experiment's numbers from Prometheus: both arms' feedback
-counts and the guardrails for :mod:`.analysis`, and any set of queries for
+counts and the guardrails for :mod:`.analysis`, a shadow stage's paired
+counts (:func:`measure_pairs`), and any set of queries for
 the health checks of :mod:`.rollback` (:func:`read_values`).
 """
 
 from __future__ import annotations
 
+import datetime
 import math
 from collections.abc import Mapping, Sequence
 
@@ -57,6 +59,34 @@ def clamp_extrapolated(successes: float, samples: float) -> stats.Arm:
     if samples < successes <= samples * EXTRAPOLATION_SLACK + 1:
         successes = samples
     return stats.Arm(successes, samples)
+
+
+async def measure_pairs(ctx: Context, split: Split, since: datetime.datetime) -> judging.ShadowLook:
+    """The shadow stage's paired counts since it began (``since``): labelled
+    requests the challenger answered as a shadow of this champion, and the
+    discordant ones."""
+    elapsed = ctx.now - since
+    window = f"{max(1, math.ceil(elapsed.total_seconds()))}s"
+    labels = scope(
+        ctx.namespace,
+        ctx.spec.prometheus,
+        model=ctx.spec.model,
+        version=split.challenger.version,
+        champion=split.champion.version,
+    )
+    queries: list[tuple[str, str, Mapping[str, str]]] = [
+        ("pairs", promql.SHADOW_PAIRS, labels),
+        ("champion_only", promql.SHADOW_CHAMPION_ONLY, labels),
+        ("challenger_only", promql.SHADOW_CHALLENGER_ONLY, labels),
+    ]
+    values = await read_values(ctx, queries, window)
+    pairs = values["pairs"] or 0.0
+    b, c = values["champion_only"] or 0.0, values["challenger_only"] or 0.0
+    # increase() extrapolates each series on its own: the discordant pairs may
+    # exceed all pairs by a little, which is noise (as for an arm's successes)
+    if pairs < b + c <= pairs * EXTRAPOLATION_SLACK + 1:
+        pairs = b + c
+    return judging.ShadowLook(stats.Pairs(pairs, b, c), elapsed)
 
 
 async def measure(ctx: Context, split: Split) -> judging.Look:
