@@ -15,8 +15,8 @@ from aiohttp import web
 from relearn.adapters.routers import Backend, Split
 from relearn.adapters.routers.gateway_api import GatewayAPIRouter
 from relearn.api.abexperiment import Stickiness
-from relearn.sandbox.gateway import Gateway
-from relearn.sandbox.store import Store
+from relearn_sandbox.gateway import Gateway
+from relearn_sandbox.store import Store
 
 GROUP = "gateway.networking.k8s.io"
 SPLIT = Split(Backend("1.0.0", "champion", "champion"), Backend("1.1.0", "challenger", "challenger"))
