@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from relearn.api.modelversion import ModelVersionStatus
@@ -133,3 +134,23 @@ def test_a_hand_over_cut_short_leaves_two_champions_never_none() -> None:
     champion = model_versions.champion(versions)
     assert champion is not None
     assert champion["spec"]["version"] == "1.1.0"
+
+
+@pytest.mark.parametrize(
+    ("incoming", "outgoing", "cut"),
+    [
+        ("Challenger", "Champion", False),  # not begun
+        ("Champion", "Champion", True),  # the first write only: two Champions
+        ("Champion", "Archived", False),  # finished
+        ("Challenger", "Archived", False),  # not this plan's order: nothing to finish first
+    ],
+)
+def test_a_hand_over_is_cut_short_only_between_its_two_writes(incoming: str, outgoing: str, cut: bool) -> None:
+    versions = [version("1.0.0", outgoing), version("1.1.0", incoming)]
+    assert model_versions.cut_short(versions, promotion()) is cut
+
+
+def test_a_hand_over_of_a_missing_version_is_not_cut_short() -> None:
+    assert not model_versions.cut_short([version("1.1.0", "Champion")], promotion())
+    assert not model_versions.cut_short([], promotion())
+    assert not model_versions.cut_short([version("1.1.0", "Champion")], ())

@@ -8,7 +8,9 @@ pod of the wrong version or one that is gone:
 - every Service the applied route sends traffic to selects the pods of one
   version only, and that Deployment exists with ready endpoints;
 - a Deployment is deleted only when the route the data plane has applied no
-  longer sends to it.
+  longer sends to it;
+- a hand-over cut short between its two ModelVersion writes is finished by
+  the next whole turn: the model has one Champion after every turn.
 
 The restarted operator reads only what the API holds (status included)."""
 
@@ -253,6 +255,10 @@ async def drive(
             done = await turn(kube, clock[0])
         except Killed:
             done = False  # the operator restarts and reads the API again
+        else:  # a whole turn, the first after a kill included, leaves the model one Champion
+            champions = [v for v in kube.of("modelversions") if (v.get("status") or {}).get("phase") == "Champion"]
+            if len(champions) > 1:
+                kube.violations.append(f"after a whole turn of {stage}: {len(champions)} Champions")
         if kube.plane is not None:
             kube.plane.catch_up()
         kube.check("the data plane caught up")

@@ -131,3 +131,13 @@ def hand_over(
             History(outgoing_action, outgoing_reason, outgoing_message, triggered_by, **versions),
         ),
     )
+
+
+def cut_short(versions: Sequence[Mapping[str, Any]], plan: Sequence[VersionMove]) -> bool:
+    """A hand-over begun and not finished: its first move is written (the
+    incoming version Champion) and a later one is not (the outgoing version
+    still Champion, say). The model then has two Champions: a turn finishes
+    the plan before it waits for anything else."""
+    if not plan or phase_of(find(versions, plan[0].version)) != plan[0].phase:
+        return False
+    return any(phase_of(find(versions, move.version)) not in (None, move.phase) for move in plan[1:])

@@ -57,11 +57,6 @@ async def settle(ctx: Context, outcome: Outcome) -> float | None:
 async def promote(ctx: Context, outcome: Outcome, split: Split) -> None:
     """100% to the challenger, its workload disowned, the champion handed over; then Promoted."""
     message = (ctx.status.decision.message if ctx.status.decision else None) or ""
-    why = await not_serving(ctx, split.challenger)
-    if why is not None:
-        raise Wait("NotServing", f"promotion waits: {why}")
-    await ctx.router().set_weights(split, 100)  # the champion's route stays, at 0: warm for a rollback
-    await disown(ctx, split.challenger)
     plan = model_versions.hand_over(
         outgoing=split.champion.version,
         incoming=split.challenger.version,
@@ -73,7 +68,14 @@ async def promote(ctx: Context, outcome: Outcome, split: Split) -> None:
         incoming_message=message,
         triggered_by=f"abexperiment/{ctx.name}",
     )
-    await ctx.move_versions(await ctx.versions(), plan)
+    versions = await ctx.versions()
+    if not model_versions.cut_short(versions, plan):  # else traffic moved before the first write: finish first
+        why = await not_serving(ctx, split.challenger)
+        if why is not None:
+            raise Wait("NotServing", f"promotion waits: {why}")
+    await ctx.router().set_weights(split, 100)  # the champion's route stays, at 0: warm for a rollback
+    await disown(ctx, split.challenger)
+    await ctx.move_versions(versions, plan)
     weights = await ctx.record_weights(split, outcome)
     outcome.status.update(phase="Promoted", promotionTime=rfc3339(ctx.now))
     outcome.events.append(

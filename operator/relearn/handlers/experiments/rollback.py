@@ -351,19 +351,6 @@ async def carry_out(ctx: Context, outcome: Outcome) -> float:
     assert target is not None
     assert decision is not None
     split, deployment = await split_to(ctx, target)
-    wait = await _bring_back(ctx, outcome, split, deployment)
-    if wait is not None:
-        return wait
-    # Traffic moves in one routing change where the target is still in the
-    # route (warm); a released one is added back first. Then the failed
-    # version leaves the route, and is deleted only once drained.
-    router = ctx.router()
-    record = ctx.status.drain
-    moved = record.since if record and record.backend == split.challenger.deployment and record.since else ctx.now
-    if router.owns_services and split.champion.service not in await router.services():
-        await router.set_weights(split, 0)
-    await router.finalize(split, "champion")
-    weights = await ctx.record_weights(split, outcome)
     plan = model_versions.hand_over(
         outgoing=ctx.spec.challenger,
         incoming=target,
@@ -380,7 +367,23 @@ async def carry_out(ctx: Context, outcome: Outcome) -> float:
             by=ctx.annotations.get(REQUESTED_BY_ANNOTATION),
         ),
     )
-    await ctx.move_versions(await ctx.versions(), plan)
+    versions = await ctx.versions()
+    if model_versions.cut_short(versions, plan):  # traffic is back already: the model's Champion first
+        await ctx.move_versions(versions, plan)
+    wait = await _bring_back(ctx, outcome, split, deployment)
+    if wait is not None:
+        return wait
+    # Traffic moves in one routing change where the target is still in the
+    # route (warm); a released one is added back first. Then the failed
+    # version leaves the route, and is deleted only once drained.
+    router = ctx.router()
+    record = ctx.status.drain
+    moved = record.since if record and record.backend == split.challenger.deployment and record.since else ctx.now
+    if router.owns_services and split.champion.service not in await router.services():
+        await router.set_weights(split, 0)
+    await router.finalize(split, "champion")
+    weights = await ctx.record_weights(split, outcome)
+    await ctx.move_versions(versions, plan)
     wait = await drained(ctx, outcome, split.challenger)
     if wait is not None:
         outcome.conditions.append(
