@@ -1,10 +1,12 @@
 """Reading an experiment's numbers from Prometheus: both arms' feedback
-counts and the guardrails for :mod:`.analysis`, and any set of queries for
-the health checks of :mod:`.rollback` (:func:`read_values`).
+counts and the guardrails for :mod:`.analysis`, the requests each arm served
+since the last weight change for its sample-ratio guard (:func:`requests_since`),
+and any set of queries for the health checks of :mod:`.rollback` (:func:`read_values`).
 """
 
 from __future__ import annotations
 
+import datetime
 import math
 from collections.abc import Mapping, Sequence
 
@@ -84,3 +86,22 @@ async def measure(ctx: Context, split: Split) -> judging.Look:
         judging.GuardrailValue(g.name, values[f"guardrail.{g.name}"], g.max) for g in analysis.guardrails or ()
     ]
     return judging.Look(arm_of("champion"), arm_of("challenger"), guardrails, elapsed)
+
+
+async def requests_since(ctx: Context, split: Split, since: datetime.datetime | None) -> tuple[float, float] | None:
+    """Requests each arm (champion, challenger) served since ``since`` (the last
+    weight change); None when there is nothing to count yet or no data."""
+    if since is None:
+        return None
+    seconds = math.floor((ctx.now - since).total_seconds())
+    if seconds < 1:
+        return None
+    queries: list[tuple[str, str, Mapping[str, str]]] = [
+        (arm, promql.REQUESTS, scope(ctx.namespace, ctx.spec.prometheus, model=ctx.spec.model, version=version))
+        for arm, version in (("champion", split.champion.version), ("challenger", split.challenger.version))
+    ]
+    values = await read_values(ctx, queries, f"{seconds}s")
+    champion, challenger = values["champion"], values["challenger"]
+    if champion is None and challenger is None:
+        return None
+    return champion or 0.0, challenger or 0.0
