@@ -6,7 +6,8 @@ and drops requests, silently skews an A/B test: the arms then no longer see
 the same population, and no test on their outcomes can be trusted. So every
 look of :mod:`relearn.handlers.experiments.analysis` first asks
 :func:`check`: a chi-square goodness-of-fit test (one degree of freedom) of
-the observed per-arm request counts against the reported split. Below
+the observed per-arm request counts against the reported split (the exact
+binomial test when an arm expects fewer than :data:`MIN_EXPECTED` requests). Below
 ``spec.analysis.sampleRatio.pValue`` (0.001 by default, GrowthBook's and
 Statsig's alert level) the experiment holds: no decision, no weight change,
 condition ``SampleRatioMismatch``. Pure: the handler reads the counts.
@@ -29,7 +30,9 @@ from relearn.errors import InvalidMetrics, InvalidSetting
 
 SrmResult = Literal["Sound", "Mismatch", "NotJudged"]
 DEFAULT_P_VALUE = 0.001
-MIN_REQUESTS = 100  # below this the chi-square approximation is rough and a skew means little
+MIN_REQUESTS = 100  # below this a skew means little
+MAX_REQUESTS = 1e15  # more requests than any window can hold: a broken query
+MIN_EXPECTED = 5  # the textbook rule for the chi-square approximation; below it the exact binomial test
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,8 @@ class SrmVerdict:
 
 
 def _checked(name: str, value: float) -> float:
-    if not math.isfinite(value) or value < 0:
-        raise InvalidMetrics(f"{name} requests {value} are not a non-negative finite count")
+    if not math.isfinite(value) or value < 0 or value > MAX_REQUESTS:
+        raise InvalidMetrics(f"{name} requests {value} are not a count of requests (0 to {MAX_REQUESTS:g})")
     return value
 
 
@@ -82,9 +85,13 @@ def check(
         return verdict("NotJudged", None, f"{counts}: fewer than {MIN_REQUESTS} requests, not judged")
     expected_b = total * share
     expected_a = total - expected_b
-    statistic = (a - expected_a) ** 2 / expected_a + (b - expected_b) ** 2 / expected_b
-    p = float(scipy_stats.chi2.sf(statistic, 1))
+    if min(expected_a, expected_b) >= MIN_EXPECTED:
+        # (a - Ea)^2/Ea + (b - Eb)^2/Eb, written in shares: no overflow for large counts
+        statistic = total * (b / total - share) ** 2 / (share * (1 - share))
+        p, test = float(scipy_stats.chi2.sf(statistic, 1)), "chi-square"
+    else:  # an arm expecting a handful of requests: the chi-square approximation would over-alarm
+        p, test = float(scipy_stats.binomtest(round(b), round(total), share).pvalue), "exact binomial"
     observed = f"{counts} ({b / total:.1%} challenger) against weights {champion_weight}/{challenger_weight}"
     if p < p_value:
-        return verdict("Mismatch", p, f"{observed}: chi-square p {p:.2g} < {p_value:g}")
-    return verdict("Sound", p, f"{observed}: chi-square p {p:.2g}")
+        return verdict("Mismatch", p, f"{observed}: {test} p {p:.2g} < {p_value:g}")
+    return verdict("Sound", p, f"{observed}: {test} p {p:.2g}")
