@@ -27,11 +27,13 @@ def _look(
 
 def test_reverts_a_version_that_fails_every_request_at_the_first_look_showing_it() -> None:
     first = _look(12, 10_000, None)  # the counters as the watch starts: recorded, not judged
-    assert first.result == "NotEnoughData" and first.sequential is not None
+    assert first.result == "NotEnoughData"
+    assert first.sequential is not None
     healthy = _look(15, 10_500, first.sequential)
     assert healthy.result == "Healthy"
     failing = _look(15 + 5, 10_500 + 5, healthy.sequential)  # five requests since, all failed
-    assert failing.result == "Failing" and failing.decisive
+    assert failing.result == "Failing"
+    assert failing.decisive
     verdict = health.assess([failing], previous_failures=0, threshold=2)
     assert verdict.roll_back  # without waiting for failureThreshold looks
     assert "above max" in failing.describe()
@@ -59,16 +61,19 @@ def test_healthy_noise_just_below_the_max_never_alarms_over_a_thousand_looks() -
 def test_a_counter_that_restarted_counts_from_its_restart() -> None:
     before = _look(100, 100_000, None).sequential
     after = _look(5, 5, before)  # a pod restarted: five requests since, all failed
-    assert after.samples == 5 and after.decisive
+    assert after.samples == 5
+    assert after.decisive
 
 
 def test_no_new_requests_keep_the_evidence_and_no_data_keeps_the_state() -> None:
     start = _look(10, 1000, None).sequential
     some = _look(12, 1010, start)
     idle = _look(12, 1010, some.sequential)
-    assert idle.result == "NotEnoughData" and idle.sequential == some.sequential
+    assert idle.result == "NotEnoughData"
+    assert idle.sequential == some.sequential
     blind = health.sequential_check(health.ERROR_RATE, None, some.sequential, MAX, ALPHA)
-    assert blind.result == "NoData" and blind.sequential == some.sequential
+    assert blind.result == "NoData"
+    assert blind.sequential == some.sequential
 
 
 @given(
