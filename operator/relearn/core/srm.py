@@ -15,7 +15,10 @@ condition ``SampleRatioMismatch``. Pure: the handler reads the counts.
 Counts are non-integer (Prometheus extrapolates ``increase``): the test is
 defined for any non-negative counts. A split with an arm at 0 % or 100 % has
 no ratio to test (a request on the 0 % arm is an in-flight one, not
-evidence); fewer than :data:`MIN_REQUESTS` requests are not judged.
+evidence); fewer than :data:`MIN_REQUESTS` requests are not judged. The
+handler counts from :data:`SETTLE_SECONDS` after the change, so that requests
+routed by the old split (a proxy applying the change late, or Prometheus
+extrapolating the window's start) do not count as a mismatch.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ SrmResult = Literal["Sound", "Mismatch", "NotJudged"]
 DEFAULT_P_VALUE = 0.001
 MIN_REQUESTS = 100  # below this a skew means little
 MAX_REQUESTS = 1e15  # more requests than any window can hold: a broken query
+# Requests are counted from this long after the weight change: the data plane applies
+# weights late, and Prometheus extrapolates a window's edges over the scrape before it.
+SETTLE_SECONDS = 10.0
 MIN_EXPECTED = 5  # the textbook rule for the chi-square approximation; below it the exact binomial test
 
 

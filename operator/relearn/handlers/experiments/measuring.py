@@ -14,7 +14,7 @@ from relearn.adapters.prometheus import PrometheusAuth, PrometheusClient, Promet
 from relearn.adapters.routers import Split
 from relearn.api.base import PrometheusSource
 from relearn.core import experiment as judging
-from relearn.core import promql, stats
+from relearn.core import promql, srm, stats
 from relearn.core.durations import parse_duration
 from relearn.handlers.experiments.context import Context
 
@@ -89,11 +89,12 @@ async def measure(ctx: Context, split: Split) -> judging.Look:
 
 
 async def requests_since(ctx: Context, split: Split, since: datetime.datetime | None) -> tuple[float, float] | None:
-    """Requests each arm (champion, challenger) served since ``since`` (the last
-    weight change); None when there is nothing to count yet or no data."""
+    """Requests each arm (champion, challenger) served from
+    :data:`relearn.core.srm.SETTLE_SECONDS` after ``since`` (the last weight
+    change); None when there is nothing to count yet or no data."""
     if since is None:
         return None
-    seconds = math.floor((ctx.now - since).total_seconds())
+    seconds = math.floor((ctx.now - since).total_seconds() - srm.SETTLE_SECONDS)
     if seconds < 1:
         return None
     queries: list[tuple[str, str, Mapping[str, str]]] = [
