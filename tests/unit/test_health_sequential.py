@@ -5,13 +5,14 @@ or a typed error."""
 
 from __future__ import annotations
 
+import datetime
 import math
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from relearn.core import health
+from relearn.core import health, rollback
 from relearn.errors import DecisionError
 from scipy import stats as scipy_stats
 
@@ -142,3 +143,19 @@ def test_an_impossible_max_is_refused_and_a_max_of_one_cannot_fail() -> None:
     with pytest.raises(DecisionError):
         health.sequential_check(health.ERROR_RATE, health.Counts(1, 2), None, 0.0, ALPHA)
     assert health.sequential_check(health.ERROR_RATE, health.Counts(2, 2), None, 1.0, ALPHA).result == "Healthy"
+
+
+def test_looks_come_every_bake_interval_during_the_bake_time_then_every_interval() -> None:
+    def wait(minutes: float) -> float:
+        return rollback.monitoring(
+            enabled=True,
+            since_promotion=datetime.timedelta(minutes=minutes),
+            window=datetime.timedelta(hours=24),
+            window_text="24h",
+            interval=10.0,
+            bake_time=datetime.timedelta(minutes=10),
+            bake_interval=2.0,
+        ).wait
+
+    assert wait(1) == 2.0
+    assert wait(11) == 10.0
