@@ -213,15 +213,30 @@ def _measurement(
     return [m.to_wire() for m in [*kept, entry]]
 
 
-async def _sample_ratio(ctx: Context, split: Split, outcome: Outcome) -> srm.SrmVerdict | None:
-    """The sample-ratio guard for this look, its condition and Events; None when it could not be read."""
+async def _sample_ratio(ctx: Context, split: Split, outcome: Outcome) -> tuple[srm.SrmVerdict | None, bool]:
+    """The sample-ratio guard for this look (None when it could not be read),
+    its condition and Events, and whether the experiment holds: on a mismatch,
+    and after one until a look finds the ratio sound (a look that cannot
+    judge does not lift the hold)."""
+    previous = get_condition(ctx.status.conditions or [], SAMPLE_RATIO_MISMATCH)
+    was = previous is not None and previous.status == "True"
+
+    def not_judged(message: str) -> None:
+        if was:
+            assert previous is not None
+            held = f"{previous.message} (not judged again: {message})"
+            outcome.conditions.append((SAMPLE_RATIO_MISMATCH, "True", previous.reason or "RatioMismatch", held))
+        else:
+            outcome.conditions.append((SAMPLE_RATIO_MISMATCH, "Unknown", "NotJudged", message))
+
     weights = outcome.status.get("weights") or {}
     # record_weights writes weightsSince (as now) on this turn when the reported split changed.
     since = ctx.now if "weightsSince" in outcome.status else ctx.status.weights_since
     try:
         counts = await requests_since(ctx, split, since)
         if counts is None:
-            return None
+            not_judged("no requests counted since the last weight change yet")
+            return None, was
         ratio = srm.check(
             champion_requests=counts[0],
             challenger_requests=counts[1],
@@ -231,10 +246,8 @@ async def _sample_ratio(ctx: Context, split: Split, outcome: Outcome) -> srm.Srm
         )
     except (PrometheusError, APIError, ValueError, DecisionError) as error:
         message = error.message if isinstance(error, (PrometheusError, DecisionError)) else str(error)
-        outcome.conditions.append((SAMPLE_RATIO_MISMATCH, "Unknown", "NotJudged", f"requests not read: {message}"))
-        return None
-    previous = get_condition(ctx.status.conditions or [], SAMPLE_RATIO_MISMATCH)
-    was = previous is not None and previous.status == "True"
+        not_judged(f"requests not read: {message}")
+        return None, was
     routing = ctx.spec.routing
     router = f"router {routing.provider} ({routing.target or ctx.spec.workload.name})"
     if ratio.mismatch:
@@ -247,10 +260,10 @@ async def _sample_ratio(ctx: Context, split: Split, outcome: Outcome) -> srm.Srm
         if was:
             outcome.events.append(("Normal", "SampleRatioRestored", f"{router}: {ratio.message}; experiment resumes"))
     else:
-        outcome.conditions.append((SAMPLE_RATIO_MISMATCH, "Unknown", "NotJudged", f"{router}: {ratio.message}"))
+        not_judged(f"{router}: {ratio.message}")
     if ratio.p_value is not None:
         EXPERIMENT_SAMPLE_RATIO_P_VALUE.labels(ctx.namespace, ctx.name).set(ratio.p_value)
-    return ratio
+    return ratio, ratio.mismatch or (was and ratio.result == "NotJudged")
 
 
 async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
@@ -261,12 +274,13 @@ async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
     current = await ctx.record_weights(split, outcome)
     if judgement is None or look is None:
         return interval  # no decision until the data returns or is valid; weights unchanged
-    ratio = await _sample_ratio(ctx, split, outcome)
+    ratio, hold = await _sample_ratio(ctx, split, outcome)
     _export(ctx, look, judgement)
     outcome.status["measurements"] = _measurement(ctx, look, judgement, ratio)
-    if ratio is not None and ratio.mismatch:
+    if hold:
+        why = ratio.message if ratio is not None else "the ratio could not be judged again"
         outcome.status["decision"] = ctx.decision(
-            "Continue", "SampleRatioMismatch", f"held: {ratio.message} (look was: {judgement.message})"
+            "Continue", "SampleRatioMismatch", f"held: {why} (look was: {judgement.message})"
         )
         return interval  # a skewed split invalidates the comparison: nothing is decided on it
     if judgement.outcome == "Promote":
