@@ -132,7 +132,10 @@ def health_condition(
     """The ``Healthy`` condition of one look: failing checks first, then
     missing data (neither healthy nor failing), else passing."""
     if verdict.failing:
-        message = f"{verdict.message()} ({verdict.failures} of {threshold} consecutive checks)"
+        if any(r.decisive for r in verdict.failing):
+            message = f"{verdict.message()} (the sequential test's evidence decides at this look)"
+        else:
+            message = f"{verdict.message()} ({verdict.failures} of {threshold} consecutive checks)"
         return HealthCondition("False", "ChecksFailing", message, verdict.failures == 1)
     missing = [r for r in results if r.result in ("NoData", "NotEnoughData")]
     if problem or missing:

@@ -314,6 +314,13 @@ async def watch(ctx: Context, outcome: Outcome) -> float | None:
     return _judge_health(ctx, outcome, results, problem, warm, since.total_seconds(), monitoring.wait)
 
 
+def _how(verdict: health.HealthVerdict) -> str:
+    """What decided a health rollback: the sequential test at one look, or consecutive failures."""
+    if any(r.decisive for r in verdict.failing):
+        return "the sequential test's evidence at one look"
+    return f"{verdict.failures} consecutive checks"
+
+
 def _judge_health(
     ctx: Context,
     outcome: Outcome,
@@ -357,7 +364,7 @@ def _judge_health(
             ctx.status.champion,
             "HealthCheckFailed",
             f"{ctx.spec.challenger} failed its health checks: {verdict.message()} "
-            f"({verdict.failures} consecutive checks, {since:.0f}s after promotion); "
+            f"({_how(verdict)}, {since:.0f}s after promotion); "
             f"rolling back to {ctx.status.champion}",
         )
         return 0.0
