@@ -179,7 +179,7 @@ def false_rollbacks(
     rule: str, *, champions: int, minutes: float, rps: float, rate: float, seed: int
 ) -> tuple[float, float, int]:
     """Share of healthy champions rolled back (with its Monte Carlo SE) and the looks taken, for one rule,
-    at the defaults: max 0.05, alpha 0.001, bakeTime 10m at 2 s then 10 s (sequential); 10 s looks at the
+    at the defaults: max 0.05, alpha 0.0001, bakeTime 10m at 2 s then 10 s (sequential); 10 s looks at the
     1m window's rate, failureThreshold 2 (threshold)."""
     rng = np.random.default_rng(seed)
     seconds = int(minutes * 60)

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from relearn.core import health, rollback
 from relearn.errors import DecisionError
@@ -77,9 +77,11 @@ def test_no_new_requests_keep_the_evidence_and_no_data_keeps_the_state() -> None
     assert blind.sequential == some.sequential
 
 
+@settings(deadline=None, max_examples=60)  # 300 e-values per example
 @given(
     n=st.integers(min_value=1, max_value=300),
-    rate=st.floats(min_value=0.0, max_value=1.0),
+    # (scipy's binomial pmf, the oracle here, overflows on subnormal rates)
+    rate=st.one_of(st.just(0.0), st.floats(min_value=1e-9, max_value=1.0)),
     limit=st.floats(min_value=0.001, max_value=0.9),
 )
 def test_a_batch_evidence_averages_at_most_one_under_any_rate_at_or_below_the_max(

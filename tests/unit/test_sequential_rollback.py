@@ -53,5 +53,5 @@ async def test_a_champion_failing_every_request_is_rolled_back_at_the_first_look
     assert failing["status"] == "False"
     checks = {c["name"]: c for c in status["health"]["checks"]}
     assert checks["error-rate"]["result"] == "Failing"
-    assert checks["error-rate"]["logEvidence"] > 6.9  # log(1 / alpha)
+    assert checks["error-rate"]["logEvidence"] > 9.2  # log(1 / alpha)
     assert checks["error-rate"]["samplesTotal"] == 10_000.0 + 150.0

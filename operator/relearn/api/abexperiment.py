@@ -115,7 +115,7 @@ class Rollback(SpecModel):
     window: Duration = "24h"
     checks: Annotated[list[MetricCheck], Field(max_length=16), UniqueNames] | None = None
     method: HealthMethod = "sequential"
-    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.001
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.0001
     bake_interval: Interval = "2s"
 
 

@@ -37,7 +37,7 @@ combined as a CUSUM e-detector (``M = max(M_prev, 1) * E``), which alarms when
 version whose error rate stays at or below the max raises a false alarm on
 average no sooner than after ``1 / alpha`` looks (Shin, Ramdas and Rinaldo,
 "E-detectors", 2023), while a version that fails every request reaches the
-alarm with three failed requests in one look. That alarm is decisive: it
+alarm with four failed requests in one look. That alarm is decisive: it
 rolls back at once, without waiting for ``failureThreshold`` looks.
 ``method: threshold`` keeps the rule above for parity.
 ``bench/rollback.py`` measures both.
@@ -209,7 +209,7 @@ def assess(results: list[CheckResult], previous_failures: int, threshold: int) -
 
 # -- the always-valid test ---------------------------------------------------------------
 
-DEFAULT_ALPHA = 0.001
+DEFAULT_ALPHA = 0.0001
 MAX_LOG_EVIDENCE = 1e6
 
 
