@@ -56,3 +56,34 @@ WEBHOOKS = Counter(
     "Decision notifications by result (delivered, failed).",
     ["result"],
 )
+# One A/B look's statistic (relearn.handlers.experiments.analysis), so Grafana plots the confidence sequence.
+EXPERIMENT_LIFT = Gauge(
+    "relearn_experiment_lift",
+    "Challenger rate minus champion rate at the last look.",
+    ["namespace", "experiment"],
+)
+EXPERIMENT_LIFT_LOWER = Gauge(
+    "relearn_experiment_lift_lower_bound",
+    "Lower bound of the lift's confidence interval (always-valid with method sequential) at the last look.",
+    ["namespace", "experiment"],
+)
+EXPERIMENT_LIFT_UPPER = Gauge(
+    "relearn_experiment_lift_upper_bound",
+    "Upper bound of the lift's confidence interval at the last look.",
+    ["namespace", "experiment"],
+)
+EXPERIMENT_SAMPLES = Gauge(
+    "relearn_experiment_samples",
+    "Labelled samples (feedback) per arm (champion, challenger) since the challenger took traffic.",
+    ["namespace", "experiment", "arm"],
+)
+EXPERIMENT_P_VALUE = Gauge(
+    "relearn_experiment_p_value",
+    "The test's p-value at the last look (always-valid with method sequential).",
+    ["namespace", "experiment"],
+)
+EXPERIMENT_SAMPLE_RATIO_P_VALUE = Gauge(
+    "relearn_experiment_sample_ratio_p_value",
+    "The sample-ratio guard's chi-square p-value at the last judged look (requests per arm vs reported weights).",
+    ["namespace", "experiment"],
+)

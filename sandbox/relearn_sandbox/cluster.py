@@ -86,6 +86,7 @@ class Sandbox:
         self.prometheus: Prometheus | None = None
         self.api_url = ""
         self.gateway_url = ""
+        self.gateway: Gateway | None = None  # the data plane, for tests that break it (a router ignoring weights)
         self.token: str | None = None
         self.operator_token = secrets.token_urlsafe(24)
         self.certificate: ServingCertificate | None = None
@@ -133,9 +134,8 @@ class Sandbox:
             self._ssl_context.load_cert_chain(self.certificate.cert_file, self.certificate.key_file)
         self._api_port = self.config.api_port
         await self.start_api()
-        self.gateway_url = await self._serve(
-            Gateway(self.store, lag=self.config.gateway_lag).application(), self.config.gateway_port
-        )
+        self.gateway = Gateway(self.store, lag=self.config.gateway_lag)
+        self.gateway_url = await self._serve(self.gateway.application(), self.config.gateway_port)
         self.write_kubeconfig()
 
     async def start_api(self) -> None:

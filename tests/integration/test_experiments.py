@@ -8,6 +8,8 @@ starts the sandbox's Prometheus."""
 
 from __future__ import annotations
 
+import random
+import re
 from typing import Any
 
 import pytest
@@ -375,3 +377,41 @@ def test_a_query_returning_negative_counts_decides_nothing_says_why_and_the_expe
         finish(generator, stop=True)
     reasons = [e.reason for e in client.CoreV1Api(api_client).list_namespaced_event(namespace).items]
     assert reasons.count("InvalidMetrics") == 1
+
+
+class IgnoresWeights(random.Random):
+    """A data plane that does not apply its route's weights: every backend equally likely."""
+
+    def choices(self, population: Any, weights: Any = None, *, cum_weights: Any = None, k: int = 1) -> list[Any]:
+        return super().choices(population, k=k)
+
+
+@pytest.mark.parametrize("served", [{"1.0.0": 0.9, "1.1.0": 0.9}], indirect=True)
+def test_a_router_ignoring_its_weights_trips_the_sample_ratio_guard_and_holds_the_experiment(
+    served: Served, api_client: client.ApiClient, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    namespace = served.namespace
+    custom, core = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "abexperiments", experiment(sandbox.prometheus_url)
+    )
+    experiments(custom, namespace, lambda a: (a.get("status") or {}).get("phase") == "Progressing")
+    monkeypatch.setattr(sandbox.gateway, "rng", IgnoresWeights())  # reports 60/40, sends 50/50
+    generator = load(sandbox.gateway_url, f"{MODEL}.test", seconds=120)
+    try:
+        held = experiments(custom, namespace, lambda a: condition(a, "SampleRatioMismatch"), timeout=90)
+        event = wait_for(
+            core.list_namespaced_event, lambda e: e["reason"] == "SampleRatioMismatch", namespace=namespace, timeout=10
+        )
+    finally:
+        finish(generator, stop=True)
+    status = held["status"]
+    assert status["phase"] == "Progressing"
+    assert status["weights"] == {"champion": 60, "challenger": 40}  # held: no decision, no weight change
+    assert status["decision"]["reason"] == "SampleRatioMismatch"
+    last = status["measurements"][-1]
+    assert last["srmPValue"] < 0.001
+    assert 0.4 < last["challengerRequests"] / (last["championRequests"] + last["challengerRequests"]) < 0.6
+    assert event["type"] == "Warning"
+    assert "router gateway-api" in event["message"]
+    assert re.search(r"champion \d+, challenger \d+ requests .* against weights 60/40", event["message"])

@@ -48,6 +48,8 @@ TERMINAL_PHASES: tuple[ExperimentPhase, ...] = (
 )
 DecisionOutcome = Literal["Continue", "Promote", "Reject", "Inconclusive", "Abort", "RollBack"]
 WebhookFormat = Literal["json", "slack"]
+HealthMethod = Literal["sequential", "threshold"]
+MAX_MEASUREMENTS = 20  # looks kept in status.measurements, newest last
 Percent = Annotated[int, Field(ge=0, le=100)]
 
 
@@ -123,6 +125,10 @@ class MetricCheck(SpecModel):
     max: float
 
 
+class SampleRatio(SpecModel):
+    p_value: Probability = 0.001
+
+
 class Analysis(SpecModel):
     interval: Interval = "1m"
     success_query: PromQL | None = None
@@ -134,6 +140,7 @@ class Analysis(SpecModel):
     promote_when: PromotionRule = "Better"
     max_duration: Duration = "7d"
     guardrails: Annotated[list[MetricCheck], Field(max_length=16), UniqueNames] | None = None
+    sample_ratio: SampleRatio = Field(default_factory=SampleRatio)
 
 
 class Rollback(SpecModel):
@@ -146,6 +153,9 @@ class Rollback(SpecModel):
     drain: Duration = "5s"
     window: Duration = "24h"
     checks: Annotated[list[MetricCheck], Field(max_length=16), UniqueNames] | None = None
+    method: HealthMethod = "sequential"
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.0001
+    bake_interval: Interval = "2s"
 
 
 class SecretKeyRef(SpecModel):
@@ -274,6 +284,9 @@ class CheckStatus(StatusModel):
     max: float | None = None
     samples: float | None = None
     result: HealthResult
+    errors_total: float | None = None
+    samples_total: float | None = None
+    log_evidence: float | None = None
 
 
 class Health(StatusModel):
@@ -281,6 +294,25 @@ class Health(StatusModel):
     consecutive_failures: int | None = None
     previous_champion_warm: bool | None = None
     checks: Annotated[list[CheckStatus], Field(max_length=20)] | None = None
+
+
+class GuardrailReading(StatusModel):
+    name: str
+    value: float | None = None
+
+
+class Measurement(StatusModel):
+    time: Timestamp
+    champion_samples: float | None = None
+    challenger_samples: float | None = None
+    champion_requests: float | None = None
+    challenger_requests: float | None = None
+    lift: float | None = None
+    ci_lower: float | None = None
+    ci_upper: float | None = None
+    p_value: float | None = None
+    srm_p_value: float | None = None
+    guardrails: Annotated[list[GuardrailReading], Field(max_length=16)] | None = None
 
 
 class DrainStatus(StatusModel):
@@ -302,7 +334,9 @@ class ABExperimentStatus(StatusModel):
     workloads: Workloads | None = None
     weights: ArmWeights | None = None
     shadow: ShadowStatus | None = None
+    weights_since: Timestamp | None = None
     arms: Arms | None = None
     statistic: Statistic | None = None
     decision: Decision | None = None
     conditions: list[Condition] | None = None
+    measurements: Annotated[list[Measurement], Field(max_length=MAX_MEASUREMENTS)] | None = None

@@ -33,6 +33,7 @@ ConditionType = Literal[
     "NotificationsAllowed",
     "Healthy",
     "RollingBack",
+    "SampleRatioMismatch",
 ]
 STALLED: Final = "Stalled"  # a turn that did not finish (relearn.handlers.guard)
 METRICS_AVAILABLE: Final = "MetricsAvailable"
@@ -44,3 +45,4 @@ AWAITING_APPROVAL: Final = "AwaitingApproval"
 NOTIFICATIONS_ALLOWED: Final = "NotificationsAllowed"
 HEALTHY: Final = "Healthy"
 ROLLING_BACK: Final = "RollingBack"
+SAMPLE_RATIO_MISMATCH: Final = "SampleRatioMismatch"

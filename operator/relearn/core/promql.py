@@ -45,6 +45,13 @@ ERROR_RATE: Final = (
     f"sum(rate({ERRORS}_total{{{_SEL}}}[{_W}])) / (sum(rate({PREDICTIONS}_total{{{_SEL}}}[{_W}]))"
     f" + sum(rate({ERRORS}_total{{{_SEL}}}[{_W}])))"
 )
+# Requests one version served (answered or failed) over the window: the sample-ratio guard's count.
+REQUESTS: Final = f"sum(increase({PREDICTIONS}_total{{{_SEL}}}[{_W}])) + sum(increase({ERRORS}_total{{{_SEL}}}[{_W}]))"
+# Cumulative counters as they stand (no window): the sequential health checks take differences between looks.
+ERRORS_NOW: Final = f"sum({ERRORS}_total{{{_SEL}}})"
+REQUESTS_NOW: Final = f"sum({PREDICTIONS}_total{{{_SEL}}}) + sum({ERRORS}_total{{{_SEL}}})"
+FEEDBACK_CORRECT_NOW: Final = f'sum({FEEDBACK}_total{{{_SEL},outcome="correct"}})'
+FEEDBACK_TOTAL_NOW: Final = f"sum({FEEDBACK}_total{{{_SEL}}})"
 P99_LATENCY: Final = f"histogram_quantile(0.99, sum by (le) (rate({LATENCY}_bucket{{{_SEL}}}[{_W}])))"
 
 # One window of a DriftPolicy's counts, in one query: these parts joined by ``or``.

@@ -95,14 +95,25 @@ class Monitoring:
 
 
 def monitoring(
-    *, enabled: bool, since_promotion: datetime.timedelta, window: datetime.timedelta, window_text: str, interval: float
+    *,
+    enabled: bool,
+    since_promotion: datetime.timedelta,
+    window: datetime.timedelta,
+    window_text: str,
+    interval: float,
+    bake_time: datetime.timedelta = datetime.timedelta(0),
+    bake_interval: float | None = None,
 ) -> Monitoring:
     """Health checks run within ``rollback.window`` after promotion while
-    automatic rollback is on; past the window the watch looks rarely
-    (bake-time release and manual rollbacks still need a look)."""
+    automatic rollback is on, every ``bake_interval`` during ``bake_time``
+    (a new champion fails, if at all, mostly at first: looking often then
+    is what makes a rollback take seconds), every ``interval`` after it;
+    past the window the watch looks rarely (bake-time release and manual
+    rollbacks still need a look)."""
     over = since_promotion > window
     if enabled and not over:
-        return Monitoring(True, wait=interval)
+        baking = bake_interval is not None and since_promotion <= bake_time
+        return Monitoring(True, wait=min(interval, bake_interval) if baking and bake_interval else interval)
     why = "automatic rollback is off" if not enabled else f"the rollback window ({window_text}) is over"
     return Monitoring(False, why, max(interval, IDLE_POLL) if over else interval)
 
@@ -121,7 +132,10 @@ def health_condition(
     """The ``Healthy`` condition of one look: failing checks first, then
     missing data (neither healthy nor failing), else passing."""
     if verdict.failing:
-        message = f"{verdict.message()} ({verdict.failures} of {threshold} consecutive checks)"
+        if any(r.decisive for r in verdict.failing):
+            message = f"{verdict.message()} (the sequential test's evidence decides at this look)"
+        else:
+            message = f"{verdict.message()} ({verdict.failures} of {threshold} consecutive checks)"
         return HealthCondition("False", "ChecksFailing", message, verdict.failures == 1)
     missing = [r for r in results if r.result in ("NoData", "NotEnoughData")]
     if problem or missing:

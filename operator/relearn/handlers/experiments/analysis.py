@@ -1,11 +1,17 @@
 """The running phases of an ABExperiment, Pending and Progressing: start the
 challenger (one experiment per model at a time), then every interval
 measure both arms, let :func:`relearn.core.experiment.judge` decide, and
-record the look (numbers in status, conditions, Events). With
-``traffic.shadow`` Progressing begins with the shadow stage
-(``status.stage`` Shadow): the challenger answers mirrored requests and
-:func:`relearn.core.experiment.judge_shadow` decides on the labelled pairs;
-passed, the live stage starts (``stage`` Live), or, shadow only, promotion.
+record the look (numbers in status, conditions, Events, the bounded
+``status.measurements`` and the operator's statistic gauges). Before any
+decision or weight change the sample-ratio guard
+(:func:`relearn.core.srm.check`) compares the requests each arm served since
+the last weight change with the weights the router reports; a mismatch holds
+the experiment (condition ``SampleRatioMismatch``, a Warning Event) until the
+ratio is sound again. With ``traffic.shadow`` Progressing begins with the
+shadow stage (``status.stage`` Shadow): the challenger answers mirrored
+requests and :func:`relearn.core.experiment.judge_shadow` decides on the
+labelled pairs; passed, the live stage starts (``stage`` Live), or, shadow
+only, promotion.
 
 Called by :mod:`.daemon` for a turn whose phase machine says Advance
 (:func:`relearn.core.experiment.turn_action`). The decisions themselves
@@ -22,9 +28,12 @@ from relearn.adapters.kube import ABEXPERIMENTS
 from relearn.adapters.prometheus import PrometheusError
 from relearn.adapters.routers import RouterError, Split
 from relearn.api.abexperiment import (
+    MAX_MEASUREMENTS,
     ArmMeasurement,
     Arms,
     DecisionOutcome,
+    GuardrailReading,
+    Measurement,
     ShadowStatus,
     Statistic,
     TestMethod,
@@ -40,17 +49,26 @@ from relearn.api.names import (
     INCONCLUSIVE,
     METRICS_AVAILABLE,
     REQUESTED_BY_ANNOTATION,
+    SAMPLE_RATIO_MISMATCH,
 )
 from relearn.core import experiment as judging
-from relearn.core import model_versions, stats, workloads
+from relearn.core import model_versions, srm, stats, workloads
 from relearn.core.durations import parse_duration
 from relearn.errors import APIError, DecisionError
 from relearn.handlers.experiments.arms import ensure_challenger, not_serving, resolve
 from relearn.handlers.experiments.context import FIX_POLL, PENDING_POLL, Context, Wait
-from relearn.handlers.experiments.measuring import measure, measure_pairs
+from relearn.handlers.experiments.measuring import measure, measure_pairs, requests_since
 from relearn.handlers.experiments.traffic import restore_route
 from relearn.handlers.outcome import Outcome
-from relearn.metrics import DECISIONS
+from relearn.metrics import (
+    DECISIONS,
+    EXPERIMENT_LIFT,
+    EXPERIMENT_LIFT_LOWER,
+    EXPERIMENT_LIFT_UPPER,
+    EXPERIMENT_P_VALUE,
+    EXPERIMENT_SAMPLE_RATIO_P_VALUE,
+    EXPERIMENT_SAMPLES,
+)
 
 Measured = TypeVar("Measured")
 
@@ -168,14 +186,114 @@ def _judge(ctx: Context, outcome: Outcome, look: judging.Look) -> judging.Judgem
     return judgement
 
 
+def _export(ctx: Context, look: judging.Look, judgement: judging.Judgement) -> None:
+    """The look's statistic as operator metrics, labelled by namespace and experiment."""
+    v = judgement.verdict
+    labels = (ctx.namespace, ctx.name)
+    for gauge, value in (
+        (EXPERIMENT_LIFT, v.lift),
+        (EXPERIMENT_LIFT_LOWER, v.ci_lower),
+        (EXPERIMENT_LIFT_UPPER, v.ci_upper),
+        (EXPERIMENT_P_VALUE, v.p_value),
+    ):
+        if value is not None and judging.finite(value) is not None:
+            gauge.labels(*labels).set(value)
+    EXPERIMENT_SAMPLES.labels(*labels, "champion").set(look.champion.samples)
+    EXPERIMENT_SAMPLES.labels(*labels, "challenger").set(look.challenger.samples)
+
+
+def _measurement(
+    ctx: Context, look: judging.Look, judgement: judging.Judgement, ratio: srm.SrmVerdict | None
+) -> list[object]:
+    """``status.measurements`` with this look appended, the oldest dropped past :data:`MAX_MEASUREMENTS`."""
+    v = judgement.verdict
+    entry = Measurement(
+        time=ctx.now,
+        champion_samples=look.champion.samples,
+        challenger_samples=look.challenger.samples,
+        champion_requests=ratio.champion_requests if ratio else None,
+        challenger_requests=ratio.challenger_requests if ratio else None,
+        lift=judging.finite(v.lift),
+        ci_lower=judging.finite(v.ci_lower),
+        ci_upper=judging.finite(v.ci_upper),
+        p_value=v.p_value,
+        srm_p_value=ratio.p_value if ratio else None,
+        guardrails=[GuardrailReading(name=g.name, value=g.value) for g in look.guardrails] or None,
+    )
+    kept = list(ctx.status.measurements or [])[-(MAX_MEASUREMENTS - 1) :]
+    return [m.to_wire() for m in [*kept, entry]]
+
+
+async def _sample_ratio(ctx: Context, split: Split, outcome: Outcome) -> tuple[srm.SrmVerdict | None, bool]:
+    """The sample-ratio guard for this look (None when it could not be read),
+    its condition and Events, and whether the experiment holds: on a mismatch,
+    and after one until a look finds the ratio sound (a look that cannot
+    judge does not lift the hold)."""
+    previous = get_condition(ctx.status.conditions or [], SAMPLE_RATIO_MISMATCH)
+    was = previous is not None and previous.status == "True"
+
+    def not_judged(message: str) -> None:
+        if was:
+            assert previous is not None
+            held = f"{previous.message} (not judged again: {message})"
+            outcome.conditions.append((SAMPLE_RATIO_MISMATCH, "True", previous.reason or "RatioMismatch", held))
+        else:
+            outcome.conditions.append((SAMPLE_RATIO_MISMATCH, "Unknown", "NotJudged", message))
+
+    weights = outcome.status.get("weights") or {}
+    # record_weights writes weightsSince (as now) on this turn when the reported split changed.
+    since = ctx.now if "weightsSince" in outcome.status else ctx.status.weights_since
+    try:
+        counts = await requests_since(ctx, split, since)
+        if counts is None:
+            not_judged("no requests counted since the last weight change yet")
+            return None, was
+        ratio = srm.check(
+            champion_requests=counts[0],
+            challenger_requests=counts[1],
+            champion_weight=int(weights.get("champion") or 0),
+            challenger_weight=int(weights.get("challenger") or 0),
+            p_value=ctx.spec.analysis.sample_ratio.p_value,
+        )
+    except (PrometheusError, APIError, ValueError, DecisionError) as error:
+        message = error.message if isinstance(error, (PrometheusError, DecisionError)) else str(error)
+        not_judged(f"requests not read: {message}")
+        return None, was
+    routing = ctx.spec.routing
+    router = f"router {routing.provider} ({routing.target or ctx.spec.workload.name})"
+    if ratio.mismatch:
+        message = f"{router}: {ratio.message}; experiment held (no decision, weights unchanged)"
+        outcome.conditions.append((SAMPLE_RATIO_MISMATCH, "True", "RatioMismatch", message))
+        if not was:
+            outcome.events.append(("Warning", "SampleRatioMismatch", message))
+    elif ratio.result == "Sound":
+        outcome.conditions.append((SAMPLE_RATIO_MISMATCH, "False", "RatioSound", f"{router}: {ratio.message}"))
+        if was:
+            outcome.events.append(("Normal", "SampleRatioRestored", f"{router}: {ratio.message}; experiment resumes"))
+    else:
+        not_judged(f"{router}: {ratio.message}")
+    if ratio.p_value is not None:
+        EXPERIMENT_SAMPLE_RATIO_P_VALUE.labels(ctx.namespace, ctx.name).set(ratio.p_value)
+    return ratio, ratio.mismatch or (was and ratio.result == "NotJudged")
+
+
 async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
     """One Progressing look; returns seconds until the next one."""
     interval = parse_duration(ctx.spec.analysis.interval).total_seconds()
     look = await _look(ctx, outcome, measure(ctx, split))
     judgement = _judge(ctx, outcome, look) if look is not None else None
     current = await ctx.record_weights(split, outcome)
-    if judgement is None:
+    if judgement is None or look is None:
         return interval  # no decision until the data returns or is valid; weights unchanged
+    ratio, hold = await _sample_ratio(ctx, split, outcome)
+    _export(ctx, look, judgement)
+    outcome.status["measurements"] = _measurement(ctx, look, judgement, ratio)
+    if hold:
+        why = ratio.message if ratio is not None else "the ratio could not be judged again"
+        outcome.status["decision"] = ctx.decision(
+            "Continue", "SampleRatioMismatch", f"held: {why} (look was: {judgement.message})"
+        )
+        return interval  # a skewed split invalidates the comparison: nothing is decided on it
     if judgement.outcome == "Promote":
         return _promote(ctx, outcome, judgement.reason, judgement.message, interval)
     if judgement.outcome in ("Reject", "Inconclusive"):

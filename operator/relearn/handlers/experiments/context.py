@@ -24,6 +24,7 @@ import kopf
 from relearn.adapters.kube import KubeClient
 from relearn.adapters.routers import Router, Split, router_for
 from relearn.api.abexperiment import ABExperimentSpec, ABExperimentStatus, ArmWeights, Decision, DecisionOutcome
+from relearn.api.base import rfc3339
 from relearn.core import model_versions
 from relearn.core.consent import Allowlist
 from relearn.core.model_versions import StatusChange
@@ -104,7 +105,11 @@ class Context:
     async def record_weights(self, split: Split, outcome: Outcome) -> int:
         """The weights as the router reports them, into status and metrics; the challenger's."""
         weights = await self.router().get_weights(split)
-        outcome.status["weights"] = ArmWeights(champion=weights.champion, challenger=weights.challenger).to_wire()
+        reported = ArmWeights(champion=weights.champion, challenger=weights.challenger)
+        outcome.status["weights"] = reported.to_wire()
+        if self.status.weights != reported or self.status.weights_since is None:
+            # The sample-ratio guard counts requests from the last change of the reported split.
+            outcome.status["weightsSince"] = rfc3339(self.now)
         EXPERIMENT_WEIGHT.labels(self.namespace, self.name).set(weights.challenger)
         return weights.challenger
 

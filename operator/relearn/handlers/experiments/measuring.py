@@ -1,7 +1,8 @@
 """Reading an experiment's numbers from Prometheus: both arms' feedback
 counts and the guardrails for :mod:`.analysis`, a shadow stage's paired
-counts (:func:`measure_pairs`), and any set of queries for
-the health checks of :mod:`.rollback` (:func:`read_values`).
+counts (:func:`measure_pairs`), the requests each arm served since the last
+weight change for its sample-ratio guard (:func:`requests_since`), and any
+set of queries for the health checks of :mod:`.rollback` (:func:`read_values`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from relearn.adapters.prometheus import PrometheusAuth, PrometheusClient, Promet
 from relearn.adapters.routers import Split
 from relearn.api.base import PrometheusSource
 from relearn.core import experiment as judging
-from relearn.core import promql, stats
+from relearn.core import promql, srm, stats
 from relearn.core.durations import parse_duration
 from relearn.handlers.experiments.context import Context
 
@@ -114,3 +115,23 @@ async def measure(ctx: Context, split: Split) -> judging.Look:
         judging.GuardrailValue(g.name, values[f"guardrail.{g.name}"], g.max) for g in analysis.guardrails or ()
     ]
     return judging.Look(arm_of("champion"), arm_of("challenger"), guardrails, elapsed)
+
+
+async def requests_since(ctx: Context, split: Split, since: datetime.datetime | None) -> tuple[float, float] | None:
+    """Requests each arm (champion, challenger) served from
+    :data:`relearn.core.srm.SETTLE_SECONDS` after ``since`` (the last weight
+    change); None when there is nothing to count yet or no data."""
+    if since is None:
+        return None
+    seconds = math.floor((ctx.now - since).total_seconds() - srm.SETTLE_SECONDS)
+    if seconds < 1:
+        return None
+    queries: list[tuple[str, str, Mapping[str, str]]] = [
+        (arm, promql.REQUESTS, scope(ctx.namespace, ctx.spec.prometheus, model=ctx.spec.model, version=version))
+        for arm, version in (("champion", split.champion.version), ("challenger", split.challenger.version))
+    ]
+    values = await read_values(ctx, queries, f"{seconds}s")
+    champion, challenger = values["champion"], values["challenger"]
+    if champion is None and challenger is None:
+        return None
+    return champion or 0.0, challenger or 0.0

@@ -8,9 +8,12 @@ model's champion (its daemon moves here once the phase is Promoted):
   ``relearn rollback``): to the previous champion, or to the version the
   annotation names; refused with a Warning Event when there is nothing to
   roll back to or the target failed its own checks (RolledBack, Rejected).
-- **Health checks** every ``rollback.interval`` within ``rollback.window``
-  after promotion (see :mod:`relearn.core.health`); ``failureThreshold``
-  consecutive failures decide a rollback.
+- **Health checks** every ``rollback.bakeInterval`` during ``bakeTime``, then
+  every ``rollback.interval``, within ``rollback.window`` after promotion
+  (see :mod:`relearn.core.health`); ``failureThreshold`` consecutive failures
+  decide a rollback, and so does one look where the sequential test of the
+  error rate or feedback error rate (``rollback.method: sequential``, the
+  default) has the evidence that the rate is above its max.
 - **Keeping warm**: until ``bakeTime`` the previous champion keeps running
   (and its route entry, at weight 0), so a rollback is one routing change;
   after it its route entry is removed and, drained, it is scaled to 0.
@@ -150,9 +153,23 @@ async def _release_previous(ctx: Context, outcome: Outcome) -> bool:
     return True
 
 
+def _previous_state(ctx: Context, name: str) -> health.SequentialState | None:
+    """What the sequential test of check ``name`` left in status at the last look."""
+    for check in (ctx.status.health.checks if ctx.status.health else None) or ():
+        if check.name == name and check.errors_total is not None and check.samples_total is not None:
+            alarm_at = 1 / ctx.spec.rollback.alpha
+            return health.SequentialState(check.errors_total, check.samples_total, check.log_evidence or 0.0, alarm_at)
+    return None
+
+
+def _current(errors: float | None, total: float | None) -> health.Counts | None:
+    return None if total is None else health.counts(errors or 0.0, total)
+
+
 async def _check(ctx: Context) -> tuple[list[health.CheckResult], str | None]:
     """Every check's result, and why Prometheus gave none when it did not."""
     rb = ctx.spec.rollback
+    sequential = rb.method == "sequential" and not rb.checks
     results = []
     deployment = await ctx.kube.get(DEPLOYMENTS, ctx.namespace, _promoted_workload(ctx))
     if deployment is not None:
@@ -163,14 +180,19 @@ async def _check(ctx: Context) -> tuple[list[health.CheckResult], str | None]:
     arm = ctx.status.arms.challenger if ctx.status.arms else None
     checks = rb.checks or health.default_checks()
     labels = scope(ctx.namespace, ctx.spec.prometheus, model=ctx.spec.model, version=ctx.spec.challenger)
+    error_rate = next((c for c in checks if c.name == health.ERROR_RATE), None) if sequential else None
+    if error_rate is not None:  # judged from the cumulative counters instead of its windowed query
+        checks = [c for c in checks if c is not error_rate]
     queries = [(c.name, c.query, labels) for c in checks]
+    if error_rate is not None:
+        queries += [("errors.now", promql.ERRORS_NOW, labels), ("requests.now", promql.REQUESTS_NOW, labels)]
     at_promotion = None
     if not rb.checks and arm is not None and arm.samples is not None and arm.successes is not None:
         # What the version was promoted with: its arm's counts in the experiment.
         at_promotion = health.counts(arm.samples - arm.successes, arm.samples)
         queries += [
-            ("feedback.correct", promql.FEEDBACK_CORRECT, labels),
-            ("feedback.total", promql.FEEDBACK_TOTAL, labels),
+            ("feedback.correct", promql.FEEDBACK_CORRECT_NOW if sequential else promql.FEEDBACK_CORRECT, labels),
+            ("feedback.total", promql.FEEDBACK_TOTAL_NOW if sequential else promql.FEEDBACK_TOTAL, labels),
         ]
     problem = None
     values: dict[str, float | None] = {key: None for key, _, _ in queries}
@@ -184,10 +206,28 @@ async def _check(ctx: Context) -> tuple[list[health.CheckResult], str | None]:
         problem = str(error)
     for c in checks:
         results.append(health.judge_check(c.name, values[c.name], c.max, rb.fail_on_no_data))
+    if error_rate is not None:
+        current = _current(values["errors.now"], values["requests.now"])
+        results.append(
+            health.sequential_check(
+                error_rate.name,
+                current,
+                _previous_state(ctx, error_rate.name),
+                error_rate.max,
+                rb.alpha,
+                rb.fail_on_no_data,
+            )
+        )
     if at_promotion is not None:
         correct, total = values["feedback.correct"], values["feedback.total"]
         current = None if total is None else health.counts(total - (correct or 0.0), total)
-        results.append(health.feedback_error_rate(current, at_promotion, rb.fail_on_no_data))
+        if sequential:
+            name = health.FEEDBACK_ERROR_RATE
+            limit = health.feedback_limit(at_promotion)
+            previous = _previous_state(ctx, name)
+            results.append(health.sequential_check(name, current, previous, limit, rb.alpha, rb.fail_on_no_data))
+        else:
+            results.append(health.feedback_error_rate(current, at_promotion, rb.fail_on_no_data))
     return results, problem
 
 
@@ -253,6 +293,8 @@ async def watch(ctx: Context, outcome: Outcome) -> float | None:
         window=parse_duration(rb.window),
         window_text=rb.window,
         interval=interval,
+        bake_time=parse_duration(rb.bake_time),
+        bake_interval=parse_duration(rb.bake_interval).total_seconds(),
     )
     if not monitoring.checks:
         outcome.conditions.append((HEALTHY, "Unknown", "NotMonitored", monitoring.why))
@@ -268,8 +310,15 @@ async def watch(ctx: Context, outcome: Outcome) -> float | None:
         if previous is None or previous.reason != refused.reason:
             outcome.events.append(("Warning", refused.reason, message))
         outcome.status["health"] = _health(ctx, warm, last_check_time=ctx.now)
-        return interval
-    return _judge_health(ctx, outcome, results, problem, warm, since.total_seconds(), interval)
+        return monitoring.wait
+    return _judge_health(ctx, outcome, results, problem, warm, since.total_seconds(), monitoring.wait)
+
+
+def _how(verdict: health.HealthVerdict) -> str:
+    """What decided a health rollback: the sequential test at one look, or consecutive failures."""
+    if any(r.decisive for r in verdict.failing):
+        return "the sequential test's evidence at one look"
+    return f"{verdict.failures} consecutive checks"
 
 
 def _judge_health(
@@ -290,7 +339,16 @@ def _judge_health(
         consecutive_failures=verdict.failures,
         previous_champion_warm=warm,
         checks=[
-            CheckStatus(name=r.name, value=r.value, max=r.max, samples=r.samples, result=r.result)
+            CheckStatus(
+                name=r.name,
+                value=r.value,
+                max=r.max,
+                samples=r.samples,
+                result=r.result,
+                errors_total=r.sequential.errors_total if r.sequential else None,
+                samples_total=r.sequential.samples_total if r.sequential else None,
+                log_evidence=r.sequential.log_evidence if r.sequential else None,
+            )
             for r in results
             if r.value is None or math.isfinite(r.value)
         ],
@@ -306,7 +364,7 @@ def _judge_health(
             ctx.status.champion,
             "HealthCheckFailed",
             f"{ctx.spec.challenger} failed its health checks: {verdict.message()} "
-            f"({verdict.failures} consecutive checks, {since:.0f}s after promotion); "
+            f"({_how(verdict)}, {since:.0f}s after promotion); "
             f"rolling back to {ctx.status.champion}",
         )
         return 0.0
