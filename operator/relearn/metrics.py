@@ -56,3 +56,8 @@ WEBHOOKS = Counter(
     "Decision notifications by result (delivered, failed).",
     ["result"],
 )
+EVENT_LOOP_LAG = Histogram(
+    "relearn_event_loop_lag_seconds",
+    "How late kopf's event loop ran a timer (every 0.5 s): time every handler and watch waited for the loop.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)

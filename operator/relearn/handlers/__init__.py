@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import kopf
 
-from relearn.handlers import drift, experiments, spec, startup
+from relearn.handlers import drift, experiments, lookups, spec, startup
 
 
 def build_registry() -> kopf.OperatorRegistry:
@@ -15,6 +15,7 @@ def build_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     kopf.on.login(registry=registry)(kopf.login_via_client)
     startup.register(registry)
+    lookups.register(registry)
     spec.register(registry)
     drift.register(registry)
     experiments.register(registry)

@@ -11,7 +11,6 @@ Called by :mod:`.daemon` for a turn whose phase machine says Advance
 
 from __future__ import annotations
 
-from relearn.adapters.kube import ABEXPERIMENTS
 from relearn.adapters.prometheus import PrometheusError
 from relearn.adapters.routers import RouterError, Split
 from relearn.api.abexperiment import ArmMeasurement, Arms, DecisionOutcome, Statistic, TestMethod, Workloads
@@ -31,7 +30,7 @@ from relearn.core import model_versions, stats, workloads
 from relearn.core.durations import parse_duration
 from relearn.errors import APIError, DecisionError
 from relearn.handlers.experiments.arms import ensure_challenger, not_serving, resolve
-from relearn.handlers.experiments.context import FIX_POLL, PENDING_POLL, Context, Wait
+from relearn.handlers.experiments.context import FIX_POLL, PENDING_POLL, WAITS_FOR_CHANGE, Context, Wait
 from relearn.handlers.experiments.measuring import measure
 from relearn.handlers.experiments.traffic import restore_route
 from relearn.handlers.outcome import Outcome
@@ -106,7 +105,7 @@ def _promote(ctx: Context, outcome: Outcome, judgement: judging.Judgement, inter
         outcome.status["decision"] = ctx.decision("Continue", "AwaitingApproval", judgement.message)
         if waiting is None or waiting.status != "True":
             outcome.events.append(("Normal", "AwaitingApproval", judgement.message))
-        return interval
+        return ctx.next_look(interval)
     if ctx.spec.promotion == "Manual":
         outcome.conditions.append((AWAITING_APPROVAL, "False", "Approved", "approved"))
     conclude(ctx, outcome, "Promote", judgement.reason, f"{judgement.message} ({gate.how})")
@@ -157,7 +156,7 @@ async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
     judgement = _judge(ctx, outcome, look) if look is not None else None
     current = await ctx.record_weights(split, outcome)
     if judgement is None:
-        return interval  # no decision until the data returns or is valid; weights unchanged
+        return ctx.next_look(interval)  # no decision until the data returns or is valid; weights unchanged
     if judgement.outcome == "Promote":
         return _promote(ctx, outcome, judgement, interval)
     if judgement.outcome in ("Reject", "Inconclusive"):
@@ -169,7 +168,7 @@ async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
         await ctx.router().set_weights(split, wanted)
         await ctx.record_weights(split, outcome)
         outcome.events.append(("Normal", "WeightChanged", f"challenger weight {current}% -> {wanted}%"))
-    return interval
+    return ctx.next_look(interval)
 
 
 async def one_at_a_time(ctx: Context) -> None:
@@ -178,7 +177,7 @@ async def one_at_a_time(ctx: Context) -> None:
         name=ctx.name,
         created=ctx.body["metadata"].get("creationTimestamp"),
         model=ctx.spec.model,
-        others=await ctx.kube.list_objects(ABEXPERIMENTS, ctx.namespace),
+        others=await ctx.experiments(),
     )
     if blocker is not None:
         raise Wait(
@@ -203,7 +202,7 @@ async def _start(
             f"of traffic; champion {split.champion.version}",
         )
     )
-    return parse_duration(ctx.spec.analysis.interval).total_seconds()
+    return ctx.next_look(parse_duration(ctx.spec.analysis.interval).total_seconds())
 
 
 async def advance_experiment(ctx: Context, outcome: Outcome) -> float:
@@ -224,6 +223,7 @@ async def advance_experiment(ctx: Context, outcome: Outcome) -> float:
     except (Wait, RouterError) as waiting:  # something a person has to fix: look again less often
         outcome.conditions.append((CHALLENGER_READY, "False", waiting.reason, waiting.message))
         outcome.status.setdefault("phase", phase)
+        ctx.waits_for_change = waiting.reason in WAITS_FOR_CHANGE
         return FIX_POLL
     outcome.status["workloads"] = Workloads(
         champion=split.champion.deployment, challenger=split.challenger.deployment

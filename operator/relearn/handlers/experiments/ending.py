@@ -73,7 +73,7 @@ async def promote(ctx: Context, outcome: Outcome, split: Split) -> None:
         incoming_message=message,
         triggered_by=f"abexperiment/{ctx.name}",
     )
-    await ctx.move_versions(await ctx.versions(), plan)
+    await ctx.move_versions(await ctx.versions(fresh=True), plan)
     weights = await ctx.record_weights(split, outcome)
     outcome.status.update(phase="Promoted", promotionTime=rfc3339(ctx.now))
     outcome.events.append(

@@ -380,7 +380,7 @@ async def carry_out(ctx: Context, outcome: Outcome) -> float:
             by=ctx.annotations.get(REQUESTED_BY_ANNOTATION),
         ),
     )
-    await ctx.move_versions(await ctx.versions(), plan)
+    await ctx.move_versions(await ctx.versions(fresh=True), plan)
     wait = await drained(ctx, outcome, split.challenger)
     if wait is not None:
         outcome.conditions.append(
