@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import itertools
 import json
 import os
@@ -78,6 +79,11 @@ class StubPrometheus(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     do_POST = do_GET
+
+    def handle(self) -> None:
+        # A client that gave up (its timeout) is the operator's to report, not this stub's.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            super().handle()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -49,7 +50,7 @@ from relearn.core.retraining import next_sequence, request_name
 from relearn.errors import APIError, DecisionError, Forbidden, NotFound, RelearnError
 from relearn.handlers import retraining
 from relearn.handlers.guard import Guard, Slots, interval_seconds, keep_turning
-from relearn.handlers.lookups import Lookup
+from relearn.handlers.lookups import Lookup, turn_slot
 from relearn.handlers.outcome import Outcome, apply, event_basis, post_event
 from relearn.metrics import DECISIONS, DRIFT_CHECKS, DRIFT_SCORE, HANDLER_SECONDS
 
@@ -317,6 +318,10 @@ async def monitor(
     slots = Slots(uid)
 
     async def turn() -> float | None:
+        async with turn_slot(memo):
+            return await checked()
+
+    async def checked() -> float | None:
         try:
             spec = DriftPolicySpec.model_validate(dict(body.spec))
         except ValidationError:
@@ -415,10 +420,10 @@ async def _write(
     return written
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
-    kopf.daemon(GROUP, VERSION, "driftpolicies", id="drift-monitor", registry=registry, cancellation_timeout=10)(
-        monitor
-    )
+def register(registry: kopf.OperatorRegistry, when: Callable[..., bool] | None = None) -> None:
+    kopf.daemon(
+        GROUP, VERSION, "driftpolicies", id="drift-monitor", registry=registry, cancellation_timeout=10, when=when
+    )(monitor)
 
 
 async def _advance_retraining(

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -34,11 +34,14 @@ from relearn.adapters.kube import ABEXPERIMENTS, KubeClient
 from relearn.api import GROUP, VERSION
 from relearn.metrics import EVENT_LOOP_LAG
 
-__all__ = ["SAFETY_POLL", "Lookup", "Wakeups", "register"]
+__all__ = ["SAFETY_POLL", "Lookup", "Wakeups", "register", "turn_slot", "wait_for_change"]
 
 VERSIONS_INDEX = "model_versions_index"
 EXPERIMENTS_INDEX = "experiments_index"
 SAFETY_POLL = 60.0  # seconds: a waiting experiment looks again this often even without an event
+# Turns of all daemons at once: a thousand daemons starting together queue for
+# a slot instead of all waiting on Prometheus and the API at once (and timing out).
+CONCURRENT_TURNS = 32
 LAG_PROBE = 0.5  # seconds between two probes of the event loop's lag
 
 Key = tuple[str, str]
@@ -178,8 +181,20 @@ async def _probe_lag(interval: float) -> None:
         EVENT_LOOP_LAG.observe(max(0.0, loop.time() - expected))
 
 
+@contextlib.asynccontextmanager
+async def turn_slot(memo: Mapping[str, Any]) -> AsyncIterator[None]:
+    """One of :data:`CONCURRENT_TURNS` daemon turns at a time (none without the operator's start-up)."""
+    slots: asyncio.Semaphore | None = memo.get("turn_slots")
+    if slots is None:
+        yield
+        return
+    async with slots:
+        yield
+
+
 async def start(memo: kopf.Memo, **_: Any) -> None:
     memo["wakeups"] = Wakeups()
+    memo["turn_slots"] = asyncio.Semaphore(CONCURRENT_TURNS)
     memo["lag_probe"] = asyncio.create_task(_probe_lag(LAG_PROBE), name="relearn-event-loop-lag")
 
 

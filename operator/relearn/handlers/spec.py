@@ -13,6 +13,7 @@ the Ready condition never overwrites the conditions a daemon set meanwhile.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -55,9 +56,9 @@ def make_spec_handler(kind: Kind) -> Any:
     return check
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
+def register(registry: kopf.OperatorRegistry, when: Callable[..., bool] | None = None) -> None:
     for kind in KINDS:
         handler = make_spec_handler(kind)
         for on in (kopf.on.create, kopf.on.update, kopf.on.resume):
             # Retried within seconds when the API was unreachable (kopf's default waits a minute).
-            on(GROUP, VERSION, kind.plural, registry=registry, id="spec", backoff=API_RETRY)(handler)
+            on(GROUP, VERSION, kind.plural, registry=registry, id="spec", backoff=API_RETRY, when=when)(handler)

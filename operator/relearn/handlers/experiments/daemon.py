@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -30,7 +31,7 @@ from relearn.handlers.experiments.ending import settle, until_done
 from relearn.handlers.experiments.notify import write
 from relearn.handlers.experiments.traffic import ours, withdraw
 from relearn.handlers.guard import Guard, Slots, keep_turning
-from relearn.handlers.lookups import SAFETY_POLL, Lookup, Wakeups, wait_for_change
+from relearn.handlers.lookups import SAFETY_POLL, Lookup, Wakeups, turn_slot, wait_for_change
 from relearn.handlers.outcome import Outcome
 from relearn.metrics import HANDLER_SECONDS
 
@@ -79,6 +80,10 @@ async def run(
             await stopped.wait(wait)
 
     async def turn() -> float | None:
+        async with turn_slot(memo):
+            return await step()
+
+    async def step() -> float | None:
         nonlocal status, woken, waits_for_change
         waits_for_change = False
         try:
@@ -155,6 +160,6 @@ async def restore(*, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) 
         logger.info("experiment deleted: all traffic back to champion %s", split.champion.version)
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
-    kopf.daemon(GROUP, VERSION, PLURAL, id="experiment", registry=registry, cancellation_timeout=10)(run)
-    kopf.on.delete(GROUP, VERSION, PLURAL, id="restore-routing", registry=registry, backoff=2.0)(restore)
+def register(registry: kopf.OperatorRegistry, when: Callable[..., bool] | None = None) -> None:
+    kopf.daemon(GROUP, VERSION, PLURAL, id="experiment", registry=registry, cancellation_timeout=10, when=when)(run)
+    kopf.on.delete(GROUP, VERSION, PLURAL, id="restore-routing", registry=registry, backoff=2.0, when=when)(restore)
