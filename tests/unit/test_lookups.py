@@ -75,10 +75,14 @@ async def test_the_index_lookup_returns_copies_of_the_models_objects_only() -> N
     assert await lookup.experiments("ns", "m") == []
 
 
-def test_the_index_is_keyed_by_namespace_and_model() -> None:
-    from relearn.handlers.lookups import _by_model
+def test_the_index_is_keyed_by_namespace_and_model_and_a_new_version_wakes_its_models_waiters() -> None:
+    from relearn.handlers.lookups import _indexer
 
+    wakeups = Wakeups()
+    woken = wakeups.arm("ns", "m", "experiment")
     body = kopf.Body({"metadata": {"name": "a", "namespace": "ns"}, "spec": {"model": "m"}, "status": {}})
-    ((key, value),) = _by_model(namespace="ns", spec=body.spec, body=body).items()
+    index = _indexer("ModelVersion")
+    ((key, value),) = index(namespace="ns", name="a", spec=body.spec, body=body, memo={"wakeups": wakeups}).items()
     assert key == ("ns", "m")
     assert value["metadata"]["name"] == "a"
+    assert woken.is_set()

@@ -4,8 +4,8 @@ kopf indexes fed by the watches kopf keeps anyway, and the wake-ups that end
 an experiment's wait when one of them changes.
 
 - :func:`register` adds two indexes keyed by ``(namespace, spec.model)``
-  (``model_versions_index``, ``experiments_index``), the event handlers that
-  wake waiters (:class:`Wakeups`) and the event-loop-lag probe.
+  (``model_versions_index``, ``experiments_index``), whose index functions
+  also wake waiters (:class:`Wakeups`), and the event-loop-lag probe.
 - :class:`Lookup` is what the DriftPolicy daemon, the ABExperiment daemon and
   the retraining code read through: the index when kopf passed it, else a
   list of the namespace (the unit tests' fakes, a handler called outside
@@ -58,8 +58,23 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
     }
 
 
-def _by_model(namespace: str | None, spec: kopf.Spec, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
-    return {(namespace or "", str(spec.get("model", ""))): _plain(body)}
+def _indexer(kind: str) -> Any:
+    """The index function of ``kind``: the object under (namespace, model), and
+    the wake-ups its change calls for (kopf calls it for every event of the
+    watch it keeps anyway, silently: no handler of its own per event)."""
+
+    def index(
+        *, namespace: str | None, name: str, spec: kopf.Spec, body: kopf.Body, memo: Any, **_: Any
+    ) -> dict[Key, dict[str, Any]]:
+        model = str(spec.get("model", ""))
+        wakeups: Wakeups | None = memo.get("wakeups") if memo is not None else None
+        if wakeups is not None:
+            gone = body.metadata.get("deletionTimestamp") is not None
+            wakeups.observe(kind, namespace or "", model, name, body.status.get("phase"), gone=gone)
+        return {(namespace or "", model): _plain(body)}
+
+    index.__name__ = f"index_{kind.lower()}s_by_model"
+    return index
 
 
 def _values(index: Mapping[Key, Iterable[dict[str, Any]]], key: Key) -> list[dict[str, Any]]:
@@ -153,25 +168,6 @@ async def wait_for_change(stopped: kopf.DaemonStopped, woken: asyncio.Event, tim
                 await task
 
 
-def _observer(kind: str) -> Any:
-    def observe(*, event: Mapping[str, Any], body: kopf.Body, memo: Any, **_: Any) -> None:
-        wakeups: Wakeups | None = memo.get("wakeups")
-        if wakeups is None:
-            return
-        meta = body.metadata
-        wakeups.observe(
-            kind,
-            str(meta.get("namespace") or ""),
-            str(body.spec.get("model", "")),
-            str(meta.get("name") or ""),
-            body.status.get("phase"),
-            gone=event.get("type") == "DELETED" or meta.get("deletionTimestamp") is not None,
-        )
-
-    observe.__name__ = f"wake_on_{kind.lower()}_change"
-    return observe
-
-
 async def _probe_lag(interval: float) -> None:
     """How late the event loop runs a timer: the time every handler waits for it."""
     loop = asyncio.get_running_loop()
@@ -209,9 +205,5 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 def register(registry: kopf.OperatorRegistry) -> None:
     kopf.on.startup(registry=registry, id="lookups")(start)
     kopf.on.cleanup(registry=registry, id="lookups")(stop)
-    kopf.index(GROUP, VERSION, "modelversions", id=VERSIONS_INDEX, registry=registry)(_by_model)
-    kopf.index(GROUP, VERSION, "abexperiments", id=EXPERIMENTS_INDEX, registry=registry)(_by_model)
-    kopf.on.event(GROUP, VERSION, "modelversions", id="wake-on-version", registry=registry)(_observer("ModelVersion"))
-    kopf.on.event(GROUP, VERSION, "abexperiments", id="wake-on-experiment", registry=registry)(
-        _observer("ABExperiment")
-    )
+    kopf.index(GROUP, VERSION, "modelversions", id=VERSIONS_INDEX, registry=registry)(_indexer("ModelVersion"))
+    kopf.index(GROUP, VERSION, "abexperiments", id=EXPERIMENTS_INDEX, registry=registry)(_indexer("ABExperiment"))

@@ -22,19 +22,21 @@ from relearn.adapters.kube import KubeClient
 from relearn.api import GROUP, KINDS, VERSION, Kind
 from relearn.core.spec_check import SpecCheck, check_spec
 from relearn.handlers.guard import API_RETRY
+from relearn.handlers.lookups import Lookup
 from relearn.metrics import HANDLER_SECONDS, SPEC_CHECKS
 
 
 def make_spec_handler(kind: Kind) -> Any:
     async def check(
-        *, body: kopf.Body, name: str, namespace: str | None, memo: Any, logger: kopf.Logger, **_: Any
+        *, body: kopf.Body, name: str, namespace: str | None, memo: Any, logger: kopf.Logger, **kwargs: Any
     ) -> None:
         kube: KubeClient = memo["kube"]
         now = datetime.datetime.now(datetime.UTC)
         checked: list[SpecCheck] = []
         versions: list[dict[str, Any]] = []
         if kind.kind == "ModelVersion" and not dict(body.status).get("phase"):
-            versions = await kube.list_model_versions(namespace or "", str(body.spec.get("model", "")))
+            # The model's versions from the index: a thousand new versions, not a thousand lists of them.
+            versions = await Lookup.of(kube, kwargs).versions(namespace or "", str(body.spec.get("model", "")))
 
         def change(status: dict[str, Any]) -> dict[str, Any]:
             current = {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": status}
