@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="peering priority: the highest alive replica is active; 'auto' picks a random one",
     )
     run.add_argument(
+        "--shard",
+        default=os.environ.get("RELEARN_SHARD", ""),
+        metavar="I/N",
+        help="act only on the objects of shard I of N (hash of namespace/name; docs/operations.md); default: all",
+    )
+    run.add_argument(
         "--prometheus-url",
         default=os.environ.get("RELEARN_PROMETHEUS_URL", ""),
         metavar="URL",
@@ -324,6 +330,7 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
     from prometheus_client import start_http_server
 
+    from relearn.core.sharding import parse_shard
     from relearn.handlers import build_registry
 
     log_format = {"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}
@@ -334,14 +341,16 @@ def _run(args: argparse.Namespace) -> int:
     os.environ["RELEARN_NAMESPACES"] = ",".join(args.namespace)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_address)
+    shard = parse_shard(args.shard)
     logging.getLogger("relearn").info(
-        "starting relearn %s (namespaces: %s, peering: %s)",
+        "starting relearn %s (namespaces: %s, peering: %s, shard: %s)",
         __version__,
         ",".join(args.namespace) or "all",
         args.peering or "standalone",
+        shard,
     )
     kopf.run(
-        registry=build_registry(),
+        registry=build_registry(shard),
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         liveness_endpoint=args.liveness or None,

@@ -87,3 +87,8 @@ EXPERIMENT_SAMPLE_RATIO_P_VALUE = Gauge(
     "The sample-ratio guard's chi-square p-value at the last judged look (requests per arm vs reported weights).",
     ["namespace", "experiment"],
 )
+EVENT_LOOP_LAG = Histogram(
+    "relearn_event_loop_lag_seconds",
+    "How late kopf's event loop ran a timer (every 0.5 s): time every handler and watch waited for the loop.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)

@@ -449,8 +449,13 @@ class ApiServer:
                 if change is None:
                     break
                 found = watch.event_for(change)
-                if found:
+                if found and as_table:
                     await _send(response, event(*found))
+                elif found:
+                    cache = (rt.api_version, found[0])
+                    if cache not in change.encoded:  # serialised once, whatever the number of watchers
+                        change.encoded[cache] = _encode(event(*found))
+                    await response.write(change.encoded[cache])
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -627,5 +632,9 @@ async def _body(request: web.Request, rt: ResourceType | None = None, *, optiona
         raise errors.bad_request(f"the request body is not valid JSON or YAML: {error}") from error
 
 
+def _encode(event: Mapping[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":")).encode() + b"\n"
+
+
 async def _send(response: web.StreamResponse, event: Mapping[str, Any]) -> None:
-    await response.write(json.dumps(event, separators=(",", ":")).encode() + b"\n")
+    await response.write(_encode(event))

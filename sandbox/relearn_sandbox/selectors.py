@@ -56,11 +56,22 @@ def parse_label_selector(text: str | None) -> Predicate:
         else:
             raise SelectorError(f"unable to parse requirement: {term!r}")
 
-    def matches(obj: Mapping[str, Any]) -> bool:
-        labels = (obj.get("metadata") or {}).get("labels") or {}
-        return all(_holds(labels, key, op, values) for key, op, values in requirements)
+    return LabelSelector(tuple(requirements))
 
-    return matches
+
+class LabelSelector:
+    """A parsed label selector: a predicate, and the ``key=value`` terms an
+    index can answer (:meth:`relearn_sandbox.store.Store.list_objects`)."""
+
+    def __init__(self, requirements: tuple[tuple[str, str, frozenset[str]], ...]) -> None:
+        self.requirements = requirements
+        self.equalities = tuple(
+            (key, next(iter(values))) for key, op, values in requirements if op == "in" and len(values) == 1
+        )
+
+    def __call__(self, obj: Mapping[str, Any]) -> bool:
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        return all(_holds(labels, key, op, values) for key, op, values in self.requirements)
 
 
 def _holds(labels: Mapping[str, str], key: str, op: str, values: frozenset[str]) -> bool:

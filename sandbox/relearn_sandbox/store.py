@@ -55,6 +55,9 @@ class Change:
     type: str  # ADDED, MODIFIED, DELETED
     obj: dict[str, Any]
     old: dict[str, Any] | None
+    # The event as sent, by (apiVersion served, event type): encoded for the
+    # first watch that sends it, the same bytes for every other watcher.
+    encoded: dict[tuple[str, str], bytes] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(eq=False)
@@ -94,6 +97,9 @@ class Store:
     def __init__(self, history: int = 20_000) -> None:
         self._types: dict[Key, dict[str, ResourceType]] = {}  # key -> version -> type
         self._objects: dict[Key, dict[tuple[str, str], dict[str, Any]]] = {}
+        # (label key, value) -> the (namespace, name) of objects carrying it, per kind:
+        # a list by label selector reads those, not the whole kind.
+        self._by_label: dict[Key, dict[tuple[str, str], set[tuple[str, str]]]] = {}
         self._history: deque[Change] = deque(maxlen=history)
         self._watches: set[Watch] = set()
         self._subscribers: list[Callable[[Change], None]] = []
@@ -109,6 +115,7 @@ class Store:
     def _register(self, rt: ResourceType) -> None:
         self._types.setdefault((rt.group, rt.plural), {})[rt.version] = rt
         self._objects.setdefault((rt.group, rt.plural), {})
+        self._by_label.setdefault((rt.group, rt.plural), {})
 
     def resource_types(self) -> Iterator[ResourceType]:
         for versions in self._types.values():
@@ -171,8 +178,35 @@ class Store:
 
     # -- reads ----------------------------------------------------------
 
-    def _iter(self, key: Key, namespace: str | None) -> Iterator[dict[str, Any]]:
-        for (ns, _), obj in sorted(self._objects.get(key, {}).items()):
+    def _put(self, key: Key, ident: tuple[str, str], obj: dict[str, Any]) -> None:
+        self._drop(key, ident)
+        self._objects[key][ident] = obj
+        index = self._by_label.setdefault(key, {})
+        for pair in ((obj.get("metadata") or {}).get("labels") or {}).items():
+            index.setdefault(pair, set()).add(ident)
+
+    def _drop(self, key: Key, ident: tuple[str, str]) -> None:
+        old = self._objects.get(key, {}).pop(ident, None)
+        if old is None:
+            return
+        index = self._by_label.get(key, {})
+        for pair in ((old.get("metadata") or {}).get("labels") or {}).items():
+            holders = index.get(pair)
+            if holders is not None:
+                holders.discard(ident)
+                if not holders:
+                    del index[pair]
+
+    def _iter(self, key: Key, namespace: str | None, labels: Predicate | None = None) -> Iterator[dict[str, Any]]:
+        objects = self._objects.get(key, {})
+        equalities = getattr(labels, "equalities", ())
+        if equalities:  # only the objects carrying the selector's key=value terms
+            index = self._by_label.get(key, {})
+            idents = set.intersection(*(index.get(pair, set()) for pair in equalities))
+            chosen = sorted((ident, objects[ident]) for ident in idents if ident in objects)
+        else:
+            chosen = sorted(objects.items())
+        for (ns, _), obj in chosen:
             if namespace is None or ns == namespace:
                 yield obj
 
@@ -185,7 +219,8 @@ class Store:
     def list_objects(
         self, rt: ResourceType, namespace: str | None, labels: Predicate, fields: Predicate
     ) -> tuple[list[dict[str, Any]], str]:
-        items = [self._present(rt, o) for o in self._iter((rt.group, rt.plural), namespace) if labels(o) and fields(o)]
+        found = self._iter((rt.group, rt.plural), namespace, labels)
+        items = [self._present(rt, o) for o in found if labels(o) and fields(o)]
         return items, str(self.resource_version)
 
     @staticmethod
@@ -259,7 +294,7 @@ class Store:
         if key == CRD_KEY:
             self._accept_crd(obj)
         metadata["resourceVersion"] = self._next_rv()
-        self._objects[key][(ns, name)] = obj
+        self._put(key, (ns, name), obj)
         self._record(key, "ADDED", obj, None)
         return self._present(rt, obj)
 
@@ -355,7 +390,7 @@ class Store:
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
             return self._remove(rt, new)
         new["metadata"]["resourceVersion"] = self._next_rv()
-        self._objects[key][(old_meta.get("namespace", ""), old_meta["name"])] = new
+        self._put(key, (old_meta.get("namespace", ""), old_meta["name"]), new)
         self._record(key, "MODIFIED", new, current)
         if key == CRD_KEY:
             self._accept_crd(new)
@@ -383,7 +418,7 @@ class Store:
             marked = copy.deepcopy(current)
             marked["metadata"].update(deletionTimestamp=now_rfc3339(), deletionGracePeriodSeconds=0)
             marked["metadata"]["resourceVersion"] = self._next_rv()
-            self._objects[(rt.group, rt.plural)][(marked["metadata"].get("namespace", ""), name)] = marked
+            self._put((rt.group, rt.plural), (marked["metadata"].get("namespace", ""), name), marked)
             self._record((rt.group, rt.plural), "MODIFIED", marked, current)
             return self._present(rt, marked)
         return self._remove(rt, current, orphan=propagation == "Orphan")
@@ -391,7 +426,7 @@ class Store:
     def _remove(self, rt: ResourceType, obj: dict[str, Any], *, orphan: bool = False) -> dict[str, Any]:
         key = (rt.group, rt.plural)
         meta = obj["metadata"]
-        self._objects[key].pop((meta.get("namespace", ""), meta["name"]), None)
+        self._drop(key, (meta.get("namespace", ""), meta["name"]))
         gone = copy.deepcopy(obj)
         gone["metadata"]["resourceVersion"] = self._next_rv()
         self._record(key, "DELETED", gone, obj)
@@ -452,6 +487,7 @@ class Store:
             self._remove(self.type_for(*key), obj)
         self._types.pop(key, None)
         self._objects.pop(key, None)
+        self._by_label.pop(key, None)
 
     # -- in-process helpers for controllers ----------------------------------
 

@@ -36,6 +36,7 @@ VALUE_SETS = {
         },
     },
     "namespaced-peering": {"rbac": {"clusterWide": False}, "peering": {"enabled": True}},
+    "sharded": {"shards": 3, "peering": {"enabled": True}, "replicaCount": 2},
 }
 
 
@@ -329,3 +330,22 @@ def test_a_weekly_report_to_a_path_needs_a_volume() -> None:
     (job,) = [d for d in docs if d["kind"] == "CronJob"]
     (container,) = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert container["envFrom"] == [{"secretRef": {"name": "s3"}}]
+
+
+def test_shards_are_one_deployment_each_with_its_partition_and_its_own_peering() -> None:
+    docs = render({"shards": 3, "peering": {"enabled": True}, "replicaCount": 2})
+    deployments = sorted((d for d in docs if d["kind"] == "Deployment"), key=lambda d: d["metadata"]["name"])
+    assert [d["metadata"]["name"] for d in deployments] == [f"relearn-shard-{i}" for i in range(3)]
+    for i, deployment in enumerate(deployments):
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert f"--shard={i}/3" in args
+        assert f"--peering=relearn-shard-{i}" in args
+        assert deployment["spec"]["replicas"] == 2
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector["relearn.dev/shard"] == str(i)
+        assert deployment["spec"]["template"]["metadata"]["labels"].items() >= selector.items()
+    peerings = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "ClusterKopfPeering")
+    assert peerings == [f"relearn-shard-{i}" for i in range(3)]
+    (single,) = (d for d in render(None) if d["kind"] == "Deployment")
+    assert single["metadata"]["name"] == "relearn"
+    assert not any(a.startswith("--shard") for a in single["spec"]["template"]["spec"]["containers"][0]["args"])

@@ -107,3 +107,35 @@ def test_invalid_spec_is_reported_and_the_operator_keeps_serving(operator: str, 
     fixed = settled(custom, operator, "ABExperiment", "descending-steps", lambda o: condition(o, "Ready"))
     assert fixed["status"]["observedGeneration"] == 2
     assert [e.reason for e in events_for(core, operator, "descending-steps")].count("InvalidSpec") == 1
+
+
+def reason_of(obj: dict[str, Any], type_: str) -> str | None:
+    return next((c["reason"] for c in (obj.get("status") or {}).get("conditions") or () if c["type"] == type_), None)
+
+
+def test_an_experiment_waiting_for_its_challenger_goes_on_when_the_version_is_registered(
+    operator: str, api_client: client.ApiClient
+) -> None:
+    custom = client.CustomObjectsApi(api_client)
+    apply(custom, operator, yaml.safe_load((EXAMPLES / "modelversion-1.0.0.yaml").read_text()))
+    abx = yaml.safe_load((EXAMPLES / "abexperiment.yaml").read_text())
+    apply(custom, operator, abx)
+    name = abx["metadata"]["name"]
+    settled(custom, operator, "ABExperiment", name, lambda o: reason_of(o, "ChallengerReady") == "ModelVersionNotFound")
+
+    # Registered right after the turn just seen: woken by the ModelVersion's
+    # event, not by a poll (the old one looked 10 s after that turn, the safety
+    # poll 60 s), the experiment says within seconds what is missing now.
+    apply(custom, operator, yaml.safe_load((EXAMPLES / "modelversion-1.1.0.yaml").read_text()))
+    moved = wait_for(
+        custom.list_namespaced_custom_object,
+        lambda o: (
+            o["metadata"]["name"] == name and reason_of(o, "ChallengerReady") not in (None, "ModelVersionNotFound")
+        ),
+        group=GROUP,
+        version=VERSION,
+        namespace=operator,
+        plural="abexperiments",
+        timeout=8,
+    )
+    assert reason_of(moved, "ChallengerReady") == "WorkloadNotFound"

@@ -136,3 +136,28 @@ def test_transition_rules_compare_with_the_stored_object() -> None:
     (error,) = validate(SCHEMA, {"spec": {"version": "2.0.0"}}, old)
     assert (error.field, error.message) == ("spec.version", "version is immutable")
     assert validate(SCHEMA, {"spec": {"version": "2.0.0"}}) == []  # on create there is nothing to compare
+
+
+def test_a_list_by_label_follows_label_changes_and_deletions() -> None:
+    from relearn_sandbox.store import Store
+
+    store = Store()
+    config_maps = store.type_for("", "configmaps")
+    for i in range(50):
+        store.create(config_maps, "default", {"metadata": {"name": f"cm-{i}", "labels": {"model": f"m{i % 5}"}}})
+    selector = parse_label_selector("model=m1")
+
+    def names() -> list[str]:
+        listed, _ = store.list_objects(config_maps, "default", selector, lambda _: True)
+        return [o["metadata"]["name"] for o in listed]
+
+    assert names() == sorted(f"cm-{i}" for i in range(50) if i % 5 == 1)
+    moved = store.get(config_maps, "default", "cm-1")
+    moved["metadata"]["labels"] = {"model": "m2"}
+    store.update(config_maps, "default", "cm-1", moved)
+    store.delete(config_maps, "default", "cm-6")
+    added = {"metadata": {"name": "cm-new", "labels": {"model": "m1", "team": "a"}}}
+    store.create(config_maps, "default", added)
+    assert names() == sorted({f"cm-{i}" for i in range(50) if i % 5 == 1} - {"cm-1", "cm-6"} | {"cm-new"})
+    both = parse_label_selector("model=m1,team=a")
+    assert [o["metadata"]["name"] for o in store.list_objects(config_maps, None, both, lambda _: True)[0]] == ["cm-new"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -48,7 +49,8 @@ from relearn.core.durations import parse_duration
 from relearn.core.retraining import next_sequence, request_name
 from relearn.errors import APIError, DecisionError, Forbidden, NotFound, RelearnError
 from relearn.handlers import retraining
-from relearn.handlers.guard import Guard, interval_seconds, keep_turning
+from relearn.handlers.guard import Guard, Slots, interval_seconds, keep_turning
+from relearn.handlers.lookups import Lookup, turn_slot
 from relearn.handlers.outcome import Outcome, apply, event_basis, post_event
 from relearn.metrics import DECISIONS, DRIFT_CHECKS, DRIFT_SCORE, HANDLER_SECONDS
 
@@ -106,11 +108,14 @@ async def check(
     status: DriftPolicyStatus,
     now: datetime.datetime,
     allowed: Allowlist = NO_LIMITS,
+    lookup: Lookup | None = None,
 ) -> Outcome:
-    """One drift check of a policy, as status updates and Events."""
+    """One drift check of a policy, as status updates and Events; the
+    champion read through ``lookup`` (the index of the model's versions)."""
     outcome = Outcome()
+    lookup = lookup or Lookup(kube)
     try:
-        champion = model_versions.champion(await kube.list_model_versions(namespace, spec.model))
+        champion = model_versions.champion(await lookup.versions(namespace, spec.model))
     except APIError as error:
         raise CheckFailed("KubernetesAPIError", f"cannot list the model's ModelVersions: {error.http_reason}") from None
     labels = scope(namespace, spec.prometheus, model=spec.model)  # this namespace's series only
@@ -300,16 +305,23 @@ async def monitor(
     body: kopf.Body,
     memo: Any,
     logger: kopf.Logger,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     """The daemon of one DriftPolicy: a drift check (and the retraining it
-    drives) every ``spec.interval``, guarded so that no error stops it."""
+    drives) every ``spec.interval``, guarded so that no error stops it. Checks
+    keep their period and are spread over it (:mod:`relearn.core.schedule`)."""
     kube: KubeClient = memo["kube"]
     allowed: Allowlist = memo.get("allowed") or NO_LIMITS
     assert namespace is not None  # DriftPolicy is namespaced
     guard = Guard(kube, "driftpolicies", namespace, name, body, logger)
+    lookup = Lookup.of(kube, kwargs)
+    slots = Slots(uid)
 
     async def turn() -> float | None:
+        async with turn_slot(memo):
+            return await checked()
+
+    async def checked() -> float | None:
         try:
             spec = DriftPolicySpec.model_validate(dict(body.spec))
         except ValidationError:
@@ -318,7 +330,7 @@ async def monitor(
         status = DriftPolicyStatus.model_validate(dict(body.status or {}))
         generation = body.metadata.get("generation")
         with HANDLER_SECONDS.labels("DriftPolicy", "drift-check").time():
-            outcome = await _drift_check(kube, name, namespace, uid, spec, status, now, logger, allowed)
+            outcome = await _drift_check(kube, name, namespace, uid, spec, status, now, logger, allowed, lookup)
         requested = "lastRetraining" in outcome.status
         if not requested:
             await _advance_retraining(kube, outcome, name, namespace, uid, spec, status, now, logger)
@@ -332,7 +344,7 @@ async def monitor(
             await _advance_retraining(kube, outcome, name, namespace, uid, spec, status, now, logger)
             if await _write(kube, guard, body, namespace, name, outcome, generation, status, now, logger) is None:
                 return None
-        return interval_seconds(spec.interval)
+        return slots.wait(interval_seconds(spec.interval))
 
     await keep_turning(stopped, guard, turn)
 
@@ -347,10 +359,11 @@ async def _drift_check(
     now: datetime.datetime,
     logger: kopf.Logger,
     allowed: Allowlist,
+    lookup: Lookup,
 ) -> Outcome:
     """One check as an Outcome; a check without a decision says why (MetricsAvailable, Drifted)."""
     try:
-        outcome = await check(kube, name, namespace, uid, spec, status, now, allowed)
+        outcome = await check(kube, name, namespace, uid, spec, status, now, allowed, lookup)
         DRIFT_CHECKS.labels(_result(outcome)).inc()
     except DecisionError as refused:  # the decision core refused what was measured
         outcome = Outcome(
@@ -407,10 +420,10 @@ async def _write(
     return written
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
-    kopf.daemon(GROUP, VERSION, "driftpolicies", id="drift-monitor", registry=registry, cancellation_timeout=10)(
-        monitor
-    )
+def register(registry: kopf.OperatorRegistry, when: Callable[..., bool] | None = None) -> None:
+    kopf.daemon(
+        GROUP, VERSION, "driftpolicies", id="drift-monitor", registry=registry, cancellation_timeout=10, when=when
+    )(monitor)
 
 
 async def _advance_retraining(

@@ -36,10 +36,11 @@ from relearn.adapters.kube import KubeClient
 from relearn.api.base import duration_seconds
 from relearn.api.conditions import Condition
 from relearn.api.names import STALLED
+from relearn.core.schedule import next_due
 from relearn.errors import APIUnreachable, DecisionError, KubernetesError
 from relearn.handlers.outcome import Outcome, apply, post_event
 
-__all__ = ["STALLED", "Failure", "Guard", "classify", "interval_seconds", "keep_turning"]
+__all__ = ["STALLED", "Failure", "Guard", "Slots", "classify", "interval_seconds", "keep_turning"]
 MIN_INTERVAL = 1.0  # seconds: no daemon turns faster, whatever an old object says
 MAX_WAIT = 366 * 86400.0  # seconds: the longest wait a duration may ask for
 API_RETRY = 1.0  # seconds: an API restart of a few seconds pauses a daemon about as long
@@ -144,13 +145,32 @@ def interval_seconds(text: str) -> float:
     return min(max(duration_seconds(text), MIN_INTERVAL), MAX_WAIT)  # seconds as a float: no overflow
 
 
+class Slots:
+    """A daemon's check schedule on the monotonic clock: spread by ``key``
+    (the object's uid) over the interval, the period kept however long a
+    check took (:func:`relearn.core.schedule.next_due`)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.due: float | None = None  # the slot of the check that just ran; None before the first
+
+    def wait(self, interval: float) -> float:
+        """Seconds from now until the next check's slot."""
+        now = time.monotonic()
+        self.due = next_due(self.key, interval, now, self.due)
+        return self.due - now
+
+
 async def keep_turning(
     stopped: kopf.DaemonStopped,
     guard: Guard,
     turn: Callable[[], Awaitable[float | None]],
+    pause: Callable[[float], Awaitable[object]] | None = None,
 ) -> None:
     """Run ``turn`` until the daemon stops or a turn returns None (nothing
-    more to do); a turn returns the seconds until the next one."""
+    more to do); a turn returns the seconds until the next one, which
+    ``pause`` waits (by default ``stopped.wait``; the experiment daemon's
+    also ends when a change it waits for arrives)."""
     while not stopped:
         try:
             wait = await turn()
@@ -158,4 +178,4 @@ async def keep_turning(
             wait = await guard.failed(error)
         if wait is None:
             return
-        await stopped.wait(wait)
+        await (pause or stopped.wait)(wait)

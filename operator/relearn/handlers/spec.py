@@ -13,6 +13,7 @@ the Ready condition never overwrites the conditions a daemon set meanwhile.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -21,19 +22,21 @@ from relearn.adapters.kube import KubeClient
 from relearn.api import GROUP, KINDS, VERSION, Kind
 from relearn.core.spec_check import SpecCheck, check_spec
 from relearn.handlers.guard import API_RETRY
+from relearn.handlers.lookups import Lookup
 from relearn.metrics import HANDLER_SECONDS, SPEC_CHECKS
 
 
 def make_spec_handler(kind: Kind) -> Any:
     async def check(
-        *, body: kopf.Body, name: str, namespace: str | None, memo: Any, logger: kopf.Logger, **_: Any
+        *, body: kopf.Body, name: str, namespace: str | None, memo: Any, logger: kopf.Logger, **kwargs: Any
     ) -> None:
         kube: KubeClient = memo["kube"]
         now = datetime.datetime.now(datetime.UTC)
         checked: list[SpecCheck] = []
         versions: list[dict[str, Any]] = []
         if kind.kind == "ModelVersion" and not dict(body.status).get("phase"):
-            versions = await kube.list_model_versions(namespace or "", str(body.spec.get("model", "")))
+            # The model's versions from the index: a thousand new versions, not a thousand lists of them.
+            versions = await Lookup.of(kube, kwargs).versions(namespace or "", str(body.spec.get("model", "")))
 
         def change(status: dict[str, Any]) -> dict[str, Any]:
             current = {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": status}
@@ -55,9 +58,9 @@ def make_spec_handler(kind: Kind) -> Any:
     return check
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
+def register(registry: kopf.OperatorRegistry, when: Callable[..., bool] | None = None) -> None:
     for kind in KINDS:
         handler = make_spec_handler(kind)
         for on in (kopf.on.create, kopf.on.update, kopf.on.resume):
             # Retried within seconds when the API was unreachable (kopf's default waits a minute).
-            on(GROUP, VERSION, kind.plural, registry=registry, id="spec", backoff=API_RETRY)(handler)
+            on(GROUP, VERSION, kind.plural, registry=registry, id="spec", backoff=API_RETRY, when=when)(handler)

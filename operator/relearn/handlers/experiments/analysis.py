@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from relearn.adapters.kube import ABEXPERIMENTS
 from relearn.adapters.prometheus import PrometheusError
 from relearn.adapters.routers import RouterError, Split
 from relearn.api.abexperiment import (
@@ -56,7 +55,7 @@ from relearn.core import model_versions, srm, stats, workloads
 from relearn.core.durations import parse_duration
 from relearn.errors import APIError, DecisionError
 from relearn.handlers.experiments.arms import ensure_challenger, not_serving, resolve
-from relearn.handlers.experiments.context import FIX_POLL, PENDING_POLL, Context, Wait
+from relearn.handlers.experiments.context import FIX_POLL, PENDING_POLL, WAITS_FOR_CHANGE, Context, Wait
 from relearn.handlers.experiments.measuring import measure, measure_pairs, requests_since
 from relearn.handlers.experiments.traffic import restore_route
 from relearn.handlers.outcome import Outcome
@@ -141,7 +140,7 @@ def _promote(ctx: Context, outcome: Outcome, reason: str, message: str, interval
         outcome.status["decision"] = ctx.decision("Continue", "AwaitingApproval", message)
         if waiting is None or waiting.status != "True":
             outcome.events.append(("Normal", "AwaitingApproval", message))
-        return interval
+        return ctx.next_look(interval)
     if ctx.spec.promotion == "Manual":
         outcome.conditions.append((AWAITING_APPROVAL, "False", "Approved", "approved"))
     conclude(ctx, outcome, "Promote", reason, f"{message} ({gate.how})")
@@ -284,7 +283,7 @@ async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
     judgement = _judge(ctx, outcome, look) if look is not None else None
     current = await ctx.record_weights(split, outcome)
     if judgement is None or look is None:
-        return interval  # no decision until the data returns or is valid; weights unchanged
+        return ctx.next_look(interval)  # no decision until the data returns or is valid; weights unchanged
     ratio, hold = await _sample_ratio(ctx, split, outcome)
     _export(ctx, look, judgement)
     outcome.status["measurements"] = _measurement(ctx, look, judgement, ratio)
@@ -293,7 +292,7 @@ async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
         outcome.status["decision"] = ctx.decision(
             "Continue", "SampleRatioMismatch", f"held: {why} (look was: {judgement.message})"
         )
-        return interval  # a skewed split invalidates the comparison: nothing is decided on it
+        return ctx.next_look(interval)  # a skewed split invalidates the comparison: nothing is decided on it
     if judgement.outcome == "Promote":
         return _promote(ctx, outcome, judgement.reason, judgement.message, interval)
     if judgement.outcome in ("Reject", "Inconclusive"):
@@ -305,7 +304,7 @@ async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
         await ctx.router().set_weights(split, wanted)
         await ctx.record_weights(split, outcome)
         outcome.events.append(("Normal", "WeightChanged", f"challenger weight {current}% -> {wanted}%"))
-    return interval
+    return ctx.next_look(interval)
 
 
 # -- the shadow stage ----------------------------------------------------------------
@@ -360,13 +359,13 @@ async def analyse_shadow(ctx: Context, split: Split, outcome: Outcome) -> float:
     look = await _look(ctx, outcome, measure_pairs(ctx, split, since))
     if look is None:
         outcome.status["shadow"] = record.model_copy(update={"mirror": mirrored}).to_wire()
-        return interval
+        return ctx.next_look(interval)
     previous = (record.p_value if ctx.spec.analysis.method == "sequential" else None) or 1.0
     try:
         judgement = judging.judge_shadow(ctx.spec, look, previous)
     except DecisionError as refused:
         _refused(ctx, outcome, refused)
-        return interval
+        return ctx.next_look(interval)
     outcome.conditions.append((INCONCLUSIVE, "False", "DataComplete", "both versions' labelled pairs measured"))
     verdict, pairs = judgement.verdict, look.pairs
     outcome.status["shadow"] = record.model_copy(
@@ -388,7 +387,7 @@ async def analyse_shadow(ctx: Context, split: Split, outcome: Outcome) -> float:
         conclude(ctx, outcome, judgement.outcome, judgement.reason, f"shadow stage: {judgement.message}")
         return 0.0
     outcome.status["decision"] = ctx.decision("Continue", judgement.reason, f"shadow stage: {judgement.message}")
-    return interval
+    return ctx.next_look(interval)
 
 
 async def one_at_a_time(ctx: Context) -> None:
@@ -397,7 +396,7 @@ async def one_at_a_time(ctx: Context) -> None:
         name=ctx.name,
         created=ctx.body["metadata"].get("creationTimestamp"),
         model=ctx.spec.model,
-        others=await ctx.kube.list_objects(ABEXPERIMENTS, ctx.namespace),
+        others=await ctx.experiments(),
     )
     if blocker is not None:
         raise Wait(
@@ -426,7 +425,7 @@ async def _start(
             f"of traffic; champion {split.champion.version}",
         )
     )
-    return parse_duration(ctx.spec.analysis.interval).total_seconds()
+    return ctx.next_look(parse_duration(ctx.spec.analysis.interval).total_seconds())
 
 
 async def _start_shadow(
@@ -471,6 +470,7 @@ async def advance_experiment(ctx: Context, outcome: Outcome) -> float:
     except (Wait, RouterError) as waiting:  # something a person has to fix: look again less often
         outcome.conditions.append((CHALLENGER_READY, "False", waiting.reason, waiting.message))
         outcome.status.setdefault("phase", phase)
+        ctx.waits_for_change = waiting.reason in WAITS_FOR_CHANGE
         return FIX_POLL
     outcome.status["workloads"] = Workloads(
         champion=split.champion.deployment, challenger=split.challenger.deployment

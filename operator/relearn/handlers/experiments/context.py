@@ -29,12 +29,18 @@ from relearn.core import model_versions
 from relearn.core.consent import Allowlist
 from relearn.core.model_versions import StatusChange
 from relearn.errors import APIUnreachable, KubernetesError, RelearnError
+from relearn.handlers.guard import Slots
+from relearn.handlers.lookups import Lookup
 from relearn.handlers.outcome import Outcome
 from relearn.metrics import EXPERIMENT_WEIGHT
 
 PLURAL = "abexperiments"
 PENDING_POLL = 2.0  # seconds between looks while the challenger starts
 FIX_POLL = 10.0  # seconds between looks while the spec names something missing
+# Waits that a change to the model's ModelVersions or experiments ends: the
+# daemon waits for that change (relearn.handlers.lookups.Wakeups), with a slow
+# safety poll, instead of polling every FIX_POLL.
+WAITS_FOR_CHANGE = frozenset({"AnotherExperimentRunning", "NoChampion", "ModelVersionNotFound", "UnverifiedChallenger"})
 
 
 HAND_OVER_RETRY = 20.0  # seconds a hand-over's completing write is retried through an API outage
@@ -75,6 +81,9 @@ class Context:
     logger: kopf.Logger
     prometheus_url: str | None
     allowed: Allowlist = field(default_factory=Allowlist)  # where credentials may go (core.consent)
+    lookup: Lookup | None = None  # the model's versions and experiments (kopf's indexes); None: list them
+    slots: Slots | None = None  # the looks' schedule (spread, period kept); None: a full interval after each
+    waits_for_change: bool = False  # set by a turn whose Wait a change to the model's objects ends
 
     @property
     def name(self) -> str:
@@ -98,9 +107,20 @@ class Context:
         target = routing.target or self.spec.workload.name
         return router_for(routing.provider, self.kube, self.namespace, target, routing.stickiness)
 
-    async def versions(self) -> list[dict[str, Any]]:
-        """The ModelVersions of the experiment's model."""
-        return await self.kube.list_model_versions(self.namespace, self.spec.model)
+    async def versions(self, fresh: bool = False) -> list[dict[str, Any]]:
+        """The ModelVersions of the experiment's model: from the index, or
+        ``fresh`` from the API (before a hand-over writes their phases)."""
+        if fresh or self.lookup is None:
+            return await self.kube.list_model_versions(self.namespace, self.spec.model)
+        return await self.lookup.versions(self.namespace, self.spec.model)
+
+    async def experiments(self) -> list[dict[str, Any]]:
+        """The ABExperiments of the experiment's model (this one included)."""
+        return await (self.lookup or Lookup(self.kube)).experiments(self.namespace, self.spec.model)
+
+    def next_look(self, interval: float) -> float:
+        """Seconds until the next look, ``interval`` after the slot of this one."""
+        return self.slots.wait(interval) if self.slots is not None else interval
 
     async def record_weights(self, split: Split, outcome: Outcome) -> int:
         """The weights as the router reports them, into status and metrics; the challenger's."""

@@ -9,7 +9,9 @@ Registered by :func:`relearn.handlers.build_registry` through
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -28,7 +30,8 @@ from relearn.handlers.experiments.context import PENDING_POLL, PLURAL, Context, 
 from relearn.handlers.experiments.ending import settle, until_done
 from relearn.handlers.experiments.notify import write
 from relearn.handlers.experiments.traffic import ours, withdraw
-from relearn.handlers.guard import Guard, keep_turning
+from relearn.handlers.guard import Guard, Slots, keep_turning
+from relearn.handlers.lookups import SAFETY_POLL, Lookup, Wakeups, turn_slot, wait_for_change
 from relearn.handlers.outcome import Outcome
 from relearn.metrics import HANDLER_SECONDS
 
@@ -54,21 +57,41 @@ async def run(
     namespace: str | None,
     memo: Any,
     logger: kopf.Logger,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     """The daemon of one ABExperiment: its phases, then the health checks
-    after promotion, guarded so that no error stops it."""
+    after promotion, guarded so that no error stops it. A turn that waits
+    for another experiment or a ModelVersion sleeps until its model's
+    objects change (or :data:`~relearn.handlers.lookups.SAFETY_POLL`)."""
     kube: KubeClient = memo["kube"]
     assert namespace is not None  # ABExperiment is namespaced
     guard = Guard(kube, PLURAL, namespace, name, body, logger)
     status = ABExperimentStatus.model_validate(dict(body.status or {}))
+    lookup = Lookup.of(kube, kwargs)
+    slots = Slots(str(body.metadata.get("uid") or name))
+    wakeups: Wakeups | None = memo.get("wakeups")
+    woken: asyncio.Event | None = None  # armed before a turn's reads, so no change is missed
+    waits_for_change = False
+
+    async def pause(wait: float) -> None:
+        if woken is not None and waits_for_change:
+            await wait_for_change(stopped, woken, SAFETY_POLL)
+        else:
+            await stopped.wait(wait)
 
     async def turn() -> float | None:
-        nonlocal status
+        async with turn_slot(memo):
+            return await step()
+
+    async def step() -> float | None:
+        nonlocal status, woken, waits_for_change
+        waits_for_change = False
         try:
             spec = ABExperimentSpec.model_validate(dict(body.spec))
         except ValidationError:
             return 30.0  # the spec handler reports it
+        if wakeups is not None:
+            woken = wakeups.arm(namespace, spec.model, name)
         decision = status.decision.outcome if status.decision else None
         action = judging.turn_action(status.phase, decision)
         if action == "Done":
@@ -85,6 +108,8 @@ async def run(
             logger,
             memo.get("prometheus_url"),
             memo.get("allowed") or Allowlist(),
+            lookup=lookup,
+            slots=slots,
         )
         outcome = Outcome()
         wait: float | None = PENDING_POLL
@@ -97,9 +122,14 @@ async def run(
             except (RouterError, Wait) as error:
                 logger.warning("experiment turn not finished, retrying: %s", error.reason)
                 wait = PENDING_POLL
+        waits_for_change = ctx.waits_for_change
         return wait
 
-    await keep_turning(stopped, guard, turn)
+    try:
+        await keep_turning(stopped, guard, turn, pause)
+    finally:
+        if wakeups is not None:
+            wakeups.disarm(namespace, str(body.spec.get("model", "")), name)
 
 
 async def restore(*, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
@@ -130,6 +160,6 @@ async def restore(*, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) 
         logger.info("experiment deleted: all traffic back to champion %s", split.champion.version)
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
-    kopf.daemon(GROUP, VERSION, PLURAL, id="experiment", registry=registry, cancellation_timeout=10)(run)
-    kopf.on.delete(GROUP, VERSION, PLURAL, id="restore-routing", registry=registry, backoff=2.0)(restore)
+def register(registry: kopf.OperatorRegistry, when: Callable[..., bool] | None = None) -> None:
+    kopf.daemon(GROUP, VERSION, PLURAL, id="experiment", registry=registry, cancellation_timeout=10, when=when)(run)
+    kopf.on.delete(GROUP, VERSION, PLURAL, id="restore-routing", registry=registry, backoff=2.0, when=when)(restore)

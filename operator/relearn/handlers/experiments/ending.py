@@ -68,7 +68,7 @@ async def promote(ctx: Context, outcome: Outcome, split: Split) -> None:
         incoming_message=message,
         triggered_by=f"abexperiment/{ctx.name}",
     )
-    versions = await ctx.versions()
+    versions = await ctx.versions(fresh=True)
     if not model_versions.cut_short(versions, plan):  # else traffic moved before the first write: finish first
         why = await not_serving(ctx, split.challenger)
         if why is not None:

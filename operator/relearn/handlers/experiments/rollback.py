@@ -425,7 +425,7 @@ async def carry_out(ctx: Context, outcome: Outcome) -> float:
             by=ctx.annotations.get(REQUESTED_BY_ANNOTATION),
         ),
     )
-    versions = await ctx.versions()
+    versions = await ctx.versions(fresh=True)
     if model_versions.cut_short(versions, plan):  # traffic is back already: the model's Champion first
         await ctx.move_versions(versions, plan)
     wait = await _bring_back(ctx, outcome, split, deployment)
