@@ -345,6 +345,7 @@ def one_loop(api: client.ApiClient, sandbox: Any, faults: Faults, workdir: Path,
     pauses = daemon_pauses(sandbox, namespace, window, chaos.killed_at)
     return {
         "doubled": sum(posted.count(reason) > 1 for reason in set(posted)),
+        "doubled_reasons": sorted(reason for reason in set(posted) if posted.count(reason) > 1),
         "lost": sum(reason not in posted for reason in expected),
         "outcome": outcome,
         "seconds": ended_at - started,
@@ -378,6 +379,7 @@ def row(number: int, r: dict[str, Any]) -> str:
         f"{r['champions']!s:18s}  {r['overlap']:9.1f}  {r['stuck']:5d}  {r['orphans']:7d}  "
         f"{r['doubled']:7d}  {r['lost']:4d}  "
         f"{pause:>7s}  {r['outages']:7d}  {r['failures']:4d}  {kills}"
+        + (f"  doubled: {', '.join(r['doubled_reasons'])}" if r["doubled_reasons"] else "")
     )
 
 
