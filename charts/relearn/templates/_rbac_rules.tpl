@@ -28,6 +28,14 @@ watched namespace (false); templates/rbac.yaml places them.
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, create]
+# A distributed retraining (spec.retraining.distributed) on Kubeflow's
+# training operator: its PyTorchJob, created once per request (create) and
+# read back by its name (get). Whether the cluster serves it is read from API
+# discovery, which needs no rule. Its Indexed Job's headless Service is created
+# with the services rights below.
+- apiGroups: [kubeflow.org]
+  resources: [pytorchjobs]
+  verbs: [get, create]
 # The trainer's result is read from its Pod's termination message (list by job-name).
 - apiGroups: [""]
   resources: [pods]
