@@ -47,7 +47,8 @@ watched namespace (false); templates/rbac.yaml places them.
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, create, update, delete]
-# Each challenger gets a Service like the champion's (create, delete); the
+# Each challenger gets a Service like the champion's, a distributed retraining
+# Job its headless rendezvous Service (create, delete); the
 # champion's is pinned to its version, or opened to both arms by the
 # replicas router (get, update); the champion's is found among them (list).
 - apiGroups: [""]
