@@ -42,6 +42,8 @@ def test_two_workers_train_one_version_and_a_killed_worker_is_retried_cleanly(
     body = policy("documents", world["prometheus"], tmp / "data", tmp / "out")
     retraining = body["spec"]["retraining"]
     retraining.update(distributed={"workers": 2}, backoffLimit=1, resources={"limits": {"cpu": "1"}})
+    # Long enough (800 steps) for the kill after the first checkpoint (step 50) to land mid-training.
+    retraining["lora"]["epochs"] = 40
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "driftpolicies", body)
     job_name = retraining_of(custom, namespace, "documents", "Running")["status"]["lastRetraining"]["job"]
 

@@ -100,3 +100,15 @@ def test_a_failed_index_past_the_backoff_limit_fails_the_job_and_stops_the_other
     workers = core.list_namespaced_pod(namespace, label_selector="job-name=split").items
     assert all(p.metadata.deletion_timestamp or p.status.phase == "Failed" for p in workers)
     assert failed["status"]["active"] == 0
+
+
+def test_a_success_policy_on_worker_zero_completes_the_job_and_stops_the_others(
+    batch: client.BatchV1Api, core: client.CoreV1Api, namespace: str
+) -> None:
+    code = "import os, time\nif os.environ['JOB_COMPLETION_INDEX'] == '1': time.sleep(60)"
+    rules = {"rules": [{"succeededIndexes": "0", "succeededCount": 1}]}
+    batch.create_namespaced_job(namespace, indexed_job("leader", code, successPolicy=rules))
+    done = finished(batch, namespace, "leader", "Complete")
+    assert condition(done, "SuccessCriteriaMet")
+    workers = core.list_namespaced_pod(namespace, label_selector="job-name=leader").items
+    assert all(p.metadata.deletion_timestamp or p.status.phase == "Succeeded" for p in workers)

@@ -53,7 +53,7 @@ def build(spec: DriftPolicySpec, kind: Any = retraining_job, name: str = "invoic
     )
 
 
-@pytest.mark.parametrize("k8s", ["1.30.0", "1.33.0"])
+@pytest.mark.parametrize("k8s", ["1.31.0", "1.33.0"])  # successPolicy: 1.31 and later
 def test_the_indexed_job_and_its_service_pass_kubernetes_validation(k8s: str) -> None:
     job = build(spec_with(workers=4, gpusPerWorker=8))
     kubernetes_validate.validate(job, k8s, strict=True)
@@ -78,6 +78,8 @@ def test_workers_run_torchrun_from_an_indexed_job_meeting_at_worker_zero() -> No
     assert "--strategy=ddp" in container["args"]
     # the example's backoffLimit 2: three attempts, each failing up to all three workers' pods
     assert job["spec"]["backoffLimit"] == 3 * 3 - 1
+    # done when worker 0 (which publishes) is
+    assert job["spec"]["successPolicy"] == {"rules": [{"succeededIndexes": "0", "succeededCount": 1}]}
 
 
 def test_the_rendezvous_service_is_headless_owned_by_the_job_and_names_not_ready_workers() -> None:

@@ -283,6 +283,9 @@ def retraining_job(
             # One failed worker fails the others' collectives, so an attempt
             # fails up to ``workers`` pods: backoffLimit counts attempts.
             backoffLimit=(retraining.backoff_limit + 1) * workers - 1,
+            # Done once worker 0 (rank 0, which published) succeeded: a worker lost
+            # after that is not retried alone, to wait for a rendezvous that never comes.
+            successPolicy={"rules": [{"succeededIndexes": "0", "succeededCount": 1}]},
         )
     job_spec["template"] = {"metadata": {"labels": labels, **({"annotations": annotations} if annotations else {})}}
     job_spec["template"]["spec"] = pod

@@ -393,7 +393,14 @@ class Kubelet:
         elapsed = (
             datetime.datetime.now(datetime.UTC) - datetime.datetime.fromisoformat(started.replace("Z", "+00:00"))
         ).total_seconds()
-        if (len(done & set(range(completions))) if indexed else succeeded) >= completions:
+        if indexed and any(
+            _success_rule_met(rule, done) for rule in (spec.get("successPolicy") or {}).get("rules") or ()
+        ):
+            conditions = [
+                _condition("SuccessCriteriaMet", "SuccessPolicy", "Matched a success policy rule"),
+                _condition("Complete", "SuccessPolicy", "Reached expected number of succeeded pods"),
+            ]
+        elif (len(done & set(range(completions))) if indexed else succeeded) >= completions:
             conditions = [_condition("Complete", "", "")]
         elif failed > int(spec.get("backoffLimit", 6)):
             conditions = [_condition("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")]
@@ -444,7 +451,7 @@ class Kubelet:
             new_status["completedIndexes"] = ",".join(str(i) for i in sorted(done))
         if conditions:
             new_status["conditions"] = conditions
-            if conditions[0]["type"] == "Complete":
+            if conditions[-1]["type"] == "Complete":
                 new_status["completionTime"] = now_rfc3339()
         if {k: status.get(k) for k in new_status} != new_status:
             self._patch_status("batch", "jobs", namespace, name, new_status)
@@ -960,6 +967,26 @@ def _index(pod: Mapping[str, Any]) -> int:
     """An Indexed Job's pod's completion index (-1 for none)."""
     text = str((pod["metadata"].get("annotations") or {}).get(COMPLETION_INDEX, ""))
     return int(text) if text.isdecimal() else -1
+
+
+def _index_set(text: object) -> set[int]:
+    """Completion indexes written as Kubernetes does (``"0,2-4"``)."""
+    indexes: set[int] = set()
+    for part in str(text or "").split(","):
+        low, _, high = part.strip().partition("-")
+        if low.isdecimal() and (not high or high.isdecimal()):
+            indexes |= set(range(int(low), int(high or low) + 1))
+    return indexes
+
+
+def _success_rule_met(rule: Mapping[str, Any], done: set[int]) -> bool:
+    """A Job successPolicy rule: its indexes succeeded (``succeededCount`` of them, or all)."""
+    wanted = _index_set(rule["succeededIndexes"]) if "succeededIndexes" in rule else None
+    among = done & wanted if wanted is not None else done
+    count = rule.get("succeededCount")
+    if count is None:
+        return wanted is not None and wanted <= done
+    return len(among) >= int(count)
 
 
 def _indexed(template: Mapping[str, Any], job: str, index: int) -> dict[str, Any]:
