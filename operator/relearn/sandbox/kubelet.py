@@ -52,7 +52,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -63,7 +62,7 @@ import aiohttp
 
 from relearn.sandbox.errors import ApiError
 from relearn.sandbox.podlogs import LogOptions, TimedLog, select
-from relearn.sandbox.processes import die_with_parent, free_port, terminate_group
+from relearn.sandbox.processes import die_with_parent, free_port, kill_tree, terminate_group
 from relearn.sandbox.selectors import parse_label_selector
 from relearn.sandbox.store import Change, Store, now_rfc3339
 
@@ -877,9 +876,8 @@ class Kubelet:
         for container in runtime.containers.values() if runtime is not None else ():
             process = container.process
             if process is not None and process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                    killed = True
+                kill_tree(process.pid)
+                killed = True
         return killed
 
     async def _kill_pod(self, runtime: PodRuntime, grace: float) -> None:
