@@ -60,7 +60,7 @@ def test_two_workers_train_one_version_and_a_killed_worker_is_retried_cleanly(
     assert job.metadata.name == job_name
     assert job.spec.completion_mode == "Indexed"
     assert job.status.failed >= 1  # the killed worker (and rank 0, whose collective broke with it)
-    assert job.status.completed_indexes == "0,1"
+    assert "0" in job.status.completed_indexes.split(",")  # worker 0 published: the Job's success policy
     service = core.read_namespaced_service(job_name, namespace)
     assert service.spec.cluster_ip == "None"
 
