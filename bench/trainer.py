@@ -329,9 +329,12 @@ def main() -> None:
     against = "its peak bf16"
     if peak is None:
         peak, against = matmul_rate(device), "this device's measured fp32 2048² matmul rate"
+    import os
+
     print(
-        f"device: {name} ({torch.get_num_threads()} threads); model: {args.size}; batch {args.batch} x "
-        f"{args.length} tokens; {args.steps} steps; MFU against {against}: {peak / 1e12:.3f} TFLOP/s"
+        f"device: {name} ({torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}); model: "
+        f"{args.size}; batch {args.batch} x {args.length} tokens; {args.steps} steps; "
+        f"MFU against {against}: {peak / 1e12:.3f} TFLOP/s"
     )
     rows = {
         "LoRA (relearn trainer)": measure(args.size, True, args.steps, args.batch, args.length, device),
