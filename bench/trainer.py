@@ -336,17 +336,25 @@ def main() -> None:
         f"{args.size}; batch {args.batch} x {args.length} tokens; {args.steps} steps; "
         f"MFU against {against}: {peak / 1e12:.3f} TFLOP/s"
     )
-    rows = {
-        "LoRA (relearn trainer)": measure(args.size, True, args.steps, args.batch, args.length, device),
-        "full fine-tuning (baseline)": measure(args.size, False, args.steps, args.batch, args.length, device),
-    }
-    full = rows["full fine-tuning (baseline)"]
-    print(f"parameters: {full['parameters'] / 1e9:.3f} B; attention: {full['attention']}")
+    rows: dict[str, dict[str, Any] | None] = {}
+    for label, lora in (("LoRA (relearn trainer)", True), ("full fine-tuning (baseline)", False)):
+        try:
+            rows[label] = measure(args.size, lora, args.steps, args.batch, args.length, device)
+        except (MemoryError, RuntimeError) as error:  # full fine-tuning: fp32 weights, gradients, two moments
+            if "memory" not in str(error).lower() and not isinstance(error, MemoryError):
+                raise
+            rows[label] = None
+    measured = next(row for row in rows.values() if row is not None)
+    print(f"parameters: {measured['parameters'] / 1e9:.3f} B; attention: {measured['attention']}")
     for label, row in rows.items():
+        if row is None:
+            print(f"{label:30} out of memory (full fine-tuning keeps ~16 bytes per parameter)")
+            continue
         mfu = f"{row['flops_per_s'] / peak:6.1%}"
         print(f"{label:30} {row['samples_per_s']:9.2f} samples/s {row['tokens_per_s']:12.1f} tokens/s  MFU {mfu}")
-    ratio = rows["LoRA (relearn trainer)"]["samples_per_s"] / rows["full fine-tuning (baseline)"]["samples_per_s"]
-    print(f"LoRA / full fine-tuning throughput: {ratio:.2f}x")
+    lora_row, full_row = rows["LoRA (relearn trainer)"], rows["full fine-tuning (baseline)"]
+    if lora_row is not None and full_row is not None:
+        print(f"LoRA / full fine-tuning throughput: {lora_row['samples_per_s'] / full_row['samples_per_s']:.2f}x")
 
 
 if __name__ == "__main__":
