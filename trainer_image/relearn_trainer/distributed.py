@@ -24,6 +24,8 @@ from typing import Any, Literal, TypeVar
 import torch
 import torch.distributed as dist
 
+from relearn_trainer.failures import UsageError
+
 Strategy = Literal["ddp", "fsdp"]
 T = TypeVar("T")
 # Rank 0 evaluates the champion before training and the new version after it
@@ -115,6 +117,9 @@ def wrap(model: Any, ranks: Ranks, device: torch.device) -> Any:
         return model
     if ranks.strategy == "fsdp":
         from torch.distributed.fsdp import FullyShardedDataParallel
+
+        if device.type != "cuda":
+            raise UsageError("--strategy fsdp needs GPUs (PyTorch's FSDP has no CPU path): use ddp on CPU")
 
         return FullyShardedDataParallel(
             model, use_orig_params=True, device_id=device if device.type == "cuda" else None
