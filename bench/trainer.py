@@ -1,11 +1,20 @@
-"""Trainer throughput: samples/s of the LoRA training loop, against full
-fine-tuning of the same model measured in the same run, and, on a GPU, model
-FLOPs utilisation (LoRA: 4·N·tokens per step, full fine-tuning 6·N·tokens;
-N = the model's parameters) against the GPU's peak bf16.
+"""Trainer throughput: samples/s and tokens/s of the LoRA training loop,
+against full fine-tuning of the same model measured in the same run, and
+model FLOPs utilisation (LoRA: 4·N·tokens per step, full fine-tuning
+6·N·tokens; N = the model's parameters): on a GPU against its peak bf16
+(the table below), on CPU against this CPU's own fp32 matmul rate measured
+in the same run (a 2048² ``torch.mm``: what dense kernels reach here).
 
     .venv/bin/python bench/trainer.py                 # tiny model, CPU: a smoke figure
+    .venv/bin/python bench/trainer.py --size 1b --steps 2 --batch 1 --length 64   # ~1B Llama on CPU
     python3 bench/trainer.py --size 1b --steps 20     # ~1B-parameter Llama on a GPU
+    .venv/bin/python bench/trainer.py --ddp-scaling --size small --threads 1      # DDP: 2 vs 1 CPU workers
     .venv/bin/python bench/trainer.py --base minilm   # the demo's retraining on all-MiniLM-L6-v2
+
+``--ddp-scaling`` runs the same LoRA loop under torchrun (gloo, the launcher
+and rendezvous the distributed retraining Job's pods use, here on loopback)
+with 1 and then 2 worker processes of ``--threads`` threads each, the global
+batch the same, and prints samples/s of each and their ratio.
 
 The model is built from a config (random weights, no download) and fed
 random token ids; it runs relearn_trainer.training.train, the loop the Jobs
@@ -42,6 +51,7 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}  # 
 
 SIZES = {  # hidden, layers, heads, intermediate, vocab
     "tiny": (64, 2, 4, 128, 1000),
+    "small": (256, 4, 4, 688, 8000),
     "1b": (2048, 18, 16, 5632, 32000),
 }
 
@@ -76,11 +86,13 @@ def build(size: str, device: torch.device) -> Any:
         pad_token_id=0,
     )
     torch.manual_seed(0)
+    # SDPA: transformers' default attention where the model has it (as the trainer loads bases).
     return LlamaForSequenceClassification(config).to(device)
 
 
-def measure(size: str, lora: bool, steps: int, batch: int, length: int, device: torch.device) -> dict[str, float]:
+def measure(size: str, lora: bool, steps: int, batch: int, length: int, device: torch.device) -> dict[str, Any]:
     model = build(size, device)
+    attention = str(getattr(model.config, "_attn_implementation", "?"))
     parameters = sum(p.numel() for p in model.parameters())
     if lora:
         model = model.to(base_dtype(device))  # as the trainer loads its frozen base
@@ -105,10 +117,83 @@ def measure(size: str, lora: bool, steps: int, batch: int, length: int, device: 
         torch.cuda.empty_cache()
     return {
         "parameters": parameters,
+        "attention": attention,
         "samples_per_s": batch * result["steps"] / elapsed,
         "tokens_per_s": tokens / elapsed,
         "flops_per_s": flops / elapsed,
     }
+
+
+def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a dense fp32 n x n matmul on ``device``: what this machine's kernels reach."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    torch.mm(a, b)  # warm-up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, b)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n**3 * repeats / (time.perf_counter() - started)
+
+
+def ddp_worker(size: str, steps: int, batch: int, length: int) -> None:
+    """One torchrun rank of --ddp-scaling: the LoRA loop on its share; rank 0 prints the rate."""
+    from relearn_trainer import distributed
+
+    ranks = distributed.from_environment()
+    device = distributed.start(ranks)
+    model = add_lora(build(size, device), LoraSettings(r=16, alpha=32, target_modules=("q_proj", "v_proj")))
+    tokenizer = RandomTokens(SIZES[size][4], length)
+    now = datetime.datetime.now(datetime.UTC)
+    examples = [Example(str(i), "a" if i % 2 else "b", "correction", now) for i in range(batch * (steps + 2))]
+    settings = TrainSettings(epochs=1, batch_size=batch, learning_rate=1e-4, checkpoint_every=10**9, max_length=length)
+    labels = {"a": 0, "b": 1}
+    train(model, tokenizer, examples[: batch * 2], labels, settings, None, device, ranks=ranks)  # warm-up
+    started = time.perf_counter()
+    result = train(model, tokenizer, examples[batch * 2 :], labels, settings, None, device, ranks=ranks)
+    elapsed = time.perf_counter() - started
+    if ranks.main:
+        print(json.dumps({"workers": ranks.world, "samples_per_s": batch * result["steps"] / elapsed}), flush=True)
+    distributed.finish()
+
+
+def ddp_scaling(size: str, steps: int, batch: int, length: int, threads: int) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    print(
+        f"DDP scaling on CPU (gloo, torchrun on loopback): model {size}, LoRA, global batch {batch} x {length} "
+        f"tokens, {steps} steps, {threads} thread(s) per worker; load average {os.getloadavg()[0]:.1f}"
+    )
+    rates = {}
+    for workers in (1, 2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes=1",
+            f"--nproc-per-node={workers}",
+            "--master-addr=127.0.0.1",
+            f"--master-port={port}",
+            __file__,
+            "--ddp-worker",
+            f"--size={size}",
+            f"--steps={steps}",
+            f"--batch={batch}",
+            f"--length={length}",
+            f"--threads={threads}",
+        ]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        run = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        line = next(line for line in run.stdout.splitlines() if line.startswith("{"))
+        rates[workers] = json.loads(line)["samples_per_s"]
+        print(f"{workers} worker(s): {rates[workers]:8.1f} samples/s")
+    print(f"2 workers / 1 worker: {rates[2] / rates[1]:.2f}x (ideal 2.00x)")
 
 
 def accuracy_on(base: str, adapter: str, documents: list[tuple[str, str]], labels: list[str]) -> float:
@@ -224,26 +309,52 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--length", type=int, default=512)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
+    parser.add_argument("--ddp-scaling", action="store_true", help="LoRA under torchrun: 2 vs 1 CPU workers")
+    parser.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.ddp_worker:
+        ddp_worker(args.size, args.steps, args.batch, args.length)
+        return
+    if args.ddp_scaling:
+        ddp_scaling(args.size, args.steps, args.batch, args.length, args.threads or 1)
+        return
     if args.base == "minilm":
         minilm(args.test_documents)
         return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else "CPU"
-    peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
-    print(f"device: {name}; model: {args.size}; batch {args.batch} x {args.length} tokens; {args.steps} steps")
-    rows = {
-        "LoRA (relearn trainer)": measure(args.size, True, args.steps, args.batch, args.length, device),
-        "full fine-tuning (baseline)": measure(args.size, False, args.steps, args.batch, args.length, device),
-    }
-    print(f"parameters: {rows['full fine-tuning (baseline)']['parameters'] / 1e9:.3f} B")
+    peak = next((v for k, v in PEAK_BF16.items() if k in name), None) if device.type == "cuda" else None
+    against = "its peak bf16"
+    if peak is None:
+        peak, against = matmul_rate(device), "this device's measured fp32 2048² matmul rate"
+    import os
+
+    print(
+        f"device: {name} ({torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}); model: "
+        f"{args.size}; batch {args.batch} x {args.length} tokens; {args.steps} steps; "
+        f"MFU against {against}: {peak / 1e12:.3f} TFLOP/s"
+    )
+    rows: dict[str, dict[str, Any] | None] = {}
+    for label, lora in (("LoRA (relearn trainer)", True), ("full fine-tuning (baseline)", False)):
+        try:
+            rows[label] = measure(args.size, lora, args.steps, args.batch, args.length, device)
+        except (MemoryError, RuntimeError) as error:  # full fine-tuning: fp32 weights, gradients, two moments
+            if "memory" not in str(error).lower() and not isinstance(error, MemoryError):
+                raise
+            rows[label] = None
+    measured = next(row for row in rows.values() if row is not None)
+    print(f"parameters: {measured['parameters'] / 1e9:.3f} B; attention: {measured['attention']}")
     for label, row in rows.items():
-        mfu = f"{row['flops_per_s'] / peak:6.1%}" if peak else "   n/a"
-        print(f"{label:30} {row['samples_per_s']:9.1f} samples/s {row['tokens_per_s']:12.0f} tokens/s  MFU {mfu}")
-    ratio = rows["LoRA (relearn trainer)"]["samples_per_s"] / rows["full fine-tuning (baseline)"]["samples_per_s"]
-    print(f"LoRA / full fine-tuning throughput: {ratio:.2f}x")
+        if row is None:
+            print(f"{label:30} out of memory (full fine-tuning keeps ~16 bytes per parameter)")
+            continue
+        mfu = f"{row['flops_per_s'] / peak:6.1%}"
+        print(f"{label:30} {row['samples_per_s']:9.2f} samples/s {row['tokens_per_s']:12.1f} tokens/s  MFU {mfu}")
+    lora_row, full_row = rows["LoRA (relearn trainer)"], rows["full fine-tuning (baseline)"]
+    if lora_row is not None and full_row is not None:
+        print(f"LoRA / full fine-tuning throughput: {lora_row['samples_per_s'] / full_row['samples_per_s']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ identity ``operator``), so the API server's call log tells its calls from
 the tests' and kubectl's and RBAC rules can be enforced on it alone
 (:mod:`.audit`). Faults for the chaos bench and tests: the API server
 restarted (connections refused for a while, then the same state on the same
-port) and status writes failing for a while.
+port), status writes failing for a while, and a pod's processes killed.
 """
 
 from __future__ import annotations
@@ -175,6 +175,12 @@ class Sandbox:
         """Status writes (PUT/PATCH of ``*/status``) answer ``code`` for ``seconds``."""
         assert self.api is not None
         self.api.fail_status_writes(seconds, code)
+
+    def kill_pod(self, namespace: str, name: str) -> bool:
+        """SIGKILL a pod's processes, as an out-of-memory kill or a lost node
+        would (no grace, no SIGTERM); False when it runs none. Any thread."""
+        assert self.kubelet is not None
+        return self.kubelet.kill(namespace, name)
 
     def enforce_rbac(self, user: str, grants: list[Grant] | None) -> None:
         """Hold ``user`` (e.g. ``operator``) to these RBAC grants: 403 for anything else; None lifts it."""

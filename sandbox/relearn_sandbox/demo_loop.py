@@ -129,6 +129,7 @@ def build_champion(workdir: Path) -> dict[str, Any]:
         baseline_edges={"length": LENGTH_EDGES},
     )
     result = run(request, now=CHAMPION_DATA_TIME + datetime.timedelta(hours=1))
+    assert result is not None  # one process, so rank 0: it publishes
     champion = {
         "baseModel": str(base),
         "uri": str(folder / "1.0.0"),

@@ -21,6 +21,20 @@ EndpointSlices.
   Deployment (no ReplicaSets); a template change replaces pods as new ones
   become ready (``Recreate``: at once). Jobs: one pod at a time until a
   success, a failure past ``backoffLimit``, or ``activeDeadlineSeconds``.
+- Indexed Jobs (``completionMode: Indexed``): a pod per completion index
+  not yet succeeded (``parallelism`` at once), each with the index in its
+  annotation and label ``batch.kubernetes.io/job-completion-index`` and in
+  ``JOB_COMPLETION_INDEX``, and the hostname ``<job>-<index>``; complete
+  when every index has succeeded, failed past ``backoffLimit`` (failed pods
+  of all indexes). With ``spec.subdomain`` (a headless Service) every pod is
+  on loopback, as a cluster's DNS would give them addresses: an env value
+  naming a pod there (``<host>.<subdomain>``, with or without
+  ``.<namespace>.svc``) is 127.0.0.1, the pods of one subdomain share one
+  loopback port per declared ``containerPort``, and an env value that is such
+  a port number is that loopback port (so ``MASTER_ADDR``/``MASTER_PORT`` of a
+  torchrun rendezvous reach worker 0).
+- ``torchrun`` as a container's command runs torch's launcher with this
+  Python (:data:`PROGRAMS`: what the trainer image has on its PATH).
 
 It runs on the API server's event loop and writes through :class:`Store`.
 """
@@ -38,6 +52,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +62,7 @@ import aiohttp
 
 from relearn_sandbox.errors import ApiError
 from relearn_sandbox.podlogs import LogOptions, TimedLog, select
-from relearn_sandbox.processes import die_with_parent, free_port, terminate_group
+from relearn_sandbox.processes import die_with_parent, free_port, kill_tree, terminate_group
 from relearn_sandbox.selectors import parse_label_selector
 from relearn_sandbox.store import Change, Store, now_rfc3339
 
@@ -58,6 +73,9 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 TERMINATION_ENV = "RELEARN_TERMINATION_MESSAGE_PATH"
 MAX_TERMINATION_MESSAGE = 4096
 ORDER = ("deployment", "job", "pod", "service")
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+# Programs the trainer image has on its PATH, run here with this Python.
+PROGRAMS = {"torchrun": [sys.executable, "-m", "torch.distributed.run"]}
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "VIRTUAL_ENV", "PYTHONPATH", "TMPDIR", "SSL_CERT_FILE")
 
 
@@ -139,6 +157,7 @@ class Kubelet:
         self.on_pods_changed = on_pods_changed
         self.max_backoff = max_backoff
         self.job_backoff = job_backoff
+        self._shared_ports: dict[tuple[str, str, int], int] = {}  # (namespace, subdomain, containerPort)
         self._pods: dict[tuple[str, str], PodRuntime] = {}
         self._dirty: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
@@ -357,6 +376,8 @@ class Kubelet:
             return
         spec = job.get("spec", {})
         pods = self._owned("pods", "", namespace, job["metadata"]["uid"])
+        indexed = spec.get("completionMode") == "Indexed"
+        completions = int(spec.get("completions", 1))
         succeeded = sum(1 for p in pods if self._pod_phase(p) == "Succeeded")
         failed = sum(1 for p in pods if self._pod_phase(p) == "Failed")
         active = [
@@ -364,23 +385,33 @@ class Kubelet:
             for p in pods
             if self._pod_phase(p) in ("Pending", "Running") and not p["metadata"].get("deletionTimestamp")
         ]
+        done = {_index(p) for p in pods if self._pod_phase(p) == "Succeeded"} if indexed else set()
         started = status.get("startTime") or now_rfc3339()
         conditions: list[dict[str, Any]] = []
         deadline = spec.get("activeDeadlineSeconds")
         elapsed = (
             datetime.datetime.now(datetime.UTC) - datetime.datetime.fromisoformat(started.replace("Z", "+00:00"))
         ).total_seconds()
-        if succeeded >= int(spec.get("completions", 1)):
+        if indexed and any(
+            _success_rule_met(rule, done) for rule in (spec.get("successPolicy") or {}).get("rules") or ()
+        ):
+            conditions = [
+                _condition("SuccessCriteriaMet", "SuccessPolicy", "Matched a success policy rule"),
+                _condition("Complete", "SuccessPolicy", "Reached expected number of succeeded pods"),
+            ]
+        elif (len(done & set(range(completions))) if indexed else succeeded) >= completions:
             conditions = [_condition("Complete", "", "")]
         elif failed > int(spec.get("backoffLimit", 6)):
             conditions = [_condition("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")]
         elif deadline is not None and elapsed >= float(deadline):
             conditions = [_condition("Failed", "DeadlineExceeded", "Job was active longer than specified deadline")]
+        running = {_index(p) for p in active}
+        missing = [i for i in range(completions) if i not in done and i not in running] if indexed else []
         if conditions:
             for pod in active:
                 self._delete_pod(namespace, pod["metadata"]["name"])
             active = []
-        elif not active:
+        elif not active or missing:
             if failed and pods:
                 last_failure = max(
                     ((s.get("state") or {}).get("terminated") or {}).get("finishedAt", "")
@@ -395,7 +426,18 @@ class Kubelet:
             labels = {"job-name": name, "batch.kubernetes.io/job-name": name, "controller-uid": job["metadata"]["uid"]}
             template = copy.deepcopy(spec.get("template", {}))
             template.setdefault("spec", {}).setdefault("restartPolicy", "Never")
-            active = [self._create_pod(namespace, job, template, f"{name}-", labels)]
+            if not indexed:
+                active = [self._create_pod(namespace, job, template, f"{name}-", labels)]
+            for index in missing[: max(0, int(spec.get("parallelism", completions)) - len(active))]:
+                active.append(
+                    self._create_pod(
+                        namespace,
+                        job,
+                        _indexed(template, name, index),
+                        f"{name}-{index}-",
+                        {**labels, COMPLETION_INDEX: str(index)},
+                    )
+                )
         if deadline is not None and not conditions:
             self._later(max(0.1, float(deadline) - elapsed), ("job", namespace, name))
         new_status: dict[str, Any] = {
@@ -404,9 +446,11 @@ class Kubelet:
             "succeeded": succeeded,
             "failed": failed,
         }
+        if indexed:
+            new_status["completedIndexes"] = ",".join(str(i) for i in sorted(done))
         if conditions:
             new_status["conditions"] = conditions
-            if conditions[0]["type"] == "Complete":
+            if conditions[-1]["type"] == "Complete":
                 new_status["completionTime"] = now_rfc3339()
         if {k: status.get(k) for k in new_status} != new_status:
             self._patch_status("batch", "jobs", namespace, name, new_status)
@@ -561,7 +605,17 @@ class Kubelet:
         containers = {}
         port_map: dict[str, int] = {}
         for spec in pod["spec"].get("containers") or ():
-            ports = {int(p["containerPort"]): free_port() for p in spec.get("ports") or () if "containerPort" in p}
+            subdomain = pod["spec"].get("subdomain")
+            ports = {
+                int(p["containerPort"]): (
+                    # One loopback port for the pods of a subdomain: they reach one another there.
+                    self._shared_ports.setdefault((namespace, subdomain, int(p["containerPort"])), free_port())
+                    if subdomain
+                    else free_port()
+                )
+                for p in spec.get("ports") or ()
+                if "containerPort" in p
+            }
             port_map.update({str(k): v for k, v in ports.items()})
             container_dir = directory / spec["name"]
             container_dir.mkdir(parents=True)
@@ -582,7 +636,7 @@ class Kubelet:
 
     def _environment(self, pod: Mapping[str, Any], container: Container) -> dict[str, str]:
         env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
-        env["HOSTNAME"] = pod["metadata"]["name"]
+        env["HOSTNAME"] = pod["spec"].get("hostname") or pod["metadata"]["name"]
         for container_port, host_port in container.ports.items():
             env[f"RELEARN_SANDBOX_PORT_{container_port}"] = str(host_port)
         if container.ports:
@@ -591,13 +645,17 @@ class Kubelet:
             value = item.get("value")
             source = item.get("valueFrom") or {}
             if "fieldRef" in source:
+                path = source["fieldRef"].get("fieldPath", "")
+                keyed = re.fullmatch(r"metadata\.(annotations|labels)\['([^']+)'\]", path)
                 value = {
                     "metadata.name": pod["metadata"]["name"],
                     "metadata.namespace": pod["metadata"]["namespace"],
                     "metadata.uid": pod["metadata"]["uid"],
                     "status.podIP": "127.0.0.1",
                     "spec.nodeName": "sandbox",
-                }.get(source["fieldRef"].get("fieldPath", ""), "")
+                }.get(path, "")
+                if keyed is not None:
+                    value = (pod["metadata"].get(keyed.group(1)) or {}).get(keyed.group(2), "")
             for ref_key, plural in (("configMapKeyRef", "configmaps"), ("secretKeyRef", "secrets")):
                 if ref_key in source:
                     ref = source[ref_key]
@@ -606,12 +664,27 @@ class Kubelet:
                     value = data.get(ref.get("key", ""), "")
                     if plural == "secrets" and value:
                         value = base64.b64decode(value).decode()
-            env[item["name"]] = expand(str(value or ""), env)
+            env[item["name"]] = self._on_loopback(pod, container, expand(str(value or ""), env))
         # Set last: the pod's terminationMessagePath is this file here, whatever
         # the spec says, and servers that honour RELEARN_BIND stay on loopback.
         env[TERMINATION_ENV] = str(container.termination_path)
         env["RELEARN_BIND"] = "127.0.0.1"
         return env
+
+    def _on_loopback(self, pod: Mapping[str, Any], container: Container, value: str) -> str:
+        """In a pod of a subdomain: a peer's DNS name is 127.0.0.1, a declared port its shared loopback port."""
+        subdomain = pod["spec"].get("subdomain")
+        if not subdomain:
+            return value
+        namespace = re.escape(pod["metadata"]["namespace"])
+        peer = rf"[a-z0-9]([-a-z0-9]*[a-z0-9])?\.{re.escape(subdomain)}(\.{namespace}(\.svc(\.cluster\.local)?)?)?"
+        match = re.fullmatch(rf"{peer}(:(?P<port>\d+))?", value)
+        if match is not None:
+            port = match.group("port")
+            return "127.0.0.1" + (f":{container.ports.get(int(port), port)}" if port else "")
+        if value.isdecimal() and int(value) in container.ports:
+            return str(container.ports[int(value)])
+        return value
 
     async def _run_container(self, runtime: PodRuntime, container: Container, pod: Mapping[str, Any]) -> None:
         env = self._environment(pod, container)
@@ -631,6 +704,8 @@ class Kubelet:
                 }
                 return
             command = list(entrypoint)
+        elif command[0] in PROGRAMS:
+            command = PROGRAMS[command[0]] + command[1:]
         argv = [expand(str(part), env) for part in command + list(spec.get("args") or ())]
         container.termination_path.write_text("")
         if container.restarts and container.log_path.exists():
@@ -794,6 +869,17 @@ class Kubelet:
                 pod_status.setdefault("startTime", (pod.get("status") or {}).get("startTime") or stamp)
                 self._patch_status("", "pods", runtime.namespace, runtime.name, pod_status)
 
+    def kill(self, namespace: str, name: str) -> bool:
+        """A fault: SIGKILL the process groups of a pod's running containers."""
+        runtime = self._pods.get((namespace, name))
+        killed = False
+        for container in runtime.containers.values() if runtime is not None else ():
+            process = container.process
+            if process is not None and process.returncode is None:
+                kill_tree(process.pid)
+                killed = True
+        return killed
+
     async def _kill_pod(self, runtime: PodRuntime, grace: float) -> None:
         runtime.stopping = True
         for container in runtime.containers.values():
@@ -873,6 +959,48 @@ def pod_port(pod: Mapping[str, Any], target: Any) -> int | None:
         if port is not None:
             return port
     return None
+
+
+def _index(pod: Mapping[str, Any]) -> int:
+    """An Indexed Job's pod's completion index (-1 for none)."""
+    text = str((pod["metadata"].get("annotations") or {}).get(COMPLETION_INDEX, ""))
+    return int(text) if text.isdecimal() else -1
+
+
+def _index_set(text: object) -> set[int]:
+    """Completion indexes written as Kubernetes does (``"0,2-4"``)."""
+    indexes: set[int] = set()
+    for part in str(text or "").split(","):
+        low, _, high = part.strip().partition("-")
+        if low.isdecimal() and (not high or high.isdecimal()):
+            indexes |= set(range(int(low), int(high or low) + 1))
+    return indexes
+
+
+def _success_rule_met(rule: Mapping[str, Any], done: set[int]) -> bool:
+    """A Job successPolicy rule: its indexes succeeded (``succeededCount`` of them, or all)."""
+    wanted = _index_set(rule["succeededIndexes"]) if "succeededIndexes" in rule else None
+    among = done & wanted if wanted is not None else done
+    count = rule.get("succeededCount")
+    if count is None:
+        return wanted is not None and wanted <= done
+    return len(among) >= int(count)
+
+
+def _indexed(template: Mapping[str, Any], job: str, index: int) -> dict[str, Any]:
+    """The pod template of one completion index, as the Job controller makes it."""
+    pod: dict[str, Any] = copy.deepcopy(dict(template))
+    meta = pod.setdefault("metadata", {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), COMPLETION_INDEX: str(index)}
+    spec = pod.setdefault("spec", {})
+    spec.setdefault("hostname", f"{job}-{index}")
+    env = {
+        "name": "JOB_COMPLETION_INDEX",
+        "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}},
+    }
+    for container in spec.get("containers") or ():
+        container["env"] = [env, *(container.get("env") or ())]  # first: the others may name it
+    return pod
 
 
 def _condition(type_: str, reason: str, message: str) -> dict[str, Any]:

@@ -37,10 +37,44 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def descendants(pid: int) -> list[int]:
+    """A process's descendants (from /proc): a container's processes that
+    left its process group, as torchrun's workers do (sessions of their own)."""
+    children: dict[int, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdecimal():
+                continue
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(pid: int, sig: int = signal.SIGKILL, also: Sequence[int] = ()) -> None:
+    """``sig`` to a process group and every descendant (and ``also``), as a
+    container runtime stops a whole container."""
+    for target in [*descendants(pid), *also]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(target, sig)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
 async def terminate_group(process: asyncio.subprocess.Process, grace: float) -> None:
-    """SIGTERM a child's process group, then SIGKILL after ``grace`` seconds."""
+    """SIGTERM a child's process group, then SIGKILL after ``grace`` seconds
+    (its descendants too, wherever they went)."""
     if process.returncode is not None:
         return
+    tree = descendants(process.pid)  # before they are orphaned
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:
@@ -50,8 +84,7 @@ async def terminate_group(process: asyncio.subprocess.Process, grace: float) -> 
         async with asyncio.timeout(max(grace, 0.1)):
             await process.wait()
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        kill_tree(process.pid, also=tree)
         await process.wait()
 
 

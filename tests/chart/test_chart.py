@@ -253,6 +253,9 @@ USED = {
     ("batch", "jobs", "create"),
     ("batch", "jobs", "get"),
     ("", "pods", "list"),
+    # handlers.retraining: a distributed retraining's Kubeflow PyTorchJob (create once, read back).
+    ("kubeflow.org", "pytorchjobs", "create"),
+    ("kubeflow.org", "pytorchjobs", "get"),
     ("relearn.dev", "modelversions", "create"),
     ("relearn.dev", "abexperiments", "create"),
     # handlers.drift: a large baseline's ConfigMap; credentials (core.consent decides their use).

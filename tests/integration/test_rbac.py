@@ -43,6 +43,8 @@ NOT_REACHED: dict[Right, str] = {
     ("", "secrets", "get"): "KubeClient.read_secret: authSecretRef/caSecretRef (adapters/prometheus.py), "
     "a webhook's urlSecretRef (adapters/webhooks.py), each only with the Secret's consent",
     ("", "endpoints", "get"): "adapters/routers/__init__.py: ready Endpoints where a cluster serves no EndpointSlices",
+    ("kubeflow.org", "pytorchjobs", "create"): "handlers/retraining.py: a distributed retraining on Kubeflow",
+    ("kubeflow.org", "pytorchjobs", "get"): "handlers/retraining.py: and read back by its name",
 }
 
 

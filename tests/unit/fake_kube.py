@@ -31,6 +31,7 @@ class FakeKube:
         self.failing_status_writes: dict[str, int] = {}  # plural -> writes still to fail
         self.status_writes: list[tuple[float, str, str, dict[str, Any]]] = []
         self.created: list[tuple[float, str, str]] = []  # (time, plural, name) of each create
+        self.served: set[str] = set()  # plurals beyond the built-in kinds the cluster serves (pytorchjobs)
         self.bodies: dict[tuple[str, str, str], dict[str, Any]] = {}  # live raw bodies kopf would update
         self._versions = itertools.count(1)
         self._event_keys: set[tuple[Any, str, str]] = set()
@@ -83,6 +84,10 @@ class FakeKube:
 
     async def create_job(self, namespace: str, body: dict[str, Any]) -> bool:
         return await self.create(Resource("batch", "v1", "jobs"), namespace, body)
+
+    async def serves(self, resource: Resource) -> bool:
+        self._check()
+        return resource.plural in self.served
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         return await self.list_objects(Resource("", "v1", "pods"), namespace, label_selector)

@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-dir", type=Path, help="checkpoints, for resuming (default: none)")
     train.add_argument("--checkpoint-every", type=int, default=50, help="optimizer steps between checkpoints")
     train.add_argument("--baseline-edges", help="JSON {feature: [edges]}: the metric contract's bucket edges")
+    train.add_argument(
+        "--strategy",
+        choices=["ddp", "fsdp"],
+        default="ddp",
+        help="under torchrun: ddp replicates the model on every process, fsdp shards it (default %(default)s)",
+    )
 
     serve = commands.add_parser("serve", help="the reference model server (configured by RELEARN_* variables)")
     serve.add_argument("--model", help="overrides RELEARN_MODEL")
@@ -186,10 +192,14 @@ def _train(args: argparse.Namespace, stop: StopFlag) -> int:
             checkpoint_every=args.checkpoint_every,
         ),
         checkpoint_dir=args.checkpoint_dir,
+        strategy=args.strategy,
         baseline_edges=edges,
         labels=tuple(label for label in args.labels.split(",") if label),
     )
     result = run(request, stop=stop)
+    if result is None:  # a rank other than 0 under torchrun: rank 0 published and reports
+        print(json.dumps({"rank": int(os.environ.get("RANK", "0")), "publishedBy": 0}))
+        return 0
     stop.stage = "reporting"
     stop.saved = f"the version was published ({result['uri']}) but the result may not have been reported"
     text = compact(result)

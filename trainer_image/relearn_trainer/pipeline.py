@@ -11,10 +11,16 @@ only; held-out pseudo-labels (the champion's own confident predictions, on
 which it cannot be graded fairly) are reported apart (``pseudoLabelMetrics``).
 Everything random is seeded from ``--seed`` before it is drawn, so the same
 data, base, flags and seed give the same adapter, bit for bit on CPU.
+
+Under torchrun (:mod:`relearn_trainer.distributed`) every rank assembles the
+same data and trains its share; rank 0 alone checks the output, evaluates,
+publishes and returns the result; the others return None once rank 0 has
+published (or raise when it failed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import json
@@ -27,7 +33,9 @@ from typing import Any
 import torch
 from relearn.serving import histogram_counts, quantile_edges
 
+from relearn_trainer import distributed
 from relearn_trainer.data import DatasetError, Example, assemble
+from relearn_trainer.distributed import Strategy
 from relearn_trainer.evaluation import evaluate
 from relearn_trainer.modeling import (
     LoraSettings,
@@ -61,6 +69,7 @@ class TrainRequest:
     lora: LoraSettings = field(default_factory=LoraSettings)
     settings: TrainSettings = field(default_factory=TrainSettings)
     checkpoint_dir: Path | None = None
+    strategy: Strategy = "ddp"  # under torchrun: ddp (replicas) or fsdp (shards)
     baseline_edges: Mapping[str, Sequence[float]] | None = None
     labels: tuple[str, ...] = ()  # for a base without a classification head (else the champion's labels.json)
 
@@ -97,12 +106,27 @@ def _labels_of(adapter_uri: str | None) -> list[str]:
         raise ModelError(f"the champion adapter's {saved} is unreadable: {error}") from None
 
 
-def run(request: TrainRequest, now: datetime.datetime | None = None, stop: StopFlag | None = None) -> dict[str, Any]:
-    """One retraining run; ``stop`` (entered by the caller) names the stage a SIGTERM interrupts."""
+def run(
+    request: TrainRequest, now: datetime.datetime | None = None, stop: StopFlag | None = None
+) -> dict[str, Any] | None:
+    """One retraining run; ``stop`` (entered by the caller) names the stage a
+    SIGTERM interrupts. None on a rank other than 0 (which publishes)."""
+    ranks = distributed.from_environment(request.strategy)
     stop = stop or StopFlag()
-    now = now or datetime.datetime.now(datetime.UTC)
+    stop.stage = "joining the other workers"
+    device = distributed.start(ranks)
+    try:
+        return _run(request, now or datetime.datetime.now(datetime.UTC), stop, ranks, device)
+    finally:
+        distributed.finish()
+
+
+def _run(
+    request: TrainRequest, now: datetime.datetime, stop: StopFlag, ranks: distributed.Ranks, device: torch.device
+) -> dict[str, Any] | None:
     stop.stage = "checking the output"
-    check_writable(request.output_uri)  # before hours of training, not after
+    if ranks.main:
+        check_writable(request.output_uri)  # before hours of training, not after
     stop.stage = "assembling the data"
     data = assemble(
         request.dataset_uri,
@@ -112,7 +136,6 @@ def run(request: TrainRequest, now: datetime.datetime | None = None, stop: StopF
         eval_fraction=request.eval_fraction,
         min_samples=request.min_samples,
     )
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     task = TASKS[request.task]
     stop.stage = "loading the base model"
     labels = list(request.labels) or _labels_of(request.champion_adapter_uri)
@@ -124,18 +147,22 @@ def run(request: TrainRequest, now: datetime.datetime | None = None, stop: StopF
     if unknown:
         raise DatasetError(f"labels {unknown} are not among the model's {sorted(label_ids)}")
     stop.stage = "evaluating the champion"
-    champion_model = with_adapter(copy.deepcopy(base), request.champion_adapter_uri)
-    champion = evaluate(champion_model, tokenizer, data.eval, label_ids, device, task=task)
-    champion_pseudo = evaluate(champion_model, tokenizer, data.eval_pseudo, label_ids, device, task=task)
-    del champion_model
+    champion: dict[str, Any] = {}
+    champion_pseudo: dict[str, Any] = {}
+    if ranks.main:  # the others go on and wait for it at the first step
+        champion_model = with_adapter(copy.deepcopy(base), request.champion_adapter_uri)
+        champion = evaluate(champion_model, tokenizer, data.eval, label_ids, device, task=task)
+        champion_pseudo = evaluate(champion_model, tokenizer, data.eval_pseudo, label_ids, device, task=task)
+        del champion_model
     stop.stage = "adding LoRA"
     seed_everything(request.settings.seed)  # again: loading the champion's adapter drew random numbers
     tokens = seen_tokens(tokenizer, (e.text for e in data.train), request.settings.max_length)
     model = add_lora(base, request.lora, task, tokens)
     stop.stage = "training"
     progress = train(
-        model, tokenizer, data.train, label_ids, request.settings, request.checkpoint_dir, device, stop, task
+        model, tokenizer, data.train, label_ids, request.settings, request.checkpoint_dir, device, stop, task, ranks
     )
+    wrapped = progress.pop("wrapped")
     if request.checkpoint_dir is not None:
         stop.saved = (
             f"nothing was published; training is done and checkpointed in {request.checkpoint_dir.resolve()}, "
@@ -144,6 +171,43 @@ def run(request: TrainRequest, now: datetime.datetime | None = None, stop: StopF
     else:
         stop.saved = "nothing was published and nothing checkpointed (no --checkpoint-dir); a rerun trains again"
     stop.stage = "evaluating the new version"
+    outcome: str | None = "failed"
+    result: dict[str, Any] | None = None
+    try:
+        with distributed.full_parameters(wrapped, ranks):
+            if not ranks.main:
+                outcome = None
+            else:
+                result = _publish(
+                    request, model, tokenizer, data, label_ids, device, task, champion, champion_pseudo, progress, stop
+                )
+                outcome = "published"
+    finally:
+        if ranks.active:
+            # The others wait for rank 0's word: exit 0 once it published, fail with it otherwise.
+            stop.stage = "waiting for rank 0 to publish"
+            if ranks.main:
+                # Its own outcome stands (a published version, or the error on its way up), peers or not.
+                with contextlib.suppress(Exception):
+                    distributed.from_main(outcome, ranks)
+            elif distributed.from_main(outcome, ranks) != "published":
+                raise RuntimeError("rank 0 failed to evaluate or publish the new version; see its log")
+    return result
+
+
+def _publish(
+    request: TrainRequest,
+    model: Any,
+    tokenizer: Any,
+    data: Any,
+    label_ids: dict[str, int],
+    device: torch.device,
+    task: Any,
+    champion: dict[str, Any],
+    champion_pseudo: dict[str, Any],
+    progress: dict[str, Any],
+    stop: StopFlag,
+) -> dict[str, Any]:
     metrics = evaluate(model, tokenizer, data.eval, label_ids, device, task=task)
     metrics["championAccuracy"] = champion["accuracy"]
     pseudo = evaluate(model, tokenizer, data.eval_pseudo, label_ids, device, task=task)

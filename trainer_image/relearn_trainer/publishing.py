@@ -185,6 +185,10 @@ def termination_path() -> Path:
 
 
 def write_termination_message(text: str) -> None:
+    """The pod's message; under torchrun only from its local rank 0 (the
+    processes of a pod's GPUs share the file: one message, not the last)."""
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        return
     path = termination_path()
     with contextlib.suppress(OSError):  # outside a pod there may be nowhere to write it; stdout has it
         path.write_bytes(text.encode())

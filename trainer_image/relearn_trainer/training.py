@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from relearn_trainer import distributed
 from relearn_trainer.data import Example
+from relearn_trainer.distributed import Ranks
 from relearn_trainer.failures import Interrupted, StopFlag
 from relearn_trainer.tasks import TASKS, Task
 
@@ -50,13 +52,19 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def _save(model: Any, optimizer: torch.optim.Optimizer, step: int, epoch: int, directory: Path) -> None:
+def _save(
+    model: Any,
+    optimizer_state: dict[str, Any],
+    step: int,
+    epoch: int,
+    directory: Path,
+) -> None:
     temporary = directory.with_name(directory.name + ".tmp")
     temporary.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(temporary)
     torch.save(
         {
-            "optimizer": optimizer.state_dict(),
+            "optimizer": optimizer_state,
             "step": step,
             "epoch": epoch,
             "torch_rng": torch.get_rng_state(),
@@ -71,6 +79,34 @@ def _save(model: Any, optimizer: torch.optim.Optimizer, step: int, epoch: int, d
     os.replace(temporary, directory)
 
 
+def _checkpoint(
+    model: Any,
+    wrapped: Any,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    epoch: int,
+    directory: Path,
+    ranks: Ranks,
+) -> None:
+    """Rank 0 writes the checkpoint (FSDP first gathers the weights and the
+    optimizer state from every rank)."""
+    state = distributed.optimizer_state(wrapped, optimizer, ranks)
+    with distributed.full_parameters(wrapped, ranks):
+        if ranks.main:
+            _save(model, state, step, epoch, directory)
+
+
+def _read_checkpoint(directory: Path | None) -> dict[str, Any] | None:
+    if directory is None or not (directory / "state.pt").exists():
+        return None
+    from safetensors.torch import load_file
+
+    return {
+        "adapter": load_file(directory / "adapter_model.safetensors"),
+        "state": torch.load(directory / "state.pt", weights_only=False),
+    }
+
+
 def train(
     model: Any,
     tokenizer: Any,
@@ -81,21 +117,31 @@ def train(
     device: torch.device,
     stop: StopFlag | None = None,
     task: Task | None = None,
+    ranks: Ranks = distributed.SINGLE,
 ) -> dict[str, Any]:
-    """Fine-tune the trainable (LoRA) parameters; returns what happened."""
+    """Fine-tune the trainable (LoRA) parameters; returns what happened.
+
+    Under torchrun (``ranks``) every rank runs this with the same examples
+    and settings: each takes its share of every batch, and ``batch_size``
+    stays the global batch, so the optimizer steps are the same as one
+    process's. Rank 0 reads and writes the checkpoints."""
     task = task or TASKS["sequence-classification"]
     started = time.monotonic()
     seed_everything(settings.seed)
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate)
     step, start_epoch, resumed = 0, 0, False
-    if checkpoint is not None and (checkpoint / "state.pt").exists():
+    # Rank 0's checkpoint for every rank: the others may not see its folder (a pod's /tmp).
+    saved = distributed.from_main(_read_checkpoint(checkpoint) if ranks.main else None, ranks)
+    if saved is not None:
         from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
 
-        set_peft_model_state_dict(model, load_file(checkpoint / "adapter_model.safetensors"))
-        state = torch.load(checkpoint / "state.pt", weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
+        set_peft_model_state_dict(model, saved["adapter"])
+    wrapped = distributed.wrap(model, ranks, device)
+    parameters = [p for p in wrapped.parameters() if p.requires_grad]
+    # Fused AdamW: one kernel for all parameters on a GPU (not available on CPU).
+    optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, fused=device.type == "cuda")
+    if saved is not None:
+        state = saved["state"]
+        distributed.load_optimizer_state(wrapped, optimizer, state["optimizer"], ranks)
         step, start_epoch, resumed = state["step"], state["epoch"], True
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
@@ -123,11 +169,12 @@ def train(
                     batch = shuffled[start : start + settings.batch_size]
                     if not batch:
                         continue
+                    batch = list(distributed.share(batch, ranks))
                     texts = [e.text for e in batch]
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                         loss: Any = (
                             task.loss(
-                                model,
+                                wrapped,
                                 tokenizer,
                                 texts,
                                 [e.label for e in batch],
@@ -141,14 +188,16 @@ def train(
                     recent.append(loss.detach() * settings.gradient_accumulation_steps)  # read once, at the end
                 optimizer.step()
                 step += 1
-                stopping = stop is not None and stop.set
+                stopping = distributed.any_rank(stop is not None and stop.set, ranks, device)
                 if checkpoint is not None and (stopping or step % settings.checkpoint_every == 0):
-                    _save(
+                    _checkpoint(
                         model,
+                        wrapped,
                         optimizer,
                         step,
                         epoch if index + 1 < optimizer_steps_per_epoch else epoch + 1,
                         checkpoint,
+                        ranks,
                     )
                     saved_at = step
                 if stopping:
@@ -165,11 +214,15 @@ def train(
         if stop is not None:
             stop.in_loop = False
     if checkpoint is not None and saved_at != step:
-        _save(model, optimizer, step, settings.epochs, checkpoint)  # a rerun after a later SIGTERM skips training
+        # A rerun after a later SIGTERM skips training.
+        _checkpoint(model, wrapped, optimizer, step, settings.epochs, checkpoint, ranks)
     return {
         "steps": step,
         "resumed": resumed,
         "final_loss": float(torch.stack(list(recent)).float().mean()) if recent else None,
         "bf16": bf16,
         "seconds": round(time.monotonic() - started, 3),
+        "workers": ranks.world,
+        "strategy": ranks.strategy if ranks.active else None,
+        "wrapped": wrapped,  # the module to evaluate and save through (FSDP's shards)
     }

@@ -28,6 +28,14 @@ watched namespace (false); templates/rbac.yaml places them.
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, create]
+# A distributed retraining (spec.retraining.distributed) on Kubeflow's
+# training operator: its PyTorchJob, created once per request (create) and
+# read back by its name (get). Whether the cluster serves it is read from API
+# discovery, which needs no rule. Its Indexed Job's headless Service is created
+# with the services rights below.
+- apiGroups: [kubeflow.org]
+  resources: [pytorchjobs]
+  verbs: [get, create]
 # The trainer's result is read from its Pod's termination message (list by job-name).
 - apiGroups: [""]
   resources: [pods]
@@ -39,7 +47,8 @@ watched namespace (false); templates/rbac.yaml places them.
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, create, update, delete]
-# Each challenger gets a Service like the champion's (create, delete); the
+# Each challenger gets a Service like the champion's, a distributed retraining
+# Job its headless rendezvous Service (create, delete); the
 # champion's is pinned to its version, or opened to both arms by the
 # replicas router (get, update); the champion's is found among them (list).
 - apiGroups: [""]

@@ -54,6 +54,7 @@ VIRTUALSERVICES = Resource("networking.istio.io", "v1", "virtualservices")
 ENDPOINTSLICES = Resource("discovery.k8s.io", "v1", "endpointslices")
 ENDPOINTS = Resource("", "v1", "endpoints")  # where a cluster has no EndpointSlices
 ABEXPERIMENTS = Resource(GROUP, VERSION, "abexperiments")
+PYTORCHJOBS = Resource("kubeflow.org", "v1", "pytorchjobs")  # Kubeflow's training operator, when installed
 REQUEST_TIMEOUT = 30.0  # seconds per API call: a hung API server must not hold a daemon
 UNAVAILABLE_STATUSES = (502, 503, 504)
 
@@ -149,6 +150,15 @@ class KubeClient:
         except Conflict:
             return False
         return True
+
+    async def serves(self, resource: Resource) -> bool:
+        """Whether the cluster serves ``resource`` (API discovery, which every
+        authenticated client may read: no RBAC rule, no CRD read)."""
+        try:
+            listing = await self._run(self.custom.get_api_resources, resource.group, resource.version)
+        except NotFound:
+            return False
+        return any(r.name == resource.plural for r in (listing.resources or ()) if listing is not None)
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         pods = await self._run(self.core.list_namespaced_pod, namespace, label_selector=label_selector)

@@ -35,6 +35,8 @@ ReferenceSource = Literal["Baseline", "Window"]
 Correction = Literal["benjamini-hochberg", "bonferroni", "none"]
 RetrainingOutcome = Literal["Requested", "Running", "Succeeded", "Failed"]
 Quantity = int | str
+DistributedBackend = Literal["auto", "job", "kubeflow"]
+DistributedStrategy = Literal["ddp", "fsdp"]
 
 
 class Reference(SpecModel):
@@ -114,6 +116,17 @@ class ClaimMount(SpecModel):
     read_only: bool = False
 
 
+class Distributed(SpecModel):
+    """A retraining over several workers: an Indexed Job behind a headless
+    Service with torchrun (``backend: job``), or a Kubeflow PyTorchJob
+    (``kubeflow``; ``auto``: when the cluster serves that CRD)."""
+
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+    gpus_per_worker: Annotated[int, Field(ge=0, le=16)] = 0
+    backend: DistributedBackend = "job"
+    strategy: DistributedStrategy = "ddp"
+
+
 class Retraining(SpecModel):
     enabled: bool = True
     image: Annotated[str, Field(min_length=1, max_length=1024)]
@@ -130,6 +143,7 @@ class Retraining(SpecModel):
     gate_tolerance: Annotated[float, Field(ge=0, lt=1)] = 0.01
     base_model: BaseModelUri | None = None
     volumes: Annotated[list[ClaimMount], Field(max_length=8), UniqueNames] | None = None
+    distributed: Distributed | None = None
 
 
 class DriftPolicySpec(SpecModel):

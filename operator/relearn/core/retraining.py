@@ -25,6 +25,7 @@ from relearn.api import API_VERSION
 from relearn.api.abexperiment import ExperimentTemplate
 from relearn.api.base import PrometheusSource
 from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
+from relearn.core.jobs import result_pods
 from relearn.core.labels import labelled
 
 JobState = Literal["Running", "Succeeded", "Failed"]
@@ -33,13 +34,14 @@ PAST_REGISTRATION = ("Registered", "Challenger", "Champion", "Archived", "Rolled
 HISTORY_LIMIT = 50
 
 
-def request_name(policy: str, policy_uid: str, sequence: int) -> str:
+def request_name(policy: str, policy_uid: str, sequence: int, limit: int = 63) -> str:
     """The Job name of a policy's ``sequence``-th retraining request: the same
     for the same request, different for a recreated policy (another uid);
-    63 characters at most, so it is a valid label value too."""
+    ``limit`` (63) characters at most, so it is a valid label value too
+    (``relearn.core.jobs.name_limit``: shorter for a distributed Job)."""
     digest = hashlib.sha256(f"{policy_uid}/{sequence}".encode()).hexdigest()[:6]
     suffix = f"-rt-{sequence}-{digest}"
-    return f"{policy[: 63 - len(suffix)].rstrip('-')}{suffix}"
+    return f"{policy[: max(0, limit - len(suffix))].rstrip('-')}{suffix}"
 
 
 def next_sequence(last: RetrainingRecord | None) -> int:
@@ -93,7 +95,7 @@ def job_state(job: Mapping[str, Any]) -> tuple[JobState, str]:
     for condition in (job.get("status") or {}).get("conditions") or ():
         if condition.get("status") != "True":
             continue
-        if condition.get("type") in ("Complete", "SuccessCriteriaMet"):
+        if condition.get("type") in ("Complete", "SuccessCriteriaMet", "Succeeded"):  # Succeeded: a PyTorchJob
             return "Succeeded", ""
         if condition.get("type") in ("Failed", "FailureTarget"):
             return "Failed", f"{condition.get('reason', 'Failed')}: {condition.get('message', '')}".rstrip(": ")
@@ -101,9 +103,10 @@ def job_state(job: Mapping[str, Any]) -> tuple[JobState, str]:
 
 
 def termination_message(pods: Sequence[Mapping[str, Any]]) -> str | None:
-    """The newest terminated trainer container's message."""
+    """The newest terminated trainer container's message (of worker 0, rank 0,
+    in a distributed training: the other ranks publish nothing)."""
     finished = []
-    for pod in pods:
+    for pod in result_pods(pods):
         for status in (pod.get("status") or {}).get("containerStatuses") or ():
             terminated = (status.get("state") or {}).get("terminated")
             if terminated:

@@ -46,6 +46,7 @@ from relearn.core import drift_policy, model_versions
 from relearn.core.consent import Allowlist
 from relearn.core.drift_policy import Assessment, FeatureVerdict, WindowCounts, WindowData
 from relearn.core.durations import parse_duration
+from relearn.core.jobs import name_limit
 from relearn.core.retraining import next_sequence, request_name
 from relearn.errors import APIError, DecisionError, Forbidden, NotFound, RelearnError
 from relearn.handlers import retraining
@@ -284,7 +285,7 @@ def _decide(
     outcome.status["consecutiveDriftedChecks"] = decision.consecutive
     if decision.request:
         sequence = next_sequence(status.last_retraining)
-        job = request_name(name, uid, sequence)
+        job = request_name(name, uid, sequence, name_limit(spec))
         record = RetrainingRecord(
             job=job, sequence=sequence, requested_at=now, reasons=decision.reasons, outcome="Requested"
         )

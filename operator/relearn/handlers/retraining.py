@@ -12,16 +12,19 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from relearn.adapters.kube import KubeClient
+from relearn.adapters.kube import PYTORCHJOBS, SERVICES, KubeClient
 from relearn.api.conditions import ConditionStatus
 from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
 from relearn.api.names import RETRAINING, ConditionType, EventType
 from relearn.core import retraining, semver
 from relearn.core.drift_policy import ACTIVE_OUTCOMES
-from relearn.core.jobs import retraining_job
+from relearn.core.jobs import pytorch_job, rendezvous_service_manifest, retraining_job, training_kind
 from relearn.core.model_versions import champion
-from relearn.errors import Invalid
+from relearn.errors import Invalid, InvalidSetting
 from relearn.metrics import DECISIONS, RETRAININGS
+
+# The label a training's pods carry its name in, by kind.
+_POD_LABEL = {"Job": "job-name", "PyTorchJob": "training.kubeflow.org/job-name"}
 
 
 class Progress:
@@ -53,7 +56,7 @@ async def advance(
     if spec.retraining is None:
         _fail(progress, "the policy's retraining settings were removed", now)
         return progress
-    job = await kube.read_job(namespace, record.job)
+    job = await _read_training(kube, namespace, record.job, spec)
     if job is None:
         if record.outcome == "Running":
             _fail(progress, f"Job {record.job} disappeared before finishing", now)
@@ -73,11 +76,14 @@ async def advance(
         # as the one that turn may have posted: never lost, never doubled).
         progress.events.append(_started(spec, str(version), job))
     if state == "Running":
+        if job.get("kind", "Job") == "Job" and (job.get("spec") or {}).get("completionMode") == "Indexed":
+            # Also after a restart between the Job and its Service: without it the workers never meet.
+            await kube.create(SERVICES, namespace, rendezvous_service_manifest(job=job))
         if record.outcome != "Running" or record.model_version != version:
             progress.set(outcome="Running", model_version=version)
             progress.condition = (RETRAINING, "True", "Running", f"Job {record.job} trains version {version}")
         return progress
-    pods = await kube.list_pods(namespace, f"job-name={record.job}")
+    pods = await kube.list_pods(namespace, f"{_POD_LABEL.get(str(job.get('kind')), 'job-name')}={record.job}")
     if state == "Failed":
         _fail(progress, retraining.failure_reason(pods, reason), now)
         return progress
@@ -108,7 +114,14 @@ async def _start(
         )
         return
     version = semver.next_minor(v["spec"]["version"] for v in versions)
-    job = retraining_job(
+    backend = spec.retraining.distributed.backend if spec.retraining.distributed else "job"
+    try:
+        kind = training_kind(spec, await kube.serves(PYTORCHJOBS) if backend != "job" else None)
+    except InvalidSetting as error:
+        _fail(progress, str(error), datetime.datetime.now(datetime.UTC))
+        return
+    build = pytorch_job if kind == "PyTorchJob" else retraining_job
+    job = build(
         name=progress.record.job or "",
         namespace=namespace,
         policy_name=name,
@@ -119,7 +132,15 @@ async def _start(
         champion=current,
     )
     try:
-        created = await kube.create_job(namespace, job)
+        if kind == "PyTorchJob":
+            created = await kube.create(PYTORCHJOBS, namespace, job)
+        else:
+            created = await kube.create_job(namespace, job)
+            if spec.retraining.distributed is not None:
+                # Owned by the Job (its uid, read back), so it goes with it.
+                made = await kube.read_job(namespace, job["metadata"]["name"])
+                if made is not None:
+                    await kube.create(SERVICES, namespace, rendezvous_service_manifest(job=made))
     except Invalid as error:
         _fail(
             progress,
@@ -134,13 +155,28 @@ async def _start(
     progress.events.append(_started(spec, version, job))
 
 
+async def _read_training(kube: KubeClient, namespace: str, name: str, spec: DriftPolicySpec) -> dict[str, Any] | None:
+    """The request's Job, or its PyTorchJob where the policy may have chosen Kubeflow."""
+    job = await kube.read_job(namespace, name)
+    distributed = spec.retraining.distributed if spec.retraining is not None else None
+    if job is None and distributed is not None and distributed.backend != "job":
+        job = await kube.get(PYTORCHJOBS, namespace, name)
+    return job
+
+
 def _started(spec: DriftPolicySpec, version: str, job: dict[str, Any]) -> tuple[EventType, str, str]:
     """The RetrainingStarted Event of ``job`` (as created, or as read back)."""
-    containers = (((job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or [{}]
+    template = (job.get("spec") or {}).get("template") or (
+        (((job.get("spec") or {}).get("pytorchReplicaSpecs") or {}).get("Master") or {}).get("template") or {}
+    )
+    containers = (template.get("spec") or {}).get("containers") or [{}]
     container = containers[0]
     gpus = ((container.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu")
     base = next((a.split("=", 1)[1] for a in container.get("args") or () if a.startswith("--base-model=")), "")
-    message = f"Job {job['metadata'].get('name')} trains {spec.model} {version} from {base}"
+    message = f"{job.get('kind', 'Job')} {job['metadata'].get('name')} trains {spec.model} {version} from {base}"
+    distributed = spec.retraining.distributed if spec.retraining is not None else None
+    if distributed is not None:
+        message += f" on {distributed.workers} workers ({distributed.strategy})"
     return ("Normal", "RetrainingStarted", message + (f" on {gpus} GPU" if gpus else ""))
 
 
