@@ -47,44 +47,6 @@ from relearn_sandbox.cluster import SandboxConfig, SandboxThread
 from relearn_sandbox.processes import start_operator, stop_operator
 from relearn_sandbox.testing import install_crds, wait_for
 
-# Every request recorded: (sent, answered, status or 0, backend) as JSON lines.
-LOAD = """
-import http.client, json, sys, threading, time
-gateway, host, rate, out = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
-address = gateway.split("//", 1)[1]
-lock, stop = threading.Lock(), threading.Event()
-threads = 4
-sink = open(out, "a", buffering=1)
-
-def worker(offset):
-    connection = http.client.HTTPConnection(address, timeout=10)
-    period = threads / rate
-    next_at = time.monotonic() + offset * period / threads
-    while not stop.is_set():
-        time.sleep(max(0.0, next_at - time.monotonic()))
-        next_at += period
-        sent = time.time()
-        status, backend = 0, "none"
-        try:
-            connection.request("POST", "/feedback", body=b'{"input": "x", "label": "a"}',
-                               headers={"Host": host, "Content-Type": "application/json"})
-            response = connection.getresponse(); body = response.read()
-            status, backend = response.status, response.getheader("X-Relearn-Backend", "none")
-            if status != 200:
-                backend = f"{backend}: {body[:80].decode(errors='replace').strip()}"
-        except OSError:
-            connection.close(); connection = http.client.HTTPConnection(address, timeout=10)
-        with lock:
-            sink.write(json.dumps([sent, time.time(), status, backend]) + "\\n")
-
-for i in range(threads):
-    threading.Thread(target=worker, args=(i,), daemon=True).start()
-try:
-    sys.stdin.read()  # runs until stdin closes
-finally:
-    stop.set(); time.sleep(0.5); sink.close()
-"""
-
 
 class Run:
     """One model set-up in its own namespace, with its switch windows."""
@@ -226,7 +188,13 @@ def one_lag(lag: float, rate: float, kinds: list[str], keep: Path | None) -> dic
                 log = workdir / f"{namespace}.jsonl"
                 run.core.create_namespace({"metadata": {"name": namespace}})  # before the operator watches it
                 operator = start_operator(sandbox.kubeconfig, [namespace], workdir / f"{namespace}-operator.log")
-                run.load_args = [sys.executable, "-c", LOAD, sandbox.gateway_url, run.host, str(rate), str(log)]
+                run.load_args = [
+                    *(sys.executable, "-m", "relearn_sandbox.servers.load", "paced"),  # every request a JSON line
+                    sandbox.gateway_url,
+                    run.host,
+                    str(rate),
+                    str(log),
+                ]
                 try:
                     scenario(kind, run)
                     time.sleep(lag + 3)

@@ -1,18 +1,14 @@
-"""A model server and a load generator for the experiment tests.
+"""The experiment tests' served model and load, and their shared parts.
 
-The server (a local process per pod) answers ``/predict`` and ``/feedback``
-like the reference server, but its correctness is a coin with the
-accuracy its version has in ``ACCURACY`` (JSON ``{"1.0.0": 0.85, ...}``), so
-the arms' true success rates are known. ``POST /fault`` makes every request
-fail with 500 (for rollback tests). It exports the metric contract.
-
-The load generator (a separate process, so the sandbox's gateway in the test
-process keeps its CPU) posts labelled feedback through the gateway and
-counts which backend answered (``X-Relearn-Backend``). The paired load
-(:func:`paired_load`) sends requests with an ``id`` and then their label with
-the answer the client got; for those the server's correctness is a function
-of the id (``PAIR_OFFSET`` shifts a version's region), so a shadow stage's
-paired counts have known discordant rates.
+The server is :mod:`relearn_sandbox.servers.ab` (a local process per pod):
+it answers ``/predict`` and ``/feedback`` like the reference server, with a
+known accuracy per version (``ACCURACY``, JSON ``{"1.0.0": 0.85, ...}``),
+``POST /fault`` for rollback tests, and paired scoring of requests with an
+``id`` (``PAIR_OFFSET`` shifts a version's region) for the shadow stage. The
+loads are :mod:`relearn_sandbox.servers.load` (a separate process, so the
+sandbox's gateway in the test process keeps its CPU): labelled feedback
+(:func:`load`), paired requests (:func:`paired_load`) and cookie-keeping
+clients (:func:`sticky_load`).
 """
 
 from __future__ import annotations
@@ -31,182 +27,16 @@ from relearn_sandbox.manifests import served_model
 from relearn_sandbox.processes import start_operator, stop_operator
 from relearn_sandbox.testing import ControlPlane, wait_for
 
-SERVER = """
-import hashlib, http.server, json, os, random, threading
-from prometheus_client import generate_latest
-from relearn.serving import ModelMetrics, NumericFeature
-
-import time
-time.sleep(float(os.environ.get("STARTUP_DELAY", "0")))  # a slow-starting model
-version = os.environ["RELEARN_MODEL_VERSION"]
-accuracy = json.loads(os.environ["ACCURACY"])[version]
-offset = json.loads(os.environ.get("PAIR_OFFSET") or "{}").get(version, 0.0)
-metrics = ModelMetrics(os.environ["RELEARN_MODEL"], version, [NumericFeature("length", [5.0, 10.0, 20.0])])
-rng, lock, fault = random.Random(), threading.Lock(), threading.Event()
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def reply(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):
-        if self.path == "/metrics":
-            data = generate_latest()
-            self.send_response(200); self.send_header("Content-Length", str(len(data))); self.end_headers()
-            self.wfile.write(data)
-        else:
-            self.reply(200, {"version": version})
-
-    def do_POST(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length)
-        try:
-            request = json.loads(body or b"{}")
-        except ValueError:
-            request = {}
-        if isinstance(request, dict) and isinstance(request.get("id"), str):
-            return self.paired(request)
-        if self.path == "/fault":
-            fault.set()
-            return self.reply(200, {"fault": True})
-        with lock:
-            with metrics.time_request():
-                if fault.is_set():
-                    metrics.error()
-                    return self.reply(500, {"error": "fault injected"})
-                metrics.observe({"length": 7.0}, prediction="a", confidence=0.9)
-                if self.path == "/feedback":
-                    metrics.feedback(correct=rng.random() < accuracy)
-        self.reply(200, {"version": version})
-
-    def paired(self, request):
-        # Requests with an "id" (the paired load): whether this version is right on a request is a
-        # function of the id, the same for every copy, so both versions are scored on the same
-        # requests: right when (u - offset) mod 1 < accuracy, u uniform from the id.
-        u = int(hashlib.sha256(request["id"].encode()).hexdigest()[:12], 16) / 16**12
-        right = (u - offset) % 1.0 < accuracy
-        prediction = "a" if right else "b"
-        with lock, metrics.time_request():
-            metrics.observe({"length": 7.0}, prediction=prediction, confidence=0.9)
-            if self.path == "/feedback":
-                metrics.feedback(correct=right)
-                served = request.get("served") or {}
-                if served.get("version") not in (None, version):
-                    metrics.paired_feedback(served["version"], served.get("prediction") == "a", right)
-        self.reply(200, {"version": version, "prediction": prediction})
-
-    def log_message(self, *args):
-        pass
-
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
-"""
-
-LOAD = """
-import collections, http.client, json, sys, threading, time
-gateway, host, total, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-address = gateway.split("//", 1)[1]
-counts, statuses, lock = collections.Counter(), collections.Counter(), threading.Lock()
-deadline = time.monotonic() + seconds
-sent = [0]
-
-def worker():
-    connection = http.client.HTTPConnection(address, timeout=10)
-    while time.monotonic() < deadline:
-        with lock:
-            if total and sent[0] >= total:
-                return
-            sent[0] += 1
-        try:
-            connection.request("POST", "/feedback", body=b'{"input": "x", "label": "a"}',
-                               headers={"Host": host, "Content-Type": "application/json"})
-            response = connection.getresponse(); response.read()
-            with lock:
-                counts[response.getheader("X-Relearn-Backend", "none")] += 1
-                statuses[response.status] += 1
-        except OSError:
-            connection.close(); connection = http.client.HTTPConnection(address, timeout=10); time.sleep(0.05)
-
-threads = [threading.Thread(target=worker) for _ in range(4)]
-for t in threads: t.start()
-for t in threads: t.join()
-print(json.dumps({"backends": counts, "statuses": statuses}))
-"""
-
-
-PAIRED_LOAD = """
-import collections, http.client, json, sys, threading, time, uuid
-gateway, host, total, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-address = gateway.split("//", 1)[1]
-counts, backends, lock, sent = collections.Counter(), collections.Counter(), threading.Lock(), [0]
-deadline = time.monotonic() + seconds
-
-def post(connection, path, body):
-    headers = {"Host": host, "Content-Type": "application/json"}
-    connection.request("POST", path, body=json.dumps(body).encode(), headers=headers)
-    response = connection.getresponse()
-    return response, json.loads(response.read() or b"{}")
-
-def worker():
-    connection = http.client.HTTPConnection(address, timeout=10)
-    while time.monotonic() < deadline:
-        with lock:
-            if total and sent[0] >= total:
-                return
-            sent[0] += 1
-        try:
-            request = {"id": uuid.uuid4().hex, "input": "x"}
-            response, answer = post(connection, "/predict", request)
-            # the label comes later, with what the client was served
-            post(connection, "/feedback", {**request, "label": "a", "served": answer})
-            with lock:
-                counts[answer.get("version", "none")] += 1
-                backends[response.getheader("X-Relearn-Backend", "none")] += 1
-        except (OSError, ValueError):
-            connection.close(); connection = http.client.HTTPConnection(address, timeout=10); time.sleep(0.05)
-
-threads = [threading.Thread(target=worker) for _ in range(4)]
-for t in threads: t.start()
-for t in threads: t.join()
-print(json.dumps({"versions": counts, "backends": backends}))
-"""
-
-
-STICKY_LOAD = """
-import http.client, json, sys
-gateway, host, clients, requests = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-address = gateway.split("//", 1)[1]
-seen = []
-for _ in range(clients):
-    cookies, versions = {}, []  # one browser: it sends back the cookies it was given
-    connection = http.client.HTTPConnection(address, timeout=10)
-    for _ in range(requests):
-        headers = {"Host": host}
-        if cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
-        connection.request("GET", "/", headers=headers)
-        response = connection.getresponse()
-        versions.append(json.loads(response.read())["version"])
-        for value in response.headers.get_all("Set-Cookie") or ():
-            name, _, rest = value.partition("=")
-            cookies[name.strip()] = rest.split(";", 1)[0]
-    seen.append(versions)
-print(json.dumps(seen))
-"""
+LOAD = [sys.executable, "-m", "relearn_sandbox.servers.load"]  # its modes: feedback, paired, sticky, paced
 
 
 def sticky_load(gateway: str, host: str, *, clients: int, requests: int) -> list[list[str]]:
     """Each client's versions, in order, for ``requests`` GETs from ``clients`` cookie-keeping clients."""
     out = subprocess.run(
-        [sys.executable, "-c", STICKY_LOAD, gateway, host, str(clients), str(requests)],
+        [*LOAD, "sticky", gateway, host, str(clients), str(requests)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # one request after another: a loaded machine answers each slowly
         check=True,
     ).stdout
     result: list[list[str]] = json.loads(out)
@@ -216,7 +46,7 @@ def sticky_load(gateway: str, host: str, *, clients: int, requests: int) -> list
 def paired_load(gateway: str, host: str, *, requests: int = 0, seconds: float = 120) -> subprocess.Popen[str]:
     """Requests each followed by its label (with the answer the client got), as ``load`` does otherwise."""
     return subprocess.Popen(
-        [sys.executable, "-c", PAIRED_LOAD, gateway, host, str(requests), str(seconds)],
+        [*LOAD, "paired", gateway, host, str(requests), str(seconds)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -229,7 +59,7 @@ def serving(
     server = {
         "name": "server",
         "image": "example/ab-server:1.0.0",
-        "command": [sys.executable, "-c", SERVER],
+        "command": [sys.executable, "-m", "relearn_sandbox.servers.ab"],
         "env": [
             {"name": "RELEARN_MODEL", "value": model},
             {"name": "RELEARN_MODEL_VERSION", "value": "1.0.0"},
@@ -244,7 +74,7 @@ def load(gateway: str, host: str, *, requests: int = 0, seconds: float = 120) ->
     """Feedback through the gateway from a separate process: ``requests`` in all
     (0: until ``seconds`` pass or it is stopped). ``finish`` reads its counts."""
     return subprocess.Popen(
-        [sys.executable, "-c", LOAD, gateway, host, str(requests), str(seconds)], stdout=subprocess.PIPE, text=True
+        [*LOAD, "feedback", gateway, host, str(requests), str(seconds)], stdout=subprocess.PIPE, text=True
     )
 
 
