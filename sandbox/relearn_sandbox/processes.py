@@ -121,14 +121,18 @@ def start_operator(
             preexec_fn=die_with_parent if with_parent else None,
         )
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the operator exited with {process.returncode}; see {log_path}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return process
-        except OSError:
-            time.sleep(0.2)
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the operator exited with {process.returncode}; see {log_path}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                return process
+            except OSError:
+                time.sleep(0.2)
+    except BaseException:  # interrupted (Ctrl-C) while it starts: the caller has no handle to stop it with
+        stop_operator(process, timeout=10.0)
+        raise
     stop_operator(process)
     raise TimeoutError(f"the operator did not answer its liveness probe in {timeout:.0f}s; see {log_path}")
 
