@@ -53,7 +53,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=15
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=40
 
 test: $(STAMP) prometheus chromium lint typecheck pytest
 

@@ -75,7 +75,7 @@ MAX_TERMINATION_MESSAGE = 4096
 ORDER = ("deployment", "job", "pod", "service")
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 # Programs the trainer image has on its PATH, run here with this Python.
-PROGRAMS = {"torchrun": [sys.executable, "-m", "torch.distributed.run"]}
+PROGRAMS = {"torchrun": [sys.executable, "-m", "torch.distributed.run"], "python": [sys.executable]}
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "VIRTUAL_ENV", "PYTHONPATH", "TMPDIR", "SSL_CERT_FILE")
 
 

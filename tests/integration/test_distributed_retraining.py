@@ -15,6 +15,7 @@ from typing import Any
 
 from kubernetes import client
 from relearn_sandbox.cluster import Sandbox
+from relearn_sandbox.testing import wait_for
 from test_retraining_loop import GROUP, VERSION, policy, retraining_of, world  # noqa: F401 (world: a fixture)
 
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
@@ -26,6 +27,34 @@ def first_checkpoint(folder: Path, timeout: float = 300) -> None:
     while not (folder / "state.pt").exists():
         assert time.monotonic() < deadline, f"no checkpoint in {folder} within {timeout:.0f}s"
         time.sleep(0.2)
+
+
+def finished(
+    custom: client.CustomObjectsApi, batch: client.BatchV1Api, core: client.CoreV1Api, namespace: str, job: str
+) -> str:
+    """Succeeded once the retraining did; else what it ended with (or that it
+    did not end), the Job's status and its pods' last lines, to show why."""
+    try:
+        policy = wait_for(
+            custom.list_namespaced_custom_object,
+            lambda p: (p.get("status", {}).get("lastRetraining") or {}).get("outcome") in ("Succeeded", "Failed"),
+            group=GROUP,
+            version=VERSION,
+            namespace=namespace,
+            plural="driftpolicies",
+            timeout=600,
+            what="the distributed retraining to end",
+        )
+        last = policy["status"]["lastRetraining"]
+    except TimeoutError as error:
+        last = str(error)
+    if isinstance(last, dict) and last["outcome"] == "Succeeded":
+        return "Succeeded"
+    lines = [f"{last}", f"Job status: {batch.read_namespaced_job_status(job, namespace).status}"]
+    for pod in core.list_namespaced_pod(namespace, label_selector=f"job-name={job}").items:
+        log = core.read_namespaced_pod_log(pod.metadata.name, namespace, tail_lines=15)
+        lines.append(f"--- {pod.metadata.name} ({pod.status.phase}):\n{log}")
+    return "\n".join(lines)
 
 
 def test_two_workers_train_one_version_and_a_killed_worker_is_retried_cleanly(
@@ -55,7 +84,8 @@ def test_two_workers_train_one_version_and_a_killed_worker_is_retried_cleanly(
     ]
     assert sandbox.kill_pod(namespace, worker.metadata.name)
 
-    retraining_of(custom, namespace, "documents", "Succeeded", timeout=600)
+    outcome = finished(custom, batch, core, namespace, job_name)
+    assert outcome == "Succeeded", outcome
     (job,) = batch.list_namespaced_job(namespace, label_selector="relearn.dev/policy=documents").items
     assert job.metadata.name == job_name
     assert job.spec.completion_mode == "Indexed"

@@ -65,7 +65,7 @@ def test_workers_run_torchrun_from_an_indexed_job_meeting_at_worker_zero() -> No
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert (job["spec"]["completionMode"], job["spec"]["completions"], job["spec"]["parallelism"]) == ("Indexed", 3, 3)
-    assert container["command"] == ["torchrun"]
+    assert container["command"] == ["python", "-m", "relearn_trainer.rendezvous"]  # torchrun, after a stale attempt
     torchrun = container["args"][: container["args"].index("-m")]
     assert "--nnodes=3" in torchrun
     assert "--nproc-per-node=2" in torchrun
@@ -128,7 +128,7 @@ def test_a_pytorchjob_has_a_master_and_the_other_workers() -> None:
     assert (replicas["Master"]["replicas"], replicas["Worker"]["replicas"]) == (1, 3)
     container = replicas["Master"]["template"]["spec"]["containers"][0]
     assert container["name"] == "pytorch"
-    assert container["command"] == ["torchrun"]
+    assert container["command"] == ["python", "-m", "relearn_trainer.rendezvous"]  # torchrun, after a stale attempt
     assert "--strategy=fsdp" in container["args"]
     assert job["spec"]["runPolicy"]["backoffLimit"] == 2
 

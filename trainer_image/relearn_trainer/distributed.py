@@ -24,6 +24,7 @@ from typing import Any, Literal, TypeVar
 import torch
 import torch.distributed as dist
 
+from relearn_trainer import rendezvous
 from relearn_trainer.failures import UsageError
 
 Strategy = Literal["ddp", "fsdp"]
@@ -74,6 +75,9 @@ def start(ranks: Ranks) -> torch.device:
         if cuda:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
+        if ranks.main:
+            # Every rank joined: a replacement worker must wait for the next attempt.
+            rendezvous.mark_running()
     return device
 
 

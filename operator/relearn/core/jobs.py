@@ -234,8 +234,10 @@ def _trainer_pod(
 
 
 def _under_torchrun(container: dict[str, Any], torchrun: list[str]) -> None:
-    """The trainer image's entrypoint (``python -m relearn_trainer``) as torchrun's module."""
-    container["command"] = ["torchrun"]
+    """The trainer image's entrypoint (``python -m relearn_trainer``) as
+    torchrun's module, launched by ``relearn_trainer.rendezvous`` (torchrun,
+    once worker 0 is not still running an attempt that lost a worker)."""
+    container["command"] = ["python", "-m", "relearn_trainer.rendezvous"]
     container["args"] = [*torchrun, "-m", "relearn_trainer", *container["args"]]
 
 
