@@ -33,7 +33,7 @@ EndpointSlices.
   loopback port per declared ``containerPort``, and an env value that is such
   a port number is that loopback port (so ``MASTER_ADDR``/``MASTER_PORT`` of a
   torchrun rendezvous reach worker 0).
-- ``torchrun`` as a container's command runs torch's launcher with this
+- ``torchrun`` (torch's launcher) and ``python`` as a container's command run with this
   Python (:data:`PROGRAMS`: what the trainer image has on its PATH).
 
 It runs on the API server's event loop and writes through :class:`Store`.

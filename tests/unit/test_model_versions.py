@@ -154,3 +154,55 @@ def test_a_hand_over_of_a_missing_version_is_not_cut_short() -> None:
     assert not model_versions.cut_short([version("1.1.0", "Champion")], promotion())
     assert not model_versions.cut_short([], promotion())
     assert not model_versions.cut_short([version("1.1.0", "Champion")], ())
+
+
+def written(versions: list[dict[str, Any]], moves: tuple[model_versions.VersionMove, ...]) -> list[dict[str, Any]]:
+    """The versions after these moves were written, as the API server would hold them."""
+    after = [{**v, "status": dict(v["status"])} for v in versions]
+    for move in moves:
+        for v in after:
+            if v["spec"]["version"] == move.version:
+                v["status"]["phase"] = move.phase
+    return after
+
+
+MAYBE_PHASE = st.sampled_from((None, *PHASES))
+
+
+@given(
+    outgoing_now=MAYBE_PHASE,
+    incoming_now=MAYBE_PHASE,
+    others=st.lists(st.tuples(st.sampled_from(("0.9.0", "2.0.0", "3.1.4")), MAYBE_PHASE), max_size=3),
+    retired=st.sampled_from(("Archived", "RolledBack")),
+    applied=st.integers(0, 2),
+)
+def test_cut_short_names_exactly_the_state_between_a_hand_overs_writes_and_finishing_it_leaves_one_champion(
+    outgoing_now: str | None,
+    incoming_now: str | None,
+    others: list[tuple[str, str | None]],
+    retired: str,
+    applied: int,
+) -> None:
+    plan = model_versions.hand_over(
+        outgoing="1.0.0",
+        incoming="1.1.0",
+        outgoing_phase=retired,
+        outgoing_action="Demoted",
+        outgoing_reason="r",
+        outgoing_message="m",
+        incoming_reason="r",
+        incoming_message="m",
+        triggered_by="abexperiment/x",
+    )
+    start = [version("1.0.0", outgoing_now), version("1.1.0", incoming_now), *(version(v, p) for v, p in others)]
+    now = written(start, plan[:applied])
+    cut = model_versions.cut_short(now, plan)
+    if outgoing_now == "Champion" and incoming_now != "Champion":  # a hand-over as a turn begins it
+        assert cut is (applied == 1)
+    if applied == len(plan):
+        assert cut is False  # a finished hand-over is never taken for one cut short
+    if cut:
+        done = written(now, plan)
+        phases = {v["spec"]["version"]: v["status"].get("phase") for v in done}
+        assert (phases["1.1.0"], phases["1.0.0"]) == ("Champion", retired)  # of the two, one Champion
+        assert model_versions.cut_short(done, plan) is False
