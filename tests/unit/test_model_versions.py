@@ -98,11 +98,12 @@ def test_finding_a_version_finds_the_first_with_that_version(entries: list[tuple
         assert found is expected
 
 
-def promotion() -> tuple[model_versions.VersionMove, model_versions.VersionMove]:
+def promotion(retired: Any = "Archived") -> tuple[model_versions.VersionMove, model_versions.VersionMove]:
+    """1.1.0 takes over from 1.0.0, which goes to ``retired`` (Archived; RolledBack in a rollback)."""
     return model_versions.hand_over(
         outgoing="1.0.0",
         incoming="1.1.0",
-        outgoing_phase="Archived",
+        outgoing_phase=retired,
         outgoing_action="Demoted",
         outgoing_reason="ChallengerPromoted",
         outgoing_message="replaced",
@@ -183,17 +184,7 @@ def test_cut_short_names_exactly_the_state_between_a_hand_overs_writes_and_finis
     retired: str,
     applied: int,
 ) -> None:
-    plan = model_versions.hand_over(
-        outgoing="1.0.0",
-        incoming="1.1.0",
-        outgoing_phase=retired,
-        outgoing_action="Demoted",
-        outgoing_reason="r",
-        outgoing_message="m",
-        incoming_reason="r",
-        incoming_message="m",
-        triggered_by="abexperiment/x",
-    )
+    plan = promotion(retired)
     start = [version("1.0.0", outgoing_now), version("1.1.0", incoming_now), *(version(v, p) for v, p in others)]
     now = written(start, plan[:applied])
     cut = model_versions.cut_short(now, plan)
