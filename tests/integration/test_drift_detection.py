@@ -22,6 +22,7 @@ from relearn_sandbox.testing import ControlPlane, condition, wait_for
 
 GROUP, VERSION = "relearn.dev", "v1alpha1"
 INTERVAL = 2  # seconds between checks
+WINDOW_SECONDS = 15
 
 
 def resources(prometheus_url: str) -> list[dict[str, Any]]:
@@ -47,7 +48,7 @@ def resources(prometheus_url: str) -> list[dict[str, Any]]:
                 "model": "fraud",
                 "prometheus": {"url": prometheus_url, "timeout": "2s"},
                 "interval": f"{INTERVAL}s",
-                "window": "15s",
+                "window": f"{WINDOW_SECONDS}s",
                 "features": [{"name": "amount"}, {"name": "channel", "type": "categorical"}],
                 "thresholds": {"pValue": 0.001, "minSamples": 500},
                 "trigger": {"consecutiveChecks": 2, "cooldown": "1h"},

@@ -16,8 +16,9 @@ import pytest
 from kubernetes import client
 from model_server import model_server
 from relearn_sandbox.processes import start_operator, stop_operator
+from relearn_sandbox.servers.drifting import OBSERVATIONS_PER_SECOND
 from relearn_sandbox.testing import ControlPlane
-from test_drift_detection import GROUP, VERSION, checks, conditions, resources
+from test_drift_detection import GROUP, VERSION, WINDOW_SECONDS, checks, conditions, resources
 
 
 @pytest.fixture
@@ -59,20 +60,15 @@ def test_a_model_of_the_same_name_in_another_namespace_is_never_counted(
         if conditions(policy).get("Drifted", {}).get("status") == "True":
             break
     # Meanwhile, and from now on, the clean namespace's checks count its own server only.
-    decided = compared = 0
+    decided = 0
     for policy in checks(custom, clean, timeout=120):
         states = conditions(policy)
         assert states.get("Drifted", {}).get("status") != "True", states["Drifted"]
         if states.get("Drifted", {}).get("status") == "False":
             decided += 1
             samples = {f["name"]: f.get("currentSamples") for f in policy["status"]["features"]}
-            other = custom.get_namespaced_custom_object(GROUP, VERSION, drifted, "driftpolicies", "fraud")
-            theirs = {f["name"]: f.get("currentSamples") for f in other["status"]["features"]}
-            # The same traffic rate in each namespace: neither window holds both servers' counts.
-            # (Windows still fill after the servers start: compare with a check of theirs no older than ours.)
-            if (other["status"].get("lastCheckTime") or "") >= (policy["status"].get("lastCheckTime") or "~"):
-                compared += 1
-                assert samples["channel"] < 1.5 * theirs["channel"]
+            # Its window holds what one server sends, never both namespaces' (whatever each one's
+            # start and pace: Prometheus extrapolates increase() by up to a tenth).
+            assert samples["channel"] <= 1.25 * OBSERVATIONS_PER_SECOND * WINDOW_SECONDS, samples
         if decided == 5:
             break
-    assert compared >= 1, "no two checks of the two namespaces at the same time to compare"

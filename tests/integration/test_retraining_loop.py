@@ -56,10 +56,11 @@ def world(
     relearn_crds: None,
     api_client: client.ApiClient,
     tmp_path: Path,
+    tiny_champion: Path,
 ) -> Iterator[dict[str, Any]]:
     if sandbox.prometheus_url is None:
         pytest.skip("prometheus is not installed (make test installs it with apt)")
-    base, _ = synthetic.workspace(tmp_path)
+    base, _ = synthetic.workspace(tmp_path, trained=tiny_champion)
     client.AppsV1Api(api_client).create_namespaced_deployment(namespace, model_server("documents", {"SHIFT": "3"}))
     custom = client.CustomObjectsApi(api_client)
     custom.create_namespaced_custom_object(

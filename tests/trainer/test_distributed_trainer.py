@@ -21,9 +21,9 @@ from relearn_trainer.publishing import verify
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_champion: Path) -> Path:
     root = tmp_path_factory.mktemp("distributed")
-    synthetic.workspace(root)
+    synthetic.workspace(root, trained=tiny_champion)
     return root
 
 

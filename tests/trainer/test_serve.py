@@ -26,10 +26,8 @@ from relearn_trainer.publishing import publish
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synthetic.build_tiny_model(
-        tmp_path_factory.mktemp("serve") / "base", pretrain_on=synthetic.samples(400, seed=1)
-    )
+def base(tiny_champion: Path) -> Path:
+    return tiny_champion  # read only here
 
 
 def start(base: Path, tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], str]:

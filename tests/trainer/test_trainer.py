@@ -5,6 +5,7 @@ not), an honest gate, and every failure's exit code and short message."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from relearn_trainer import pipeline, synthetic
 from relearn_trainer.cli import _offline as cli_offline
 from relearn_trainer.cli import build_parser
+from relearn_trainer.cli import main as cli_main
 from relearn_trainer.data import DatasetError, assemble
 from relearn_trainer.failures import Interrupted, OutputError, StopFlag
 from relearn_trainer.modeling import LoraSettings
@@ -86,25 +88,15 @@ def test_too_little_or_missing_data_is_an_error(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_champion: Path) -> Path:
     root = tmp_path_factory.mktemp("trainer")
-    synthetic.workspace(root)
+    synthetic.workspace(root, trained=tiny_champion)
     return root
 
 
-def train(
-    workspace: Path,
-    out: Path,
-    *extra: str,
-    env: dict[str, str] | None = None,
-    wait: bool = True,
-    checkpoints: bool = True,
-    cwd: Path | None = None,
-) -> Any:
-    command = [
-        sys.executable,
-        "-m",
-        "relearn_trainer",
+def command_line(workspace: Path, out: Path, *extra: str, checkpoints: bool = True) -> list[str]:
+    """``python -m relearn_trainer``'s arguments for a run on the workspace, published under ``out``."""
+    return [
         "train",
         "--model",
         "documents",
@@ -125,6 +117,19 @@ def train(
         *(["--checkpoint-dir", str(out / "checkpoints")] if checkpoints else []),
         *extra,
     ]
+
+
+def train(
+    workspace: Path,
+    out: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    wait: bool = True,
+    checkpoints: bool = True,
+    cwd: Path | None = None,
+) -> Any:
+    """The trainer as a pod runs it: its own process."""
+    command = [sys.executable, "-m", "relearn_trainer", *command_line(workspace, out, *extra, checkpoints=checkpoints)]
     environment = {**os.environ, "RELEARN_TERMINATION_MESSAGE_PATH": str(out / "termination-log"), **(env or {})}
     out.mkdir(parents=True, exist_ok=True)
     if not wait:
@@ -189,6 +194,30 @@ def test_a_causal_language_model_learns_the_new_wording_too(tmp_path: Path) -> N
     assert labels == {"task": "causal-lm", "labels": sorted(synthetic.LABELS)}
 
 
+@dataclasses.dataclass
+class Ran:
+    returncode: int
+    stderr: str
+
+
+@pytest.fixture
+def train_here(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """The same command in this process (``relearn_trainer.cli.main``, which
+    ``python -m relearn_trainer`` exits with): for runs that fail before
+    training, which need no fresh interpreter and its seconds of imports."""
+
+    def run(workspace: Path, out: Path, *extra: str) -> Ran:
+        monkeypatch.setenv("RELEARN_TERMINATION_MESSAGE_PATH", str(out / "termination-log"))
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # restored afterwards: the CLI sets them
+            monkeypatch.setenv(name, "1")
+        out.mkdir(parents=True, exist_ok=True)
+        capsys.readouterr()
+        code = cli_main(command_line(workspace, out, *extra))
+        return Ran(code, capsys.readouterr().err)
+
+    return run
+
+
 @pytest.mark.parametrize(
     ("change", "code", "words"),
     [
@@ -200,11 +229,13 @@ def test_a_causal_language_model_learns_the_new_wording_too(tmp_path: Path) -> N
         ({"--min-samples": "100000"}, 2, "not training a model on too little data"),
     ],
 )
-def test_clear_errors(workspace: Path, tmp_path: Path, change: dict[str, str], code: int, words: str) -> None:
+def test_clear_errors(
+    workspace: Path, tmp_path: Path, change: dict[str, str], code: int, words: str, train_here: Any
+) -> None:
     args: list[str] = []
     for flag, value in change.items():
         args += [flag, value]
-    run = train(workspace, tmp_path, *args)
+    run = train_here(workspace, tmp_path, *args)
     assert run.returncode == code
     assert words in run.stderr
     raw = (tmp_path / "termination-log").read_bytes()
@@ -333,13 +364,13 @@ def test_without_held_out_corrections_there_is_no_gate_to_pass(tmp_path: Path) -
     ],
 )
 def test_bad_records_exit_2_with_their_line_in_a_short_message(
-    workspace: Path, tmp_path: Path, line: int, field: str, value: object, words: str
+    workspace: Path, tmp_path: Path, line: int, field: str, value: object, words: str, train_here: Any
 ) -> None:
     records = [json.loads(text) for text in (workspace / "data" / "served.jsonl").read_text().splitlines()]
     assert records[305]["kind"] == "prediction"  # the workspace: 300 corrections, then 100 predictions
     records[line - 1][field] = value
     write_jsonl(tmp_path / "bad" / "served.jsonl", records)
-    run = train(workspace, tmp_path, "--dataset", str(tmp_path / "bad"))
+    run = train_here(workspace, tmp_path, "--dataset", str(tmp_path / "bad"))
     assert run.returncode == 2
     raw = (tmp_path / "termination-log").read_bytes()
     assert len(raw) <= MAX_TERMINATION_MESSAGE

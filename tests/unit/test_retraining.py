@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -258,3 +259,48 @@ def test_a_job_with_a_cpu_limit_runs_torch_with_as_many_threads() -> None:
     assert env["OMP_NUM_THREADS"] == "2"
     unlimited = {e["name"] for e in job()["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "OMP_NUM_THREADS" not in unlimited  # the example limits memory and GPUs, not CPU
+
+
+REGISTRATION_TIME = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
+
+
+def registered(status: dict[str, object], passed: bool) -> dict[str, object]:
+    """The status after the registration's change was written (a merge, as the status patch is)."""
+    change = retraining.registration(passed, verdict="v", policy="p", version="1.1.0", now=REGISTRATION_TIME)
+    return {**status, **change(dict(status))}
+
+
+def test_the_gate_verdict_replaces_the_phase_the_spec_check_gave_first() -> None:
+    """The new ModelVersion's spec check may write ``Registered`` before the retraining records the
+    gate: a version the gate rejected must not stay Registered (an experiment would test it)."""
+    first = {"phase": "Registered", "observedGeneration": 1}
+    after = registered(first, passed=False)
+    assert after["phase"] == "Rejected"
+    assert [e["reason"] for e in after["history"]] == ["OfflineGate"]  # type: ignore[attr-defined]
+
+
+PHASE_OR_NONE = st.sampled_from([None, "Registered", "Challenger", "Champion", "Archived", "RolledBack", "Rejected"])
+
+
+@given(
+    phase=PHASE_OR_NONE,
+    gated_before=st.booleans(),
+    earlier=st.integers(0, 60),
+    passed=st.booleans(),
+)
+def test_registration_records_the_gate_once_and_never_moves_a_version_on(
+    phase: str | None, gated_before: bool, earlier: int, passed: bool
+) -> None:
+    history = [{"action": "Promoted", "reason": "ChallengerBetter"}] * min(earlier, 50)  # as stored: 50 at most
+    if gated_before:
+        history = [*history, {"action": "Registered", "reason": "OfflineGate"}][-50:]
+    status: dict[str, object] = {"history": history, **({"phase": phase} if phase else {})}
+    once = registered(status, passed)
+    assert registered(once, passed) == once  # redone after a lost status write: nothing changes
+    assert registered(once, not passed) == once  # nor by a second verdict
+    assert len(once.get("history") or []) <= 50  # type: ignore[arg-type]
+    if gated_before or phase not in (None, "Registered"):
+        assert once == status  # registered already, or moved on since
+    else:
+        assert once["phase"] == ("Registered" if passed else "Rejected")
+        assert [e["reason"] for e in once["history"]].count("OfflineGate") == 1  # type: ignore[attr-defined]

@@ -149,21 +149,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace, stop: StopFlag) -> int:
-    stop.stage = "loading the trainer"
+    stop.stage = "checking the arguments"
     from relearn.core.durations import parse_duration
 
-    from relearn_trainer.modeling import LoraSettings
-    from relearn_trainer.pipeline import TrainRequest, run
-    from relearn_trainer.publishing import compact, write_termination_message
-    from relearn_trainer.training import TrainSettings
-
-    try:
+    try:  # before torch and transformers load: a usage error is told at once
         lookback = parse_duration(args.lookback)
         edges = json.loads(args.baseline_edges) if args.baseline_edges else None
     except ValueError as error:
         raise UsageError(f"--lookback or --baseline-edges: {error}") from None
     if edges is not None and not isinstance(edges, dict):
         raise UsageError("--baseline-edges must be a JSON object {feature: [edges]}")
+    stop.stage = "loading the trainer"
+    from relearn_trainer.modeling import LoraSettings
+    from relearn_trainer.pipeline import TrainRequest, run
+    from relearn_trainer.publishing import compact, write_termination_message
+    from relearn_trainer.training import TrainSettings
+
     request = TrainRequest(
         model=args.model,
         version=args.model_version,

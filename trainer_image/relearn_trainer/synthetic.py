@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import random
+import shutil
 import threading
 import time
 import urllib.request
@@ -231,11 +232,21 @@ def write_dataset(
     return path
 
 
-def workspace(directory: Path, task: str = "sequence-classification") -> tuple[Path, Path]:
-    """The standard trial setup: a champion trained on the original wording in
-    ``directory/base``, and a dataset of drifted wording (300 corrections, 100
-    confident predictions) in ``directory/data``. Returns (base model, dataset)."""
-    base = build_tiny_model(directory / "base", pretrain_on=samples(400, seed=1), task=task)
+def champion(directory: Path, task: str = "sequence-classification") -> Path:
+    """The standard trial's champion, trained on the original wording, in ``directory``."""
+    return build_tiny_model(directory, pretrain_on=samples(400, seed=1), task=task)
+
+
+def workspace(directory: Path, task: str = "sequence-classification", trained: Path | None = None) -> tuple[Path, Path]:
+    """The standard trial setup: a :func:`champion` in ``directory/base`` (a
+    copy of ``trained``, one already made by it for ``task``, when given), and a
+    dataset of drifted wording (300 corrections, 100 confident predictions) in
+    ``directory/data``. Returns (base model, dataset)."""
+    base = directory / "base"
+    if trained is not None:
+        shutil.copytree(trained, base, ignore=shutil.ignore_patterns(".*"))
+    else:
+        champion(base, task)
     write_dataset(
         directory / "data" / "served.jsonl",
         corrections=300,

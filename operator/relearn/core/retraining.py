@@ -30,8 +30,8 @@ from relearn.core.labels import labelled
 
 JobState = Literal["Running", "Succeeded", "Failed"]
 # Phases a version reaches after registration: registering again never returns it to Registered.
-PAST_REGISTRATION = ("Registered", "Challenger", "Champion", "Archived", "RolledBack", "Rejected")
 HISTORY_LIMIT = 50
+GATE_REASON = "OfflineGate"  # the history reason of a registration
 
 
 def request_name(policy: str, policy_uid: str, sequence: int, limit: int = 63) -> str:
@@ -53,19 +53,25 @@ def registration(
     passed: bool, *, verdict: str, policy: str, version: str, now: datetime.datetime
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """The ModelVersion status change of registering a trained version:
-    Registered (or Rejected by the offline gate) with one history entry, only
-    when the version has no phase yet. A version already registered, in an
-    experiment, champion or retired keeps its phase: registering again after
-    a lost status write never moves it backwards."""
+    Registered (or Rejected by the offline gate) with one history entry
+    saying so, once. Registered already (its ``OfflineGate`` entry is there:
+    this request redone after a lost status write), or moved on since (in an
+    experiment, champion, retired), it keeps its phase: registering again
+    never moves a version backwards. The phase ``Registered`` the spec check
+    gives every new ModelVersion (it may run first) is not a registration:
+    the gate's verdict replaces it, so a version the gate rejects is never
+    left Registered, to be tested."""
     phase = "Registered" if passed else "Rejected"
 
     def change(status: dict[str, Any]) -> dict[str, Any]:
-        if status.get("phase") in PAST_REGISTRATION:
+        if any(entry.get("reason") == GATE_REASON for entry in status.get("history") or ()):
+            return {}
+        if status.get("phase") not in (None, "Registered"):
             return {}
         entry = {
             "time": now.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z"),
             "action": phase,
-            "reason": "OfflineGate",
+            "reason": GATE_REASON,
             "message": verdict[:1024],
             "triggeredBy": f"DriftPolicy/{policy}",
             "toVersion": version,

@@ -27,6 +27,7 @@ EDGES = [float(e) for e in stats.norm.ppf(np.linspace(0.1, 0.9, 9))]
 CATEGORIES = ["a", "b", "c"]
 SHARES = [0.5, 0.3, 0.2]
 SHIFTED = 3.0  # the mean of ``amount`` after a POST
+OBSERVATIONS_PER_SECOND = 200  # at most: 40 every 0.2 s
 
 
 class Traffic:
@@ -43,7 +44,7 @@ class Traffic:
 
     def run(self) -> None:
         while True:
-            for _ in range(40):
+            for _ in range(OBSERVATIONS_PER_SECOND // 5):
                 channel = self.rng.choices(CATEGORIES, weights=SHARES)[0]
                 self.metrics.observe({"amount": self.rng.gauss(self.shift, 1.0), "channel": channel}, confidence=0.9)
                 self.metrics.feedback(correct=self.rng.random() < 0.9)
