@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
 from relearn.core import retraining
 from relearn.core.jobs import (
+    TrainingKind,
     name_limit,
-    pytorch_job,
     rendezvous_service_manifest,
     result_pods,
-    retraining_job,
+    training_job,
     training_kind,
 )
 from relearn.errors import InvalidSetting
@@ -40,8 +40,9 @@ def spec_with(**distributed: Any) -> DriftPolicySpec:
     return DriftPolicySpec.model_validate(body)
 
 
-def build(spec: DriftPolicySpec, kind: Any = retraining_job, name: str = "invoice-classifier-rt-1-abcdef") -> Any:
-    return kind(
+def build(spec: DriftPolicySpec, kind: TrainingKind = "Job", name: str = "invoice-classifier-rt-1-abcdef") -> Any:
+    return training_job(
+        kind,
         name=name,
         namespace="ml-prod",
         policy_name="invoice-classifier",
@@ -123,7 +124,7 @@ def test_kubeflow_runs_a_training_only_when_served_and_chosen(backend: str, serv
 
 
 def test_a_pytorchjob_has_a_master_and_the_other_workers() -> None:
-    job = build(spec_with(workers=4, gpusPerWorker=1, backend="kubeflow", strategy="fsdp"), pytorch_job)
+    job = build(spec_with(workers=4, gpusPerWorker=1, backend="kubeflow", strategy="fsdp"), "PyTorchJob")
     replicas = job["spec"]["pytorchReplicaSpecs"]
     assert (replicas["Master"]["replicas"], replicas["Worker"]["replicas"]) == (1, 3)
     container = replicas["Master"]["template"]["spec"]["containers"][0]

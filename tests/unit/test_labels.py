@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from relearn.api.base import MODEL_NAME_PATTERN, SEMVER_PATTERN
 from relearn.api.driftpolicy import DriftPolicySpec
 from relearn.core import retraining, workloads
-from relearn.core.jobs import retraining_job
+from relearn.core.jobs import training_job
 from relearn.core.labels import label_value, labelled
 from relearn.core.retraining import request_name
 
@@ -78,7 +78,8 @@ def test_a_long_policy_name_makes_a_valid_job_and_model_version() -> None:
     name = request_name(LONG_NAME, "uid-1", 3)
     assert len(name) <= 63
     assert re.fullmatch(MODEL_NAME_PATTERN, name)
-    job = retraining_job(
+    job = training_job(
+        "Job",
         name=name,
         namespace="ml",
         policy_name=LONG_NAME,

@@ -15,7 +15,7 @@ from relearn.api.abexperiment import ExperimentTemplate
 from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
 from relearn.api.modelversion import ModelVersionSpec
 from relearn.core import retraining, semver
-from relearn.core.jobs import cpu_threads, retraining_job
+from relearn.core.jobs import cpu_threads, training_job
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = yaml.safe_load((REPO / "examples/invoice-classifier/driftpolicy.yaml").read_text())
@@ -24,7 +24,8 @@ CHAMPION = yaml.safe_load((REPO / "examples/invoice-classifier/modelversion-1.0.
 
 def job() -> dict:
     spec = DriftPolicySpec.model_validate(EXAMPLE["spec"])
-    return retraining_job(
+    return training_job(
+        "Job",
         name="invoice-classifier-rt-1a2b3c4d",
         namespace="ml-prod",
         policy_name="invoice-classifier",
@@ -245,7 +246,8 @@ def test_a_job_with_a_cpu_limit_runs_torch_with_as_many_threads() -> None:
     spec = DriftPolicySpec.model_validate(
         {**EXAMPLE["spec"], "retraining": {**EXAMPLE["spec"]["retraining"], "resources": {"limits": {"cpu": "1500m"}}}}
     )
-    body = retraining_job(
+    body = training_job(
+        "Job",
         name="invoice-classifier-rt-1",
         namespace="ml-prod",
         policy_name="invoice-classifier",

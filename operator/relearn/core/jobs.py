@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from relearn.api.driftpolicy import DriftPolicySpec
+from relearn.api.driftpolicy import DriftPolicySpec, Retraining
 from relearn.core.durations import parse_duration
 from relearn.core.labels import labelled
 from relearn.errors import InvalidSetting
@@ -241,7 +241,8 @@ def _under_torchrun(container: dict[str, Any], torchrun: list[str]) -> None:
     container["args"] = [*torchrun, "-m", "relearn_trainer", *container["args"]]
 
 
-def retraining_job(
+def training_job(
+    kind: TrainingKind,
     *,
     name: str,
     namespace: str,
@@ -252,13 +253,26 @@ def retraining_job(
     base_model_uri: str,
     champion: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
-    """The request's batch/v1 Job: one trainer pod, or with ``distributed``
-    an Indexed Job of ``workers`` pods under torchrun (its rendezvous
-    Service is :func:`rendezvous_service_manifest`)."""
+    """The request's manifest of ``kind`` (:func:`training_kind`): a batch/v1
+    Job (:func:`_batch_job`) or a Kubeflow PyTorchJob (:func:`_pytorch_job`),
+    with the same trainer pod, name, labels and owner."""
     retraining = spec.retraining
     assert retraining is not None
     labels, annotations = _labels(spec, policy_name, version)
     pod = _trainer_pod(name=name, spec=spec, version=version, base_model_uri=base_model_uri, champion=champion)
+    template = {"metadata": {"labels": labels, **({"annotations": annotations} if annotations else {})}, "spec": pod}
+    metadata = _metadata(name, namespace, labels, annotations, _policy_owner(policy_name, policy_uid))
+    if kind == "PyTorchJob":
+        return _pytorch_job(retraining, pod, template, metadata)
+    return _batch_job(name, retraining, pod, template, metadata)
+
+
+def _batch_job(
+    name: str, retraining: Retraining, pod: dict[str, Any], template: dict[str, Any], metadata: dict[str, Any]
+) -> dict[str, Any]:
+    """The request's batch/v1 Job: one trainer pod, or with ``distributed``
+    an Indexed Job of ``workers`` pods under torchrun (its rendezvous
+    Service is :func:`rendezvous_service_manifest`)."""
     job_spec: dict[str, Any] = {
         "backoffLimit": retraining.backoff_limit,
         "activeDeadlineSeconds": int(parse_duration(retraining.active_deadline).total_seconds()),
@@ -289,14 +303,8 @@ def retraining_job(
             # after that is not retried alone, to wait for a rendezvous that never comes.
             successPolicy={"rules": [{"succeededIndexes": "0", "succeededCount": 1}]},
         )
-    job_spec["template"] = {"metadata": {"labels": labels, **({"annotations": annotations} if annotations else {})}}
-    job_spec["template"]["spec"] = pod
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": _metadata(name, namespace, labels, annotations, _policy_owner(policy_name, policy_uid)),
-        "spec": job_spec,
-    }
+    job_spec["template"] = template
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
 
 
 def rendezvous_service_manifest(*, job: Mapping[str, Any]) -> dict[str, Any]:
@@ -322,31 +330,18 @@ def rendezvous_service_manifest(*, job: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def pytorch_job(
-    *,
-    name: str,
-    namespace: str,
-    policy_name: str,
-    policy_uid: str,
-    spec: DriftPolicySpec,
-    version: str,
-    base_model_uri: str,
-    champion: Mapping[str, Any] | None,
+def _pytorch_job(
+    retraining: Retraining, pod: dict[str, Any], template: dict[str, Any], metadata: dict[str, Any]
 ) -> dict[str, Any]:
     """The request as a Kubeflow PyTorchJob (kubeflow.org/v1): a Master and
     ``workers - 1`` Workers, whose rendezvous Kubeflow's training operator
     sets up (``PET_*`` variables torchrun reads). Same pod, name and labels
     as the Job; the Master is rank 0, which alone publishes."""
-    retraining = spec.retraining
-    assert retraining is not None
     assert retraining.distributed is not None
     distributed = retraining.distributed
-    labels, annotations = _labels(spec, policy_name, version)
-    pod = _trainer_pod(name=name, spec=spec, version=version, base_model_uri=base_model_uri, champion=champion)
     container = pod["containers"][0]
     container["name"] = "pytorch"  # the container Kubeflow's operator configures
     _under_torchrun(container, torchrun_args(distributed.workers, distributed.gpus_per_worker, rendezvous=False))
-    template = {"metadata": {"labels": labels, **({"annotations": annotations} if annotations else {})}, "spec": pod}
     replicas: dict[str, Any] = {"Master": {"replicas": 1, "restartPolicy": "Never", "template": template}}
     if distributed.workers > 1:
         replicas["Worker"] = {"replicas": distributed.workers - 1, "restartPolicy": "Never", "template": template}
@@ -354,7 +349,7 @@ def pytorch_job(
     return {
         "apiVersion": f"{group}/{api_version}",
         "kind": "PyTorchJob",
-        "metadata": _metadata(name, namespace, labels, annotations, _policy_owner(policy_name, policy_uid)),
+        "metadata": metadata,
         "spec": {
             "nprocPerNode": str(max(1, distributed.gpus_per_worker)),
             "runPolicy": {

@@ -18,7 +18,7 @@ from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
 from relearn.api.names import RETRAINING, ConditionType, EventType
 from relearn.core import retraining, semver
 from relearn.core.drift_policy import ACTIVE_OUTCOMES
-from relearn.core.jobs import pytorch_job, rendezvous_service_manifest, retraining_job, training_kind
+from relearn.core.jobs import rendezvous_service_manifest, training_job, training_kind
 from relearn.core.model_versions import champion
 from relearn.errors import Invalid, InvalidSetting
 from relearn.metrics import DECISIONS, RETRAININGS
@@ -120,8 +120,8 @@ async def _start(
     except InvalidSetting as error:
         _fail(progress, str(error), datetime.datetime.now(datetime.UTC))
         return
-    build = pytorch_job if kind == "PyTorchJob" else retraining_job
-    job = build(
+    job = training_job(
+        kind,
         name=progress.record.job or "",
         namespace=namespace,
         policy_name=name,
