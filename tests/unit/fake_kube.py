@@ -19,6 +19,7 @@ from relearn.adapters.kube import APIUnreachable, Resource, translate
 from relearn.api import KINDS
 from relearn.api.schema import openapi_schema
 from relearn.core.consent import Use, check_secret
+from relearn.core.model_versions import StatusChange
 
 
 class FakeKube:
@@ -146,12 +147,7 @@ class FakeKube:
         return True
 
     async def update_status(
-        self,
-        plural: str,
-        namespace: str,
-        name: str,
-        change: Callable[[dict[str, Any]], dict[str, Any]],
-        attempts: int = 5,
+        self, plural: str, namespace: str, name: str, change: StatusChange, attempts: int = 5
     ) -> dict[str, Any]:
         self._check()
         await asyncio.sleep(0)

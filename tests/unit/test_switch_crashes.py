@@ -28,6 +28,7 @@ from relearn.adapters.kube import Resource
 from relearn.api.abexperiment import TERMINAL_PHASES, ABExperimentSpec, ABExperimentStatus
 from relearn.core import workloads
 from relearn.core.experiment import END_PHASES
+from relearn.core.model_versions import StatusChange
 from relearn.handlers.experiments import analysis, context, ending, notify, rollback
 from relearn.handlers.outcome import Outcome
 
@@ -156,12 +157,7 @@ class CrashingKube(FakeKube):
         return result
 
     async def update_status(
-        self,
-        plural: str,
-        namespace: str,
-        name: str,
-        change: Callable[[dict[str, Any]], dict[str, Any]],
-        attempts: int = 5,
+        self, plural: str, namespace: str, name: str, change: StatusChange, attempts: int = 5
     ) -> dict[str, Any]:
         self._write()
         result = await super().update_status(plural, namespace, name, change, attempts)

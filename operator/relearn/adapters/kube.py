@@ -33,6 +33,7 @@ from kubernetes import client, config
 from relearn.api import GROUP, VERSION
 from relearn.api.base import rfc3339
 from relearn.core.consent import Use, check_secret
+from relearn.core.model_versions import StatusChange
 from relearn.errors import APIError, APIUnreachable, Conflict, Forbidden, Invalid, KubernetesError, NotFound
 
 __all__ = ["APIUnreachable", "KubeClient", "Resource", "translate"]
@@ -288,12 +289,7 @@ class KubeClient:
         return True
 
     async def update_status(
-        self,
-        plural: str,
-        namespace: str,
-        name: str,
-        change: Callable[[dict[str, Any]], dict[str, Any]],
-        attempts: int = 5,
+        self, plural: str, namespace: str, name: str, change: StatusChange, attempts: int = 5
     ) -> dict[str, Any]:
         """Read the object, let ``change`` compute its new status from the
         current one, and write it with the read resourceVersion as a
