@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
@@ -330,11 +330,17 @@ async def monitor(
         now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
         status = DriftPolicyStatus.model_validate(dict(body.status or {}))
         generation = body.metadata.get("generation")
+
+        def advancing(status: DriftPolicyStatus) -> Awaitable[retraining.Progress | None]:
+            record = status.last_retraining
+            return retraining.advance(kube, name=name, namespace=namespace, uid=uid, spec=spec, record=record, now=now)
+
         with HANDLER_SECONDS.labels("DriftPolicy", "drift-check").time():
-            outcome = await _drift_check(kube, name, namespace, uid, spec, status, now, logger, allowed, lookup)
+            checking = check(kube, name, namespace, uid, spec, status, now, allowed, lookup)
+            outcome = await _drift_check(checking, name, namespace, status, now, logger)
         requested = "lastRetraining" in outcome.status
         if not requested:
-            await _advance_retraining(kube, outcome, name, namespace, uid, spec, status, now, logger)
+            await _advance_retraining(advancing(status), outcome, logger)
         written = await _write(kube, guard, body, namespace, name, outcome, generation, status, now, logger)
         if written is None:
             return None  # deleted meanwhile
@@ -342,7 +348,7 @@ async def monitor(
             # The request is recorded: only now its Job (named by the request, so at most one).
             status = DriftPolicyStatus.model_validate(written.get("status") or {})
             outcome = Outcome()
-            await _advance_retraining(kube, outcome, name, namespace, uid, spec, status, now, logger)
+            await _advance_retraining(advancing(status), outcome, logger)
             if await _write(kube, guard, body, namespace, name, outcome, generation, status, now, logger) is None:
                 return None
         return slots.wait(interval_seconds(spec.interval))
@@ -351,20 +357,17 @@ async def monitor(
 
 
 async def _drift_check(
-    kube: KubeClient,
+    checking: Awaitable[Outcome],
     name: str,
     namespace: str,
-    uid: str,
-    spec: DriftPolicySpec,
     status: DriftPolicyStatus,
     now: datetime.datetime,
     logger: kopf.Logger,
-    allowed: Allowlist,
-    lookup: Lookup,
 ) -> Outcome:
-    """One check as an Outcome; a check without a decision says why (MetricsAvailable, Drifted)."""
+    """One check (``checking``, a :func:`check`) as an Outcome; a check
+    without a decision says why (MetricsAvailable, Drifted)."""
     try:
-        outcome = await check(kube, name, namespace, uid, spec, status, now, allowed, lookup)
+        outcome = await checking
         DRIFT_CHECKS.labels(_result(outcome)).inc()
     except DecisionError as refused:  # the decision core refused what was measured
         outcome = Outcome(
@@ -428,23 +431,13 @@ def register(registry: kopf.OperatorRegistry, when: Callable[..., bool] | None =
 
 
 async def _advance_retraining(
-    kube: KubeClient,
-    outcome: Outcome,
-    name: str,
-    namespace: str,
-    uid: str,
-    spec: DriftPolicySpec,
-    status: DriftPolicyStatus,
-    now: datetime.datetime,
-    logger: kopf.Logger,
+    advancing: Awaitable[retraining.Progress | None], outcome: Outcome, logger: kopf.Logger
 ) -> None:
-    """Move the active retraining on (a request made by this very check included)."""
-    requested = outcome.status.get("lastRetraining")
-    record = RetrainingRecord.model_validate(requested) if requested else status.last_retraining
+    """Move the active retraining on (``advancing``, a
+    :func:`retraining.advance` of the policy's last recorded request, which
+    is this very check's once it is written) into ``outcome``."""
     try:
-        progress = await retraining.advance(
-            kube, name=name, namespace=namespace, uid=uid, spec=spec, record=record, now=now
-        )
+        progress = await advancing
     except APIError as error:
         if isinstance(error, Forbidden):  # refused, not transient: say so
             outcome.conditions.append(
