@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from relearn_trainer.data import Example
-from relearn_trainer.tasks import TASKS, Task
+from relearn_trainer.tasks import TASKS, Reader, Task
 
 
 @torch.no_grad()
@@ -24,12 +24,13 @@ def evaluate(
 ) -> dict[str, Any]:
     task = task or TASKS["sequence-classification"]
     model.eval()
+    reader = Reader(model, tokenizer, label_ids, device, 128)
     predictions: list[int] = []
     targets: list[int] = []
     loss_sum = 0.0
     for start in range(0, len(examples), batch_size):
         batch = examples[start : start + batch_size]
-        scores = task.scores(model, tokenizer, [e.text for e in batch], label_ids, device, 128)
+        scores = task.scores(reader, [e.text for e in batch])
         target = torch.tensor([label_ids[e.label] for e in batch], device=scores.device)
         loss_sum += float(torch.nn.functional.cross_entropy(scores, target, reduction="sum"))
         predictions += scores.argmax(dim=-1).tolist()

@@ -54,7 +54,7 @@ from relearn.serving import ModelMetrics, NumericFeature
 from relearn_trainer.failures import ArtifactError, ModelError
 from relearn_trainer.modeling import load_base, local_path, with_adapter
 from relearn_trainer.publishing import verify
-from relearn_trainer.tasks import TASKS
+from relearn_trainer.tasks import TASKS, Reader
 
 LENGTH_EDGES = [5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0]
 UNKNOWN_EDGES = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75]
@@ -185,7 +185,7 @@ class ModelServer:
 
     @torch.no_grad()
     def predict(self, text: str) -> dict[str, Any]:
-        scores = self.task.scores(self.model, self.tokenizer, [text], self.label_ids, self.device, 128)
+        scores = self.task.scores(Reader(self.model, self.tokenizer, self.label_ids, self.device, 128), [text])
         probabilities = torch.softmax(scores[0], dim=-1)
         confidence, index = (float(v) for v in probabilities.max(dim=-1))
         label = self.labels.get(int(index), str(int(index)))

@@ -133,7 +133,7 @@ def build_tiny_model(
     if task == "causal-lm":
         from transformers import LlamaConfig, LlamaForCausalLM
 
-        from relearn_trainer.tasks import CausalLM
+        from relearn_trainer.tasks import CausalLM, Reader
 
         causal = LlamaForCausalLM(
             LlamaConfig(
@@ -155,7 +155,7 @@ def build_tiny_model(
             causal.train()
             for _ in range(epochs * 2):
                 optimizer.zero_grad()
-                CausalLM().loss(causal, tokenizer, texts, labels, {}, torch.device("cpu"), 64).backward()
+                CausalLM().loss(Reader(causal, tokenizer, {}, torch.device("cpu"), 64), texts, labels).backward()
                 optimizer.step()
         directory.mkdir(parents=True, exist_ok=True)
         causal.save_pretrained(directory)

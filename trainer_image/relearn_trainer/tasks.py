@@ -15,11 +15,25 @@ so the loop, the metrics and the server are the same for both.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from peft import TaskType
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A model reading documents, the same for every batch of a run: its
+    tokenizer, the task's label ids, the device, and the most tokens a
+    document keeps."""
+
+    model: Any
+    tokenizer: Any
+    label_ids: dict[str, int]
+    device: torch.device
+    max_length: int
 
 
 class Task(Protocol):
@@ -30,26 +44,9 @@ class Task(Protocol):
 
     def labels(self, model: Any, seen: Sequence[str]) -> dict[str, int]: ...
 
-    def loss(
-        self,
-        model: Any,
-        tokenizer: Any,
-        texts: Sequence[str],
-        labels: Sequence[str],
-        label_ids: dict[str, int],
-        device: torch.device,
-        max_length: int,
-    ) -> torch.Tensor: ...
+    def loss(self, reader: Reader, texts: Sequence[str], labels: Sequence[str]) -> torch.Tensor: ...
 
-    def scores(
-        self,
-        model: Any,
-        tokenizer: Any,
-        texts: Sequence[str],
-        label_ids: dict[str, int],
-        device: torch.device,
-        max_length: int,
-    ) -> torch.Tensor: ...
+    def scores(self, reader: Reader, texts: Sequence[str]) -> torch.Tensor: ...
 
 
 class SequenceClassification:
@@ -87,34 +84,19 @@ class SequenceClassification:
     def labels(self, model: Any, seen: Sequence[str]) -> dict[str, int]:
         return {str(k): int(v) for k, v in (model.config.label2id or {}).items()}
 
-    def _encode(self, tokenizer: Any, texts: Sequence[str], device: torch.device, max_length: int) -> Any:
-        encoded = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        return encoded.to(device)
+    def _encode(self, reader: Reader, texts: Sequence[str]) -> Any:
+        encoded = reader.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=reader.max_length, return_tensors="pt"
+        )
+        return encoded.to(reader.device)
 
-    def loss(
-        self,
-        model: Any,
-        tokenizer: Any,
-        texts: Sequence[str],
-        labels: Sequence[str],
-        label_ids: dict[str, int],
-        device: torch.device,
-        max_length: int,
-    ) -> torch.Tensor:
-        target = torch.tensor([label_ids[label] for label in labels]).to(device, non_blocking=True)
-        loss: torch.Tensor = model(**self._encode(tokenizer, texts, device, max_length), labels=target).loss
+    def loss(self, reader: Reader, texts: Sequence[str], labels: Sequence[str]) -> torch.Tensor:
+        target = torch.tensor([reader.label_ids[label] for label in labels]).to(reader.device, non_blocking=True)
+        loss: torch.Tensor = reader.model(**self._encode(reader, texts), labels=target).loss
         return loss
 
-    def scores(
-        self,
-        model: Any,
-        tokenizer: Any,
-        texts: Sequence[str],
-        label_ids: dict[str, int],
-        device: torch.device,
-        max_length: int,
-    ) -> torch.Tensor:
-        logits: torch.Tensor = model(**self._encode(tokenizer, texts, device, max_length)).logits
+    def scores(self, reader: Reader, texts: Sequence[str]) -> torch.Tensor:
+        logits: torch.Tensor = reader.model(**self._encode(reader, texts)).logits
         return logits.float()
 
 
@@ -130,9 +112,10 @@ class CausalLM:
         return {label: i for i, label in enumerate(sorted(set(seen)))}
 
     def _pairs(
-        self, tokenizer: Any, texts: Sequence[str], labels: Sequence[str], device: torch.device, max_length: int
+        self, reader: Reader, texts: Sequence[str], labels: Sequence[str]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """input ids, attention mask, and targets (-100 but on the label's tokens)."""
+        tokenizer, max_length = reader.tokenizer, reader.max_length
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id or 0
         rows = []
         for text, label in zip(texts, labels, strict=True):
@@ -148,7 +131,7 @@ class CausalLM:
             ids[row, : len(tokens)] = torch.tensor(tokens)
             mask[row, : len(tokens)] = 1
             target[row, : len(wanted)] = torch.tensor(wanted)
-        return ids.to(device), mask.to(device), target.to(device)
+        return ids.to(reader.device), mask.to(reader.device), target.to(reader.device)
 
     def _label_log_likelihood(
         self, model: Any, ids: torch.Tensor, mask: torch.Tensor, target: torch.Tensor
@@ -158,35 +141,16 @@ class CausalLM:
         log_probs = torch.log_softmax(logits, dim=-1).gather(-1, wanted.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         return (log_probs * (wanted != -100)).sum(dim=-1)
 
-    def loss(
-        self,
-        model: Any,
-        tokenizer: Any,
-        texts: Sequence[str],
-        labels: Sequence[str],
-        label_ids: dict[str, int],
-        device: torch.device,
-        max_length: int,
-    ) -> torch.Tensor:
-        ids, mask, target = self._pairs(tokenizer, texts, labels, device, max_length)
-        loss: torch.Tensor = model(input_ids=ids, attention_mask=mask, labels=target).loss
+    def loss(self, reader: Reader, texts: Sequence[str], labels: Sequence[str]) -> torch.Tensor:
+        ids, mask, target = self._pairs(reader, texts, labels)
+        loss: torch.Tensor = reader.model(input_ids=ids, attention_mask=mask, labels=target).loss
         return loss
 
-    def scores(
-        self,
-        model: Any,
-        tokenizer: Any,
-        texts: Sequence[str],
-        label_ids: dict[str, int],
-        device: torch.device,
-        max_length: int,
-    ) -> torch.Tensor:
+    def scores(self, reader: Reader, texts: Sequence[str]) -> torch.Tensor:
         """Log-likelihood of every label after every document: [documents, labels]."""
-        names = sorted(label_ids, key=label_ids.__getitem__)
-        ids, mask, target = self._pairs(
-            tokenizer, [t for t in texts for _ in names], names * len(texts), device, max_length
-        )
-        return self._label_log_likelihood(model, ids, mask, target).view(len(texts), len(names))
+        names = sorted(reader.label_ids, key=reader.label_ids.__getitem__)
+        ids, mask, target = self._pairs(reader, [t for t in texts for _ in names], names * len(texts))
+        return self._label_log_likelihood(reader.model, ids, mask, target).view(len(texts), len(names))
 
 
 TASKS: dict[str, Task] = {task.name: task for task in (SequenceClassification(), CausalLM())}

@@ -28,7 +28,7 @@ from relearn_trainer import distributed
 from relearn_trainer.data import Example
 from relearn_trainer.distributed import Ranks
 from relearn_trainer.failures import Interrupted, StopFlag
-from relearn_trainer.tasks import TASKS, Task
+from relearn_trainer.tasks import TASKS, Reader, Task
 
 __all__ = ["Interrupted", "StopFlag", "TrainSettings", "seed_everything", "train"]
 
@@ -136,6 +136,7 @@ def train(
 
         set_peft_model_state_dict(model, saved["adapter"])
     wrapped = distributed.wrap(model, ranks, device)
+    reader = Reader(wrapped, tokenizer, label_ids, device, settings.max_length)
     parameters = [p for p in wrapped.parameters() if p.requires_grad]
     # Fused AdamW: one kernel for all parameters on a GPU (not available on CPU).
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, fused=device.type == "cuda")
@@ -173,16 +174,7 @@ def train(
                     texts = [e.text for e in batch]
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                         loss: Any = (
-                            task.loss(
-                                wrapped,
-                                tokenizer,
-                                texts,
-                                [e.label for e in batch],
-                                label_ids,
-                                device,
-                                settings.max_length,
-                            )
-                            / settings.gradient_accumulation_steps
+                            task.loss(reader, texts, [e.label for e in batch]) / settings.gradient_accumulation_steps
                         )
                     loss.backward()
                     recent.append(loss.detach() * settings.gradient_accumulation_steps)  # read once, at the end
