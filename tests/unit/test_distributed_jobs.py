@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import copy
 import datetime
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
 from fake_kube import FakeKube
 from hypothesis import given
 from hypothesis import strategies as st
+from invoice_example import CHAMPION, EXAMPLE, example_job
 from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
 from relearn.core import retraining
 from relearn.core.jobs import (
@@ -22,15 +21,11 @@ from relearn.core.jobs import (
     name_limit,
     rendezvous_service_manifest,
     result_pods,
-    training_job,
     training_kind,
 )
 from relearn.errors import InvalidSetting
 from relearn.handlers import retraining as retraining_handler
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = yaml.safe_load((REPO / "examples/invoice-classifier/driftpolicy.yaml").read_text())
-CHAMPION = yaml.safe_load((REPO / "examples/invoice-classifier/modelversion-1.0.0.yaml").read_text())
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
@@ -41,17 +36,7 @@ def spec_with(**distributed: Any) -> DriftPolicySpec:
 
 
 def build(spec: DriftPolicySpec, kind: TrainingKind = "Job", name: str = "invoice-classifier-rt-1-abcdef") -> Any:
-    return training_job(
-        kind,
-        name=name,
-        namespace="ml-prod",
-        policy_name="invoice-classifier",
-        policy_uid="uid-1",
-        spec=spec,
-        version="1.1.0",
-        base_model_uri="/models/base/invoice-classifier",
-        champion=CHAMPION,
-    )
+    return example_job(spec, kind, name=name)
 
 
 @pytest.mark.parametrize("k8s", ["1.31.0", "1.33.0"])  # successPolicy: 1.31 and later
@@ -147,15 +132,30 @@ def test_the_result_is_rank_zeros_even_when_another_worker_finishes_later() -> N
     assert result_pods([{"metadata": {}}]) == [{"metadata": {}}]
 
 
-async def test_a_distributed_request_creates_one_indexed_job_and_its_service() -> None:
-    kube = FakeKube()
+def with_champion(kube: FakeKube) -> FakeKube:
     kube.add("modelversions", copy.deepcopy(CHAMPION) | {"status": {"phase": "Champion"}})
+    return kube
+
+
+def requested() -> RetrainingRecord:
+    return RetrainingRecord(job="invoice-classifier-rt-1-abcdef", sequence=1, outcome="Requested")
+
+
+async def advance(
+    kube: FakeKube, spec: DriftPolicySpec, record: RetrainingRecord
+) -> retraining_handler.Progress | None:
+    """The example policy's request ``record`` one step on."""
+    return await retraining_handler.advance(
+        kube, name="invoice-classifier", namespace="default", uid="uid-1", spec=spec, record=record, now=NOW
+    )
+
+
+async def test_a_distributed_request_creates_one_indexed_job_and_its_service() -> None:
+    kube = with_champion(FakeKube())
     spec = spec_with(workers=2)
-    record = RetrainingRecord(job="invoice-classifier-rt-1-abcdef", sequence=1, outcome="Requested")
+    record = requested()
     for _ in range(2):
-        progress = await retraining_handler.advance(
-            kube, name="invoice-classifier", namespace="default", uid="uid-1", spec=spec, record=record, now=NOW
-        )
+        progress = await advance(kube, spec, record)
         assert progress is not None
         record = progress.record
     assert record.outcome == "Running"
@@ -167,38 +167,19 @@ async def test_a_distributed_request_creates_one_indexed_job_and_its_service() -
 
 @pytest.mark.parametrize(("backend", "served", "kind"), [("auto", True, "pytorchjobs"), ("auto", False, "jobs")])
 async def test_auto_chooses_kubeflow_where_the_cluster_serves_it(backend: str, served: bool, kind: str) -> None:
-    kube = FakeKube()
+    kube = with_champion(FakeKube())
     if served:
         kube.served.add("pytorchjobs")
-    kube.add("modelversions", copy.deepcopy(CHAMPION) | {"status": {"phase": "Champion"}})
-    record = RetrainingRecord(job="invoice-classifier-rt-1-abcdef", sequence=1, outcome="Requested")
-    progress = await retraining_handler.advance(
-        kube,
-        name="invoice-classifier",
-        namespace="default",
-        uid="uid-1",
-        spec=spec_with(workers=2, backend=backend),
-        record=record,
-        now=NOW,
-    )
+    record = requested()
+    progress = await advance(kube, spec_with(workers=2, backend=backend), record)
     assert progress is not None
     assert progress.record.outcome == "Running"
     assert [o["metadata"]["name"] for o in kube.of(kind)] == [record.job]
 
 
 async def test_kubeflow_chosen_on_a_cluster_without_it_fails_the_request_saying_so() -> None:
-    kube = FakeKube()
-    kube.add("modelversions", copy.deepcopy(CHAMPION) | {"status": {"phase": "Champion"}})
-    record = RetrainingRecord(job="invoice-classifier-rt-1-abcdef", sequence=1, outcome="Requested")
-    progress = await retraining_handler.advance(
-        kube,
-        name="invoice-classifier",
-        namespace="default",
-        uid="uid-1",
-        spec=spec_with(backend="kubeflow"),
-        record=record,
-        now=NOW,
-    )
+    kube = with_champion(FakeKube())
+    progress = await advance(kube, spec_with(backend="kubeflow"), requested())
     assert progress is not None
     assert progress.record.outcome == "Failed"
     assert progress.condition is not None

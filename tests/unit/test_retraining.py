@@ -4,46 +4,26 @@ from __future__ import annotations
 
 import datetime
 import json
-from pathlib import Path
 
 import kubernetes_validate
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from invoice_example import EXAMPLE, example_job
 from relearn.api.abexperiment import ExperimentTemplate
 from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
 from relearn.api.modelversion import ModelVersionSpec
 from relearn.core import retraining, semver
-from relearn.core.jobs import cpu_threads, training_job
-
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = yaml.safe_load((REPO / "examples/invoice-classifier/driftpolicy.yaml").read_text())
-CHAMPION = yaml.safe_load((REPO / "examples/invoice-classifier/modelversion-1.0.0.yaml").read_text())
-
-
-def job() -> dict:
-    spec = DriftPolicySpec.model_validate(EXAMPLE["spec"])
-    return training_job(
-        "Job",
-        name="invoice-classifier-rt-1a2b3c4d",
-        namespace="ml-prod",
-        policy_name="invoice-classifier",
-        policy_uid="uid-1",
-        spec=spec,
-        version="1.1.0",
-        base_model_uri="/models/base/invoice-classifier",
-        champion=CHAMPION,
-    )
+from relearn.core.jobs import cpu_threads
 
 
 @pytest.mark.parametrize("k8s", ["1.30.0", "1.33.0"])
 def test_job_manifest_passes_kubernetes_validation(k8s: str) -> None:
-    kubernetes_validate.validate(job(), k8s, strict=True)
+    kubernetes_validate.validate(example_job(), k8s, strict=True)
 
 
 def test_job_requests_the_gpu_and_scheduling_as_configured() -> None:
-    manifest = job()
+    manifest = example_job()
     pod = manifest["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
@@ -246,20 +226,10 @@ def test_a_job_with_a_cpu_limit_runs_torch_with_as_many_threads() -> None:
     spec = DriftPolicySpec.model_validate(
         {**EXAMPLE["spec"], "retraining": {**EXAMPLE["spec"]["retraining"], "resources": {"limits": {"cpu": "1500m"}}}}
     )
-    body = training_job(
-        "Job",
-        name="invoice-classifier-rt-1",
-        namespace="ml-prod",
-        policy_name="invoice-classifier",
-        policy_uid="uid-1",
-        spec=spec,
-        version="1.1.0",
-        base_model_uri="/models/base",
-        champion=CHAMPION,
-    )
+    body = example_job(spec, name="invoice-classifier-rt-1", base_model_uri="/models/base")
     env = {e["name"]: e["value"] for e in body["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["OMP_NUM_THREADS"] == "2"
-    unlimited = {e["name"] for e in job()["spec"]["template"]["spec"]["containers"][0]["env"]}
+    unlimited = {e["name"] for e in example_job()["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "OMP_NUM_THREADS" not in unlimited  # the example limits memory and GPUs, not CPU
 
 
