@@ -15,7 +15,6 @@ from typing import Any
 
 from kubernetes import client
 from relearn_sandbox.cluster import Sandbox
-from relearn_sandbox.testing import wait_for
 from test_retraining_loop import GROUP, VERSION, policy, retraining_of, world  # noqa: F401 (world: a fixture)
 
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
@@ -35,16 +34,7 @@ def finished(
     """Succeeded once the retraining did; else what it ended with (or that it
     did not end), the Job's status and its pods' last lines, to show why."""
     try:
-        policy = wait_for(
-            custom.list_namespaced_custom_object,
-            lambda p: (p.get("status", {}).get("lastRetraining") or {}).get("outcome") in ("Succeeded", "Failed"),
-            group=GROUP,
-            version=VERSION,
-            namespace=namespace,
-            plural="driftpolicies",
-            timeout=600,
-            what="the distributed retraining to end",
-        )
+        policy = retraining_of(custom, namespace, "documents", ("Succeeded", "Failed"), timeout=600)
         last = policy["status"]["lastRetraining"]
     except TimeoutError as error:
         last = str(error)

@@ -95,13 +95,18 @@ def world(
 
 
 def retraining_of(
-    custom: client.CustomObjectsApi, namespace: str, name: str, outcome: str, timeout: float = 120
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    name: str,
+    outcome: str | tuple[str, ...],
+    timeout: float = 120,
 ) -> dict[str, Any]:
+    """The policy once its last retraining's outcome is ``outcome`` (or one of them)."""
+    wanted = (outcome,) if isinstance(outcome, str) else outcome
     return wait_for(
         custom.list_namespaced_custom_object,
         lambda p: (
-            p["metadata"]["name"] == name
-            and (p.get("status", {}).get("lastRetraining") or {}).get("outcome") == outcome
+            p["metadata"]["name"] == name and (p.get("status", {}).get("lastRetraining") or {}).get("outcome") in wanted
         ),
         group=GROUP,
         version=VERSION,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from relearn_sandbox.processes import free_port
 from relearn_trainer import synthetic
 from relearn_trainer.publishing import verify
 
@@ -25,13 +25,6 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_champion: Path) -> 
     root = tmp_path_factory.mktemp("distributed")
     synthetic.workspace(root, trained=tiny_champion)
     return root
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def torchrun(workspace: Path, out: Path, *extra: str, strategy: str = "ddp", wait: bool = True) -> Any:

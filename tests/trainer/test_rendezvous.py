@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import queue
-import socket
 import subprocess
 import sys
 import threading
@@ -20,17 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from relearn_sandbox.processes import kill_tree
+from relearn_sandbox.processes import free_port, kill_tree
 from relearn_trainer import rendezvous
 
 WAITING = "still runs an earlier attempt"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Node:

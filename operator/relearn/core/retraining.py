@@ -29,7 +29,6 @@ from relearn.core.jobs import result_pods
 from relearn.core.labels import labelled
 
 JobState = Literal["Running", "Succeeded", "Failed"]
-# Phases a version reaches after registration: registering again never returns it to Registered.
 HISTORY_LIMIT = 50
 GATE_REASON = "OfflineGate"  # the history reason of a registration
 
