@@ -20,8 +20,11 @@ against the goals:
 - ModelVersions per version (1): ModelVersion objects / distinct versions;
 - promotions and rollbacks recorded (1 each): history entries on the new version;
 - Champions per model, min and max over the loop (1 always), sampled every 0.5 s,
-  and the longest stretch of samples with two (``overlap_s``: a hand-over
-  between its two writes; every reader takes the newer of the two);
+  as every reader takes them: the version the model's champion record (its
+  Lease, ``relearn.core.model_versions``) names, else (before the first
+  hand-over) the Champion phase; and the longest stretch of samples with two
+  Champion *phases* (``overlap_s``: a hand-over between its two phase writes,
+  which follow the record);
 - stuck experiments (0): not ended at the end of the loop;
 - orphans (0): challenger Deployments left behind by an ended experiment;
 - doubled and lost Events (0, 0): decision Events (RetrainingRequested ...
@@ -57,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
+from relearn.core import model_versions
 from relearn_sandbox import demo_loop
 from relearn_sandbox.audit import OPERATOR
 from relearn_sandbox.cluster import SandboxConfig, SandboxThread
@@ -213,6 +217,52 @@ def daemon_pauses(sandbox: Any, namespace: str, outages: list[tuple[float, float
     return pauses
 
 
+class ChampionSampler:
+    """Every 0.5 s until stopped: the model's champions as every reader takes
+    them (the version its champion record names, else the Champion phase or
+    the version declared from Git), and stretches of two Champion phases."""
+
+    def __init__(self, custom: client.CustomObjectsApi, namespace: str) -> None:
+        self.custom = custom
+        self.namespace = namespace
+        self.champions: list[int] = []
+        self.phases: list[int] = []  # versions in phase Champion
+        self.overlaps: list[float] = []  # seconds each stretch of two Champion phases lasted, as sampled
+        self.stopped = threading.Event()
+
+    def record(self) -> dict[str, Any] | None:
+        try:
+            lease: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                "coordination.k8s.io", "v1", self.namespace, "leases", model_versions.record_name(MODEL)
+            )
+            return lease
+        except client.ApiException as error:
+            if error.status == 404:
+                return None  # no hand-over yet
+            raise
+
+    def take(self) -> None:
+        listed = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, "modelversions")["items"]
+        holder = model_versions.holder_of(self.record())
+        promoted = sum((v.get("status") or {}).get("phase") == "Champion" for v in listed)
+        self.phases.append(promoted)
+        if model_versions.find(listed, holder or "") is not None:
+            self.champions.append(1)  # the champion record names one version: the champion
+        else:  # no hand-over yet: the Champion phase, else the version declared from Git
+            self.champions.append(promoted or sum(bool(v["spec"].get("declaredChampion")) for v in listed))
+        if promoted > 1:  # a hand-over between its phase writes (the record moved first)
+            if len(self.phases) < 2 or self.phases[-2] < 2:
+                self.overlaps.append(0.0)
+            self.overlaps[-1] += 0.5
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.5):
+            try:
+                self.take()
+            except Exception:  # the API answered nothing this time
+                continue
+
+
 def one_loop(api: client.ApiClient, sandbox: Any, faults: Faults, workdir: Path, number: int, args: Any) -> dict:
     from relearn_trainer import synthetic
 
@@ -239,28 +289,11 @@ def one_loop(api: client.ApiClient, sandbox: Any, faults: Faults, workdir: Path,
     def experiments() -> list[dict[str, Any]]:
         return custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "abexperiments")["items"]
 
-    champions: list[int] = []
-    overlaps: list[float] = []  # seconds each stretch of two Champion phases lasted, as sampled
-    sampling = threading.Event()
-
-    def sample() -> None:
-        while not sampling.wait(0.5):
-            try:
-                listed = versions()
-                promoted = sum((v.get("status") or {}).get("phase") == "Champion" for v in listed)
-                # Before any promotion the champion is the one declared from Git (as the operator reads it).
-                champions.append(promoted or sum(bool(v["spec"].get("declaredChampion")) for v in listed))
-                if promoted > 1:  # a hand-over between its two writes
-                    if len(champions) < 2 or champions[-2] < 2:
-                        overlaps.append(0.0)
-                    overlaps[-1] += 0.5
-            except Exception:  # the API answered nothing this time
-                continue
-
+    sampler = ChampionSampler(custom, namespace)
     # Its own kubeconfig: the sandbox logs its calls as the operator's (the daemon pauses come from that log).
     chaos = Chaos(sandbox.operator_kubeconfig, namespace, workdir / f"{namespace}-operator.log", args.kill_every)
     chaos.start()
-    threading.Thread(target=sample, daemon=True).start()
+    threading.Thread(target=sampler.run, daemon=True).start()
     started = time.monotonic()
     outcome = "RolledBack"
     try:
@@ -316,7 +349,7 @@ def one_loop(api: client.ApiClient, sandbox: Any, faults: Faults, workdir: Path,
     except (TimeoutError, RuntimeError) as error:
         outcome = f"not finished: {error}"
     finally:
-        sampling.set()
+        sampler.stopped.set()
         ended_at = time.monotonic()
         chaos.stop()
     time.sleep(1)
@@ -353,8 +386,8 @@ def one_loop(api: client.ApiClient, sandbox: Any, faults: Faults, workdir: Path,
         "mv_per_version": len(mvs) / len(distinct),
         "promotions": history.count("Promoted"),
         "rollbacks": history.count("RolledBack"),
-        "champions": (min(champions, default=-1), max(champions, default=-1)),
-        "overlap": max(overlaps, default=0.0),
+        "champions": (min(sampler.champions, default=-1), max(sampler.champions, default=-1)),
+        "overlap": max(sampler.overlaps, default=0.0),
         "stuck": len(running),
         "orphans": len(orphans),
         "pause": max(pauses) if pauses else float("nan"),

@@ -102,7 +102,7 @@ def rollback(target: Target, model: str, to: str | None = None) -> str:
         for v in target.custom.list_namespaced_custom_object(GROUP, VERSION, target.namespace, "modelversions")["items"]
         if v["spec"].get("model") == model
     ]
-    champion = current_champion(versions)
+    champion = current_champion(versions, target.champion_records().get(model))
     if champion is None:
         raise Refused(f"model {model} has no champion in namespace {target.namespace}")
     version = champion["spec"]["version"]

@@ -169,6 +169,7 @@ def test_the_weekly_report_runs_per_namespace_and_may_only_read_the_registry() -
         ("relearn.dev", "abexperiments", "list"),
         ("relearn.dev", "driftpolicies", "list"),
         ("batch", "jobs", "list"),
+        ("coordination.k8s.io", "leases", "list"),  # the models' champion records
     }
 
 
@@ -258,6 +259,8 @@ USED = {
     ("kubeflow.org", "pytorchjobs", "get"),
     ("relearn.dev", "modelversions", "create"),
     ("relearn.dev", "abexperiments", "create"),
+    # handlers.experiments (Context.hand_record) and handlers.lookups: each model's champion record.
+    *{("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")},
     # handlers.drift: a large baseline's ConfigMap; credentials (core.consent decides their use).
     ("", "configmaps", "get"),
     ("", "secrets", "get"),

@@ -156,6 +156,14 @@ def phase_of(custom: client.CustomObjectsApi, namespace: str, version: str) -> s
     return str((mv.get("status") or {}).get("phase"))
 
 
+def recorded_champion(custom: client.CustomObjectsApi, namespace: str) -> tuple[str, int]:
+    """(version, transitions) of the model's champion record, the one source of truth of its champion."""
+    lease = custom.get_namespaced_custom_object(
+        "coordination.k8s.io", "v1", namespace, "leases", f"relearn-champion-{MODEL}"
+    )
+    return str(lease["spec"]["holderIdentity"]), int(lease["spec"].get("leaseTransitions") or 0)
+
+
 def feedback_counters(core: client.CoreV1Api, namespace: str, version: str) -> tuple[float, float]:
     """(correct, total) feedback as the version's server counts it."""
     pod = core.list_namespaced_pod(namespace, label_selector=f"relearn.dev/version={version}").items[0]

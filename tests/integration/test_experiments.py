@@ -25,6 +25,7 @@ from ab_server import (
     finish,
     load,
     phase_of,
+    recorded_champion,
     relearn,
 )
 from kubernetes import client
@@ -79,6 +80,7 @@ def test_better_challenger_is_promoted_on_live_traffic(served: str, api_client: 
         assert abs(measured_arm["rate"] - correct / total) < 0.03
     assert phase_of(custom, namespace, "1.1.0") == "Champion"
     assert phase_of(custom, namespace, "1.0.0") == "Archived"
+    assert recorded_champion(custom, namespace) == ("1.1.0", 0)  # the record, created at the first hand-over
     mv = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "modelversions", f"{MODEL}-1.1.0")
     (entry,) = mv["status"]["history"]
     assert entry["action"] == "Promoted"

@@ -12,7 +12,19 @@ import urllib.request
 from typing import Any
 
 import pytest
-from ab_server import GROUP, MODEL, VERSION, Served, experiment, experiments, finish, load, phase_of, relearn
+from ab_server import (
+    GROUP,
+    MODEL,
+    VERSION,
+    Served,
+    experiment,
+    experiments,
+    finish,
+    load,
+    phase_of,
+    recorded_champion,
+    relearn,
+)
 from kubernetes import client
 from relearn_sandbox.kubelet import pod_url
 from relearn_sandbox.testing import ControlPlane, condition, wait_for
@@ -76,6 +88,7 @@ def test_a_failing_new_champion_is_rolled_back_automatically(
     assert route(custom, namespace) == [{"name": MODEL, "port": 80, "weight": 100}]
     assert phase_of(custom, namespace, "1.1.0") == "RolledBack"
     assert phase_of(custom, namespace, "1.0.0") == "Champion"
+    assert recorded_champion(custom, namespace) == ("1.0.0", 1)  # handed to 1.1.0, then back once
     actions = [(h["action"], h["triggeredBy"]) for h in history(custom, namespace, "1.1.0")]
     assert actions == [
         ("Promoted", f"abexperiment/{MODEL}-1.1.0"),

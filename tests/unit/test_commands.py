@@ -17,7 +17,9 @@ class FakeCustom:
         self.plurals = plurals
         self.patches: list[tuple[str, dict[str, Any]]] = []
 
-    def list_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str) -> dict[str, Any]:
+    def list_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, label_selector: str = ""
+    ) -> dict[str, Any]:
         return {"items": copy.deepcopy(self.plurals.get(plural, []))}
 
     def get_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str, name: str) -> Any:

@@ -5,6 +5,7 @@ with its history entry, and the hand-over plan."""
 from __future__ import annotations
 
 import datetime
+import re
 from typing import Any
 
 import pytest
@@ -197,3 +198,83 @@ def test_cut_short_names_exactly_the_state_between_a_hand_overs_writes_and_finis
         phases = {v["spec"]["version"]: v["status"].get("phase") for v in done}
         assert (phases["1.1.0"], phases["1.0.0"]) == ("Champion", retired)  # of the two, one Champion
         assert model_versions.cut_short(done, plan) is False
+
+
+# -- the champion record ------------------------------------------------------------------
+
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+@given(st.from_regex(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", fullmatch=True))
+def test_every_spec_valid_model_has_a_valid_champion_record_name_of_its_own(model: str) -> None:
+    name = model_versions.record_name(model)
+    assert len(name) <= 253
+    assert re.fullmatch(DNS_SUBDOMAIN, name)
+    assert name == f"relearn-champion-{model}"  # readable: the model's name as it is
+
+
+def _hand(record: dict[str, Any], outgoing: str, incoming: str) -> None:
+    model_versions.record_change(outgoing=outgoing, incoming=incoming, now=NOW, triggered_by="abexperiment/x")(record)
+
+
+def test_the_record_moves_from_the_outgoing_champion_once_and_refuses_a_stale_hand_over() -> None:
+    record = model_versions.record_body("ranker", "1.0.0", NOW, "abexperiment/a")
+    assert model_versions.holder_of(record) == "1.0.0"
+    _hand(record, "1.0.0", "1.1.0")
+    assert model_versions.holder_of(record) == "1.1.0"
+    assert record["spec"]["leaseTransitions"] == 1
+    _hand(record, "1.0.0", "1.1.0")  # redone after a restart: nothing changes
+    assert record["spec"]["leaseTransitions"] == 1
+    with pytest.raises(model_versions.ChampionMoved, match=r"names 1\.1\.0, not 1\.0\.0"):
+        _hand(record, "1.0.0", "1.2.0")  # planned from 1.0.0, but 1.1.0 became champion meanwhile
+    assert model_versions.holder_of(record) == "1.1.0"
+
+
+@given(st.lists(st.tuples(st.sampled_from(["1.0.0", "1.1.0", "1.2.0"]), st.sampled_from(["1.0.0", "1.1.0", "1.2.0"]))))
+def test_hand_overs_in_any_order_leave_one_champion_each_taken_from_the_one_before(
+    attempts: list[tuple[str, str]],
+) -> None:
+    """Each attempt is a hand-over planned from what its turn read (outgoing)
+    to incoming; as compare-and-swap writes in any order, the record names
+    one version throughout and every move it made started at its holder."""
+    record = model_versions.record_body("ranker", "1.0.0", NOW, "git")
+    for outgoing, incoming in attempts:
+        before = model_versions.holder_of(record)
+        try:
+            _hand(record, outgoing, incoming)
+        except model_versions.ChampionMoved:
+            assert before not in (outgoing, incoming)
+            assert model_versions.holder_of(record) == before
+            continue
+        assert model_versions.holder_of(record) == incoming
+        assert before in (outgoing, incoming)
+
+
+def test_readers_take_the_champion_from_the_record_and_fall_back_to_phases() -> None:
+    versions = [version("1.0.0", "Champion", championSince="2026-01-01T00:00:00Z"), version("1.1.0", "Challenger")]
+    assert model_versions.champion(versions)["spec"]["version"] == "1.0.0"
+    # The record moved and the phases are behind (a hand-over between its writes): the record wins.
+    assert model_versions.champion(versions, "1.1.0")["spec"]["version"] == "1.1.0"
+    # A record naming a version since deleted: the phases say who is champion.
+    assert model_versions.champion(versions, "0.9.0")["spec"]["version"] == "1.0.0"
+
+
+def test_a_hand_over_is_cut_short_once_its_record_moved_until_every_phase_follows() -> None:
+    plan = model_versions.hand_over(
+        outgoing="1.0.0",
+        incoming="1.1.0",
+        outgoing_phase="Archived",
+        outgoing_action="Demoted",
+        outgoing_reason="ChallengerPromoted",
+        outgoing_message="m",
+        incoming_reason="ChallengerBetter",
+        incoming_message="m",
+        triggered_by="abexperiment/x",
+    )
+    before = [version("1.0.0", "Champion"), version("1.1.0", "Challenger")]
+    assert not model_versions.cut_short(before, plan, "1.0.0")
+    assert model_versions.cut_short(before, plan, "1.1.0")  # the record moved, no phase yet
+    halfway = [version("1.0.0", "Champion"), version("1.1.0", "Champion")]
+    assert model_versions.cut_short(halfway, plan, "1.1.0")
+    done = [version("1.0.0", "Archived"), version("1.1.0", "Champion")]
+    assert not model_versions.cut_short(done, plan, "1.1.0")

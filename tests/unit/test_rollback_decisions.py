@@ -104,6 +104,19 @@ def test_a_promoted_version_recorded_otherwise_with_no_champion_is_restored() ->
     )
 
 
+def test_the_champion_record_says_whether_the_promoted_version_is_still_watched() -> None:
+    # A record naming no ModelVersion (deleted since): the phases decide.
+    assert rollback.watched(VERSIONS, "1.1.0", holder="1.2.0") == "Watch"
+    # The record moved to a later version whose phases are not written yet: stop.
+    later = [*VERSIONS, version("1.2.0", "Challenger")]
+    assert rollback.watched(later, "1.1.0", holder="1.2.0") == "Stop"
+    # The record names the promoted version whose Champion phase is behind: watched, its phase restored.
+    behind = [version("1.1.0", "Challenger"), version("1.0.0", "Champion")]
+    assert rollback.watched(behind, "1.1.0", holder="1.1.0") == "RestoreChampion"
+    # A version that failed its own checks is never made Champion again, whatever a record says.
+    assert rollback.watched([version("1.1.0", "RolledBack")], "1.1.0", holder="1.1.0") == "Stop"
+
+
 @given(
     warm=st.booleans(),
     since=st.integers(-(10**6), 10**6).map(lambda s: datetime.timedelta(seconds=s)),

@@ -9,8 +9,13 @@ pod of the wrong version or one that is gone:
   version only, and that Deployment exists with ready endpoints;
 - a Deployment is deleted only when the route the data plane has applied no
   longer sends to it;
-- a hand-over cut short between its two ModelVersion writes is finished by
-  the next whole turn: the model has one Champion after every turn.
+- a hand-over cut short between its writes (the champion record, the two
+  ModelVersion phases) is finished by the next whole turn: the model has one
+  Champion phase after every turn;
+- after every write, the champion as every reader takes it (the champion
+  record, else the phases) is one version, and it changes hands once per
+  hand-over: 1.0.0, then 1.1.0 once promoted, then 1.0.0 once rolled back,
+  never back and forth.
 
 The restarted operator reads only what the API holds (status included)."""
 
@@ -26,7 +31,7 @@ import pytest
 from fake_kube import FakeKube
 from relearn.adapters.kube import Resource
 from relearn.api.abexperiment import TERMINAL_PHASES, ABExperimentSpec, ABExperimentStatus
-from relearn.core import workloads
+from relearn.core import model_versions, workloads
 from relearn.core.experiment import END_PHASES
 from relearn.core.model_versions import StatusChange
 from relearn.handlers.experiments import analysis, context, ending, notify, rollback
@@ -75,6 +80,7 @@ class CrashingKube(FakeKube):
         self.crash_at: int | None = None
         self.plane: DataPlane | None = None
         self.violations: list[str] = []
+        self.champions: list[str | None] = []  # the champion as readers take it, each time it changed
 
     def _write(self) -> None:
         self.writes += 1
@@ -115,6 +121,13 @@ class CrashingKube(FakeKube):
     def check(self, what: str) -> None:
         if self.plane is None:
             return
+        record = self.objects.get(("leases", "default", model_versions.record_name("ranker")))
+        found = model_versions.champion(self.of("modelversions"), model_versions.holder_of(record))
+        champion = (found or {}).get("spec", {}).get("version")
+        if champion is None:
+            self.violations.append(f"after {what}: the model has no champion")
+        if not self.champions or self.champions[-1] != champion:
+            self.champions.append(champion)
         for service in self.plane.routed():
             versions = {workloads.pod_labels(d).get(workloads.VERSION_LABEL) for d in self.selected(service)}
             if len(versions) != 1:
@@ -299,6 +312,10 @@ async def test_a_clean_run_starts_promotes_and_rolls_back_with_every_invariant_k
     assert ("deployments", "default", "ranker-1-1-0") not in kube.objects
     assert kube.plane is not None
     assert kube.plane.routed() == {"ranker": 100}
+    assert kube.champions == ["1.0.0", "1.1.0", "1.0.0"]
+    record = kube.objects[("leases", "default", "relearn-champion-ranker")]
+    assert record["spec"]["holderIdentity"] == "1.0.0"  # handed to 1.1.0 at the promotion, back at the rollback
+    assert record["spec"]["leaseTransitions"] == 1
 
 
 @pytest.mark.parametrize("path", ["warm", "cold", "reject"])
@@ -309,4 +326,5 @@ async def test_a_kill_before_any_write_of_a_switch_lets_no_request_reach_the_wro
     kube = await switches(crash_at, path)
     assert kube.violations == []
     assert kube.objects[ABX]["status"]["phase"] == ("Rejected" if path == "reject" else "RolledBack")
+    assert kube.champions == (["1.0.0"] if path == "reject" else ["1.0.0", "1.1.0", "1.0.0"])
     assert ("deployments", "default", "ranker-1-1-0") not in kube.objects

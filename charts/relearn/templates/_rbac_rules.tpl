@@ -74,6 +74,13 @@ watched namespace (false); templates/rbac.yaml places them.
 - apiGroups: [networking.istio.io]
   resources: [virtualservices]
   verbs: [get, update]
+# Each model's champion record (relearn.core.model_versions): one Lease per
+# model, created at its first hand-over (create), read by name by every check
+# that needs the champion (get), and moved by a promotion or a rollback,
+# replaced with its resourceVersion (update). Never listed or watched.
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, create, update]
 # Large drift baselines are read from the ConfigMap a ModelVersion names (get).
 - apiGroups: [""]
   resources: [configmaps]

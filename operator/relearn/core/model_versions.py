@@ -4,8 +4,22 @@ over ModelVersion objects as read from the API.
 Called by the experiment and rollback handlers (:mod:`relearn.handlers.experiments`),
 by retraining (:mod:`relearn.handlers.retraining`) and by the CLI
 (:mod:`relearn.commands`): the champion lookup, finding a version, the status
-change that moves a version to a phase with one history entry, and the plan of
-a hand-over (the champion changes hands: who becomes what, in which order).
+change that moves a version to a phase with one history entry, the plan of
+a hand-over (the champion changes hands: who becomes what, in which order),
+and the model's champion record.
+
+**The champion record** is one ``coordination.k8s.io/v1`` Lease per model
+(:func:`record_name`), whose ``holderIdentity`` is the champion's version.
+It is the one source of truth of which version is champion: a hand-over
+moves it first, in one write that is a compare-and-swap on its
+resourceVersion (from the outgoing champion, or from nobody, to the incoming
+one; :func:`record_change`), and only then writes the two ModelVersions'
+phases, which follow it. Two objects' phases cannot change in one write, so
+between those two writes ``kubectl get modelversions`` shows two Champions
+for a moment; the record never names two, nor none once it exists, and every
+reader takes the champion from it (:func:`champion`). A model whose
+champion was declared from Git and never handed over has no record yet: its
+Champion phase is the truth until the first hand-over.
 """
 
 from __future__ import annotations
@@ -17,6 +31,8 @@ from typing import Any
 
 from relearn.api.base import rfc3339
 from relearn.api.modelversion import HistoryAction, HistoryEntry, ModelVersionPhase
+from relearn.core.labels import label_value
+from relearn.errors import RelearnError
 
 HISTORY_LIMIT = 50  # the CRD's maxItems of status.history
 # Phases of a version that failed its own checks: no rollback or promotion returns to it.
@@ -35,11 +51,17 @@ def find(versions: Sequence[Mapping[str, Any]], version: str) -> Mapping[str, An
     return next((v for v in versions if (v.get("spec") or {}).get("version") == version), None)
 
 
-def champion(versions: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The model's champion: the version the operator made Champion, else the
-    one declared champion from Git (fresh installs). During a hand-over the
-    incoming champion is written before the outgoing one leaves: of two
-    Champions, the one that became champion last (``championSince``) is it."""
+def champion(versions: Sequence[Mapping[str, Any]], holder: str | None = None) -> Mapping[str, Any] | None:
+    """The model's champion: the version its champion record names
+    (``holder``, :func:`holder_of`) when that version exists; else (no record
+    yet, or its version deleted) the version the operator made Champion, else
+    the one declared champion from Git (fresh installs). Of two Champion
+    phases (a hand-over between its writes), the one that became champion
+    last (``championSince``) is it."""
+    if holder is not None:
+        recorded = find(versions, holder)
+        if recorded is not None:
+            return recorded
     chosen = [v for v in versions if phase_of(v) == "Champion"]
     if not chosen:
         chosen = [v for v in versions if (v.get("spec") or {}).get("declaredChampion")]
@@ -115,11 +137,12 @@ def hand_over(
     incoming_message: str,
     triggered_by: str,
 ) -> tuple[VersionMove, VersionMove]:
-    """The champion changes hands: ``incoming`` becomes Champion first, then
-    ``outgoing`` leaves with its phase; both history entries name what
-    triggered it. In this order a turn cut short in between leaves two
-    champions for a moment (:func:`champion` picks the newer; the next turn
-    finishes), never none."""
+    """The champion changes hands: the champion record moves to ``incoming``
+    (the caller writes it first, :func:`record_change`), then ``incoming``
+    becomes Champion, then ``outgoing`` leaves with its phase; both history
+    entries name what triggered it. A turn cut short in between leaves the
+    phases behind the record for a moment (the next turn finishes); the
+    record names one champion throughout."""
     versions = {"from_version": outgoing, "to_version": incoming}
     return (
         VersionMove(
@@ -133,11 +156,89 @@ def hand_over(
     )
 
 
-def cut_short(versions: Sequence[Mapping[str, Any]], plan: Sequence[VersionMove]) -> bool:
-    """A hand-over begun and not finished: its first move is written (the
-    incoming version Champion) and a later one is not (the outgoing version
-    still Champion, say). The model then has two Champions: a turn finishes
-    the plan before it waits for anything else."""
-    if not plan or phase_of(find(versions, plan[0].version)) != plan[0].phase:
+def cut_short(versions: Sequence[Mapping[str, Any]], plan: Sequence[VersionMove], holder: str | None = None) -> bool:
+    """A hand-over begun and not finished: the champion record names the
+    incoming version (``holder``), or its Champion phase is written, and a
+    later move is not (the outgoing version still Champion, say). A turn
+    finishes the plan before it waits for anything else."""
+    if not plan:
         return False
-    return any(phase_of(find(versions, move.version)) not in (None, move.phase) for move in plan[1:])
+    begun = holder == plan[0].version or phase_of(find(versions, plan[0].version)) == plan[0].phase
+    return begun and any(phase_of(find(versions, move.version)) not in (None, move.phase) for move in plan)
+
+
+# -- the champion record ------------------------------------------------------------------
+
+RECORD_PREFIX = "relearn-champion-"
+RECORD_COMPONENT = "champion-record"  # app.kubernetes.io/component of every record
+
+
+class ChampionMoved(RelearnError):
+    """The champion record names neither side of a hand-over: another hand-over
+    (a later promotion, a rollback) moved the champion meanwhile."""
+
+    reason = "ChampionMoved"
+
+
+def record_name(model: str) -> str:
+    """The name of ``model``'s champion record (a valid object name for every
+    spec-valid model name: lower-cased, shortened with a hash where needed)."""
+    return RECORD_PREFIX + label_value(model).lower().replace("_", "-").replace(".", "-").strip("-")
+
+
+def holder_of(record: Mapping[str, Any] | None) -> str | None:
+    """The champion's version as ``record`` names it (None: no record)."""
+    value = ((record or {}).get("spec") or {}).get("holderIdentity")
+    return str(value) if value else None
+
+
+def record_body(model: str, version: str, now: datetime.datetime, triggered_by: str) -> dict[str, Any]:
+    """A new champion record of ``model`` naming ``version``."""
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": record_name(model),
+            "labels": {
+                "app.kubernetes.io/managed-by": "relearn",
+                "app.kubernetes.io/component": RECORD_COMPONENT,
+                "relearn.dev/model": label_value(model),
+            },
+            "annotations": {"relearn.dev/model": model, "relearn.dev/triggered-by": triggered_by},
+        },
+        "spec": {"holderIdentity": version, "acquireTime": _micro(now), "leaseTransitions": 0},
+    }
+
+
+def record_change(
+    *, outgoing: str, incoming: str, now: datetime.datetime, triggered_by: str
+) -> Callable[[dict[str, Any]], None]:
+    """The edit of a champion record that hands it from ``outgoing`` (or from
+    nobody) to ``incoming``: nothing when it names ``incoming`` already (a
+    hand-over redone after a restart), :class:`ChampionMoved` when it names
+    another version. Written with the read resourceVersion as a precondition,
+    so of two hand-overs racing from the same champion one wins and the other
+    reads again and meets :class:`ChampionMoved`."""
+
+    def change(record: dict[str, Any]) -> None:
+        spec = record.setdefault("spec", {})
+        current = spec.get("holderIdentity") or None
+        if current == incoming:
+            return
+        if current not in (None, outgoing):
+            raise ChampionMoved(
+                f"the champion record names {current}, not {outgoing}: the champion changed hands meanwhile"
+            )
+        spec.update(
+            holderIdentity=incoming,
+            acquireTime=_micro(now),
+            leaseTransitions=int(spec.get("leaseTransitions") or 0) + 1,
+        )
+        record.setdefault("metadata", {}).setdefault("annotations", {})["relearn.dev/triggered-by"] = triggered_by
+
+    return change
+
+
+def _micro(now: datetime.datetime) -> str:
+    """A Lease's MicroTime."""
+    return now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

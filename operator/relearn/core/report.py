@@ -408,17 +408,22 @@ def build(
     jobs: Sequence[Mapping[str, Any]],
     start: datetime.datetime,
     end: datetime.datetime,
+    holder: str | None = None,
 ) -> ModelReport:
     """The report of one model over [start, end] from all objects of its
-    namespace (other models' objects are left out here)."""
+    namespace (other models' objects are left out here); ``holder``: the
+    version the model's champion record names."""
     mine = [v for v in model_versions if _spec(v).get("model") == model]
     experiments_of = [x for x in abexperiments if _spec(x).get("model") == model]
     jobs_of = [j for j in jobs if _mapping(_meta(j).get("labels")).get(MODEL_LABEL) == model]
     notes: list[str] = []
     champions = [v for v in mine if _status(v).get("phase") == "Champion"]
-    champion = current_champion(mine)
+    champion = current_champion(mine, holder)
     if len(champions) > 1:
-        notes.append(f"{len(champions)} versions are Champion at once; the newest is shown as champion")
+        notes.append(
+            f"{len(champions)} versions are Champion at once (a hand-over between its writes); "
+            "the champion record's is shown as champion"
+        )
     return ModelReport(
         model=model,
         namespace=namespace,

@@ -64,15 +64,21 @@ def requested_message(request: str, *, champion: str, to: str, annotation: str, 
 Watched = Literal["Watch", "Stop", "RestoreChampion"]
 
 
-def watched(versions: Sequence[Mapping[str, Any]], promoted: str) -> Watched:
+def watched(versions: Sequence[Mapping[str, Any]], promoted: str, holder: str | None = None) -> Watched:
     """Whether this experiment still watches its promoted version: Stop when
     it is gone, superseded by a later champion or rolled back by another
-    experiment; RestoreChampion when it serves but is recorded otherwise (an
-    older operator's re-registration: the model never stays without a champion)."""
+    experiment; RestoreChampion when it is the champion but its phase says
+    otherwise (the champion record names it and a phase write is behind, or
+    an older operator's re-registration: the model never stays without a
+    Champion phase). ``holder``: the version the champion record names."""
     mine = model_versions.find(versions, promoted)
     if mine is None:
         return "Stop"
     phase = model_versions.phase_of(mine)
+    if holder is not None and model_versions.find(versions, holder) is not None:
+        if holder != promoted or phase in model_versions.FAILED_PHASES:
+            return "Stop"
+        return "Watch" if phase == "Champion" else "RestoreChampion"
     if phase == "Champion":
         return "Watch"
     if model_versions.champion(versions) is not None or phase in model_versions.FAILED_PHASES:

@@ -42,7 +42,7 @@ from relearn.api.conditions import get_condition
 from relearn.api.driftpolicy import ConceptDrift, DriftPolicySpec, DriftPolicyStatus, FeatureScore, RetrainingRecord
 from relearn.api.modelversion import ModelVersionSpec
 from relearn.api.names import DRIFTED, METRICS_AVAILABLE, RETRAINING
-from relearn.core import drift_policy, model_versions
+from relearn.core import drift_policy
 from relearn.core.consent import Allowlist
 from relearn.core.drift_policy import Assessment, FeatureVerdict, WindowCounts, WindowData
 from relearn.core.durations import parse_duration
@@ -116,7 +116,7 @@ async def check(
     outcome = Outcome()
     lookup = lookup or Lookup(kube)
     try:
-        champion = model_versions.champion(await lookup.versions(namespace, spec.model))
+        champion = await lookup.champion(namespace, spec.model)
     except APIError as error:
         raise CheckFailed("KubernetesAPIError", f"cannot list the model's ModelVersions: {error.http_reason}") from None
     labels = scope(namespace, spec.prometheus, model=spec.model)  # this namespace's series only

@@ -7,8 +7,8 @@ an experiment's wait when one of them changes.
   (``model_versions_index``, ``experiments_index``), whose index functions
   also wake waiters (:class:`Wakeups`), and the event-loop-lag probe.
 - :class:`Lookup` is what the DriftPolicy daemon, the ABExperiment daemon and
-  the retraining code read through: the index when kopf passed it, else a
-  list of the namespace (the unit tests' fakes, a handler called outside
+  the retraining code read through (the champion record, by one read of its
+  Lease): the index when kopf passed it, else a list of the namespace (the unit tests' fakes, a handler called outside
   kopf). A read returns copies, so no caller edits the index.
 - :class:`Wakeups`: a Pending or blocked experiment waits for a change to
   its model's ModelVersions or experiments (a version appears, another
@@ -30,8 +30,9 @@ from typing import Any
 
 import kopf
 
-from relearn.adapters.kube import ABEXPERIMENTS, KubeClient
+from relearn.adapters.kube import ABEXPERIMENTS, LEASES, KubeClient
 from relearn.api import GROUP, VERSION
+from relearn.core import model_versions
 from relearn.metrics import EVENT_LOOP_LAG
 
 __all__ = ["SAFETY_POLL", "Lookup", "Wakeups", "register", "turn_slot", "wait_for_change"]
@@ -114,6 +115,18 @@ class Lookup:
             listed = await self.kube.list_objects(ABEXPERIMENTS, namespace)
             return [e for e in listed if (e.get("spec") or {}).get("model") == model]
         return _values(self._experiments, (namespace, model))
+
+    async def holder(self, namespace: str, model: str) -> str | None:
+        """The version ``model``'s champion record names (None: no record
+        yet): one read of one object, whatever the number of models."""
+        record = await self.kube.get(LEASES, namespace, model_versions.record_name(model))
+        return model_versions.holder_of(record)
+
+    async def champion(self, namespace: str, model: str) -> dict[str, Any] | None:
+        """The model's champion ModelVersion (:func:`relearn.core.model_versions.champion`)."""
+        versions = await self.versions(namespace, model)
+        found = model_versions.champion(versions, await self.holder(namespace, model))
+        return dict(found) if found is not None else None
 
 
 class Wakeups:

@@ -21,6 +21,7 @@ from relearn.core.drift_policy import ACTIVE_OUTCOMES
 from relearn.core.jobs import rendezvous_service_manifest, training_job, training_kind
 from relearn.core.model_versions import champion
 from relearn.errors import Invalid, InvalidSetting
+from relearn.handlers.lookups import Lookup
 from relearn.metrics import DECISIONS, RETRAININGS
 
 # The label a training's pods carry its name in, by kind.
@@ -103,7 +104,7 @@ async def _start(
 ) -> None:
     assert spec.retraining is not None
     versions = await kube.list_model_versions(namespace, spec.model)
-    current = champion(versions)
+    current = champion(versions, await Lookup(kube).holder(namespace, spec.model))
     base = spec.retraining.base_model.uri if spec.retraining.base_model else None
     base = base or ((current or {}).get("spec") or {}).get("baseModel", {}).get("uri")
     if not base:
@@ -200,7 +201,7 @@ async def _register(
 ) -> None:
     assert spec.retraining is not None
     versions = await kube.list_model_versions(namespace, spec.model)
-    current = champion(versions)
+    current = champion(versions, await Lookup(kube).holder(namespace, spec.model))
     mv_name = f"{spec.model}-{version}"[:253]
     base = spec.retraining.base_model.uri if spec.retraining.base_model else None
     base = base or ((current or {}).get("spec") or {}).get("baseModel", {}).get("uri", "")

@@ -45,7 +45,14 @@ async def generate(
     for model in names:
         start = period(objects, model, since, now)
         built = report.build(
-            model, target.namespace, objects.model_versions, objects.abexperiments, objects.jobs, start, now
+            model,
+            target.namespace,
+            objects.model_versions,
+            objects.abexperiments,
+            objects.jobs,
+            start,
+            now,
+            holder=objects.champions.get(model),
         )
         if not any((v.get("spec") or {}).get("model") == model for v in objects.model_versions):
             built.notes.append(f"no ModelVersion of {model} in {target.namespace}")

@@ -42,6 +42,7 @@ class Objects:
     abexperiments: list[dict[str, Any]]
     policies: list[dict[str, Any]]
     jobs: list[dict[str, Any]]
+    champions: dict[str, str] = field(default_factory=dict)  # model -> version its champion record names
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,9 @@ class Series:
 
 
 def read_objects(target: Target) -> Objects:
-    """Every ModelVersion, ABExperiment and DriftPolicy of the namespace, and
-    its retraining Jobs (those the operator labels with a model)."""
+    """Every ModelVersion, ABExperiment and DriftPolicy of the namespace, its
+    retraining Jobs (those the operator labels with a model) and its models'
+    champion records."""
 
     def custom(plural: str) -> list[dict[str, Any]]:
         listed = target.custom.list_namespaced_custom_object(GROUP, VERSION, target.namespace, plural)
@@ -83,6 +85,7 @@ def read_objects(target: Target) -> Objects:
         abexperiments=custom("abexperiments"),
         policies=custom("driftpolicies"),
         jobs=list(json.loads(jobs.data).get("items") or []),
+        champions=target.champion_records(),
     )
 
 

@@ -35,7 +35,7 @@ def rows(objects: Objects, models: Sequence[str], now: datetime.datetime) -> lis
     """One row of :data:`COLUMNS` per model."""
     result: list[tuple[str, ...]] = []
     for model in models or report.models(objects.model_versions):
-        champion = model_versions.champion(_of(objects.model_versions, model))
+        champion = model_versions.champion(_of(objects.model_versions, model), objects.champions.get(model))
         since = report.timestamp(((champion or {}).get("status") or {}).get("championSince"))
         champion_text = f"{champion['spec'].get('version')} ({_age(since, now)})" if champion else "none"
         experiments = sorted(

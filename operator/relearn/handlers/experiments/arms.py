@@ -65,7 +65,7 @@ async def resolve(ctx: Context) -> tuple[Split, dict[str, Any], dict[str, Any]]:
     versions = await ctx.versions()
     champion_version = ctx.status.champion or ctx.spec.champion
     if champion_version is None:
-        found = model_versions.champion(versions)
+        found = model_versions.champion(versions, await ctx.champion_holder())
         if found is None:
             raise Wait(
                 "NoChampion", f"model {ctx.spec.model} has no champion ModelVersion (and spec.champion is empty)"

@@ -21,14 +21,14 @@ from typing import Any
 
 import kopf
 
-from relearn.adapters.kube import KubeClient
+from relearn.adapters.kube import LEASES, KubeClient
 from relearn.adapters.routers import Router, Split, router_for
 from relearn.api.abexperiment import ABExperimentSpec, ABExperimentStatus, ArmWeights, Decision, DecisionOutcome
 from relearn.api.base import rfc3339
 from relearn.core import model_versions
 from relearn.core.consent import Allowlist
 from relearn.core.model_versions import StatusChange
-from relearn.errors import APIUnreachable, KubernetesError, RelearnError
+from relearn.errors import APIUnreachable, KubernetesError, NotFound, RelearnError
 from relearn.handlers.guard import Slots
 from relearn.handlers.lookups import Lookup
 from relearn.handlers.outcome import Outcome
@@ -141,20 +141,45 @@ class Context:
         """One ModelVersion status change (:mod:`relearn.core.model_versions`)."""
         await self.kube.update_status("modelversions", self.namespace, version["metadata"]["name"], change)
 
+    async def champion_holder(self) -> str | None:
+        """The version the model's champion record names (None: no record yet)."""
+        return await (self.lookup or Lookup(self.kube)).holder(self.namespace, self.spec.model)
+
+    async def hand_record(self, move: model_versions.VersionMove) -> None:
+        """Move the model's champion record to ``move``'s version (the first
+        step of a hand-over): a compare-and-swap from the outgoing champion,
+        created when the model has none yet; :class:`Wait` when it names
+        another version (the champion changed hands meanwhile)."""
+        history = move.history
+        name = model_versions.record_name(self.spec.model)
+        change = model_versions.record_change(
+            outgoing=history.from_version or "", incoming=move.version, now=self.now, triggered_by=history.triggered_by
+        )
+        try:
+            try:
+                await self.kube.modify(LEASES, self.namespace, name, change)
+            except NotFound:
+                body = model_versions.record_body(self.spec.model, move.version, self.now, history.triggered_by)
+                if not await self.kube.create(LEASES, self.namespace, body):  # created meanwhile: swap it
+                    await self.kube.modify(LEASES, self.namespace, name, change)
+        except model_versions.ChampionMoved as error:
+            raise Wait(error.reason, error.message) from None
+
     async def move_versions(
         self, versions: list[dict[str, Any]], moves: tuple[model_versions.VersionMove, ...]
     ) -> None:
         """Carry out a plan of :func:`relearn.core.model_versions.hand_over`, in
-        its order. Once its first write went through, the model has two
-        Champions until the last one does: a write after the first is retried
-        here for up to :data:`HAND_OVER_RETRY` seconds while the API is
-        unavailable (an API restart, a 503), rather than a whole turn later."""
-        for number, move in enumerate(moves):
+        its order: the champion record first (the one write that changes which
+        version is champion), then the phases, which follow it. Once the
+        record moved, a phase write is retried here for up to
+        :data:`HAND_OVER_RETRY` seconds while the API is unavailable (an API
+        restart, a 503), rather than a whole turn later."""
+        if not moves:
+            return
+        await self.hand_record(moves[0])
+        for move in moves:
             found = model_versions.find(versions, move.version)
             if found is None:
                 continue
             change = model_versions.phase_change(move.phase, move.history, self.now)
-            if number == 0:
-                await self.write_version(dict(found), change)
-                continue
             await _retrying(functools.partial(self.write_version, dict(found), change))

@@ -69,7 +69,8 @@ async def promote(ctx: Context, outcome: Outcome, split: Split) -> None:
         triggered_by=f"abexperiment/{ctx.name}",
     )
     versions = await ctx.versions(fresh=True)
-    if not model_versions.cut_short(versions, plan):  # else traffic moved before the first write: finish first
+    # Cut short: traffic moved before the record or a phase was written; finish first.
+    if not model_versions.cut_short(versions, plan, await ctx.champion_holder()):
         why = await not_serving(ctx, split.challenger)
         if why is not None:
             raise Wait("NotServing", f"promotion waits: {why}")

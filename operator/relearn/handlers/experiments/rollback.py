@@ -269,7 +269,7 @@ async def watch(ctx: Context, outcome: Outcome) -> float | None:
     rb = ctx.spec.rollback
     interval = parse_duration(rb.interval).total_seconds()
     versions = await ctx.versions()
-    watched = deciding.watched(versions, ctx.spec.challenger)
+    watched = deciding.watched(versions, ctx.spec.challenger, await ctx.champion_holder())
     if watched == "Stop":
         return None  # gone, superseded by a later promotion, or rolled back by another experiment
     if watched == "RestoreChampion":
@@ -426,7 +426,8 @@ async def carry_out(ctx: Context, outcome: Outcome) -> float:
         ),
     )
     versions = await ctx.versions(fresh=True)
-    if model_versions.cut_short(versions, plan):  # traffic is back already: the model's Champion first
+    # Cut short: traffic is back already; the model's champion record and phases first.
+    if model_versions.cut_short(versions, plan, await ctx.champion_holder()):
         await ctx.move_versions(versions, plan)
     wait = await _bring_back(ctx, outcome, split, deployment)
     if wait is not None:
