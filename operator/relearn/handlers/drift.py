@@ -118,7 +118,8 @@ async def check(
     try:
         champion = await lookup.champion(namespace, spec.model)
     except APIError as error:
-        raise CheckFailed("KubernetesAPIError", f"cannot list the model's ModelVersions: {error.http_reason}") from None
+        why = f"cannot read the model's champion (its ModelVersions, its champion record): {error.http_reason}"
+        raise CheckFailed("KubernetesAPIError", why) from None
     labels = scope(namespace, spec.prometheus, model=spec.model)  # this namespace's series only
     if champion is not None:
         labels["version"] = champion["spec"]["version"]
