@@ -228,6 +228,11 @@ def test_the_record_moves_from_the_outgoing_champion_once_and_refuses_a_stale_ha
     with pytest.raises(model_versions.ChampionMoved, match=r"names 1\.1\.0, not 1\.0\.0"):
         _hand(record, "1.0.0", "1.2.0")  # planned from 1.0.0, but 1.1.0 became champion meanwhile
     assert model_versions.holder_of(record) == "1.1.0"
+    # The version it names was deleted since: the hand-over goes on from the champion the phases name.
+    model_versions.record_change(
+        outgoing="1.0.0", incoming="1.2.0", now=NOW, triggered_by="abexperiment/y", existing={"1.0.0", "1.2.0"}
+    )(record)
+    assert model_versions.holder_of(record) == "1.2.0"
 
 
 @given(st.lists(st.tuples(st.sampled_from(["1.0.0", "1.1.0", "1.2.0"]), st.sampled_from(["1.0.0", "1.1.0", "1.2.0"]))))

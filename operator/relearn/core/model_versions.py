@@ -25,7 +25,7 @@ Champion phase is the truth until the first hand-over.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,10 +211,16 @@ def record_body(model: str, version: str, now: datetime.datetime, triggered_by: 
 
 
 def record_change(
-    *, outgoing: str, incoming: str, now: datetime.datetime, triggered_by: str
+    *,
+    outgoing: str,
+    incoming: str,
+    now: datetime.datetime,
+    triggered_by: str,
+    existing: Collection[str] | None = None,
 ) -> Callable[[dict[str, Any]], None]:
     """The edit of a champion record that hands it from ``outgoing`` (or from
-    nobody) to ``incoming``: nothing when it names ``incoming`` already (a
+    nobody, or from a version not among ``existing``: its ModelVersion was
+    deleted) to ``incoming``: nothing when it names ``incoming`` already (a
     hand-over redone after a restart), :class:`ChampionMoved` when it names
     another version. Written with the read resourceVersion as a precondition,
     so of two hand-overs racing from the same champion one wins and the other
@@ -225,6 +231,8 @@ def record_change(
         current = spec.get("holderIdentity") or None
         if current == incoming:
             return
+        if existing is not None and current not in existing:
+            current = None  # the version it names is gone: the phases said who was champion
         if current not in (None, outgoing):
             raise ChampionMoved(
                 f"the champion record names {current}, not {outgoing}: the champion changed hands meanwhile"

@@ -145,15 +145,19 @@ class Context:
         """The version the model's champion record names (None: no record yet)."""
         return await (self.lookup or Lookup(self.kube)).holder(self.namespace, self.spec.model)
 
-    async def hand_record(self, move: model_versions.VersionMove) -> None:
+    async def hand_record(self, move: model_versions.VersionMove, versions: list[dict[str, Any]]) -> None:
         """Move the model's champion record to ``move``'s version (the first
         step of a hand-over): a compare-and-swap from the outgoing champion,
         created when the model has none yet; :class:`Wait` when it names
-        another version (the champion changed hands meanwhile)."""
+        another version of ``versions`` (the champion changed hands meanwhile)."""
         history = move.history
         name = model_versions.record_name(self.spec.model)
         change = model_versions.record_change(
-            outgoing=history.from_version or "", incoming=move.version, now=self.now, triggered_by=history.triggered_by
+            outgoing=history.from_version or "",
+            incoming=move.version,
+            now=self.now,
+            triggered_by=history.triggered_by,
+            existing={str((v.get("spec") or {}).get("version")) for v in versions},
         )
         try:
             try:
@@ -176,7 +180,7 @@ class Context:
         restart, a 503), rather than a whole turn later."""
         if not moves:
             return
-        await self.hand_record(moves[0])
+        await self.hand_record(moves[0], versions)
         for move in moves:
             found = model_versions.find(versions, move.version)
             if found is None:
