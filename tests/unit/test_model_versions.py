@@ -255,6 +255,17 @@ def test_hand_overs_in_any_order_leave_one_champion_each_taken_from_the_one_befo
         assert before in (outgoing, incoming)
 
 
+def test_the_records_of_a_namespace_say_each_models_champion() -> None:
+    records = [
+        model_versions.record_body("ranker", "1.1.0", NOW, "abexperiment/a"),
+        model_versions.record_body("documents", "2.0.0", NOW, "abexperiment/b"),
+        {"metadata": {"name": "someone-elses-lease"}, "spec": {"holderIdentity": "node-1"}},
+    ]
+    assert model_versions.holders(records) == {"ranker": "1.1.0", "documents": "2.0.0"}
+    label, value = model_versions.RECORD_SELECTOR.split("=")
+    assert all(r["metadata"]["labels"][label] == value for r in records[:2])
+
+
 def test_readers_take_the_champion_from_the_record_and_fall_back_to_phases() -> None:
     versions = [version("1.0.0", "Champion", championSince="2026-01-01T00:00:00Z"), version("1.1.0", "Challenger")]
     assert model_versions.champion(versions)["spec"]["version"] == "1.0.0"
@@ -265,17 +276,7 @@ def test_readers_take_the_champion_from_the_record_and_fall_back_to_phases() -> 
 
 
 def test_a_hand_over_is_cut_short_once_its_record_moved_until_every_phase_follows() -> None:
-    plan = model_versions.hand_over(
-        outgoing="1.0.0",
-        incoming="1.1.0",
-        outgoing_phase="Archived",
-        outgoing_action="Demoted",
-        outgoing_reason="ChallengerPromoted",
-        outgoing_message="m",
-        incoming_reason="ChallengerBetter",
-        incoming_message="m",
-        triggered_by="abexperiment/x",
-    )
+    plan = promotion()
     before = [version("1.0.0", "Champion"), version("1.1.0", "Challenger")]
     assert not model_versions.cut_short(before, plan, "1.0.0")
     assert model_versions.cut_short(before, plan, "1.1.0")  # the record moved, no phase yet

@@ -32,6 +32,7 @@ from kubernetes import client, config
 
 from relearn.api import GROUP, VERSION
 from relearn.api.base import rfc3339
+from relearn.core import model_versions
 from relearn.core.consent import Use, check_secret
 from relearn.core.model_versions import StatusChange
 from relearn.errors import APIError, APIUnreachable, Conflict, Forbidden, Invalid, KubernetesError, NotFound
@@ -56,7 +57,6 @@ ENDPOINTSLICES = Resource("discovery.k8s.io", "v1", "endpointslices")
 ENDPOINTS = Resource("", "v1", "endpoints")  # where a cluster has no EndpointSlices
 ABEXPERIMENTS = Resource(GROUP, VERSION, "abexperiments")
 LEASES = Resource("coordination.k8s.io", "v1", "leases")  # the models' champion records
-CHAMPION_RECORDS = "app.kubernetes.io/component=champion-record"  # relearn.core.model_versions.RECORD_COMPONENT
 PYTORCHJOBS = Resource("kubeflow.org", "v1", "pytorchjobs")  # Kubeflow's training operator, when installed
 REQUEST_TIMEOUT = 30.0  # seconds per API call: a hung API server must not hold a daemon
 UNAVAILABLE_STATUSES = (502, 503, 504)
@@ -328,19 +328,17 @@ class Target:
         Leases (the champion is then taken from the ModelVersions' phases)."""
         try:
             listed = self.custom.list_namespaced_custom_object(
-                LEASES.group, LEASES.version, self.namespace, LEASES.plural, label_selector=CHAMPION_RECORDS
+                LEASES.group,
+                LEASES.version,
+                self.namespace,
+                LEASES.plural,
+                label_selector=model_versions.RECORD_SELECTOR,
             )
         except client.ApiException as error:
             if error.status in (401, 403, 404):
                 return {}
             raise translate(error) from None
-        records: dict[str, str] = {}
-        for lease in listed.get("items") or ():
-            model = ((lease.get("metadata") or {}).get("annotations") or {}).get("relearn.dev/model")
-            holder = (lease.get("spec") or {}).get("holderIdentity")
-            if model and holder:
-                records[str(model)] = str(holder)
-        return records
+        return model_versions.holders(listed.get("items") or ())
 
 
 def connect(namespace: str | None, kubeconfig: str | None = None) -> Target:

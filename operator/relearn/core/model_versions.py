@@ -25,7 +25,7 @@ Champion phase is the truth until the first hand-over.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,7 +170,9 @@ def cut_short(versions: Sequence[Mapping[str, Any]], plan: Sequence[VersionMove]
 # -- the champion record ------------------------------------------------------------------
 
 RECORD_PREFIX = "relearn-champion-"
-RECORD_COMPONENT = "champion-record"  # app.kubernetes.io/component of every record
+RECORD_LABEL = ("app.kubernetes.io/component", "champion-record")  # every record carries it
+RECORD_SELECTOR = "=".join(RECORD_LABEL)
+MODEL_ANNOTATION = "relearn.dev/model"  # the record's model, in full
 
 
 class ChampionMoved(RelearnError):
@@ -192,6 +194,17 @@ def holder_of(record: Mapping[str, Any] | None) -> str | None:
     return str(value) if value else None
 
 
+def holders(records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Model -> the version its record names, of a list of champion records."""
+    found: dict[str, str] = {}
+    for record in records:
+        model = ((record.get("metadata") or {}).get("annotations") or {}).get(MODEL_ANNOTATION)
+        holder = holder_of(record)
+        if model and holder:
+            found[str(model)] = holder
+    return found
+
+
 def record_body(model: str, version: str, now: datetime.datetime, triggered_by: str) -> dict[str, Any]:
     """A new champion record of ``model`` naming ``version``."""
     return {
@@ -201,10 +214,10 @@ def record_body(model: str, version: str, now: datetime.datetime, triggered_by: 
             "name": record_name(model),
             "labels": {
                 "app.kubernetes.io/managed-by": "relearn",
-                "app.kubernetes.io/component": RECORD_COMPONENT,
+                RECORD_LABEL[0]: RECORD_LABEL[1],
                 "relearn.dev/model": label_value(model),
             },
-            "annotations": {"relearn.dev/model": model, "relearn.dev/triggered-by": triggered_by},
+            "annotations": {MODEL_ANNOTATION: model, "relearn.dev/triggered-by": triggered_by},
         },
         "spec": {"holderIdentity": version, "acquireTime": _micro(now), "leaseTransitions": 0},
     }

@@ -7,8 +7,9 @@ an experiment's wait when one of them changes.
   (``model_versions_index``, ``experiments_index``), whose index functions
   also wake waiters (:class:`Wakeups`), and the event-loop-lag probe.
 - :class:`Lookup` is what the DriftPolicy daemon, the ABExperiment daemon and
-  the retraining code read through (the champion record, by one read of its
-  Lease): the index when kopf passed it, else a list of the namespace (the unit tests' fakes, a handler called outside
+  the retraining code read through (the champion record by one read of its
+  Lease; the rest from the index when kopf passed it, else a list of the
+  namespace: the unit tests' fakes, a handler called outside
   kopf). A read returns copies, so no caller edits the index.
 - :class:`Wakeups`: a Pending or blocked experiment waits for a change to
   its model's ModelVersions or experiments (a version appears, another
