@@ -183,7 +183,7 @@ async def test_kubeflow_chosen_on_a_cluster_without_it_fails_the_request_saying_
     assert progress is not None
     assert progress.record.outcome == "Failed"
     assert progress.condition is not None
-    assert "pytorchjobs" in progress.condition[3]
+    assert "pytorchjobs" in progress.condition.message
     assert kube.of("jobs") == []
     assert kube.of("pytorchjobs") == []
-    assert [reason for kind, reason, _ in progress.events] == ["RetrainingFailed"]
+    assert [event.reason for event in progress.events] == ["RetrainingFailed"]

@@ -70,5 +70,5 @@ async def test_negative_counts_end_the_check_with_invalid_metrics_and_no_drift_d
 @pytest.mark.parametrize("prometheus", [{"0": 40.0, "1": 80.0, "+Inf": 100.0}], indirect=True)
 async def test_valid_counts_are_decided(prometheus: str) -> None:
     outcome = await check(Kube(), "p", "ns", "uid", spec(prometheus), DriftPolicyStatus(), NOW)  # type: ignore[arg-type]
-    drifted = [c for c in outcome.conditions if c[0] == "Drifted"]
-    assert [c[1] for c in drifted] == ["False"]
+    drifted = [c for c in outcome.conditions if c.type == "Drifted"]
+    assert [c.status for c in drifted] == ["False"]

@@ -67,7 +67,7 @@ async def advance(kube: FakeKube, spec: drift.DriftPolicySpec, outcome: str) -> 
         kube, name="ranker-drift", namespace="default", uid="uid-ranker-drift", spec=spec, record=record, now=NOW
     )
     assert progress is not None
-    return [reason for _, reason, _ in progress.events]
+    return [event.reason for event in progress.events]
 
 
 async def test_a_job_created_by_a_turn_cut_short_still_gets_its_started_event() -> None:

@@ -56,7 +56,7 @@ async def test_a_shadow_stage_starts_with_the_mirror_on_and_no_live_traffic() ->
     assert rule["filters"][0]["requestMirror"]["percent"] == 100
     assert outcome.status["stage"] == "Shadow"
     assert outcome.status["shadow"]["mirror"] == 100
-    assert [e[1] for e in outcome.events] == ["ShadowStarted"]
+    assert [e.reason for e in outcome.events] == ["ShadowStarted"]
 
 
 async def test_a_passed_shadow_stage_turns_the_mirror_off_and_starts_the_live_test(
@@ -77,7 +77,7 @@ async def test_a_passed_shadow_stage_turns_the_mirror_off_and_starts_the_live_te
     assert outcome.status["startTime"] == later.isoformat().replace("+00:00", "Z")  # the live window starts now
     assert outcome.status["shadow"]["outcome"] == "Live"
     assert outcome.status["shadow"]["pValue"] < 0.05
-    assert "ShadowPassed" in [e[1] for e in outcome.events]
+    assert "ShadowPassed" in [e.reason for e in outcome.events]
 
 
 async def test_a_mirror_changed_behind_the_experiments_back_is_restored(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,9 +89,9 @@ async def test_a_mirror_changed_behind_the_experiments_back_is_restored(monkeypa
     outcome = Outcome()
     await analysis.analyse_shadow(context(kube, body, NOW, **{**started.status, "stage": "Shadow"}), split, outcome)
     assert route(kube)["filters"][0]["requestMirror"]["percent"] == 100
-    [(kind, reason, message)] = outcome.events
-    assert (kind, reason) == ("Warning", "RouteRestored")
-    assert "mirror 10%" in message
+    [event] = outcome.events
+    assert (event.type, event.reason) == ("Warning", "RouteRestored")
+    assert "mirror 10%" in event.message
     assert outcome.status["decision"]["reason"] == "NotEnoughSamples"
 
 

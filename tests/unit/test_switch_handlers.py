@@ -199,15 +199,15 @@ async def test_a_route_reapplied_from_git_during_an_experiment_is_restored_with_
         {"name": "ranker", "port": 80, "weight": 90},
         {"name": "ranker-1-1-0", "weight": 10, "port": 80},
     ]
-    [(kind, reason, message)] = outcome.events
-    assert (kind, reason) == ("Warning", "RouteRestored")
-    assert "missing" in message
+    [event] = outcome.events
+    assert (event.type, event.reason) == ("Warning", "RouteRestored")
+    assert "missing" in event.message
 
     route["spec"]["rules"][0]["backendRefs"][1]["weight"] = 50  # someone changed the weight by hand
     outcome = Outcome()
     await traffic.restore_route(ctx, split, outcome)
     assert route["spec"]["rules"][0]["backendRefs"][1]["weight"] == 10
-    assert "36%" in outcome.events[0][2]  # its share: 50 of 140
+    assert "36%" in outcome.events[0].message  # its share: 50 of 140
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,7 @@ from relearn.errors import APIError, DecisionError, Forbidden, NotFound, Relearn
 from relearn.handlers import retraining
 from relearn.handlers.guard import Guard, Slots, interval_seconds, keep_turning
 from relearn.handlers.lookups import Lookup, turn_slot
-from relearn.handlers.outcome import Outcome, apply, event_basis, post_event
+from relearn.handlers.outcome import Outcome, apply, event_basis, post_events
 from relearn.metrics import DECISIONS, DRIFT_CHECKS, DRIFT_SCORE, HANDLER_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -164,8 +164,8 @@ async def check(
         assessment = drift_policy.assess(spec, reference, current)
     except DecisionError as error:  # counts that cannot be real: recorded, never decided on
         raise CheckFailed(error.reason, f"no drift decision: {error.message}", event=error.reason) from None
-    outcome.conditions.append(
-        (METRICS_AVAILABLE, "True", "MetricsRead", f"read {len(current.features)} features from Prometheus")
+    outcome.condition(
+        METRICS_AVAILABLE, "True", "MetricsRead", f"read {len(current.features)} features from Prometheus"
     )
     outcome.status.update(
         _scores(assessment),
@@ -258,27 +258,22 @@ def _decide(
     previous = get_condition(status.conditions or [], DRIFTED)
     was_drifted = previous is not None and previous.status == "True"
     if assessment.drifted is None:
-        outcome.conditions.append(
-            (
-                DRIFTED,
-                "Unknown",
-                "NotEnoughData",
-                f"fewer than {spec.thresholds.min_samples} samples: no drift decision",
-            )
+        outcome.condition(
+            DRIFTED, "Unknown", "NotEnoughData", f"fewer than {spec.thresholds.min_samples} samples: no drift decision"
         )
     elif assessment.drifted:
         reasons = assessment.reasons()
         kind = "ConceptDrift" if not assessment.drifted_features else "DataDrift"
         message = "; ".join(reasons)
-        outcome.conditions.append((DRIFTED, "True", kind, message))
+        outcome.condition(DRIFTED, "True", kind, message)
         if not was_drifted:
-            outcome.events.append(("Warning", "DriftDetected", message))
+            outcome.event("Warning", "DriftDetected", message)
     else:
-        outcome.conditions.append(
-            (DRIFTED, "False", "NoDrift", f"{len(assessment.features)} features and accuracy within thresholds")
+        outcome.condition(
+            DRIFTED, "False", "NoDrift", f"{len(assessment.features)} features and accuracy within thresholds"
         )
         if was_drifted:
-            outcome.events.append(("Normal", "DriftEnded", "no feature drifts any more"))
+            outcome.event("Normal", "DriftEnded", "no feature drifts any more")
 
     decision = drift_policy.decide_trigger(
         spec, assessment, status.consecutive_drifted_checks or 0, status.last_retraining, now
@@ -291,11 +286,11 @@ def _decide(
             job=job, sequence=sequence, requested_at=now, reasons=decision.reasons, outcome="Requested"
         )
         outcome.status["lastRetraining"] = record.to_wire()
-        outcome.conditions.append((RETRAINING, "True", "Requested", f"retraining {job} requested: {decision.why}"))
-        outcome.events.append(("Normal", "RetrainingRequested", f"{job}: " + "; ".join(decision.reasons)))
+        outcome.condition(RETRAINING, "True", "Requested", f"retraining {job} requested: {decision.why}")
+        outcome.event("Normal", "RetrainingRequested", f"{job}: " + "; ".join(decision.reasons))
         DECISIONS.labels("retraining", "Requested").inc()
     elif status.last_retraining is None:
-        outcome.conditions.append((RETRAINING, "False", "NotRequested", decision.why))
+        outcome.condition(RETRAINING, "False", "NotRequested", decision.why)
 
 
 async def monitor(
@@ -371,29 +366,25 @@ async def _drift_check(
         outcome = await checking
         DRIFT_CHECKS.labels(_result(outcome)).inc()
     except DecisionError as refused:  # the decision core refused what was measured
-        outcome = Outcome(
-            conditions=[(DRIFTED, "Unknown", refused.reason, f"no drift decision: {refused.message}")],
-            status={"lastCheckTime": rfc3339(now)},
-        )
+        outcome = Outcome(status={"lastCheckTime": rfc3339(now)})
+        outcome.condition(DRIFTED, "Unknown", refused.reason, f"no drift decision: {refused.message}")
         logger.warning("drift check without a decision (%s): %s", refused.reason, refused.message)
         DRIFT_CHECKS.labels("no-decision").inc()
         previous = get_condition(status.conditions or [], DRIFTED)
         if previous is None or previous.reason != refused.reason:
-            outcome.events.append(("Warning", refused.reason, f"no drift decision: {refused.message}"))
+            outcome.event("Warning", refused.reason, f"no drift decision: {refused.message}")
     except CheckFailed as failure:
-        outcome = Outcome(
-            conditions=[(METRICS_AVAILABLE, "False", failure.reason, failure.message)],
-            status={"lastCheckTime": rfc3339(now)},
-        )
+        outcome = Outcome(status={"lastCheckTime": rfc3339(now)})
+        outcome.condition(METRICS_AVAILABLE, "False", failure.reason, failure.message)
         logger.warning("drift check without a decision: %s", failure.message)
         DRIFT_CHECKS.labels("no-decision").inc()
         previous = get_condition(status.conditions or [], METRICS_AVAILABLE)
         if previous is None or previous.status != "False" or previous.reason != failure.reason:
-            outcome.events.append(("Warning", failure.event, failure.message))
+            outcome.event("Warning", failure.event, failure.message)
     else:
         previous = get_condition(status.conditions or [], METRICS_AVAILABLE)
         if previous is not None and previous.status == "False":
-            outcome.events.append(("Normal", "MetricsRestored", "Prometheus answers again"))
+            outcome.event("Normal", "MetricsRestored", "Prometheus answers again")
         _export_scores(namespace, name, outcome)
     return outcome
 
@@ -414,8 +405,7 @@ async def _write(
     # Events first: a turn cut short before its status write is redone
     # next turn (an Event twice), never an Event lost.
     basis = event_basis(status.to_wire())
-    for type_, reason, message in outcome.events:
-        await post_event(kube, body, type_, reason, message, logger, basis)
+    await post_events(kube, body, outcome, logger, basis)
     guard.settle(outcome, status.conditions)
     try:
         written = await kube.update_status("driftpolicies", namespace, name, apply(outcome, generation, now))
@@ -441,9 +431,7 @@ async def _advance_retraining(
         progress = await advancing
     except APIError as error:
         if isinstance(error, Forbidden):  # refused, not transient: say so
-            outcome.conditions.append(
-                (RETRAINING, "Unknown", "KubernetesAPIError", f"{error.status} {error.http_reason}")
-            )
+            outcome.condition(RETRAINING, "Unknown", "KubernetesAPIError", f"{error.status} {error.http_reason}")
         logger.warning("retraining not advanced this turn: %s", error.http_reason)
         return
     if progress is None:
@@ -455,8 +443,7 @@ async def _advance_retraining(
 
 
 def _result(outcome: Outcome) -> str:
-    states = {type_: state for type_, state, _, _ in outcome.conditions}
-    return {"True": "drifted", "False": "no-drift"}.get(states.get(DRIFTED, ""), "not-enough-data")
+    return {"True": "drifted", "False": "no-drift"}.get(outcome.state(DRIFTED) or "", "not-enough-data")
 
 
 def _export_scores(namespace: str, name: str, outcome: Outcome) -> None:

@@ -99,7 +99,7 @@ class Guard:
         what = self.failure.message if self.failure is not None else (stalled.message if stalled else "")
         took = f" after {time.monotonic() - self.failed_since:.1f}s" if self.failed_since is not None else ""
         message = f"turns complete again{took}" + (f"; it had failed: {what}" if what else "")
-        outcome.conditions.append((STALLED, "False", "Recovered", message[:1000]))
+        outcome.condition(STALLED, "False", "Recovered", message[:1000])
 
     def finished(self) -> None:
         """After a turn's status write went through."""
@@ -126,7 +126,8 @@ class Guard:
             # Best effort: while the API is down this fails too, and the next try writes it.
             if new and not failure.unreachable:
                 await post_event(self.kube, self.body, "Warning", failure.reason, failure.message, self.logger)
-            stalled = Outcome(conditions=[(STALLED, "True", failure.reason, failure.message)])
+            stalled = Outcome()
+            stalled.condition(STALLED, "True", failure.reason, failure.message)
             now = datetime.datetime.now(datetime.UTC)
             generation = (self.body.get("metadata") or {}).get("generation")
             await self.kube.update_status(self.plural, self.namespace, self.name, apply(stalled, generation, now))

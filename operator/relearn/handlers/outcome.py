@@ -19,14 +19,58 @@ from relearn.api.names import STALLED, ConditionType, EventType
 from relearn.errors import APIError
 
 
+@dataclass(frozen=True)
+class ConditionUpdate:
+    """One condition a turn sets (by type, on the freshest status)."""
+
+    type: ConditionType
+    status: ConditionStatus
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One Event a turn posts, before its status write."""
+
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Notification:
+    """The decision a turn announces to webhooks, after its status write."""
+
+    decision: str
+    message: str
+
+
 @dataclass
 class Outcome:
-    """What one check writes: condition updates and the rest of status."""
+    """What one check writes: condition updates, the rest of status, Events
+    and the webhook notification."""
 
-    conditions: list[tuple[ConditionType, ConditionStatus, str, str]] = field(default_factory=list)
+    conditions: list[ConditionUpdate] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)  # camelCase, built from the api models' to_wire()
-    events: list[tuple[EventType, str, str]] = field(default_factory=list)  # (type, reason, message)
-    notification: tuple[str, str] | None = None  # (decision, message) for webhooks, sent after the write
+    events: list[EventRecord] = field(default_factory=list)
+    notification: Notification | None = None
+
+    def condition(self, type_: ConditionType, status: ConditionStatus, reason: str, message: str) -> None:
+        """Set a condition (its message cut to the 1000 characters the API keeps readable)."""
+        self.conditions.append(ConditionUpdate(type_, status, reason, message[:1000]))
+
+    def event(self, type_: EventType, reason: str, message: str) -> None:
+        """Post an Event."""
+        self.events.append(EventRecord(type_, reason, message[:1000]))
+
+    def notify(self, decision: str, message: str) -> None:
+        """Announce a decision to the webhooks."""
+        self.notification = Notification(decision, message)
+
+    def state(self, type_: ConditionType) -> ConditionStatus | None:
+        """The status this turn sets for a condition type (the last one set), if any."""
+        return next((c.status for c in reversed(self.conditions) if c.type == type_), None)
 
 
 def apply(
@@ -37,13 +81,13 @@ def apply(
 
     def change(status: dict[str, Any]) -> dict[str, Any]:
         conditions: list[Condition] = parse_conditions(status.get("conditions"))
-        for type_, state, reason, message in outcome.conditions:
+        for update in outcome.conditions:
             conditions = set_condition(
                 conditions,
-                type_=type_,
-                status=state,
-                reason=reason,
-                message=message,
+                type_=update.type,
+                status=update.status,
+                reason=update.reason,
+                message=update.message,
                 observed_generation=generation,
                 now=now,
             )
@@ -79,3 +123,13 @@ async def post_event(
         await kube.post_event(body, type_, reason, message, key=basis)
     except APIError as error:
         logger.warning("event %s not posted: %s", reason, error.http_reason)
+
+
+async def post_events(
+    kube: KubeClient, body: Mapping[str, Any], outcome: Outcome, logger: kopf.Logger, basis: str
+) -> None:
+    """A turn's Events, in order, named from ``basis`` (:func:`event_basis`):
+    posted before its status write, so a turn cut short is redone with the
+    same Events, which the API refuses as duplicates."""
+    for event in outcome.events:
+        await post_event(kube, body, event.type, event.reason, event.message, logger, basis)

@@ -13,15 +13,15 @@ import datetime
 from typing import Any
 
 from relearn.adapters.kube import PYTORCHJOBS, SERVICES, KubeClient
-from relearn.api.conditions import ConditionStatus
 from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
-from relearn.api.names import RETRAINING, ConditionType, EventType
+from relearn.api.names import RETRAINING, EventType
 from relearn.core import retraining, semver
 from relearn.core.drift_policy import ACTIVE_OUTCOMES
 from relearn.core.jobs import rendezvous_service_manifest, training_job, training_kind
 from relearn.core.model_versions import champion
 from relearn.errors import Invalid, InvalidSetting
 from relearn.handlers.lookups import Lookup
+from relearn.handlers.outcome import ConditionUpdate, EventRecord
 from relearn.metrics import DECISIONS, RETRAININGS
 
 # The label a training's pods carry its name in, by kind.
@@ -33,8 +33,11 @@ class Progress:
 
     def __init__(self, record: RetrainingRecord) -> None:
         self.record = record
-        self.condition: tuple[ConditionType, ConditionStatus, str, str] | None = None
-        self.events: list[tuple[EventType, str, str]] = []
+        self.condition: ConditionUpdate | None = None
+        self.events: list[EventRecord] = []
+
+    def event(self, type_: EventType, reason: str, message: str) -> None:
+        self.events.append(EventRecord(type_, reason, message[:1000]))
 
     def set(self, **changes: Any) -> None:
         self.record = self.record.model_copy(update=changes)
@@ -82,7 +85,9 @@ async def advance(
             await kube.create(SERVICES, namespace, rendezvous_service_manifest(job=job))
         if record.outcome != "Running" or record.model_version != version:
             progress.set(outcome="Running", model_version=version)
-            progress.condition = (RETRAINING, "True", "Running", f"Job {record.job} trains version {version}")
+            progress.condition = ConditionUpdate(
+                RETRAINING, "True", "Running", f"Job {record.job} trains version {version}"
+            )
         return progress
     pods = await kube.list_pods(namespace, f"{_POD_LABEL.get(str(job.get('kind')), 'job-name')}={record.job}")
     if state == "Failed":
@@ -150,7 +155,9 @@ async def _start(
         )
         return
     progress.set(outcome="Running", model_version=version)
-    progress.condition = (RETRAINING, "True", "Running", f"Job {progress.record.job} trains version {version}")
+    progress.condition = ConditionUpdate(
+        RETRAINING, "True", "Running", f"Job {progress.record.job} trains version {version}"
+    )
     if created:
         RETRAININGS.labels("started").inc()
     progress.events.append(_started(spec, version, job))
@@ -165,7 +172,7 @@ async def _read_training(kube: KubeClient, namespace: str, name: str, spec: Drif
     return job
 
 
-def _started(spec: DriftPolicySpec, version: str, job: dict[str, Any]) -> tuple[EventType, str, str]:
+def _started(spec: DriftPolicySpec, version: str, job: dict[str, Any]) -> EventRecord:
     """The RetrainingStarted Event of ``job`` (as created, or as read back)."""
     template = (job.get("spec") or {}).get("template") or (
         (((job.get("spec") or {}).get("pytorchReplicaSpecs") or {}).get("Master") or {}).get("template") or {}
@@ -178,14 +185,14 @@ def _started(spec: DriftPolicySpec, version: str, job: dict[str, Any]) -> tuple[
     distributed = spec.retraining.distributed if spec.retraining is not None else None
     if distributed is not None:
         message += f" on {distributed.workers} workers ({distributed.strategy})"
-    return ("Normal", "RetrainingStarted", message + (f" on {gpus} GPU" if gpus else ""))
+    return EventRecord("Normal", "RetrainingStarted", message + (f" on {gpus} GPU" if gpus else ""))
 
 
 def _fail(progress: Progress, reason: str, now: datetime.datetime) -> None:
     RETRAININGS.labels("failed").inc()
     progress.set(outcome="Failed", finished_at=now)
-    progress.condition = (RETRAINING, "False", "Failed", reason[:1000])
-    progress.events.append(("Warning", "RetrainingFailed", f"{progress.record.job}: {reason}"[:1000]))
+    progress.condition = ConditionUpdate(RETRAINING, "False", "Failed", reason[:1000])
+    progress.event("Warning", "RetrainingFailed", f"{progress.record.job}: {reason}"[:1000])
 
 
 async def _register(
@@ -230,18 +237,16 @@ async def _register(
         retraining.registration(passed, verdict=verdict, policy=policy, version=version, now=now),
     )
     progress.set(outcome="Succeeded", finished_at=now, model_version=version)
-    progress.condition = (RETRAINING, "False", "Succeeded", f"{mv_name} registered: {verdict}")
+    progress.condition = ConditionUpdate(RETRAINING, "False", "Succeeded", f"{mv_name} registered: {verdict}")
     if created:
         RETRAININGS.labels("succeeded").inc()
         DECISIONS.labels("registration", "Registered" if passed else "Rejected").inc()
     # Also when this request's version exists already: the turn that created it
     # was cut short before recording it, and maybe before its Events (same names).
-    progress.events.append(
-        (
-            "Normal" if passed else "Warning",
-            "ModelVersionRegistered" if passed else "ModelVersionRejected",
-            f"{mv_name}: {verdict}",
-        )
+    progress.event(
+        "Normal" if passed else "Warning",
+        "ModelVersionRegistered" if passed else "ModelVersionRejected",
+        f"{mv_name}: {verdict}",
     )
     template = spec.experiment
     untested = existing is None or ((existing.get("status") or {}).get("phase") in (None, "Registered"))
@@ -256,4 +261,4 @@ async def _register(
             prometheus=spec.prometheus,
         )
         await kube.create_custom(namespace, "abexperiments", experiment)  # False: created by a turn cut short
-        progress.events.append(("Normal", "ExperimentCreated", f"ABExperiment {mv_name}: {version} vs the champion"))
+        progress.event("Normal", "ExperimentCreated", f"ABExperiment {mv_name}: {version} vs the champion")

@@ -101,27 +101,27 @@ def conclude(ctx: Context, outcome: Outcome, decision: DecisionOutcome, reason: 
     if decision == "Promote":
         outcome.status["phase"] = "Promoting"
     outcome.status["decision"] = ctx.decision(decision, reason, message)
-    outcome.notification = (decision, message)
+    outcome.notify(decision, message)
     DECISIONS.labels("experiment", decision).inc()
     event_type, event_reason = judging.conclusion_event(decision)
-    outcome.events.append((event_type, event_reason, message))
+    outcome.event(event_type, event_reason, message)
 
 
 def _unmeasured(ctx: Context, outcome: Outcome, reason: str, message: str) -> None:
-    outcome.conditions.append((METRICS_AVAILABLE, "False", reason, message))
-    outcome.conditions.append((INCONCLUSIVE, "True", reason, f"no decision until data returns: {message}"))
+    outcome.condition(METRICS_AVAILABLE, "False", reason, message)
+    outcome.condition(INCONCLUSIVE, "True", reason, f"no decision until data returns: {message}")
     previous = get_condition(ctx.status.conditions or [], METRICS_AVAILABLE)
     if previous is None or previous.status != "False":
-        outcome.events.append(("Warning", "MetricsUnavailable", f"{message}; weights unchanged, no decision"))
+        outcome.event("Warning", "MetricsUnavailable", f"{message}; weights unchanged, no decision")
 
 
 def _refused(ctx: Context, outcome: Outcome, refused: DecisionError) -> None:
     """The decision core refused what was measured: no decision."""
     message = f"no decision: {refused.message}; weights unchanged"
     previous = get_condition(ctx.status.conditions or [], INCONCLUSIVE)
-    outcome.conditions.append((INCONCLUSIVE, "True", refused.reason, message))
+    outcome.condition(INCONCLUSIVE, "True", refused.reason, message)
     if previous is None or previous.reason != refused.reason:
-        outcome.events.append(("Warning", refused.reason, message))
+        outcome.event("Warning", refused.reason, message)
 
 
 def _promote(ctx: Context, outcome: Outcome, reason: str, message: str, interval: float) -> float:
@@ -134,15 +134,13 @@ def _promote(ctx: Context, outcome: Outcome, reason: str, message: str, interval
     )
     if not gate.go:
         waiting = get_condition(ctx.status.conditions or [], AWAITING_APPROVAL)
-        outcome.conditions.append(
-            (AWAITING_APPROVAL, "True", "ChallengerBetter", f"approve with relearn promote: {message}")
-        )
+        outcome.condition(AWAITING_APPROVAL, "True", "ChallengerBetter", f"approve with relearn promote: {message}")
         outcome.status["decision"] = ctx.decision("Continue", "AwaitingApproval", message)
         if waiting is None or waiting.status != "True":
-            outcome.events.append(("Normal", "AwaitingApproval", message))
+            outcome.event("Normal", "AwaitingApproval", message)
         return ctx.next_look(interval)
     if ctx.spec.promotion == "Manual":
-        outcome.conditions.append((AWAITING_APPROVAL, "False", "Approved", "approved"))
+        outcome.condition(AWAITING_APPROVAL, "False", "Approved", "approved")
     conclude(ctx, outcome, "Promote", reason, f"{message} ({gate.how})")
     return 0.0
 
@@ -158,10 +156,10 @@ async def _look(ctx: Context, outcome: Outcome, reading: Awaitable[Measured]) ->
     except (APIError, ValueError) as error:
         _unmeasured(ctx, outcome, "QueryFailed", str(error))
         return None
-    outcome.conditions.append((METRICS_AVAILABLE, "True", "MetricsRead", "both arms measured"))
+    outcome.condition(METRICS_AVAILABLE, "True", "MetricsRead", "both arms measured")
     previous = get_condition(ctx.status.conditions or [], METRICS_AVAILABLE)
     if previous is not None and previous.status == "False":
-        outcome.events.append(("Normal", "MetricsRestored", "Prometheus answers again"))
+        outcome.event("Normal", "MetricsRestored", "Prometheus answers again")
     return look
 
 
@@ -177,11 +175,9 @@ def _judge(ctx: Context, outcome: Outcome, look: judging.Look) -> judging.Judgem
         return None
     outcome.status.update(status_numbers(look, judgement, ctx.spec.analysis.method))
     if judgement.missing:
-        outcome.conditions.append(
-            (INCONCLUSIVE, "True", "NoData", f"no data for {', '.join(judgement.missing)}: promotion held")
-        )
+        outcome.condition(INCONCLUSIVE, "True", "NoData", f"no data for {', '.join(judgement.missing)}: promotion held")
     else:
-        outcome.conditions.append((INCONCLUSIVE, "False", "DataComplete", "every arm and guardrail has data"))
+        outcome.condition(INCONCLUSIVE, "False", "DataComplete", "every arm and guardrail has data")
     return judgement
 
 
@@ -235,9 +231,9 @@ async def _sample_ratio(ctx: Context, split: Split, outcome: Outcome) -> tuple[s
         if was:
             assert previous is not None
             held = f"{previous.message} (not judged again: {message})"
-            outcome.conditions.append((SAMPLE_RATIO_MISMATCH, "True", previous.reason or "RatioMismatch", held))
+            outcome.condition(SAMPLE_RATIO_MISMATCH, "True", previous.reason or "RatioMismatch", held)
         else:
-            outcome.conditions.append((SAMPLE_RATIO_MISMATCH, "Unknown", "NotJudged", message))
+            outcome.condition(SAMPLE_RATIO_MISMATCH, "Unknown", "NotJudged", message)
 
     weights = outcome.status.get("weights") or {}
     # record_weights writes weightsSince (as now) on this turn when the reported split changed.
@@ -262,13 +258,13 @@ async def _sample_ratio(ctx: Context, split: Split, outcome: Outcome) -> tuple[s
     router = f"router {routing.provider} ({routing.target or ctx.spec.workload.name})"
     if ratio.mismatch:
         message = f"{router}: {ratio.message}; experiment held (no decision, weights unchanged)"
-        outcome.conditions.append((SAMPLE_RATIO_MISMATCH, "True", "RatioMismatch", message))
+        outcome.condition(SAMPLE_RATIO_MISMATCH, "True", "RatioMismatch", message)
         if not was:
-            outcome.events.append(("Warning", "SampleRatioMismatch", message))
+            outcome.event("Warning", "SampleRatioMismatch", message)
     elif ratio.result == "Sound":
-        outcome.conditions.append((SAMPLE_RATIO_MISMATCH, "False", "RatioSound", f"{router}: {ratio.message}"))
+        outcome.condition(SAMPLE_RATIO_MISMATCH, "False", "RatioSound", f"{router}: {ratio.message}")
         if was:
-            outcome.events.append(("Normal", "SampleRatioRestored", f"{router}: {ratio.message}; experiment resumes"))
+            outcome.event("Normal", "SampleRatioRestored", f"{router}: {ratio.message}; experiment resumes")
     else:
         not_judged(f"{router}: {ratio.message}")
     if ratio.p_value is not None:
@@ -303,7 +299,7 @@ async def analyse(ctx: Context, split: Split, outcome: Outcome) -> float:
     if wanted != current and not judgement.missing:
         await ctx.router().set_weights(split, wanted)
         await ctx.record_weights(split, outcome)
-        outcome.events.append(("Normal", "WeightChanged", f"challenger weight {current}% -> {wanted}%"))
+        outcome.event("Normal", "WeightChanged", f"challenger weight {current}% -> {wanted}%")
     return ctx.next_look(interval)
 
 
@@ -323,7 +319,7 @@ async def _go_live(ctx: Context, split: Split, outcome: Outcome, reason: str, me
     outcome.status["shadow"] = {**shadow, "mirror": 0, "endTime": rfc3339(ctx.now)}
     outcome.status.update(stage="Live", startTime=rfc3339(ctx.now))
     outcome.status["decision"] = ctx.decision("Continue", reason, message)
-    outcome.events.append(("Normal", "ShadowPassed", f"{message}; challenger takes {first}% of live traffic"))
+    outcome.event("Normal", "ShadowPassed", f"{message}; challenger takes {first}% of live traffic")
     return parse_duration(ctx.spec.analysis.interval).total_seconds()
 
 
@@ -333,12 +329,10 @@ async def _mirror(ctx: Context, split: Split, outcome: Outcome, percent: int) ->
     found = await router.get_mirror(split)
     if found != percent:
         await router.set_mirror(split, percent)
-        outcome.events.append(
-            (
-                "Warning",
-                "RouteRestored",
-                f"{ctx.spec.routing.provider} route {router.target}: mirror {found}% instead of {percent}%; restored",
-            )
+        outcome.event(
+            "Warning",
+            "RouteRestored",
+            f"{ctx.spec.routing.provider} route {router.target}: mirror {found}% instead of {percent}%; restored",
         )
     return percent
 
@@ -366,7 +360,7 @@ async def analyse_shadow(ctx: Context, split: Split, outcome: Outcome) -> float:
     except DecisionError as refused:
         _refused(ctx, outcome, refused)
         return ctx.next_look(interval)
-    outcome.conditions.append((INCONCLUSIVE, "False", "DataComplete", "both versions' labelled pairs measured"))
+    outcome.condition(INCONCLUSIVE, "False", "DataComplete", "both versions' labelled pairs measured")
     verdict, pairs = judgement.verdict, look.pairs
     outcome.status["shadow"] = record.model_copy(
         update={
@@ -417,13 +411,11 @@ async def _start(
     await ctx.record_weights(split, outcome)
     outcome.status.update(phase="Progressing", startTime=rfc3339(ctx.now))
     await ctx.write_version(dict(version), model_versions.phase_change("Challenger", None, ctx.now))
-    outcome.events.append(
-        (
-            "Normal",
-            "ExperimentStarted",
-            f"challenger {split.challenger.version} ({split.challenger.deployment}, {words}) takes {first}% "
-            f"of traffic; champion {split.champion.version}",
-        )
+    outcome.event(
+        "Normal",
+        "ExperimentStarted",
+        f"challenger {split.challenger.version} ({split.challenger.deployment}, {words}) takes {first}% "
+        f"of traffic; champion {split.champion.version}",
     )
     return ctx.next_look(parse_duration(ctx.spec.analysis.interval).total_seconds())
 
@@ -440,14 +432,12 @@ async def _start_shadow(
     outcome.status.update(phase="Progressing", stage="Shadow", startTime=rfc3339(ctx.now))
     outcome.status["shadow"] = ShadowStatus(start_time=ctx.now, mirror=percent).to_wire()
     await ctx.write_version(dict(version), model_versions.phase_change("Challenger", None, ctx.now))
-    outcome.events.append(
-        (
-            "Normal",
-            "ShadowStarted",
-            f"challenger {split.challenger.version} ({split.challenger.deployment}, {words}) answers mirrored "
-            f"copies of {percent}% of requests, its answers discarded; champion {split.champion.version} "
-            "answers every client",
-        )
+    outcome.event(
+        "Normal",
+        "ShadowStarted",
+        f"challenger {split.challenger.version} ({split.challenger.deployment}, {words}) answers mirrored "
+        f"copies of {percent}% of requests, its answers discarded; champion {split.champion.version} "
+        "answers every client",
     )
     return parse_duration(ctx.spec.analysis.interval).total_seconds()
 
@@ -468,7 +458,7 @@ async def advance_experiment(ctx: Context, outcome: Outcome) -> float:
         split, champion, version = await resolve(ctx)
         challenger = await ensure_challenger(ctx, split, champion, version, first)
     except (Wait, RouterError) as waiting:  # something a person has to fix: look again less often
-        outcome.conditions.append((CHALLENGER_READY, "False", waiting.reason, waiting.message))
+        outcome.condition(CHALLENGER_READY, "False", waiting.reason, waiting.message)
         outcome.status.setdefault("phase", phase)
         ctx.waits_for_change = waiting.reason in WAITS_FOR_CHANGE
         return FIX_POLL
@@ -480,13 +470,13 @@ async def advance_experiment(ctx: Context, outcome: Outcome) -> float:
     if ready and (why := await not_serving(ctx, split.challenger)) is not None:
         ready, words = False, f"{words}; {why}"
     if not ready:
-        outcome.conditions.append((CHALLENGER_READY, "False", "NotReady", words))
+        outcome.condition(CHALLENGER_READY, "False", "NotReady", words)
         if phase == "Progressing":  # no requests to a pod that is not serving
             await ctx.router().set_weights(split, 0)
             await ctx.record_weights(split, outcome)
         outcome.status.setdefault("phase", phase)
         return PENDING_POLL
-    outcome.conditions.append((CHALLENGER_READY, "True", "Ready", words))
+    outcome.condition(CHALLENGER_READY, "True", "Ready", words)
     if phase == "Pending":
         return await _start(ctx, outcome, split, version, first, words)
     await restore_route(ctx, split, outcome, found)

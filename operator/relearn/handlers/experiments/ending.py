@@ -79,9 +79,7 @@ async def promote(ctx: Context, outcome: Outcome, split: Split) -> None:
     await ctx.move_versions(versions, plan)
     weights = await ctx.record_weights(split, outcome)
     outcome.status.update(phase="Promoted", promotionTime=rfc3339(ctx.now))
-    outcome.events.append(
-        ("Normal", "Promoted", f"{split.challenger.version} is champion ({weights}% of traffic): {message}")
-    )
+    outcome.event("Normal", "Promoted", f"{split.challenger.version} is champion ({weights}% of traffic): {message}")
 
 
 async def end_without_promotion(

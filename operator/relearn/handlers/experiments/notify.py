@@ -16,7 +16,7 @@ from relearn.api.names import NOTIFICATIONS_ALLOWED
 from relearn.core.consent import UseRefused, check_webhook_url
 from relearn.errors import APIError
 from relearn.handlers.experiments.context import PLURAL, Context
-from relearn.handlers.outcome import Outcome, apply, event_basis, post_event
+from relearn.handlers.outcome import Outcome, apply, event_basis, post_events
 from relearn.metrics import EXPERIMENT_PHASE
 
 PHASES = get_args(ExperimentPhase)  # every phase, for the phase gauge
@@ -42,11 +42,11 @@ async def refused_webhooks(ctx: Context, outcome: Outcome) -> set[str]:
     if problems:
         message = "; ".join(p.message for p in problems)
         previous = get_condition(ctx.status.conditions or [], NOTIFICATIONS_ALLOWED)
-        outcome.conditions.append((NOTIFICATIONS_ALLOWED, "False", problems[0].reason, message))
+        outcome.condition(NOTIFICATIONS_ALLOWED, "False", problems[0].reason, message)
         if previous is None or previous.message != message:
-            outcome.events.append(("Warning", "WebhookRefused", message))
+            outcome.event("Warning", "WebhookRefused", message)
     elif hooks and get_condition(ctx.status.conditions or [], NOTIFICATIONS_ALLOWED) is not None:
-        outcome.conditions.append((NOTIFICATIONS_ALLOWED, "True", "Allowed", "every webhook may be used"))
+        outcome.condition(NOTIFICATIONS_ALLOWED, "True", "Allowed", "every webhook may be used")
     return refused
 
 
@@ -79,12 +79,11 @@ async def write(ctx: Context, outcome: Outcome) -> ABExperimentStatus:
     """Events, then the status write, then webhooks; the status as written."""
     refused = await refused_webhooks(ctx, outcome) if outcome.notification is not None else set()
     basis = event_basis(ctx.status.to_wire())
-    for type_, reason, message in outcome.events:
-        await post_event(ctx.kube, ctx.body, type_, reason, message, ctx.logger, basis)
+    await post_events(ctx.kube, ctx.body, outcome, ctx.logger, basis)
     generation = ctx.body["metadata"].get("generation")
     written = await ctx.kube.update_status(PLURAL, ctx.namespace, ctx.name, apply(outcome, generation, ctx.now))
     if outcome.notification is not None:
-        notify(ctx, *outcome.notification, refused)
+        notify(ctx, outcome.notification.decision, outcome.notification.message, refused)
     status = ABExperimentStatus.model_validate(written.get("status") or {})
     for phase in PHASES:
         EXPERIMENT_PHASE.labels(ctx.namespace, ctx.name, phase).set(1 if status.phase == phase else 0)

@@ -90,9 +90,9 @@ async def split_to(ctx: Context, target: str) -> tuple[Split, dict[str, Any]]:
 def _decide_rollback(ctx: Context, outcome: Outcome, target: str, reason: str, message: str) -> None:
     outcome.status["decision"] = ctx.decision("RollBack", reason, message)
     outcome.status["rollbackTarget"] = target
-    outcome.notification = ("RollBack", message)
-    outcome.events.append(("Warning", "RollbackStarted", message))
-    outcome.conditions.append((ROLLING_BACK, "True", reason, message))
+    outcome.notify("RollBack", message)
+    outcome.event("Warning", "RollbackStarted", message)
+    outcome.condition(ROLLING_BACK, "True", reason, message)
     DECISIONS.labels("rollback", reason).inc()
 
 
@@ -105,8 +105,8 @@ def _requested(ctx: Context, outcome: Outcome, request: str, versions: list[dict
     except RollbackRefused as refusal:
         refused = next((c for c in ctx.status.conditions or [] if c.type == ROLLING_BACK), None)
         if refused is None or refused.message != refusal.message:
-            outcome.events.append(("Warning", refusal.reason, refusal.message))
-        outcome.conditions.append((ROLLING_BACK, "False", refusal.reason, refusal.message))
+            outcome.event("Warning", refusal.reason, refusal.message)
+        outcome.condition(ROLLING_BACK, "False", refusal.reason, refusal.message)
         return False
     message = deciding.requested_message(
         request,
@@ -142,13 +142,11 @@ async def _release_previous(ctx: Context, outcome: Outcome) -> bool:
             obj["spec"]["replicas"] = 0
 
         await ctx.kube.modify(DEPLOYMENTS, ctx.namespace, split.champion.deployment, release)
-    outcome.events.append(
-        (
-            "Normal",
-            "PreviousChampionReleased",
-            f"bake time {ctx.spec.rollback.bake_time} passed: {previous} ({split.champion.deployment}) scaled to 0; "
-            "a rollback now scales it up first",
-        )
+    outcome.event(
+        "Normal",
+        "PreviousChampionReleased",
+        f"bake time {ctx.spec.rollback.bake_time} passed: {previous} ({split.champion.deployment}) scaled to 0; "
+        "a rollback now scales it up first",
     )
     return True
 
@@ -253,9 +251,7 @@ async def _restore_champion(ctx: Context, outcome: Outcome, mine: dict[str, Any]
         to_version=ctx.spec.challenger,
     )
     await ctx.write_version(mine, model_versions.phase_change("Champion", history, ctx.now))
-    outcome.events.append(
-        ("Warning", "ChampionRestored", f"{ctx.spec.challenger} was promoted and serves: Champion again")
-    )
+    outcome.event("Warning", "ChampionRestored", f"{ctx.spec.challenger} was promoted and serves: Champion again")
 
 
 def _health(ctx: Context, warm: bool, **changes: Any) -> dict[str, object]:
@@ -297,7 +293,7 @@ async def watch(ctx: Context, outcome: Outcome) -> float | None:
         bake_interval=parse_duration(rb.bake_interval).total_seconds(),
     )
     if not monitoring.checks:
-        outcome.conditions.append((HEALTHY, "Unknown", "NotMonitored", monitoring.why))
+        outcome.condition(HEALTHY, "Unknown", "NotMonitored", monitoring.why)
         outcome.status["health"] = _health(ctx, warm)
         return monitoring.wait
     await _refresh_weights(ctx, outcome)
@@ -306,9 +302,9 @@ async def watch(ctx: Context, outcome: Outcome) -> float | None:
     except DecisionError as refused:  # counts that cannot be real: no health verdict, no rollback
         message = f"no health verdict: {refused.message}"
         previous = next((c for c in ctx.status.conditions or [] if c.type == HEALTHY), None)
-        outcome.conditions.append((HEALTHY, "Unknown", refused.reason, message))
+        outcome.condition(HEALTHY, "Unknown", refused.reason, message)
         if previous is None or previous.reason != refused.reason:
-            outcome.events.append(("Warning", refused.reason, message))
+            outcome.event("Warning", refused.reason, message)
         outcome.status["health"] = _health(ctx, warm, last_check_time=ctx.now)
         return monitoring.wait
     return _judge_health(ctx, outcome, results, problem, warm, since.total_seconds(), monitoring.wait)
@@ -354,9 +350,9 @@ def _judge_health(
         ],
     ).to_wire()
     condition = deciding.health_condition(verdict, results, problem, rb.failure_threshold)
-    outcome.conditions.append((HEALTHY, condition.status, condition.reason, condition.message))
+    outcome.condition(HEALTHY, condition.status, condition.reason, condition.message)
     if condition.event:
-        outcome.events.append(("Warning", "HealthCheckFailed", condition.message))
+        outcome.event("Warning", "HealthCheckFailed", condition.message)
     if verdict.roll_back and ctx.status.champion is not None:
         _decide_rollback(
             ctx,
@@ -389,15 +385,15 @@ async def _bring_back(ctx: Context, outcome: Outcome, split: Split, deployment: 
 
         await ctx.kube.modify(DEPLOYMENTS, ctx.namespace, split.champion.deployment, scale_up)
         message = f"{target} was released: scaling {split.champion.deployment} to {replicas}"
-        outcome.conditions.append((ROLLING_BACK, "True", "ScalingUp", message))
+        outcome.condition(ROLLING_BACK, "True", "ScalingUp", message)
         return 1.0
     ready, words = workloads.ready(deployment)
     if not ready:
-        outcome.conditions.append((ROLLING_BACK, "True", "WaitingForReady", f"{split.champion.deployment}: {words}"))
+        outcome.condition(ROLLING_BACK, "True", "WaitingForReady", f"{split.champion.deployment}: {words}")
         return 1.0
     why = await not_serving(ctx, split.champion)
     if why is not None:
-        outcome.conditions.append((ROLLING_BACK, "True", "WaitingForEndpoints", why))
+        outcome.condition(ROLLING_BACK, "True", "WaitingForEndpoints", why)
         return 0.5
     return None
 
@@ -445,8 +441,8 @@ async def carry_out(ctx: Context, outcome: Outcome) -> float:
     await ctx.move_versions(versions, plan)
     wait = await drained(ctx, outcome, split.challenger)
     if wait is not None:
-        outcome.conditions.append(
-            (ROLLING_BACK, "True", "Draining", f"traffic on {target}; {split.challenger.deployment} drains")
+        outcome.condition(
+            ROLLING_BACK, "True", "Draining", f"traffic on {target}; {split.challenger.deployment} drains"
         )
         return wait
     await remove(ctx, split.challenger)
@@ -454,14 +450,11 @@ async def carry_out(ctx: Context, outcome: Outcome) -> float:
     if decision.time is not None:
         took = f" {(moved - decision.time).total_seconds():.1f}s after the decision"
     outcome.status["phase"] = "RolledBack"
-    outcome.conditions.append((ROLLING_BACK, "False", "RolledBack", f"traffic on {target}"))
-    outcome.events.append(
-        (
-            "Warning",
-            "RolledBack",
-            f"{target} serves {100 - weights}% of traffic again{took}; {ctx.spec.challenger} removed "
-            f"({decision.reason})",
-        )
+    outcome.condition(ROLLING_BACK, "False", "RolledBack", f"traffic on {target}")
+    outcome.event(
+        "Warning",
+        "RolledBack",
+        f"{target} serves {100 - weights}% of traffic again{took}; {ctx.spec.challenger} removed ({decision.reason})",
     )
     return 0.0
 

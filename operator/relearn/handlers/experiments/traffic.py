@@ -35,7 +35,7 @@ async def drained(ctx: Context, outcome: Outcome, backend: Backend) -> float | N
     if verdict.remove:
         outcome.status["drain"] = None
         if verdict.reason == "RouteTimedOut":
-            outcome.events.append(("Warning", "RouteNotApplied", f"{backend.deployment}: {verdict.message}"))
+            outcome.event("Warning", "RouteNotApplied", f"{backend.deployment}: {verdict.message}")
         return None
     outcome.status["drain"] = DrainStatus(
         backend=backend.deployment, since=state.since, applied_time=state.applied
@@ -107,6 +107,4 @@ async def restore_route(ctx: Context, split: Split, outcome: Outcome, found: dic
     if drift is None:
         return
     await router.set_weights(split, expected)
-    outcome.events.append(
-        ("Warning", "RouteRestored", f"{ctx.spec.routing.provider} route {router.target}: {drift}; restored")
-    )
+    outcome.event("Warning", "RouteRestored", f"{ctx.spec.routing.provider} route {router.target}: {drift}; restored")
