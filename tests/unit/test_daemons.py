@@ -25,6 +25,7 @@ from aiohttp.test_utils import TestServer
 from fake_kube import FakeKube, Stopped, condition
 from kubernetes.client import ApiException
 from relearn.adapters.kube import translate
+from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
 from relearn.handlers import drift, guard
 from relearn.handlers.experiments import daemon
 
@@ -355,8 +356,8 @@ async def test_registering_a_trained_version_again_never_moves_it_back_from_cham
         },
     )
     body = drift_policy(kube, "http://127.0.0.1:9")
-    spec = drift.DriftPolicySpec.model_validate(body["spec"])
-    record = drift.RetrainingRecord(job=job, sequence=1, outcome="Running", model_version="1.1.0")
+    spec = DriftPolicySpec.model_validate(body["spec"])
+    record = RetrainingRecord(job=job, sequence=1, outcome="Running", model_version="1.1.0")
     for _ in range(3):
         progress = await drift.retraining.advance(
             kube, name="ranker-drift", namespace="default", uid="uid-ranker-drift", spec=spec, record=record, now=NOW

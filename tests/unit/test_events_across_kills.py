@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from fake_kube import FakeKube
+from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
 from relearn.handlers import drift
 from test_daemons import NOW, champion_version, drift_policy
 from test_switch_crashes import CrashingKube, switches
@@ -53,16 +54,16 @@ JOB = "ranker-drift-rt-1-abcdef"
 RESULT = '{"uri": "/out/1.1.0", "sha256": "' + "a" * 64 + '", "metrics": {"accuracy": 0.9, "championAccuracy": 0.8}}'
 
 
-def retraining_world(job_status: dict[str, Any]) -> tuple[FakeKube, drift.DriftPolicySpec]:
+def retraining_world(job_status: dict[str, Any]) -> tuple[FakeKube, DriftPolicySpec]:
     kube = FakeKube()
     champion_version(kube)
     kube.add("jobs", {"metadata": {"name": JOB, "labels": {"relearn.dev/version": "1.1.0"}}, "status": job_status})
     body = drift_policy(kube, "http://127.0.0.1:9", experiment={"workload": {"name": "ranker"}})
-    return kube, drift.DriftPolicySpec.model_validate(body["spec"])
+    return kube, DriftPolicySpec.model_validate(body["spec"])
 
 
-async def advance(kube: FakeKube, spec: drift.DriftPolicySpec, outcome: str) -> list[str]:
-    record = drift.RetrainingRecord(job=JOB, sequence=1, outcome=outcome, model_version="1.1.0")  # type: ignore[arg-type]
+async def advance(kube: FakeKube, spec: DriftPolicySpec, outcome: str) -> list[str]:
+    record = RetrainingRecord(job=JOB, sequence=1, outcome=outcome, model_version="1.1.0")  # type: ignore[arg-type]
     progress = await drift.retraining.advance(
         kube, name="ranker-drift", namespace="default", uid="uid-ranker-drift", spec=spec, record=record, now=NOW
     )

@@ -10,13 +10,34 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field
 
 from relearn.api.base import StatusModel, Timestamp
+from relearn.api.names import ConditionType, EventType
 
 ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+@dataclass(frozen=True)
+class ConditionUpdate:
+    """One condition a turn sets (by type, on the freshest status)."""
+
+    type: ConditionType
+    status: ConditionStatus
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One Event a turn posts (before its status write)."""
+
+    type: EventType
+    reason: str
+    message: str
 
 
 class Condition(StatusModel):

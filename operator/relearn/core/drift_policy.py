@@ -13,13 +13,17 @@ import datetime
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
+from relearn.api.conditions import ConditionUpdate, EventRecord
+from relearn.api.driftpolicy import ConceptDrift, DriftPolicySpec, FeatureScore, RetrainingRecord
 from relearn.api.modelversion import ModelVersionSpec
+from relearn.api.names import DRIFTED, RETRAINING
 from relearn.core import drift
 from relearn.core.durations import parse_duration
+from relearn.core.retraining import next_sequence, request_name
 from relearn.errors import InvalidMetrics, NotEnoughData
 
 
@@ -327,3 +331,111 @@ def decide_trigger(
         remaining = cooldown - (now - last.requested_at)
         return TriggerDecision(count, False, f"in cooldown for {int(remaining.total_seconds())}s more")
     return TriggerDecision(count, True, f"drifted {count} checks in a row", assessment.reasons())
+
+
+@dataclass(frozen=True)
+class CheckDecision:
+    """What one drift check decides: the Drifted condition, the Retraining
+    condition (None: left as it is), the count of drifted checks in a row,
+    the retraining request (None: none), and the Events, in order."""
+
+    drifted: ConditionUpdate
+    retraining: ConditionUpdate | None
+    consecutive: int
+    request: RetrainingRecord | None
+    events: tuple[EventRecord, ...]
+
+
+def decide_check(
+    spec: DriftPolicySpec,
+    assessment: Assessment,
+    *,
+    was_drifted: bool,
+    consecutive: int,
+    last: RetrainingRecord | None,
+    policy: str,
+    uid: str,
+    name_limit: int,
+    now: datetime.datetime,
+) -> CheckDecision:
+    """The decision of one check from its ``assessment`` and what the
+    policy's status says (``was_drifted``, ``consecutive``, ``last``): a
+    DriftDetected Event when drift starts, DriftEnded when it ends, and a
+    retraining request (named by :func:`request_name`, so at most one Job per
+    request) when :func:`decide_trigger` says so."""
+    events: list[EventRecord] = []
+    if assessment.drifted is None:
+        why = f"fewer than {spec.thresholds.min_samples} samples: no drift decision"
+        drifted = ConditionUpdate(DRIFTED, "Unknown", "NotEnoughData", why)
+    elif assessment.drifted:
+        message = "; ".join(assessment.reasons())
+        kind = "ConceptDrift" if not assessment.drifted_features else "DataDrift"
+        drifted = ConditionUpdate(DRIFTED, "True", kind, message)
+        if not was_drifted:
+            events.append(EventRecord("Warning", "DriftDetected", message))
+    else:
+        why = f"{len(assessment.features)} features and accuracy within thresholds"
+        drifted = ConditionUpdate(DRIFTED, "False", "NoDrift", why)
+        if was_drifted:
+            events.append(EventRecord("Normal", "DriftEnded", "no feature drifts any more"))
+
+    trigger = decide_trigger(spec, assessment, consecutive, last, now)
+    if not trigger.request:
+        untouched = last is not None  # the Retraining condition says how the last one went
+        retraining = None if untouched else ConditionUpdate(RETRAINING, "False", "NotRequested", trigger.why)
+        return CheckDecision(drifted, retraining, trigger.consecutive, None, tuple(events))
+    sequence = next_sequence(last)
+    job = request_name(policy, uid, sequence, name_limit)
+    request = RetrainingRecord(
+        job=job, sequence=sequence, requested_at=now, reasons=trigger.reasons, outcome="Requested"
+    )
+    retraining = ConditionUpdate(RETRAINING, "True", "Requested", f"retraining {job} requested: {trigger.why}")
+    events.append(EventRecord("Normal", "RetrainingRequested", f"{job}: " + "; ".join(trigger.reasons)))
+    return CheckDecision(drifted, retraining, trigger.consecutive, request, tuple(events))
+
+
+def _optional(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _feature_score(verdict: FeatureVerdict) -> dict[str, object]:
+    c = verdict.comparison
+    score = FeatureScore(
+        name=verdict.name,
+        p_value=_optional(verdict.adjusted_p_value),
+        drifted=None if verdict.drifted is None else bool(verdict.drifted),
+        note=verdict.note or None,
+    )
+    if c is not None:
+        score = score.model_copy(
+            update={
+                "psi": float(c.psi),
+                "psi_threshold": float(c.psi_threshold),
+                "jensen_shannon": float(c.jensen_shannon),
+                "jensen_shannon_threshold": float(c.jensen_shannon_threshold),
+                "test": c.test,
+                "reference_samples": float(c.reference_samples),
+                "current_samples": float(c.current_samples),
+                "wasserstein": _optional(c.wasserstein),
+            }
+        )
+    return score.to_wire()
+
+
+def status_scores(assessment: Assessment) -> dict[str, Any]:
+    """``status.features`` and ``status.concept`` of an assessment, through the api models."""
+    result: dict[str, Any] = {"features": [_feature_score(v) for v in assessment.features]}
+    if assessment.concept is not None:
+        r = assessment.concept.result
+        drifted = assessment.concept.drifted
+        result["concept"] = ConceptDrift(
+            reference_accuracy=float(r.reference_accuracy),
+            current_accuracy=float(r.current_accuracy),
+            drop=float(r.drop),
+            ci_lower=float(r.ci_lower),
+            ci_upper=float(r.ci_upper),
+            reference_samples=float(r.reference_samples),
+            current_samples=float(r.current_samples),
+            drifted=None if drifted is None else bool(drifted),
+        ).to_wire()
+    return result

@@ -39,15 +39,14 @@ from relearn.adapters.prometheus import (
 from relearn.api import GROUP, VERSION
 from relearn.api.base import rfc3339
 from relearn.api.conditions import get_condition
-from relearn.api.driftpolicy import ConceptDrift, DriftPolicySpec, DriftPolicyStatus, FeatureScore, RetrainingRecord
+from relearn.api.driftpolicy import DriftPolicySpec, DriftPolicyStatus
 from relearn.api.modelversion import ModelVersionSpec
 from relearn.api.names import DRIFTED, METRICS_AVAILABLE, RETRAINING
 from relearn.core import drift_policy
 from relearn.core.consent import Allowlist
-from relearn.core.drift_policy import Assessment, FeatureVerdict, WindowCounts, WindowData
+from relearn.core.drift_policy import Assessment, WindowCounts, WindowData
 from relearn.core.durations import parse_duration
 from relearn.core.jobs import name_limit
-from relearn.core.retraining import next_sequence, request_name
 from relearn.errors import APIError, DecisionError, Forbidden, NotFound, RelearnError
 from relearn.handlers import retraining
 from relearn.handlers.guard import Guard, Slots, interval_seconds, keep_turning
@@ -168,7 +167,7 @@ async def check(
         METRICS_AVAILABLE, "True", "MetricsRead", f"read {len(current.features)} features from Prometheus"
     )
     outcome.status.update(
-        _scores(assessment),
+        drift_policy.status_scores(assessment),
         monitoredVersion=labels.get("version", ""),
         reference=reference_text,
         lastCheckTime=rfc3339(now),
@@ -199,53 +198,6 @@ async def read_window(
     return arrange(batched, overrides, feedback)
 
 
-def _optional(value: float | None) -> float | None:
-    return None if value is None else float(value)
-
-
-def _feature_score(verdict: FeatureVerdict) -> dict[str, object]:
-    c = verdict.comparison
-    score = FeatureScore(
-        name=verdict.name,
-        p_value=_optional(verdict.adjusted_p_value),
-        drifted=None if verdict.drifted is None else bool(verdict.drifted),
-        note=verdict.note or None,
-    )
-    if c is not None:
-        score = score.model_copy(
-            update={
-                "psi": float(c.psi),
-                "psi_threshold": float(c.psi_threshold),
-                "jensen_shannon": float(c.jensen_shannon),
-                "jensen_shannon_threshold": float(c.jensen_shannon_threshold),
-                "test": c.test,
-                "reference_samples": float(c.reference_samples),
-                "current_samples": float(c.current_samples),
-                "wasserstein": _optional(c.wasserstein),
-            }
-        )
-    return score.to_wire()
-
-
-def _scores(assessment: Assessment) -> dict[str, Any]:
-    """``status.features`` and ``status.concept``, through the api models."""
-    result: dict[str, Any] = {"features": [_feature_score(v) for v in assessment.features]}
-    if assessment.concept is not None:
-        r = assessment.concept.result
-        drifted = assessment.concept.drifted
-        result["concept"] = ConceptDrift(
-            reference_accuracy=float(r.reference_accuracy),
-            current_accuracy=float(r.current_accuracy),
-            drop=float(r.drop),
-            ci_lower=float(r.ci_lower),
-            ci_upper=float(r.ci_upper),
-            reference_samples=float(r.reference_samples),
-            current_samples=float(r.current_samples),
-            drifted=None if drifted is None else bool(drifted),
-        ).to_wire()
-    return result
-
-
 def _decide(
     outcome: Outcome,
     spec: DriftPolicySpec,
@@ -256,41 +208,23 @@ def _decide(
     now: datetime.datetime,
 ) -> None:
     previous = get_condition(status.conditions or [], DRIFTED)
-    was_drifted = previous is not None and previous.status == "True"
-    if assessment.drifted is None:
-        outcome.condition(
-            DRIFTED, "Unknown", "NotEnoughData", f"fewer than {spec.thresholds.min_samples} samples: no drift decision"
-        )
-    elif assessment.drifted:
-        reasons = assessment.reasons()
-        kind = "ConceptDrift" if not assessment.drifted_features else "DataDrift"
-        message = "; ".join(reasons)
-        outcome.condition(DRIFTED, "True", kind, message)
-        if not was_drifted:
-            outcome.event("Warning", "DriftDetected", message)
-    else:
-        outcome.condition(
-            DRIFTED, "False", "NoDrift", f"{len(assessment.features)} features and accuracy within thresholds"
-        )
-        if was_drifted:
-            outcome.event("Normal", "DriftEnded", "no feature drifts any more")
-
-    decision = drift_policy.decide_trigger(
-        spec, assessment, status.consecutive_drifted_checks or 0, status.last_retraining, now
+    decision = drift_policy.decide_check(
+        spec,
+        assessment,
+        was_drifted=previous is not None and previous.status == "True",
+        consecutive=status.consecutive_drifted_checks or 0,
+        last=status.last_retraining,
+        policy=name,
+        uid=uid,
+        name_limit=name_limit(spec),
+        now=now,
     )
+    outcome.conditions += [decision.drifted] + ([decision.retraining] if decision.retraining else [])
+    outcome.events += decision.events
     outcome.status["consecutiveDriftedChecks"] = decision.consecutive
-    if decision.request:
-        sequence = next_sequence(status.last_retraining)
-        job = request_name(name, uid, sequence, name_limit(spec))
-        record = RetrainingRecord(
-            job=job, sequence=sequence, requested_at=now, reasons=decision.reasons, outcome="Requested"
-        )
-        outcome.status["lastRetraining"] = record.to_wire()
-        outcome.condition(RETRAINING, "True", "Requested", f"retraining {job} requested: {decision.why}")
-        outcome.event("Normal", "RetrainingRequested", f"{job}: " + "; ".join(decision.reasons))
+    if decision.request is not None:
+        outcome.status["lastRetraining"] = decision.request.to_wire()
         DECISIONS.labels("retraining", "Requested").inc()
-    elif status.last_retraining is None:
-        outcome.condition(RETRAINING, "False", "NotRequested", decision.why)
 
 
 async def monitor(

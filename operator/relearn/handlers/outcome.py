@@ -14,28 +14,16 @@ from typing import Any
 import kopf
 
 from relearn.adapters.kube import KubeClient
-from relearn.api.conditions import Condition, ConditionStatus, parse_conditions, set_condition
+from relearn.api.conditions import (
+    Condition,
+    ConditionStatus,
+    ConditionUpdate,
+    EventRecord,
+    parse_conditions,
+    set_condition,
+)
 from relearn.api.names import STALLED, ConditionType, EventType
 from relearn.errors import APIError
-
-
-@dataclass(frozen=True)
-class ConditionUpdate:
-    """One condition a turn sets (by type, on the freshest status)."""
-
-    type: ConditionType
-    status: ConditionStatus
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    """One Event a turn posts, before its status write."""
-
-    type: EventType
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import datetime
 from typing import Any
 
 from relearn.adapters.kube import PYTORCHJOBS, SERVICES, KubeClient
+from relearn.api.conditions import ConditionUpdate, EventRecord
 from relearn.api.driftpolicy import DriftPolicySpec, RetrainingRecord
 from relearn.api.names import RETRAINING, EventType
 from relearn.core import retraining, semver
@@ -21,7 +22,6 @@ from relearn.core.jobs import rendezvous_service_manifest, training_job, trainin
 from relearn.core.model_versions import champion
 from relearn.errors import Invalid, InvalidSetting
 from relearn.handlers.lookups import Lookup
-from relearn.handlers.outcome import ConditionUpdate, EventRecord
 from relearn.metrics import DECISIONS, RETRAININGS
 
 # The label a training's pods carry its name in, by kind.
