@@ -9,7 +9,9 @@ names its kubeconfig. Load it with
 - ``namespace``: a fresh namespace per test, deleted afterwards;
 - ``relearn_crds``: Relearn's CRDs applied once per session;
 - ``sandbox``: the sandbox itself, for tests of sandbox-only behaviour;
-  skipped, with the reason, on a real cluster.
+  skipped, with the reason, on a real cluster;
+- ``prometheus_url``: the sandbox's Prometheus, for tests that read metrics;
+  skipped, with the reason, where Prometheus is not installed.
 """
 
 from __future__ import annotations
@@ -68,6 +70,14 @@ def sandbox(control_plane: ControlPlane) -> Sandbox:
     if control_plane.sandbox is None:
         pytest.skip(f"sandbox-only behaviour; {KUBECONFIG_ENV} points at a real cluster")
     return control_plane.sandbox
+
+
+@pytest.fixture
+def prometheus_url(sandbox: Sandbox) -> str:
+    url = sandbox.prometheus_url
+    if url is None:
+        pytest.skip("prometheus is not installed (make test installs it with apt)")
+    return url
 
 
 @pytest.fixture(scope="session")

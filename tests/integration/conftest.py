@@ -9,7 +9,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from ab_server import GROUP, MODEL, VERSION, Served, serving, versions
@@ -21,15 +20,13 @@ from relearn_sandbox.testing import ControlPlane
 @pytest.fixture
 def served(
     control_plane: ControlPlane,
-    sandbox: Any,
+    prometheus_url: str,
     namespace: str,
     relearn_crds: None,
     api_client: client.ApiClient,
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> Iterator[Served]:
-    if sandbox.prometheus_url is None:
-        pytest.skip("prometheus is not installed (make test installs it with apt)")
     accuracy = request.param
     accuracy = dict(accuracy)
     extra_env = accuracy.pop("env", {})

@@ -65,17 +65,15 @@ def resources(prometheus_url: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def monitored(
     control_plane: ControlPlane,
-    sandbox: Any,
+    prometheus_url: str,
     namespace: str,
     relearn_crds: None,
     api_client: client.ApiClient,
     tmp_path: Path,
 ) -> Iterator[str]:
-    if sandbox.prometheus_url is None:
-        pytest.skip("prometheus is not installed (make test installs it with apt)")
     apps, custom = client.AppsV1Api(api_client), client.CustomObjectsApi(api_client)
     apps.create_namespaced_deployment(namespace, model_server("fraud"))
-    for body in resources(sandbox.prometheus_url):
+    for body in resources(prometheus_url):
         plural = {"ModelVersion": "modelversions", "DriftPolicy": "driftpolicies"}[body["kind"]]
         custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
     operator = start_operator(control_plane.kubeconfig, [namespace], tmp_path / "operator.log")

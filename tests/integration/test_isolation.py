@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client
@@ -24,20 +23,18 @@ from test_drift_detection import GROUP, VERSION, WINDOW_SECONDS, checks, conditi
 @pytest.fixture
 def two_tenants(
     control_plane: ControlPlane,
-    sandbox: Any,
+    prometheus_url: str,
     namespace: str,
     relearn_crds: None,
     api_client: client.ApiClient,
     tmp_path: Path,
 ) -> Iterator[tuple[str, str]]:
-    if sandbox.prometheus_url is None:
-        pytest.skip("prometheus is not installed (make test installs it with apt)")
     core, apps, custom = client.CoreV1Api(api_client), client.AppsV1Api(api_client), client.CustomObjectsApi(api_client)
     other = f"other-{uuid.uuid4().hex[:6]}"
     core.create_namespace({"metadata": {"name": other}})
     for ns, env in ((namespace, {}), (other, {"SHIFT": "3"})):
         apps.create_namespaced_deployment(ns, model_server("fraud", env))
-        for body in resources(sandbox.prometheus_url):
+        for body in resources(prometheus_url):
             body["spec"].pop("retraining", None)  # detection only
             plural = {"ModelVersion": "modelversions", "DriftPolicy": "driftpolicies"}[body["kind"]]
             custom.create_namespaced_custom_object(GROUP, VERSION, ns, plural, body)

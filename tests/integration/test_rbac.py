@@ -137,14 +137,13 @@ def the_loop(api: client.ApiClient, kubeconfig: Path, namespace: str, workdir: P
 def test_the_operator_calls_exactly_what_the_chart_grants_in_both_install_modes(
     control_plane: ControlPlane,
     sandbox: Any,
+    prometheus_url: str,
     namespace: str,
     relearn_crds: None,
     api_client: client.ApiClient,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if sandbox.prometheus_url is None:
-        pytest.skip("prometheus is not installed (make test installs it with apt)")
     monkeypatch.setattr(demo_loop, "HOST", f"{namespace}.rbac.local")  # a route of its own on the shared gateway
     namespaced = chart_rules({"rbac": {"clusterWide": False}, "watchNamespaces": [namespace]})
     (role,) = namespaced  # a Role in the served namespace, and no cluster-wide right at all

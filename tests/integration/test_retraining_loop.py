@@ -51,15 +51,13 @@ def policy(name: str, prometheus_url: str, dataset: Path, output: Path) -> dict[
 @pytest.fixture
 def world(
     control_plane: ControlPlane,
-    sandbox: Any,
+    prometheus_url: str,
     namespace: str,
     relearn_crds: None,
     api_client: client.ApiClient,
     tmp_path: Path,
     tiny_champion: Path,
 ) -> Iterator[dict[str, Any]]:
-    if sandbox.prometheus_url is None:
-        pytest.skip("prometheus is not installed (make test installs it with apt)")
     base, _ = synthetic.workspace(tmp_path, trained=tiny_champion)
     client.AppsV1Api(api_client).create_namespaced_deployment(namespace, model_server("documents", {"SHIFT": "3"}))
     custom = client.CustomObjectsApi(api_client)
@@ -86,7 +84,7 @@ def world(
     state = {
         "namespace": namespace,
         "operator": start_operator(control_plane.kubeconfig, [namespace], log),
-        "prometheus": sandbox.prometheus_url,
+        "prometheus": prometheus_url,
         "tmp": tmp_path,
         "log": log,
     }

@@ -326,10 +326,8 @@ def test_gateway_follows_httproute_weights(
 
 
 def test_prometheus_scrapes_annotated_pods_with_their_labels(
-    apps: client.AppsV1Api, namespace: str, sandbox: Sandbox
+    apps: client.AppsV1Api, namespace: str, prometheus_url: str
 ) -> None:
-    if sandbox.prometheus_url is None:
-        pytest.skip("prometheus is not installed (make test installs it with apt)")
     apps.create_namespaced_deployment(
         namespace,
         deployment(
@@ -342,9 +340,9 @@ def test_prometheus_scrapes_annotated_pods_with_their_labels(
     query = urllib.parse.quote(f'served_total{{namespace="{namespace}"}}')
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # Prometheus scrapes on its own clock (1 s here)
-        result = json.loads(
-            urllib.request.urlopen(f"{sandbox.prometheus_url}/api/v1/query?query={query}", timeout=5).read()
-        )["data"]["result"]
+        result = json.loads(urllib.request.urlopen(f"{prometheus_url}/api/v1/query?query={query}", timeout=5).read())[
+            "data"
+        ]["result"]
         if result:
             metric = result[0]["metric"]
             assert metric["relearn_dev_model"] == "invoice-classifier"

@@ -12,27 +12,19 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
 from relearn.api import Kind
 from relearn.api.base import SpecModel
-from relearn.api.conditions import Condition, ConditionStatus, parse_conditions, set_condition
+from relearn.api.conditions import Condition, ConditionStatus, EventRecord, parse_conditions, set_condition
+from relearn.api.names import EventType
 from relearn.api.schema import field_path
 
 READY = "Ready"
 INVALID_SPEC = "InvalidSpec"
 SPEC_ACCEPTED = "SpecAccepted"
-
-EventType = Literal["Normal", "Warning"]
-
-
-@dataclass(frozen=True)
-class Event:
-    type: EventType
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -42,7 +34,7 @@ class SpecCheck:
     spec: SpecModel | None
     errors: tuple[str, ...]
     status_patch: dict[str, Any]
-    event: Event | None
+    event: EventRecord | None
 
     @property
     def valid(self) -> bool:
@@ -128,7 +120,7 @@ def check_spec(
         observed_generation=generation,
         now=now,
     )
-    event = Event(event_type, reason, message) if first_look else None
+    event = EventRecord(event_type, reason, message) if first_look else None
     status_patch: dict[str, Any] = {"observedGeneration": generation, "conditions": [c.to_wire() for c in conditions]}
     phase = first_phase(body, versions) if kind.kind == "ModelVersion" and spec is not None else None
     if phase is not None:
