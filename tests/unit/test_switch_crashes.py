@@ -36,6 +36,7 @@ from relearn.core.experiment import END_PHASES
 from relearn.core.model_versions import StatusChange
 from relearn.handlers.experiments import analysis, context, ending, notify, rollback
 from relearn.handlers.outcome import Outcome
+from test_switch_handlers import ranker
 
 ROUTE = ("httproutes", "default", "ranker")
 ABX = ("abexperiments", "default", "ranker-1.1.0")
@@ -181,30 +182,8 @@ class CrashingKube(FakeKube):
         return result
 
 
-def adapter_of(version: str) -> dict[str, Any]:
-    """The challenger's adapter and its sha256 (the operator tests no challenger without one)."""
-    return {} if version == "1.0.0" else {"adapter": {"uri": f"/adapters/{version}", "sha256": "a" * 64}}
-
-
 def world(kube: CrashingKube) -> None:
-    for version, phase in (("1.0.0", "Champion"), ("1.1.0", "Registered")):
-        kube.add(
-            "modelversions",
-            {
-                "metadata": {"name": f"ranker-{version}"},
-                "spec": {"model": "ranker", "version": version, "baseModel": {"uri": "/m"}, **adapter_of(version)},
-                "status": {"phase": phase},
-            },
-        )
-    labels = {"app": "ranker", "relearn.dev/model": "ranker", "relearn.dev/version": "1.0.0"}
-    container = {"name": "server", "image": "ranker:1"}
-    kube.add(
-        "deployments",
-        {
-            "metadata": {"name": "ranker", "labels": {"relearn.dev/model": "ranker"}},
-            "spec": {"replicas": 1, "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}},
-        },
-    )
+    ranker(kube)
     kube.add(
         "services",
         {"metadata": {"name": "ranker"}, "spec": {"selector": {"app": "ranker"}, "ports": [{"port": 80}]}},

@@ -28,8 +28,9 @@ def adapter_of(version: str) -> dict[str, Any]:
     return {} if version == "1.0.0" else {"adapter": {"uri": f"/adapters/{version}", "sha256": "a" * 64}}
 
 
-def world(kube: FakeKube, refs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Champion 1.0.0 (Deployment, version-less Service, ready endpoints) and an HTTPRoute with ``refs``."""
+def ranker(kube: FakeKube, deployment_status: dict[str, Any] | None = None) -> None:
+    """ModelVersions ranker 1.0.0 (Champion) and 1.1.0 (Registered, with its
+    adapter), and the champion's Deployment ``ranker``."""
     for version, phase in (("1.0.0", "Champion"), ("1.1.0", "Registered")):
         kube.add(
             "modelversions",
@@ -40,20 +41,19 @@ def world(kube: FakeKube, refs: list[dict[str, Any]]) -> dict[str, Any]:
             },
         )
     labels = {"app": "ranker", "relearn.dev/model": "ranker", "relearn.dev/version": "1.0.0"}
-    kube.add(
-        "deployments",
-        {
-            "metadata": {"name": "ranker", "labels": {"relearn.dev/model": "ranker"}},
-            "spec": {
-                "replicas": 1,
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "server", "image": "ranker:1"}]},
-                },
-            },
-            "status": {"availableReplicas": 1},
-        },
-    )
+    container = {"name": "server", "image": "ranker:1"}
+    deployment: dict[str, Any] = {
+        "metadata": {"name": "ranker", "labels": {"relearn.dev/model": "ranker"}},
+        "spec": {"replicas": 1, "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}},
+    }
+    if deployment_status is not None:
+        deployment["status"] = deployment_status
+    kube.add("deployments", deployment)
+
+
+def world(kube: FakeKube, refs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Champion 1.0.0 (Deployment, version-less Service, ready endpoints) and an HTTPRoute with ``refs``."""
+    ranker(kube, {"availableReplicas": 1})
     kube.add("services", {"metadata": {"name": "ranker"}, "spec": {"selector": {"app": "ranker"}, "ports": []}})
     kube.add("httproutes", {"metadata": {"name": "ranker"}, "spec": {"rules": [{"backendRefs": refs}]}})
     return kube.add(
