@@ -4,7 +4,13 @@ sandbox; the per-check cost at the largest N against the smallest, measured
 in the same run (goal <= 1.2: the cost of a check does not grow with N).
 
     .venv/bin/python bench/scale.py [--drift 100,300,1000] [--experiments 100,300,1000]
-        [--interval 30] [--window 120] [--first-status-timeout 300]
+        [--interval 30] [--window 120] [--together 1000] [--together-interval 300]
+        [--together-window 0] [--first-status-timeout 300]
+
+Then the goal case: ``--together`` N DriftPolicies (``--together-interval``
+300 s) and N ABExperiments on one operator, measured over 2.5 intervals (so
+every policy's second and third checks fall in it), with the goal printed:
+at most 0.5 core and 400 MB, check periods within 10 % of the interval.
 
 Each case gets a namespace of its own in one sandbox (``relearn sandbox serve
 --no-prometheus``, its own process) and an operator of its own (``relearn run
@@ -218,100 +224,149 @@ def quantile(values: list[float], q: float) -> float:
 
 @dataclass
 class Result:
-    kind: str
-    n: int
+    """One case: one operator over ``counts`` objects of each kind."""
+
+    counts: dict[str, int]
+    interval: float  # the DriftPolicies' interval, seconds
     cpu_per_min: float
     rss: float
-    done: float
-    asked: float
-    p50: float
+    done: dict[str, float]
+    asked: dict[str, float]
+    p50: float  # DriftPolicies' check period (nan without them)
     p95: float
     first_status: float
-    per_check_ms: float
+    per_check_ms: float  # the operator's CPU over every check and turn done
+
+    @property
+    def name(self) -> str:
+        return " + ".join(f"{n} {PLURALS[kind]}" for kind, n in self.counts.items())
+
+
+HANDLERS = {"DriftPolicy": ("driftpolicies", "drift-check"), "ABExperiment": ("abexperiments", "experiment")}
 
 
 def run_case(
-    api: client.ApiClient, kubeconfig: Path, kind: str, n: int, prometheus: str, args: argparse.Namespace, logs: Path
+    api: client.ApiClient,
+    kubeconfig: Path,
+    counts: dict[str, int],
+    interval: int,
+    prometheus: str,
+    args: argparse.Namespace,
+    logs: Path,
 ) -> Result:
-    namespace = f"scale-{kind.lower()}-{n}"
+    namespace = "scale-" + "-".join(f"{kind.lower()}-{n}" for kind, n in counts.items())
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     core.create_namespace({"metadata": {"name": namespace}})
     objects: list[tuple[str, dict[str, Any]]] = []
-    for i in range(n):
+    for i in range(max(counts.values())):
         model = f"m{i:04d}"
         objects.append(("modelversions", champion(model)))
-        if kind == "DriftPolicy":
-            objects.append(("driftpolicies", drift_policy(model, prometheus, args.interval)))
-        else:
+        if i < counts.get("DriftPolicy", 0):
+            objects.append(("driftpolicies", drift_policy(model, prometheus, interval)))
+        if i < counts.get("ABExperiment", 0):
             objects.append(("modelversions", challenger(model)))
             objects.append(("abexperiments", experiment(model, prometheus)))
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda o: custom.create_namespaced_custom_object(GROUP, VERSION, namespace, *o), objects))
 
-    plural, handler = ("driftpolicies", "drift-check") if kind == "DriftPolicy" else ("abexperiments", "experiment")
-    interval = float(args.interval) if kind == "DriftPolicy" else EXPERIMENT_POLL
-    seen, stop = Seen(), threading.Event()
-    follower = threading.Thread(target=follow, args=(api, namespace, plural, seen, stop), daemon=True)
-    follower.start()
+    seen = {kind: Seen() for kind in counts}
+    stop = threading.Event()
+    followers = [
+        threading.Thread(target=follow, args=(api, namespace, HANDLERS[kind][0], seen[kind], stop), daemon=True)
+        for kind in counts
+    ]
+    for follower in followers:
+        follower.start()
     metrics_port = free_port()
     started = time.monotonic()
     operator = start_operator(
         kubeconfig, [namespace], logs / f"{namespace}.log", with_parent=True, metrics_port=metrics_port
     )
+
+    def handled() -> dict[str, float]:
+        return {kind: handler_count(metrics_port, HANDLERS[kind][1]) for kind in counts}
+
+    def all_seen() -> bool:
+        return all(len(seen[kind].first) >= n for kind, n in counts.items())
+
     try:
         deadline = started + args.first_status_timeout
-        while len(seen.first) < n and time.monotonic() < deadline:
+        while not all_seen() and time.monotonic() < deadline:
             time.sleep(0.2)
-        first_status = (max(seen.first.values()) - started) if len(seen.first) == n else float("inf")
-        cpu0, count0, window_start = cpu_seconds(operator.pid), handler_count(metrics_port, handler), time.monotonic()
-        time.sleep(args.window)
-        cpu1, count1, window_end = cpu_seconds(operator.pid), handler_count(metrics_port, handler), time.monotonic()
+        last_first = max(max(s.first.values(), default=started) for s in seen.values())
+        first_status = (last_first - started) if all_seen() else float("inf")
+        cpu0, count0, window_start = cpu_seconds(operator.pid), handled(), time.monotonic()
+        time.sleep(args.window if args.window > 0 else 2.5 * interval)
+        cpu1, count1, window_end = cpu_seconds(operator.pid), handled(), time.monotonic()
         rss = rss_mb(operator.pid)
     finally:
         stop.set()
         stop_operator(operator)
-        follower.join(10)
+        for follower in followers:
+            follower.join(10)
     elapsed = window_end - window_start
-    done = count1 - count0
+    done = {kind: count1[kind] - count0[kind] for kind in counts}
     periods = []
-    with seen.lock:
-        for times in seen.checks.values():
-            # From the second check on: the first period is half to one and a half intervals by design.
-            periods += [b - a for a, b in itertools.pairwise(times[1:]) if window_start <= b <= window_end]
+    if "DriftPolicy" in counts:
+        with seen["DriftPolicy"].lock:
+            for times in seen["DriftPolicy"].checks.values():
+                # From the second check on: the first period is half to one and a half intervals by design.
+                periods += [b - a for a, b in itertools.pairwise(times[1:]) if window_start <= b <= window_end]
+    waits = {"DriftPolicy": float(interval), "ABExperiment": EXPERIMENT_POLL}
+    total = sum(done.values())
     return Result(
-        kind=kind,
-        n=n,
+        counts=counts,
+        interval=float(interval),
         cpu_per_min=(cpu1 - cpu0) / elapsed * 60,
         rss=rss,
         done=done,
-        asked=n * elapsed / interval,
+        asked={kind: n * elapsed / waits[kind] for kind, n in counts.items()},
         p50=quantile(periods, 0.5),
         p95=quantile(periods, 0.95),
         first_status=first_status,
-        per_check_ms=(cpu1 - cpu0) / done * 1000 if done else float("inf"),
+        per_check_ms=(cpu1 - cpu0) / total * 1000 if total else float("inf"),
     )
 
 
-def report(results: list[Result], args: argparse.Namespace) -> None:
+GOAL_CORES, GOAL_RSS, GOAL_PERIOD = 0.5, 400.0, 0.10
+
+
+def report(results: list[Result]) -> None:
     print(
-        f"{'objects':>20} | {'CPU s/min':>9} | {'RSS MB':>6} | {'checks done/asked':>17} | "
+        f"{'objects':>38} | {'CPU s/min':>9} | {'RSS MB':>6} | {'checks done/asked':>24} | "
         f"{'period p50/p95 (interval)':>26} | {'N-th first status':>17} | {'CPU per check':>13}"
     )
     for r in results:
-        interval = args.interval if r.kind == "DriftPolicy" else EXPERIMENT_POLL
-        period = f"{r.p50:.1f}/{r.p95:.1f} s ({interval:.0f} s)" if r.p50 == r.p50 else f"- ({interval:.0f} s)"
+        if r.p50 == r.p50:
+            period = f"{r.p50:.1f}/{r.p95:.1f} s ({r.interval:.0f} s)"
+        elif "DriftPolicy" in r.counts:
+            period = f"- ({r.interval:.0f} s)"
+        else:
+            period = f"({EXPERIMENT_POLL:.0f} s wait)"
+        done = " + ".join(f"{r.done[kind]:.0f}/{r.asked[kind]:.0f}" for kind in r.counts)
         print(
-            f"{r.n:>6} {PLURALS[r.kind]:>13} | {r.cpu_per_min:9.2f} | {r.rss:6.0f} | "
-            f"{r.done:8.0f}/{r.asked:<8.0f} | {period:>26} | {r.first_status:15.1f} s | {r.per_check_ms:10.2f} ms"
+            f"{r.name:>38} | {r.cpu_per_min:9.2f} | {r.rss:6.0f} | {done:>24} | {period:>26} | "
+            f"{r.first_status:15.1f} s | {r.per_check_ms:10.2f} ms"
         )
     for kind in ("DriftPolicy", "ABExperiment"):
-        of_kind = sorted((r for r in results if r.kind == kind), key=lambda r: r.n)
+        of_kind = sorted((r for r in results if list(r.counts) == [kind]), key=lambda r: r.counts[kind])
         if len(of_kind) >= 2:
             low, high = of_kind[0], of_kind[-1]
             print(
-                f"{kind}: CPU per check at {high.n} / at {low.n} = {high.per_check_ms / low.per_check_ms:.2f} "
-                "(goal <= 1.2)"
+                f"{kind}: CPU per check at {high.counts[kind]} / at {low.counts[kind]} = "
+                f"{high.per_check_ms / low.per_check_ms:.2f} (goal <= 1.2)"
             )
+    for r in results:
+        if len(r.counts) < 2:
+            continue
+        cores = r.cpu_per_min / 60
+        within = max(abs(r.p50 - r.interval), abs(r.p95 - r.interval)) / r.interval
+        met = cores <= GOAL_CORES and r.rss <= GOAL_RSS and within <= GOAL_PERIOD
+        print(
+            f"{r.name} on one operator: {cores:.2f} core (goal <= {GOAL_CORES}), {r.rss:.0f} MB "
+            f"(goal <= {GOAL_RSS:.0f}), check periods within {within:.1%} of {r.interval:.0f} s "
+            f"(goal <= {GOAL_PERIOD:.0%}): {'met' if met else 'NOT met'}"
+        )
 
 
 def sizes(text: str) -> list[int]:
@@ -323,13 +378,34 @@ def main() -> int:
     parser.add_argument("--drift", type=sizes, default=sizes("100,300,1000"), help="DriftPolicy counts")
     parser.add_argument("--experiments", type=sizes, default=sizes("100,300,1000"), help="ABExperiment counts")
     parser.add_argument("--interval", type=int, default=30, help="DriftPolicy interval in seconds (%(default)s)")
-    parser.add_argument("--window", type=float, default=120.0, help="measured seconds per case (%(default)s)")
+    parser.add_argument(
+        "--together",
+        type=sizes,
+        default=sizes("1000"),
+        help="N DriftPolicies and N ABExperiments on one operator, the goal case (%(default)s; '' for none)",
+    )
+    parser.add_argument(
+        "--together-interval", type=int, default=300, help="their DriftPolicies' interval, seconds (%(default)s)"
+    )
+    parser.add_argument(
+        "--window", type=float, default=120.0, help="measured seconds per case (%(default)s; 0: 2.5 intervals)"
+    )
+    parser.add_argument(
+        "--together-window", type=float, default=0.0, help="measured seconds of a together case (0: 2.5 intervals)"
+    )
     parser.add_argument("--first-status-timeout", type=float, default=300.0, help="seconds (%(default)s)")
     args = parser.parse_args()
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), StubPrometheus)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     prometheus = f"http://127.0.0.1:{server.server_address[1]}"
+    cases: list[tuple[dict[str, int], int, float]] = [
+        ({"DriftPolicy": n}, args.interval, args.window) for n in args.drift
+    ]
+    cases += [({"ABExperiment": n}, args.interval, args.window) for n in args.experiments]
+    cases += [
+        ({"DriftPolicy": n, "ABExperiment": n}, args.together_interval, args.together_window) for n in args.together
+    ]
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="relearn-scale-") as tmp:
         directory = Path(tmp)
@@ -338,14 +414,15 @@ def main() -> int:
             kubeconfig = Path(state["kubeconfig"])
             api = config.new_client_from_config(config_file=str(kubeconfig))
             install_crds(api)
-            for kind, counts in (("DriftPolicy", args.drift), ("ABExperiment", args.experiments)):
-                for n in counts:
-                    results.append(run_case(api, kubeconfig, kind, n, prometheus, args, directory))
-                    print(f"done: {n} {PLURALS[kind]}", file=sys.stderr, flush=True)
+            for counts, interval, window in cases:
+                args.window = window
+                result = run_case(api, kubeconfig, counts, interval, prometheus, args, directory)
+                results.append(result)
+                print(f"done: {result.name}", file=sys.stderr, flush=True)
         finally:
             control.down(directory / "sandbox")
             server.shutdown()
-    report(results, args)
+    report(results)
     return 0
 
 
