@@ -62,13 +62,13 @@ import aiohttp
 
 from relearn_sandbox.errors import ApiError
 from relearn_sandbox.podlogs import LogOptions, TimedLog, select
+from relearn_sandbox.ports import PORTS_ANNOTATION, container_port, pod_port
 from relearn_sandbox.processes import die_with_parent, free_port, kill_tree, terminate_group
 from relearn_sandbox.selectors import parse_label_selector
 from relearn_sandbox.store import Change, Store, now_rfc3339
 
 logger = logging.getLogger(__name__)
 
-PORTS_ANNOTATION = "sandbox.relearn.dev/ports"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 TERMINATION_ENV = "RELEARN_TERMINATION_MESSAGE_PATH"
 MAX_TERMINATION_MESSAGE = 4096
@@ -637,8 +637,8 @@ class Kubelet:
     def _environment(self, pod: Mapping[str, Any], container: Container) -> dict[str, str]:
         env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
         env["HOSTNAME"] = pod["spec"].get("hostname") or pod["metadata"]["name"]
-        for container_port, host_port in container.ports.items():
-            env[f"RELEARN_SANDBOX_PORT_{container_port}"] = str(host_port)
+        for declared, host_port in container.ports.items():
+            env[f"RELEARN_SANDBOX_PORT_{declared}"] = str(host_port)
         if container.ports:
             env["PORT"] = str(next(iter(container.ports.values())))
         for item in container.spec.get("env") or ():
@@ -931,34 +931,6 @@ class Kubelet:
 
 def _waiting(container: str, pod: str, why: str) -> ApiError:
     return ApiError(400, "BadRequest", f'container "{container}" in pod "{pod}" is waiting to start: {why}')
-
-
-def pod_url(annotations: Mapping[str, str] | None, container_port: int = 8080) -> str:
-    """``http://127.0.0.1:<port>`` where the sandbox runs a pod's ``container_port``."""
-    ports = json.loads((annotations or {}).get(PORTS_ANNOTATION, "{}"))
-    if str(container_port) not in ports:
-        raise LookupError(f"the pod has no container port {container_port} in the sandbox")
-    return f"http://127.0.0.1:{ports[str(container_port)]}"
-
-
-def container_port(spec: Mapping[str, Any], ports: Mapping[int, int], port: Any) -> int | None:
-    """The host port behind a container port given by number or name."""
-    if isinstance(port, str) and not port.isdigit():
-        named = next((p for p in spec.get("ports") or () if p.get("name") == port), None)
-        return ports.get(int(named["containerPort"])) if named else None
-    return ports.get(int(port)) if port is not None else None
-
-
-def pod_port(pod: Mapping[str, Any], target: Any) -> int | None:
-    """The host port of a pod for a Service's targetPort (number or name)."""
-    mapped = {
-        int(k): v for k, v in json.loads(pod["metadata"].get("annotations", {}).get(PORTS_ANNOTATION, "{}")).items()
-    }
-    for spec in pod.get("spec", {}).get("containers") or ():
-        port = container_port(spec, mapped, target)
-        if port is not None:
-            return port
-    return None
 
 
 def _index(pod: Mapping[str, Any]) -> int:
