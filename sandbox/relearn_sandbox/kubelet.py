@@ -36,7 +36,9 @@ EndpointSlices.
 - ``torchrun`` (torch's launcher) and ``python`` as a container's command run with this
   Python (:data:`PROGRAMS`: what the trainer image has on its PATH).
 
-It runs on the API server's event loop and writes through :class:`Store`.
+The Deployment, Job and Endpoints controllers are :mod:`.controllers`; this
+module runs them on its work queue. It runs on the API server's event loop
+and writes through :class:`Store`.
 """
 
 from __future__ import annotations
@@ -44,36 +46,36 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import copy
 import datetime
-import hashlib
 import json
 import logging
 import os
 import re
 import shutil
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from relearn_sandbox.controllers.deployments import DeploymentController
+from relearn_sandbox.controllers.endpoints import EndpointsController
+from relearn_sandbox.controllers.jobs import JobController
+from relearn_sandbox.controllers.objects import delete_pod, patch_status, pod_phase
 from relearn_sandbox.errors import ApiError
 from relearn_sandbox.podlogs import LogOptions, TimedLog, select
-from relearn_sandbox.ports import PORTS_ANNOTATION, container_port, pod_port
+from relearn_sandbox.ports import PORTS_ANNOTATION, container_port
 from relearn_sandbox.processes import die_with_parent, free_port, kill_tree, terminate_group
-from relearn_sandbox.selectors import parse_label_selector
 from relearn_sandbox.store import Change, Store, now_rfc3339
 
 logger = logging.getLogger(__name__)
 
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 TERMINATION_ENV = "RELEARN_TERMINATION_MESSAGE_PATH"
 MAX_TERMINATION_MESSAGE = 4096
+# Controllers first, so pods they create are started in the same pass.
 ORDER = ("deployment", "job", "pod", "service")
-COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 # Programs the trainer image has on its PATH, run here with this Python.
 PROGRAMS = {"torchrun": [sys.executable, "-m", "torch.distributed.run"], "python": [sys.executable]}
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "VIRTUAL_ENV", "PYTHONPATH", "TMPDIR", "SSL_CERT_FILE")
@@ -86,10 +88,6 @@ def expand(text: str, env: Mapping[str, str]) -> str:
         lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)),
         text,
     )
-
-
-def template_hash(template: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
 
 
 @dataclass
@@ -156,13 +154,21 @@ class Kubelet:
         self.images = dict(images or {})
         self.on_pods_changed = on_pods_changed
         self.max_backoff = max_backoff
-        self.job_backoff = job_backoff
         self._shared_ports: dict[tuple[str, str, int], int] = {}  # (namespace, subdomain, containerPort)
         self._pods: dict[tuple[str, str], PodRuntime] = {}
         self._dirty: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._timers: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
+        self.deployments = DeploymentController(store)
+        self.jobs = JobController(store, job_backoff=job_backoff, later=self._sync_job_later)
+        self.endpoints = EndpointsController(store)
+        self._syncs: dict[str, Callable[[str, str], Awaitable[None]]] = {
+            "deployment": self.deployments.sync,
+            "job": self.jobs.sync,
+            "pod": self._sync_pod,
+            "service": self.endpoints.sync,
+        }
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -220,17 +226,17 @@ class Kubelet:
         self._timers.add(task)
         task.add_done_callback(self._timers.discard)
 
+    def _sync_job_later(self, delay: float, namespace: str, name: str) -> None:
+        self._later(delay, ("job", namespace, name))
+
     async def _work(self) -> None:
         while True:
             batch = {await self._dirty.get()}
             while not self._dirty.empty():
                 batch.add(self._dirty.get_nowait())
-            # Controllers first, so pods they create are started in the same pass.
-            for kind, namespace, name in sorted(
-                batch, key=lambda i: ("deployment", "job", "pod", "service").index(i[0])
-            ):
+            for kind, namespace, name in sorted(batch, key=lambda i: ORDER.index(i[0])):
                 try:
-                    await getattr(self, f"_sync_{kind}")(namespace, name)
+                    await self._syncs[kind](namespace, name)
                 except ApiError as error:
                     if error.code not in (404, 409):
                         logger.warning("sandbox %s %s/%s: %s", kind, namespace, name, error.message)
@@ -240,331 +246,6 @@ class Kubelet:
                     logger.exception("sandbox %s %s/%s failed", kind, namespace, name)
             if self.on_pods_changed and any(kind == "pod" for kind, _, _ in batch):
                 self.on_pods_changed(self.store.objects("", "pods"))
-
-    # -- helpers --------------------------------------------------------------
-
-    def _owned(self, plural: str, group: str, namespace: str, owner_uid: str) -> list[dict[str, Any]]:
-        return [
-            o
-            for o in self.store.objects(group, plural, namespace)
-            if any(r.get("uid") == owner_uid for r in o["metadata"].get("ownerReferences") or ())
-        ]
-
-    def _patch_status(self, group: str, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-        rt = self.store.type_for(group, plural)
-        self.store.patch(rt, namespace, name, "application/merge-patch+json", {"status": status}, subresource="status")
-
-    def _create_pod(
-        self,
-        namespace: str,
-        owner: dict[str, Any],
-        template: Mapping[str, Any],
-        generate_name: str,
-        extra_labels: Mapping[str, str],
-    ) -> dict[str, Any]:
-        meta = copy.deepcopy(template.get("metadata") or {})
-        meta["labels"] = {**(meta.get("labels") or {}), **extra_labels}
-        meta["generateName"] = generate_name
-        meta["ownerReferences"] = [
-            {
-                "apiVersion": owner["apiVersion"],
-                "kind": owner["kind"],
-                "name": owner["metadata"]["name"],
-                "uid": owner["metadata"]["uid"],
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ]
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": copy.deepcopy(template.get("spec") or {})}
-        return self.store.create(self.store.type_for("", "pods"), namespace, pod)
-
-    def _delete_pod(self, namespace: str, name: str) -> None:
-        with contextlib.suppress(ApiError):
-            self.store.delete(self.store.type_for("", "pods"), namespace, name)
-
-    @staticmethod
-    def _pod_ready(pod: Mapping[str, Any]) -> bool:
-        return any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in pod.get("status", {}).get("conditions") or ()
-        )
-
-    @staticmethod
-    def _pod_phase(pod: Mapping[str, Any]) -> str:
-        return str(pod.get("status", {}).get("phase", "Pending"))
-
-    # -- Deployment controller --------------------------------------------------
-
-    async def _sync_deployment(self, namespace: str, name: str) -> None:
-        deployment = self.store.try_get("apps", "deployments", namespace, name)
-        if deployment is None or deployment["metadata"].get("deletionTimestamp"):
-            return
-        spec = deployment.get("spec", {})
-        desired = int(spec.get("replicas", 1))
-        template = spec.get("template", {})
-        current_hash = template_hash(template)
-        pods = [
-            p
-            for p in self._owned("pods", "", namespace, deployment["metadata"]["uid"])
-            if not p["metadata"].get("deletionTimestamp")
-        ]
-        current = [p for p in pods if p["metadata"].get("labels", {}).get("pod-template-hash") == current_hash]
-        old = [p for p in pods if p not in current]
-        recreate = (spec.get("strategy") or {}).get("type") == "Recreate"
-        for pod in sorted(current, key=self._pod_ready)[: max(0, len(current) - desired)]:
-            self._delete_pod(namespace, pod["metadata"]["name"])
-        current = current[:desired] if len(current) > desired else current
-        if recreate and old:
-            for pod in old:
-                self._delete_pod(namespace, pod["metadata"]["name"])
-            old = []
-        for _ in range(desired - len(current)):
-            current.append(
-                self._create_pod(
-                    namespace, deployment, template, f"{name}-{current_hash}-", {"pod-template-hash": current_hash}
-                )
-            )
-        ready_new = sum(1 for p in current if self._pod_ready(p))
-        # Rolling replacement: old pods go as new ones become ready.
-        keep_old = max(0, desired - ready_new)
-        for pod in sorted(old, key=self._pod_ready)[: max(0, len(old) - keep_old)]:
-            self._delete_pod(namespace, pod["metadata"]["name"])
-        old = sorted(old, key=self._pod_ready)[max(0, len(old) - keep_old) :]
-        ready = ready_new + sum(1 for p in old if self._pod_ready(p))
-        available = ready >= desired
-        status = {
-            "observedGeneration": deployment["metadata"].get("generation", 1),
-            "replicas": len(current) + len(old),
-            "updatedReplicas": len(current),
-            "readyReplicas": ready,
-            "availableReplicas": ready,
-            "unavailableReplicas": max(0, desired - ready),
-            "conditions": [
-                {
-                    "type": "Available",
-                    "status": "True" if available else "False",
-                    "reason": "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
-                    "message": f"{ready} of {desired} replicas ready",
-                    "lastUpdateTime": now_rfc3339(),
-                    "lastTransitionTime": now_rfc3339(),
-                },
-                {
-                    "type": "Progressing",
-                    "status": "True",
-                    "reason": "NewReplicaSetAvailable" if ready_new >= desired and not old else "ReplicaSetUpdated",
-                    "message": f"{len(current)} updated replicas",
-                    "lastUpdateTime": now_rfc3339(),
-                    "lastTransitionTime": now_rfc3339(),
-                },
-            ],
-        }
-        previous = {k: v for k, v in (deployment.get("status") or {}).items() if k != "conditions"}
-        if previous != {k: v for k, v in status.items() if k != "conditions"}:
-            self._patch_status("apps", "deployments", namespace, name, status)
-
-    # -- Job controller -----------------------------------------------------------
-
-    async def _sync_job(self, namespace: str, name: str) -> None:
-        job = self.store.try_get("batch", "jobs", namespace, name)
-        if job is None or job["metadata"].get("deletionTimestamp"):
-            return
-        status = dict(job.get("status") or {})
-        if any(
-            c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-            for c in status.get("conditions") or ()
-        ):
-            return
-        spec = job.get("spec", {})
-        pods = self._owned("pods", "", namespace, job["metadata"]["uid"])
-        indexed = spec.get("completionMode") == "Indexed"
-        completions = int(spec.get("completions", 1))
-        succeeded = sum(1 for p in pods if self._pod_phase(p) == "Succeeded")
-        failed = sum(1 for p in pods if self._pod_phase(p) == "Failed")
-        active = [
-            p
-            for p in pods
-            if self._pod_phase(p) in ("Pending", "Running") and not p["metadata"].get("deletionTimestamp")
-        ]
-        done = {_index(p) for p in pods if self._pod_phase(p) == "Succeeded"} if indexed else set()
-        started = status.get("startTime") or now_rfc3339()
-        conditions: list[dict[str, Any]] = []
-        deadline = spec.get("activeDeadlineSeconds")
-        elapsed = (
-            datetime.datetime.now(datetime.UTC) - datetime.datetime.fromisoformat(started.replace("Z", "+00:00"))
-        ).total_seconds()
-        if indexed and any(
-            _success_rule_met(rule, done) for rule in (spec.get("successPolicy") or {}).get("rules") or ()
-        ):
-            conditions = [
-                _condition("SuccessCriteriaMet", "SuccessPolicy", "Matched a success policy rule"),
-                _condition("Complete", "SuccessPolicy", "Reached expected number of succeeded pods"),
-            ]
-        elif (len(done & set(range(completions))) if indexed else succeeded) >= completions:
-            conditions = [_condition("Complete", "", "")]
-        elif failed > int(spec.get("backoffLimit", 6)):
-            conditions = [_condition("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")]
-        elif deadline is not None and elapsed >= float(deadline):
-            conditions = [_condition("Failed", "DeadlineExceeded", "Job was active longer than specified deadline")]
-        running = {_index(p) for p in active}
-        missing = [i for i in range(completions) if i not in done and i not in running] if indexed else []
-        if conditions:
-            for pod in active:
-                self._delete_pod(namespace, pod["metadata"]["name"])
-            active = []
-        elif not active or missing:
-            if failed and pods:
-                last_failure = max(
-                    ((s.get("state") or {}).get("terminated") or {}).get("finishedAt", "")
-                    for p in pods
-                    for s in p.get("status", {}).get("containerStatuses") or [{}]
-                )
-                wait = min(self.job_backoff * 2 ** (failed - 1), 10.0)
-                since = _seconds_since(last_failure)
-                if since is not None and since < wait:
-                    self._later(wait - since, ("job", namespace, name))
-                    return
-            labels = {"job-name": name, "batch.kubernetes.io/job-name": name, "controller-uid": job["metadata"]["uid"]}
-            template = copy.deepcopy(spec.get("template", {}))
-            template.setdefault("spec", {}).setdefault("restartPolicy", "Never")
-            if not indexed:
-                active = [self._create_pod(namespace, job, template, f"{name}-", labels)]
-            for index in missing[: max(0, int(spec.get("parallelism", completions)) - len(active))]:
-                active.append(
-                    self._create_pod(
-                        namespace,
-                        job,
-                        _indexed(template, name, index),
-                        f"{name}-{index}-",
-                        {**labels, COMPLETION_INDEX: str(index)},
-                    )
-                )
-        if deadline is not None and not conditions:
-            self._later(max(0.1, float(deadline) - elapsed), ("job", namespace, name))
-        new_status: dict[str, Any] = {
-            "startTime": started,
-            "active": len(active),
-            "succeeded": succeeded,
-            "failed": failed,
-        }
-        if indexed:
-            new_status["completedIndexes"] = ",".join(str(i) for i in sorted(done))
-        if conditions:
-            new_status["conditions"] = conditions
-            if conditions[-1]["type"] == "Complete":
-                new_status["completionTime"] = now_rfc3339()
-        if {k: status.get(k) for k in new_status} != new_status:
-            self._patch_status("batch", "jobs", namespace, name, new_status)
-
-    # -- Services -> Endpoints ----------------------------------------------------------
-
-    async def _sync_service(self, namespace: str, name: str) -> None:
-        service = self.store.try_get("", "services", namespace, name)
-        endpoints_rt = self.store.type_for("", "endpoints")
-        if service is None:
-            return
-        selector = (service.get("spec") or {}).get("selector")
-        if not selector:
-            return
-        matches = parse_label_selector(",".join(f"{k}={v}" for k, v in selector.items()))
-        subsets = []
-        slice_endpoints: list[tuple[list[dict[str, Any]], dict[str, Any], bool]] = []
-        for pod in self.store.objects("", "pods", namespace):
-            if not matches(pod) or pod["metadata"].get("deletionTimestamp") or self._pod_phase(pod) != "Running":
-                continue
-            ports = [
-                {"name": p.get("name", ""), "port": port, "protocol": p.get("protocol", "TCP")}
-                for p in service["spec"].get("ports") or ()
-                if (port := pod_port(pod, p.get("targetPort", p.get("port")))) is not None
-            ]
-            target_ref = {
-                "kind": "Pod",
-                "name": pod["metadata"]["name"],
-                "namespace": namespace,
-                "uid": pod["metadata"]["uid"],
-            }
-            address = {"ip": "127.0.0.1", "targetRef": target_ref}
-            key = "addresses" if self._pod_ready(pod) else "notReadyAddresses"
-            subsets.append({key: [address], "ports": ports})
-            slice_endpoints.append((ports, target_ref, self._pod_ready(pod)))
-        self._sync_endpoint_slices(service, slice_endpoints)
-        body = {
-            "apiVersion": "v1",
-            "kind": "Endpoints",
-            "metadata": {"name": name, "namespace": namespace, "labels": service["metadata"].get("labels", {})},
-            "subsets": subsets,
-        }
-        existing = self.store.try_get("", "endpoints", namespace, name)
-        if existing is None:
-            self.store.create(endpoints_rt, namespace, body)
-        elif existing.get("subsets") != subsets:
-            self.store.update(
-                endpoints_rt,
-                namespace,
-                name,
-                {
-                    **body,
-                    "metadata": {**existing["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]},
-                },
-            )
-
-    def _sync_endpoint_slices(
-        self, service: dict[str, Any], endpoints: list[tuple[list[dict[str, Any]], dict[str, Any], bool]]
-    ) -> None:
-        """``discovery.k8s.io/v1`` EndpointSlices beside the Endpoints (kubectl
-        1.32+ ``describe svc`` reads these): one slice per distinct port list,
-        since every pod here is 127.0.0.1 on its own ports."""
-        meta = service["metadata"]
-        namespace, name = meta["namespace"], meta["name"]
-        slices_rt = self.store.type_for("discovery.k8s.io", "endpointslices")
-        grouped: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
-        for ports, target, ready in endpoints:
-            key = template_hash({"ports": ports})[:5]
-            entry = {
-                "addresses": ["127.0.0.1"],
-                "conditions": {"ready": ready, "serving": ready, "terminating": False},
-                "nodeName": "sandbox",
-                "targetRef": target,
-            }
-            grouped.setdefault(key, (ports, []))[1].append(entry)
-        wanted = {f"{name}-{key}": value for key, value in grouped.items()}
-        for existing in self.store.objects("discovery.k8s.io", "endpointslices", namespace):
-            labels = existing["metadata"].get("labels") or {}
-            if labels.get(SERVICE_NAME_LABEL) == name and existing["metadata"]["name"] not in wanted:
-                with contextlib.suppress(ApiError):
-                    self.store.delete(slices_rt, namespace, existing["metadata"]["name"])
-        for slice_name, (ports, slice_endpoints) in wanted.items():
-            body: dict[str, Any] = {
-                "apiVersion": "discovery.k8s.io/v1",
-                "kind": "EndpointSlice",
-                "metadata": {
-                    "name": slice_name,
-                    "namespace": namespace,
-                    "labels": {
-                        **(meta.get("labels") or {}),
-                        SERVICE_NAME_LABEL: name,
-                        "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
-                    },
-                    "ownerReferences": [
-                        {
-                            "apiVersion": "v1",
-                            "kind": "Service",
-                            "name": name,
-                            "uid": meta["uid"],
-                            "controller": True,
-                            "blockOwnerDeletion": True,
-                        }
-                    ],
-                },
-                "addressType": "IPv4",
-                "endpoints": slice_endpoints,
-                "ports": ports,
-            }
-            current = self.store.try_get("discovery.k8s.io", "endpointslices", namespace, slice_name)
-            if current is None:
-                self.store.create(slices_rt, namespace, body)
-            elif (current.get("endpoints"), current.get("ports")) != (slice_endpoints, ports):
-                body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-                self.store.update(slices_rt, namespace, slice_name, body)
 
     # -- pods -> processes -----------------------------------------------------------
 
@@ -577,13 +258,13 @@ class Kubelet:
                 # As a real cluster: the pod leaves its Services' endpoints
                 # before its process is told to stop, not after.
                 for service in self.store.objects("", "services", namespace):
-                    await self._sync_service(namespace, service["metadata"]["name"])
+                    await self.endpoints.sync(namespace, service["metadata"]["name"])
                 await self._kill_pod(
                     runtime, grace=float((pod or {}).get("spec", {}).get("terminationGracePeriodSeconds", 5))
                 )
                 if pod is not None and pod["metadata"].get("deletionTimestamp"):
                     # Graceful deletion done: the kubelet releases the pod.
-                    self._delete_pod(namespace, name)
+                    delete_pod(self.store, namespace, name)
             return
         if runtime is not None and runtime.uid != pod["metadata"]["uid"]:
             self._pods.pop((namespace, name), None)
@@ -591,7 +272,7 @@ class Kubelet:
             runtime = None
         if (
             runtime is None
-            and self._pod_phase(pod) in ("Pending", "Running")
+            and pod_phase(pod) in ("Pending", "Running")
             and not pod.get("status", {}).get("containerStatuses")
         ):
             await self._start_pod(pod)
@@ -867,7 +548,7 @@ class Kubelet:
             pod = self.store.try_get("", "pods", runtime.namespace, runtime.name)
             if pod is not None and pod["metadata"]["uid"] == runtime.uid:
                 pod_status.setdefault("startTime", (pod.get("status") or {}).get("startTime") or stamp)
-                self._patch_status("", "pods", runtime.namespace, runtime.name, pod_status)
+                patch_status(self.store, "", "pods", runtime.namespace, runtime.name, pod_status)
 
     def kill(self, namespace: str, name: str) -> bool:
         """A fault: SIGKILL the process groups of a pod's running containers."""
@@ -931,64 +612,3 @@ class Kubelet:
 
 def _waiting(container: str, pod: str, why: str) -> ApiError:
     return ApiError(400, "BadRequest", f'container "{container}" in pod "{pod}" is waiting to start: {why}')
-
-
-def _index(pod: Mapping[str, Any]) -> int:
-    """An Indexed Job's pod's completion index (-1 for none)."""
-    text = str((pod["metadata"].get("annotations") or {}).get(COMPLETION_INDEX, ""))
-    return int(text) if text.isdecimal() else -1
-
-
-def _index_set(text: object) -> set[int]:
-    """Completion indexes written as Kubernetes does (``"0,2-4"``)."""
-    indexes: set[int] = set()
-    for part in str(text or "").split(","):
-        low, _, high = part.strip().partition("-")
-        if low.isdecimal() and (not high or high.isdecimal()):
-            indexes |= set(range(int(low), int(high or low) + 1))
-    return indexes
-
-
-def _success_rule_met(rule: Mapping[str, Any], done: set[int]) -> bool:
-    """A Job successPolicy rule: its indexes succeeded (``succeededCount`` of them, or all)."""
-    wanted = _index_set(rule["succeededIndexes"]) if "succeededIndexes" in rule else None
-    among = done & wanted if wanted is not None else done
-    count = rule.get("succeededCount")
-    if count is None:
-        return wanted is not None and wanted <= done
-    return len(among) >= int(count)
-
-
-def _indexed(template: Mapping[str, Any], job: str, index: int) -> dict[str, Any]:
-    """The pod template of one completion index, as the Job controller makes it."""
-    pod: dict[str, Any] = copy.deepcopy(dict(template))
-    meta = pod.setdefault("metadata", {})
-    meta["annotations"] = {**(meta.get("annotations") or {}), COMPLETION_INDEX: str(index)}
-    spec = pod.setdefault("spec", {})
-    spec.setdefault("hostname", f"{job}-{index}")
-    env = {
-        "name": "JOB_COMPLETION_INDEX",
-        "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}},
-    }
-    for container in spec.get("containers") or ():
-        container["env"] = [env, *(container.get("env") or ())]  # first: the others may name it
-    return pod
-
-
-def _condition(type_: str, reason: str, message: str) -> dict[str, Any]:
-    stamp = now_rfc3339()
-    return {
-        "type": type_,
-        "status": "True",
-        "reason": reason,
-        "message": message,
-        "lastProbeTime": stamp,
-        "lastTransitionTime": stamp,
-    }
-
-
-def _seconds_since(timestamp: str) -> float | None:
-    if not timestamp:
-        return None
-    then = datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    return (datetime.datetime.now(datetime.UTC) - then).total_seconds()
