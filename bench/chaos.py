@@ -65,7 +65,7 @@ from relearn_sandbox import demo_loop
 from relearn_sandbox.audit import OPERATOR
 from relearn_sandbox.cluster import SandboxConfig, SandboxThread
 from relearn_sandbox.demo import kubectl
-from relearn_sandbox.kubelet import pod_url
+from relearn_sandbox.ports import pod_url
 from relearn_sandbox.processes import start_operator, stop_operator
 from relearn_sandbox.testing import install_crds
 

@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integ
 from ab_server import GROUP, MODEL, VERSION, experiment, finish, load, serving, versions
 from relearn.core import health
 from relearn_sandbox.cluster import SandboxConfig, SandboxThread
-from relearn_sandbox.kubelet import pod_url
+from relearn_sandbox.ports import pod_url
 from relearn_sandbox.processes import start_operator, stop_operator
 from relearn_sandbox.testing import install_crds, wait_for
 

@@ -5,7 +5,9 @@
   (:mod:`.patching`), selectors (:mod:`.selectors`) and Table output
   (:mod:`.tables`);
 - :mod:`.kubelet`: Deployments and Jobs run as local processes, Services get
-  Endpoints, pod logs are served;
+  Endpoints, pod logs are served: it runs :mod:`.controllers` and the process
+  runtime (:mod:`.runtime`, :mod:`.environment`; :mod:`.ports` says where a
+  pod listens);
 - :mod:`.gateway`: HTTPRoute weights over those processes;
 - :mod:`.prometheus`: a real Prometheus scraping the pods;
 - :mod:`.cluster`: all of it together, and the kubeconfig for clients.

@@ -34,9 +34,9 @@ from relearn.api.openapi import FieldError
 from relearn_sandbox import errors, protobuf, tables
 from relearn_sandbox.audit import ADMIN, ApiCall, Audit, verb_of
 from relearn_sandbox.errors import ApiError
-from relearn_sandbox.kubelet import PORTS_ANNOTATION
 from relearn_sandbox.patching import APPLY_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, PatchError, apply_patch
 from relearn_sandbox.podlogs import LogOptions
+from relearn_sandbox.ports import PORTS_ANNOTATION
 from relearn_sandbox.resources import ResourceType
 from relearn_sandbox.selectors import SelectorError, parse_field_selector, parse_label_selector
 from relearn_sandbox.store import Store, Watch

@@ -37,8 +37,8 @@ from kubernetes import client
 from relearn.serving import histogram_counts
 
 from relearn_sandbox.cluster import TRAINER_IMAGE
-from relearn_sandbox.kubelet import pod_url
 from relearn_sandbox.manifests import served_model
+from relearn_sandbox.ports import pod_url
 from relearn_sandbox.waiting import condition, wait_for
 
 GROUP, VERSION = "relearn.dev", "v1alpha1"

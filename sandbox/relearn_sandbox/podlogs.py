@@ -1,7 +1,7 @@
 """``kubectl logs`` options and what they select from a container's output.
 
 :mod:`.apiserver` parses the query of ``pods/NAME/log`` into
-:class:`LogOptions`; :meth:`.kubelet.Kubelet.logs` keeps each container run's
+:class:`LogOptions`; :meth:`.runtime.ProcessRuntime.logs` keeps each container run's
 output with the time each line arrived (:class:`TimedLog`) and applies them
 with :func:`select`, as the kubelet does from its CRI log files.
 """

@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from relearn_sandbox.kubelet import PORTS_ANNOTATION
+from relearn_sandbox.ports import PORTS_ANNOTATION
 from relearn_sandbox.processes import die_with_parent, free_port, terminate_group
 
 INSTALL_HINT = (

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
-from relearn_sandbox.kubelet import pod_url
 from relearn_sandbox.manifests import served_model
+from relearn_sandbox.ports import pod_url
 from relearn_sandbox.processes import start_operator, stop_operator
 from relearn_sandbox.testing import ControlPlane, wait_for
 

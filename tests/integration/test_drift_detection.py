@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 from model_server import baseline_features, model_server
-from relearn_sandbox.kubelet import pod_url
+from relearn_sandbox.ports import pod_url
 from relearn_sandbox.processes import start_operator, stop_operator
 from relearn_sandbox.testing import ControlPlane, condition, wait_for
 

@@ -26,7 +26,7 @@ import yaml
 from kubernetes import client
 from relearn_sandbox import demo_loop
 from relearn_sandbox.audit import OPERATOR, ApiCall, Grant
-from relearn_sandbox.kubelet import pod_url
+from relearn_sandbox.ports import pod_url
 from relearn_sandbox.processes import start_operator, stop_operator
 from relearn_sandbox.testing import ControlPlane, wait_for
 

@@ -26,7 +26,7 @@ from ab_server import (
     relearn,
 )
 from kubernetes import client
-from relearn_sandbox.kubelet import pod_url
+from relearn_sandbox.ports import pod_url
 from relearn_sandbox.testing import ControlPlane, condition, wait_for
 
 

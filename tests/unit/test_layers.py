@@ -37,7 +37,14 @@ def lint_imports(operator_dir: Path) -> subprocess.CompletedProcess[str]:
 def copy_with(tmp_path: Path, module: str, line: str) -> Path:
     tree = tmp_path / "operator"
     shutil.copytree(ROOT / "operator" / "relearn", tree / "relearn", ignore=shutil.ignore_patterns("__pycache__"))
-    path = tree / "relearn" / module
+    if module.startswith("relearn_sandbox/"):
+        # The copy comes before ROOT/sandbox on the PYTHONPATH, so it is the one analysed.
+        shutil.copytree(
+            ROOT / "sandbox" / "relearn_sandbox", tree / "relearn_sandbox", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        path = tree / module
+    else:
+        path = tree / "relearn" / module
     path.write_text(path.read_text() + f"\n{line}\n")
     return tree
 
@@ -80,6 +87,18 @@ def test_the_tree_keeps_every_layering_contract() -> None:
             "from relearn.handlers.experiments import daemon",
             "handlers.experiments: one module per phase, imports pointing down",
             id="phase-module-imports-upwards",
+        ),
+        pytest.param(
+            "relearn_sandbox/controllers/jobs.py",
+            "from relearn_sandbox import processes",
+            "the sandbox's controllers start no processes: API objects only",
+            id="sandbox-controller-starts-processes",
+        ),
+        pytest.param(
+            "relearn_sandbox/runtime.py",
+            "from relearn_sandbox.controllers import objects",
+            "sandbox: kubelet > controllers | runtime > environment | ports",
+            id="sandbox-runtime-imports-a-controller",
         ),
     ],
 )
