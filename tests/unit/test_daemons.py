@@ -217,6 +217,62 @@ async def test_a_turn_failing_unexpectedly_is_recorded_and_the_experiment_daemon
     assert (condition(stored, "ChallengerReady") or {}).get("reason") == "ModelVersionNotFound"
 
 
+class CountingStopped(Stopped):
+    """kopf's DaemonStopped that records the wait of every pause and returns
+    at once (no real sleep), and stops the daemon after ``pauses`` of them."""
+
+    def __init__(self, pauses: int) -> None:
+        super().__init__()
+        self.asked: list[float | None] = []
+        self.pauses = pauses
+
+    async def wait(self, timeout: float | None = None) -> None:
+        self.asked.append(timeout)
+        if len(self.asked) >= self.pauses:
+            self.set()
+        await asyncio.sleep(0)
+
+
+async def test_an_experiment_whose_deployment_does_not_exist_looks_again_less_and_less_often() -> None:
+    kube = FakeKube()
+    champion_version(kube)
+    kube.add(
+        "modelversions",
+        {
+            "metadata": {"name": "ranker-1.1.0"},
+            "spec": {
+                "model": "ranker",
+                "version": "1.1.0",
+                "baseModel": {"uri": "/models/base"},
+                "adapter": {"uri": "/adapters/1.1.0", "sha256": "a" * 64},
+            },
+        },
+    )
+    body = kube.add(
+        "abexperiments",
+        {
+            "metadata": {"name": "ranker-1.1.0", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"model": "ranker", "challenger": "1.1.0", "workload": {"name": "ranker"}},
+        },
+    )
+    stopped = CountingStopped(pauses=6)
+    meta = body["metadata"]
+    run = daemon.run(
+        stopped=stopped,
+        name=meta["name"],
+        namespace=meta["namespace"],
+        uid=meta["uid"],
+        body=kopf.Body(copy.deepcopy(body)),
+        memo={"kube": kube, "prometheus_url": None},
+        logger=LOGGER,
+    )
+    await asyncio.wait_for(run, 10)
+    stored = kube.objects[("abexperiments", "default", "ranker-1.1.0")]
+    assert (condition(stored, "ChallengerReady") or {}).get("reason") == "WorkloadNotFound"
+    # 10 s, then doubling to the 60 s safety poll: a thousand such experiments cost a look a minute each.
+    assert stopped.asked == [10.0, 20.0, 40.0, 60.0, 60.0, 60.0]
+
+
 def promoted_experiment(kube: FakeKube, url: str) -> dict[str, Any]:
     """1.1.0 promoted 10 s ago with 970 of 1000 correct, its Deployment available."""
     for version, phase in (("1.0.0", "Archived"), ("1.1.0", "Champion")):

@@ -7,7 +7,7 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from relearn.core.schedule import next_due, phase
+from relearn.core.schedule import backoff, next_due, phase
 from relearn.errors import InvalidSetting
 
 keys = st.text(min_size=1, max_size=40)
@@ -73,3 +73,27 @@ def test_an_interval_that_is_not_a_positive_number_is_refused(interval: float) -
 def test_a_clock_that_is_not_finite_is_refused(key: str, interval: float, now: float) -> None:
     with pytest.raises(InvalidSetting):
         next_due(key, interval, now)
+
+
+@given(
+    base=st.floats(min_value=0.001, max_value=1e6),
+    cap=st.floats(min_value=0.001, max_value=1e6),
+    repeats=st.integers(min_value=0, max_value=10_000),
+)
+def test_a_backed_off_wait_starts_at_the_base_grows_and_never_passes_the_cap(
+    base: float, cap: float, repeats: int
+) -> None:
+    wait = backoff(base, cap, repeats)
+    assert base <= wait <= max(base, cap)
+    assert backoff(base, cap, repeats + 1) >= wait
+    assert backoff(base, cap, 0) == base
+
+
+def test_a_missing_workload_is_looked_at_after_10_20_40_then_every_60_seconds() -> None:
+    assert [backoff(10.0, 60.0, k) for k in range(6)] == [10.0, 20.0, 40.0, 60.0, 60.0, 60.0]
+
+
+@pytest.mark.parametrize(("base", "cap", "repeats"), [(0.0, 60.0, 1), (10.0, math.inf, 1), (10.0, 60.0, -1)])
+def test_a_backoff_of_impossible_numbers_is_a_typed_error(base: float, cap: float, repeats: int) -> None:
+    with pytest.raises(InvalidSetting):
+        backoff(base, cap, repeats)

@@ -10,6 +10,9 @@ one interval after the previous slot, skipping slots a slow check missed
 rather than bunching them. Pure: the clock's reading is passed in. Used by
 the DriftPolicy daemon (:mod:`relearn.handlers.drift`) and the ABExperiment
 daemon's Progressing looks (:mod:`relearn.handlers.experiments.daemon`).
+
+:func:`backoff`: how long an experiment waiting on something a person has to
+fix (its Deployment, its Service) waits before it looks again.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import math
 
 from relearn.errors import InvalidSetting
 
-__all__ = ["next_due", "phase"]
+__all__ = ["backoff", "next_due", "phase"]
 
 
 def _checked_interval(interval: float) -> float:
@@ -54,3 +57,14 @@ def next_due(key: str, interval: float, now: float, previous: float | None = Non
     while due <= now:  # rounding at huge clock readings
         due = math.nextafter(due + interval, math.inf)
     return due
+
+
+def backoff(base: float, cap: float, repeats: int) -> float:
+    """The wait before looking again at something still missing after
+    ``repeats`` looks in a row found it missing: ``base`` doubling each time,
+    at most ``cap`` (a thousand experiments waiting on Deployments that do
+    not exist cost a look a minute each, not one every ``base`` seconds)."""
+    base, cap = _checked_interval(base), _checked_interval(cap)
+    if repeats < 0:
+        raise InvalidSetting(f"repeats counts looks, it cannot be {repeats!r}")
+    return min(max(base, cap), base * 2.0 ** min(repeats, 64))

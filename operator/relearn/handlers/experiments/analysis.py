@@ -461,6 +461,7 @@ async def advance_experiment(ctx: Context, outcome: Outcome) -> float:
         outcome.condition(CHALLENGER_READY, "False", waiting.reason, waiting.message)
         outcome.status.setdefault("phase", phase)
         ctx.waits_for_change = waiting.reason in WAITS_FOR_CHANGE
+        ctx.waiting_on = waiting.reason
         return FIX_POLL
     outcome.status["workloads"] = Workloads(
         champion=split.champion.deployment, challenger=split.challenger.deployment

@@ -36,7 +36,7 @@ from relearn.metrics import EXPERIMENT_WEIGHT
 
 PLURAL = "abexperiments"
 PENDING_POLL = 2.0  # seconds between looks while the challenger starts
-FIX_POLL = 10.0  # seconds between looks while the spec names something missing
+FIX_POLL = 10.0  # seconds before the first look again while the spec names something missing (then backed off)
 # Waits that a change to the model's ModelVersions or experiments ends: the
 # daemon waits for that change (relearn.handlers.lookups.Wakeups), with a slow
 # safety poll, instead of polling every FIX_POLL.
@@ -84,6 +84,7 @@ class Context:
     lookup: Lookup | None = None  # the model's versions and experiments (kopf's indexes); None: list them
     slots: Slots | None = None  # the looks' schedule (spread, period kept); None: a full interval after each
     waits_for_change: bool = False  # set by a turn whose Wait a change to the model's objects ends
+    waiting_on: str | None = None  # the reason of a turn's Wait for something to be fixed (backed off)
 
     @property
     def name(self) -> str:

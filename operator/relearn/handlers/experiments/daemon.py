@@ -22,6 +22,7 @@ from relearn.adapters.routers import RouterError
 from relearn.api import GROUP, VERSION
 from relearn.api.abexperiment import ABExperimentSpec, ABExperimentStatus
 from relearn.core import experiment as judging
+from relearn.core import schedule
 from relearn.core.consent import Allowlist
 from relearn.handlers.experiments import rollback
 from relearn.handlers.experiments.analysis import advance_experiment
@@ -72,6 +73,7 @@ async def run(
     wakeups: Wakeups | None = memo.get("wakeups")
     woken: asyncio.Event | None = None  # armed before a turn's reads, so no change is missed
     waits_for_change = False
+    missing: tuple[str | None, int] = (None, 0)  # what the last looks found missing, and how many in a row
 
     async def pause(wait: float) -> None:
         if woken is not None and waits_for_change:
@@ -84,7 +86,7 @@ async def run(
             return await step()
 
     async def step() -> float | None:
-        nonlocal status, woken, waits_for_change
+        nonlocal status, woken, waits_for_change, missing
         waits_for_change = False
         try:
             spec = ABExperimentSpec.model_validate(dict(body.spec))
@@ -123,7 +125,12 @@ async def run(
                 logger.warning("experiment turn not finished, retrying: %s", error.reason)
                 wait = PENDING_POLL
         waits_for_change = ctx.waits_for_change
-        return wait
+        if ctx.waiting_on is None or waits_for_change or wait is None:
+            missing = (None, 0)
+            return wait
+        # Something a person has to fix (a Deployment or Service that does not exist): looked at less and less often.
+        missing = (ctx.waiting_on, missing[1] + 1 if missing[0] == ctx.waiting_on else 0)
+        return schedule.backoff(wait, SAFETY_POLL, missing[1])
 
     try:
         await keep_turning(stopped, guard, turn, pause)
