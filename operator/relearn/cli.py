@@ -330,8 +330,11 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
     from prometheus_client import start_http_server
 
+    from relearn import allocator
     from relearn.core.sharding import parse_shard
     from relearn.handlers import build_registry
+
+    allocator.limit_arenas()  # before any thread starts (relearn.allocator)
 
     log_format = {"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}
     kopf.configure(verbose=args.verbose, log_format=log_format[args.log_format])

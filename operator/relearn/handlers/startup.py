@@ -2,17 +2,21 @@
 
 kopf keeps its handler progress and last-handled spec in annotations under
 ``relearn.dev`` (structural schemas would prune a ``status.kopf`` field), and
-posts Events from Normal level up.
+posts Events from Normal level up. The heap is trimmed every minute
+(:mod:`relearn.allocator`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from typing import Any
 
 import kopf
 
+from relearn import allocator
 from relearn.adapters.kube import KubeClient
 from relearn.core.consent import Allowlist
 
@@ -51,5 +55,19 @@ def exact_namespaces(namespaces: str) -> bool:
     return bool(names) and not any(set(n) & set("*?[]!") for n in names)
 
 
+async def start_trimming(memo: kopf.Memo, **_: Any) -> None:
+    memo["heap_trim"] = asyncio.create_task(allocator.keep_trimming(), name="relearn-heap-trim")
+
+
+async def stop_trimming(memo: kopf.Memo, **_: Any) -> None:
+    task: asyncio.Task[None] | None = memo.get("heap_trim")
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def register(registry: kopf.OperatorRegistry) -> None:
     kopf.on.startup(registry=registry)(configure)
+    kopf.on.startup(registry=registry, id="heap-trim")(start_trimming)
+    kopf.on.cleanup(registry=registry, id="heap-trim")(stop_trimming)
