@@ -53,7 +53,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +66,7 @@ from relearn_sandbox.cluster import SandboxConfig, SandboxThread
 from relearn_sandbox.demo import kubectl
 from relearn_sandbox.ports import pod_url
 from relearn_sandbox.processes import start_operator, stop_operator
+from relearn_sandbox.servers import fail_requests
 from relearn_sandbox.testing import install_crds
 
 GROUP, VERSION, MODEL = "relearn.dev", "v1alpha1", demo_loop.MODEL
@@ -330,13 +330,7 @@ def one_loop(api: client.ApiClient, sandbox: Any, faults: Faults, workdir: Path,
                 bool,
                 120,
             )[0]
-            fault = urllib.request.Request(
-                f"{pod_url(pod.metadata.annotations)}/admin/fault",
-                data=b'{"failing": true}',
-                method="POST",
-                headers={"Content-Type": "application/json"},
-            )
-            urllib.request.urlopen(fault, timeout=10)
+            fail_requests(pod_url(pod.metadata.annotations))
             poll(
                 experiments,
                 lambda xs: any(

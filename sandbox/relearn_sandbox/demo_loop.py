@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import time
-import urllib.request
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -39,6 +38,7 @@ from relearn.serving import histogram_counts
 from relearn_sandbox.cluster import TRAINER_IMAGE
 from relearn_sandbox.manifests import served_model
 from relearn_sandbox.ports import pod_url
+from relearn_sandbox.servers import fail_requests
 from relearn_sandbox.waiting import condition, wait_for
 
 GROUP, VERSION = "relearn.dev", "v1alpha1"
@@ -425,14 +425,7 @@ def run_loop(
                 .list_namespaced_pod(namespace, label_selector=f"relearn.dev/version={record['modelVersion']}")
                 .items[0]
             )
-            url = pod_url(pod.metadata.annotations)
-            fault = urllib.request.Request(
-                f"{url}/admin/fault",
-                data=b'{"failing": true}',
-                method="POST",
-                headers={"Content-Type": "application/json"},
-            )
-            urllib.request.urlopen(fault, timeout=10)
+            fail_requests(pod_url(pod.metadata.annotations))
             injected = time.monotonic()
         with step("health checks fail: automatic rollback to 1.0.0"):
             rolled = experiment(lambda s: s.get("phase") == "RolledBack", "phase RolledBack", timeout=120)

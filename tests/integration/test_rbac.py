@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from relearn_sandbox import demo_loop
 from relearn_sandbox.audit import OPERATOR, ApiCall, Grant
 from relearn_sandbox.ports import pod_url
 from relearn_sandbox.processes import start_operator, stop_operator
+from relearn_sandbox.servers import fail_requests
 from relearn_sandbox.testing import ControlPlane, wait_for
 
 GROUP, VERSION, MODEL = "relearn.dev", "v1alpha1", demo_loop.MODEL
@@ -124,13 +124,7 @@ def the_loop(api: client.ApiClient, kubeconfig: Path, namespace: str, workdir: P
         version = done["status"]["lastRetraining"]["modelVersion"]
         experiment(lambda s: (s.get("health") or {}).get("lastCheckTime") is not None)
         pod = core.list_namespaced_pod(namespace, label_selector=f"relearn.dev/version={version}").items[0]
-        fault = urllib.request.Request(
-            f"{pod_url(pod.metadata.annotations)}/admin/fault",
-            data=b'{"failing": true}',
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        urllib.request.urlopen(fault, timeout=10)
+        fail_requests(pod_url(pod.metadata.annotations))
         experiment(lambda s: s.get("phase") == "RolledBack", 120)
 
 
