@@ -151,6 +151,30 @@ def experiments(
         raise TimeoutError(f"experiment status after {timeout}s: {json.dumps(last.get('status'), indent=1)}") from None
 
 
+def started(
+    custom: client.CustomObjectsApi, namespace: str, body: dict[str, Any], *, stage: str | None = None
+) -> dict[str, Any]:
+    """Create the experiment ``body``; it once Progressing (or in ``stage``)."""
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "abexperiments", body)
+
+    def there(experiment: dict[str, Any]) -> bool:
+        status = experiment.get("status") or {}
+        return bool(status.get("stage") == stage if stage else status.get("phase") == "Progressing")
+
+    return experiments(custom, namespace, there)
+
+
+def under_load(
+    generator: subprocess.Popen[str], custom: client.CustomObjectsApi, namespace: str, phase: str, timeout: float
+) -> dict[str, Any]:
+    """The experiment once in ``phase`` while ``generator`` sends it traffic;
+    the load stopped (and reaped) whatever happens."""
+    try:
+        return experiments(custom, namespace, lambda a: (a.get("status") or {}).get("phase") == phase, timeout)
+    finally:
+        finish(generator, stop=True)
+
+
 def phase_of(custom: client.CustomObjectsApi, namespace: str, version: str) -> str:
     mv = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "modelversions", f"{MODEL}-{version}")
     return str((mv.get("status") or {}).get("phase"))

@@ -27,6 +27,8 @@ from ab_server import (
     phase_of,
     recorded_champion,
     relearn,
+    started,
+    under_load,
 )
 from kubernetes import client
 from relearn_sandbox.testing import ControlPlane, condition, wait_for
@@ -36,10 +38,7 @@ from relearn_sandbox.testing import ControlPlane, condition, wait_for
 def test_better_challenger_is_promoted_on_live_traffic(served: str, api_client: client.ApiClient, sandbox: Any) -> None:
     namespace = served.namespace
     custom, core, apps = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client), client.AppsV1Api(api_client)
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, "abexperiments", experiment(sandbox.prometheus_url)
-    )
-    running = experiments(custom, namespace, lambda a: (a.get("status") or {}).get("phase") == "Progressing")
+    running = started(custom, namespace, experiment(sandbox.prometheus_url))
     assert running["status"]["weights"] == {"champion": 60, "challenger": 40}
     assert condition(running, "ChallengerReady")
     challenger = apps.read_namespaced_deployment(f"{MODEL}-1-1-0", namespace)
@@ -58,11 +57,7 @@ def test_better_challenger_is_promoted_on_live_traffic(served: str, api_client: 
     measured = 100 * backends.get(f"{MODEL}-1-1-0", 0) / 2000
     assert abs(measured - 40) <= 3, f"challenger got {measured:.1f}% of requests at weight 40"
 
-    generator = load(sandbox.gateway_url, f"{MODEL}.test", seconds=180)
-    try:
-        promoted = experiments(custom, namespace, lambda a: a["status"].get("phase") == "Promoted", timeout=180)
-    finally:
-        finish(generator, stop=True)
+    promoted = under_load(load(sandbox.gateway_url, f"{MODEL}.test", seconds=180), custom, namespace, "Promoted", 180)
     status = promoted["status"]
     assert status["decision"]["outcome"] == "Promote"
     assert status["weights"] == {"champion": 0, "challenger": 100}
@@ -177,10 +172,7 @@ def test_abort_and_deletion_send_all_traffic_back_to_the_champion(
     original = [{"name": MODEL, "port": 80, "weight": 100}]
     name = f"{MODEL}-1.1.0"
 
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, "abexperiments", experiment(sandbox.prometheus_url)
-    )
-    experiments(custom, namespace, lambda a: (a.get("status") or {}).get("phase") == "Progressing")
+    started(custom, namespace, experiment(sandbox.prometheus_url))
     assert len(route_of()) == 2
     for _ in range(2):  # idempotent
         aborted = relearn(control_plane, "abort", name, "-n", namespace)
@@ -203,10 +195,7 @@ def test_abort_and_deletion_send_all_traffic_back_to_the_champion(
     set_route(custom, namespace, original)
 
     # Deleting a running experiment aborts it too: the finalizer restores routing.
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, "abexperiments", experiment(sandbox.prometheus_url)
-    )
-    experiments(custom, namespace, lambda a: (a.get("status") or {}).get("phase") == "Progressing")
+    started(custom, namespace, experiment(sandbox.prometheus_url))
     running_route = route_of()
     assert len(running_route) == 2
 
@@ -283,10 +272,7 @@ def test_a_route_reapplied_from_git_during_an_experiment_is_restored_within_an_i
 ) -> None:
     namespace = served.namespace
     custom, core = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, "abexperiments", experiment(sandbox.prometheus_url)
-    )
-    experiments(custom, namespace, lambda a: (a.get("status") or {}).get("phase") == "Progressing")
+    started(custom, namespace, experiment(sandbox.prometheus_url))
     set_route(custom, namespace, [{"name": MODEL, "port": 80, "weight": 100}])  # Git's route, kubectl apply'd
 
     def restored(route: dict[str, Any]) -> bool:
@@ -329,13 +315,7 @@ def test_far_worse_challenger_is_rejected_at_the_first_look_the_gates_allow(
     custom.create_namespaced_custom_object(
         GROUP, VERSION, namespace, "abexperiments", experiment(sandbox.prometheus_url, minSamplesPerArm=gate)
     )
-    generator = load(sandbox.gateway_url, f"{MODEL}.test", seconds=120)
-    try:
-        rejected = experiments(
-            custom, namespace, lambda a: (a.get("status") or {}).get("phase") == "Rejected", timeout=120
-        )
-    finally:
-        finish(generator, stop=True)
+    rejected = under_load(load(sandbox.gateway_url, f"{MODEL}.test", seconds=120), custom, namespace, "Rejected", 120)
     status = rejected["status"]
     assert status["decision"]["outcome"] == "Reject"
     # decided as soon as both arms passed the gate: one 2 s look's worth of traffic later at most
@@ -394,10 +374,7 @@ def test_a_router_ignoring_its_weights_trips_the_sample_ratio_guard_and_holds_th
 ) -> None:
     namespace = served.namespace
     custom, core = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, "abexperiments", experiment(sandbox.prometheus_url)
-    )
-    experiments(custom, namespace, lambda a: (a.get("status") or {}).get("phase") == "Progressing")
+    started(custom, namespace, experiment(sandbox.prometheus_url))
     monkeypatch.setattr(sandbox.gateway, "rng", IgnoresWeights())  # reports 60/40, sends 50/50
     generator = load(sandbox.gateway_url, f"{MODEL}.test", seconds=120)
     try:

@@ -12,7 +12,17 @@ import json
 from typing import Any
 
 import pytest
-from ab_server import GROUP, MODEL, VERSION, Served, experiment, experiments, feedback_counters, finish, paired_load
+from ab_server import (
+    MODEL,
+    Served,
+    experiment,
+    experiments,
+    feedback_counters,
+    finish,
+    paired_load,
+    started,
+    under_load,
+)
 from kubernetes import client
 
 # champion right on u < 0.85, challenger on 0.02 <= u < 0.92: b = 0.02, c = 0.07 of labelled requests
@@ -31,10 +41,7 @@ def test_a_shadow_stage_on_mirrored_requests_decides_then_the_live_test_starts(
 ) -> None:
     namespace = served.namespace
     custom, core = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, "abexperiments", shadow_experiment(sandbox.prometheus_url)
-    )
-    shadowing = experiments(custom, namespace, lambda a: (a.get("status") or {}).get("stage") == "Shadow")
+    shadowing = started(custom, namespace, shadow_experiment(sandbox.prometheus_url), stage="Shadow")
     assert shadowing["status"]["weights"] == {"champion": 100, "challenger": 0}
     assert shadowing["status"]["shadow"]["mirror"] == 100
     route = custom.get_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace, "httproutes", MODEL)
@@ -82,15 +89,10 @@ def test_a_shadow_only_experiment_promotes_straight_after_its_shadow_stage(
 ) -> None:
     namespace = served.namespace
     custom = client.CustomObjectsApi(api_client)
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, "abexperiments", shadow_experiment(sandbox.prometheus_url, live=False)
+    started(custom, namespace, shadow_experiment(sandbox.prometheus_url, live=False), stage="Shadow")
+    promoted = under_load(
+        paired_load(sandbox.gateway_url, f"{MODEL}.test", seconds=180), custom, namespace, "Promoted", 180
     )
-    experiments(custom, namespace, lambda a: (a.get("status") or {}).get("stage") == "Shadow")
-    generator = paired_load(sandbox.gateway_url, f"{MODEL}.test", seconds=180)
-    try:
-        promoted = experiments(custom, namespace, lambda a: a["status"].get("phase") == "Promoted", timeout=180)
-    finally:
-        finish(generator, stop=True)
     status = promoted["status"]
     assert status["decision"]["outcome"] == "Promote"
     assert status["decision"]["message"].startswith("shadow only")
