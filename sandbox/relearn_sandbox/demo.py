@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from relearn_sandbox import control
+from relearn_sandbox.interrupts import Interrupts
 from relearn_sandbox.processes import free_port, start_operator, stop_operator
 from relearn_sandbox.prometheus import scrape_operator
 from relearn_sandbox.waiting import condition, established, wait_for
@@ -292,6 +293,14 @@ def _report(
 
 
 def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = None) -> int:
+    """The whole loop in a sandbox of its own, step by step; 0 when every
+    step happened. Ctrl-C stops it and everything it started
+    (:class:`~relearn_sandbox.interrupts.Interrupts`: even one Python drops)."""
+    with Interrupts() as interrupts:
+        return _run_demo(workdir, keep=keep, console=console, interrupts=interrupts)
+
+
+def _run_demo(workdir: Path, *, keep: bool, console: Console | None, interrupts: Interrupts) -> int:
     # Wide enough for `kubectl get` lines when the output is not a terminal.
     console = console or Console(width=None if sys.stdout.isatty() else 160)
     workdir = workdir.resolve()  # the model's paths go to pods, which run in folders of their own
@@ -397,6 +406,7 @@ def run_demo(workdir: Path, *, keep: bool = False, console: Console | None = Non
         )
         return 1
     finally:
+        interrupts.settle()  # the clean-up below runs to its end
         if api is not None:
             api.close()
         if keep and operator is not None:
