@@ -22,6 +22,7 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import os
 
 __all__ = ["ARENAS", "TRIM_INTERVAL", "keep_trimming", "limit_arenas", "trim"]
 
@@ -47,7 +48,10 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 def limit_arenas(arenas: int = ARENAS) -> bool:
-    """At most ``arenas`` malloc arenas (call before threads start); whether it took."""
+    """At most ``arenas`` malloc arenas (call before threads start); whether
+    it took. A ``MALLOC_ARENA_MAX`` the person set wins: left as it is."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
     libc = _glibc()
     return bool(libc is not None and libc.mallopt(M_ARENA_MAX, arenas) == 1)
 
@@ -65,4 +69,4 @@ async def keep_trimming(interval: float = TRIM_INTERVAL) -> None:
         return
     while True:
         await asyncio.sleep(interval)
-        trim()
+        await asyncio.to_thread(trim)  # a large heap's walk stays off the event loop

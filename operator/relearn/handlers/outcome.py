@@ -45,12 +45,12 @@ class Outcome:
     notification: Notification | None = None
 
     def condition(self, type_: ConditionType, status: ConditionStatus, reason: str, message: str) -> None:
-        """Set a condition (its message cut to the 1000 characters the API keeps readable)."""
-        self.conditions.append(ConditionUpdate(type_, status, reason, message[:1000]))
+        """Set a condition (as given: set_condition applies the CRD's message limit)."""
+        self.conditions.append(ConditionUpdate(type_, status, reason, message))
 
     def event(self, type_: EventType, reason: str, message: str) -> None:
         """Post an Event."""
-        self.events.append(EventRecord(type_, reason, message[:1000]))
+        self.events.append(EventRecord(type_, reason, message))
 
     def notify(self, decision: str, message: str) -> None:
         """Announce a decision to the webhooks."""

@@ -37,7 +37,7 @@ class Progress:
         self.events: list[EventRecord] = []
 
     def event(self, type_: EventType, reason: str, message: str) -> None:
-        self.events.append(EventRecord(type_, reason, message[:1000]))
+        self.events.append(EventRecord(type_, reason, message))
 
     def set(self, **changes: Any) -> None:
         self.record = self.record.model_copy(update=changes)
